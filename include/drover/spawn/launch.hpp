@@ -1,0 +1,78 @@
+// launch: the synchronous spawn path — prepare a spec once, clone3 children from it, learn
+// whether execve succeeded, reap. No event loop here; the process layer builds on it.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+
+#include "drover/spawn/exit_status.hpp"
+#include "drover/spawn/spawn_error.hpp"
+#include "drover/spawn/spawn_spec.hpp"
+#include "drover/spawn/timings.hpp"
+#include "drover/sys/unique_fd.hpp"
+
+namespace drover {
+
+namespace detail {
+struct prepared_data;
+}
+
+/// A spawn_spec validated and turned into the arrays, strings and map texts the child will
+/// walk. Immutable and cheap to copy (shared); launch it any number of times, from any thread.
+class prepared_spawn {
+public:
+    /// Validates `spec` (throws spec_error naming the field) and prepares it.
+    explicit prepared_spawn(spawn_spec spec);
+    [[nodiscard]] const spawn_spec& spec() const noexcept;
+    [[nodiscard]] const detail::prepared_data& data() const noexcept { return *d_; }
+
+private:
+    std::shared_ptr<const detail::prepared_data> d_;
+};
+
+/// A child that clone3 created. Until `report` reaches EOF it may still be in setup.
+/// Owns its descriptors; the pidfd is what every later signal and wait goes through.
+struct launched_child {
+    pid_t pid = -1;
+    sys::unique_fd pidfd;
+    sys::unique_fd stdin_pipe;   ///< write end, if stdin was a pipe
+    sys::unique_fd stdout_pipe;  ///< read end, if stdout was a pipe
+    sys::unique_fd stderr_pipe;  ///< read end, if stderr was a pipe
+    sys::unique_fd report;       ///< read end of the child's close-on-exec report pipe
+    spawn_timings timings;
+};
+
+/// Size of one record on the report pipe; a reader needs at most two of them.
+inline constexpr std::size_t report_record_size = 24;
+inline constexpr std::size_t report_max_size = 2 * report_record_size;
+
+/// Phase 1: clone3 a child from `p` and, for a user namespace, write its id maps and let it
+/// go on. Returns false with `failure` filled if it could not; then no process and no
+/// descriptor is left behind. Safe to call from any thread (fork-style clone3; the child
+/// runs only async-signal-safe code until execve).
+bool launch(const prepared_spawn& p, launched_child& child, spawn_failure& failure);
+
+/// Phase 2: given everything read from `child.report` up to EOF (read at `eof_ns`), decide
+/// whether the child reached execve. On a failure the child has exited: it is reaped here,
+/// its descriptors closed, and false returned with `failure` filled.
+bool conclude(const prepared_spawn& p, launched_child& child, std::span<const std::byte> report,
+              std::int64_t eof_ns, spawn_failure& failure);
+
+/// Phase 2, blocking: reads the report pipe to EOF, then conclude().
+bool await_exec(const prepared_spawn& p, launched_child& child, spawn_failure& failure);
+
+/// Blocks until the child exits and reaps it through its pidfd (records both timestamps).
+exit_status wait_blocking(launched_child& child);
+
+/// launch + await_exec, throwing spawn_error. For simple synchronous callers.
+launched_child launch_sync(const prepared_spawn& p);
+
+/// Advice for a kernel refusal of `stage` with errno `err` (which sysctl, which limit), or
+/// an empty string if there is none to give.
+std::string kernel_advice(child_stage stage, int err, namespace_set requested);
+
+}  // namespace drover

@@ -1,0 +1,147 @@
+// spawn_spec: everything a child needs, as a plain value; validated before any process starts.
+#pragma once
+
+#include <sys/resource.h>
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "drover/spawn/namespaces.hpp"
+#include "drover/spawn/stages.hpp"
+
+namespace drover {
+
+/// One range of a user-namespace id map: ids inner..inner+count-1 inside are
+/// outer..outer+count-1 outside (the format of /proc/PID/uid_map).
+struct id_range {
+    std::uint32_t inner = 0;
+    std::uint32_t outer = 0;
+    std::uint32_t count = 1;
+    friend bool operator==(const id_range&, const id_range&) = default;
+};
+
+/// Parses "INNER:OUTER:COUNT" (COUNT may be omitted: 1). nullopt if malformed.
+std::optional<id_range> parse_id_range(std::string_view text);
+
+/// Where one of the child's standard streams goes.
+struct stdio {
+    enum class kind : std::uint8_t { inherit, null, pipe, fd };
+    kind how = kind::inherit;
+    int fd = -1;  ///< with kind::fd: a descriptor of the caller's, borrowed until spawn returns
+
+    static stdio inherit() { return {kind::inherit, -1}; }
+    static stdio null() { return {kind::null, -1}; }
+    static stdio pipe() { return {kind::pipe, -1}; }
+    static stdio from_fd(int fd) { return {kind::fd, fd}; }
+};
+
+/// A descriptor of the caller's to appear in the child as `child_fd` (e.g. a notify socket).
+struct fd_pass {
+    int child_fd = 3;
+    int parent_fd = -1;  ///< borrowed until spawn returns
+};
+
+/// Bind-mounts `source` on `target` (which must exist) in the child's mount namespace.
+struct bind_mount {
+    std::string source;
+    std::string target;
+    bool read_only = true;
+};
+
+/// Mounts a tmpfs on `target` (which must exist); `options` as for mount -o ("size=64m").
+struct tmpfs_mount {
+    std::string target;
+    std::string options;
+};
+
+/// setrlimit(resource, {soft, hard}) in the child.
+struct rlimit_setting {
+    int resource = RLIMIT_NOFILE;
+    rlim_t soft = RLIM_INFINITY;
+    rlim_t hard = RLIM_INFINITY;
+};
+
+/// "RLIMIT_NOFILE" for RLIMIT_NOFILE; parse_rlimit accepts "nofile" or "RLIMIT_NOFILE".
+std::string rlimit_name(int resource);
+std::optional<int> parse_rlimit(std::string_view name);
+
+/// The child's environment: inherited from the caller unless cleared, then edited.
+class environment {
+public:
+    /// Start from an empty environment instead of the caller's.
+    environment& clear() { clear_ = true; set_.clear(); return *this; }
+    /// Sets NAME=VALUE (replacing an inherited or earlier value).
+    environment& set(std::string name, std::string value);
+    /// Removes NAME.
+    environment& unset(std::string_view name);
+
+    [[nodiscard]] bool inherits() const noexcept { return !clear_; }
+    [[nodiscard]] bool unchanged() const noexcept { return !clear_ && set_.empty() && unset_.empty(); }
+    /// NAME=VALUE entries for the child, given the caller's environ.
+    [[nodiscard]] std::vector<std::string> materialize(char** caller_environ) const;
+    /// The value the child will see for NAME, if any.
+    [[nodiscard]] std::optional<std::string> lookup(std::string_view name, char** caller_environ) const;
+
+private:
+    bool clear_ = false;
+    std::vector<std::pair<std::string, std::string>> set_;
+    std::vector<std::string> unset_;
+};
+
+/// Everything about one child. A value type: copy it, keep it, spawn it many times.
+/// Descriptors in it are borrowed (not owned) and must stay open until the spawn returns.
+struct spawn_spec {
+    // What to run.
+    std::vector<std::string> argv;  ///< argv[0] is looked up in PATH unless it has a '/'
+    environment env;
+    std::string cwd;                ///< empty: the caller's working directory
+
+    // Isolation.
+    namespace_set namespaces;
+    std::vector<id_range> uid_map;  ///< with user: empty means caller's uid -> 0
+    std::vector<id_range> gid_map;  ///< with user: empty means caller's gid -> 0
+    std::string hostname;           ///< with uts
+    std::string domainname;         ///< with uts
+    std::optional<bool> mount_proc; ///< fresh /proc; default: on when pid and mnt are both set
+    std::vector<bind_mount> binds;  ///< with mnt
+    std::vector<tmpfs_mount> tmpfs; ///< with mnt
+    bool loopback_up = true;        ///< with net: bring `lo` up
+    std::chrono::nanoseconds monotonic_offset{0};  ///< with time
+    std::chrono::nanoseconds boottime_offset{0};   ///< with time
+
+    // Descriptors.
+    stdio in = stdio::inherit();
+    stdio out = stdio::inherit();
+    stdio err = stdio::inherit();
+    std::vector<fd_pass> pass_fds;  ///< every other descriptor is closed in the child
+
+    // Process attributes.
+    bool die_with_parent = true;    ///< PR_SET_PDEATHSIG(SIGKILL): gone when the spawning thread is
+    bool new_session = false;       ///< setsid(): also detaches from the terminal
+    bool no_new_privs = false;
+    std::vector<rlimit_setting> rlimits;
+    int cgroup_fd = -1;             ///< a cgroup v2 directory to start in (CLONE_INTO_CGROUP)
+
+    /// false: the child exits with 0 right after its setup, without execve (for measuring
+    /// namespace setup alone). argv may then be empty.
+    bool exec = true;
+
+    /// For tests: the child fails at this stage with EPERM instead of doing it.
+    child_stage inject_failure = child_stage::none;
+
+    /// Whether /proc will be mounted afresh.
+    [[nodiscard]] bool wants_proc() const {
+        return mount_proc.value_or(namespaces.has(ns::pid) && namespaces.has(ns::mnt));
+    }
+};
+
+/// Why `spec` cannot be spawned, naming the field ("hostname needs the uts namespace"), or
+/// an empty string if it can. Checks only what can be known without starting a process.
+std::string validate(const spawn_spec& spec);
+
+}  // namespace drover

@@ -1,0 +1,61 @@
+// The stages of a spawn, named, for errors ("setting hostname: …") and timings.
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+
+namespace drover {
+
+/// A step of the spawn path at which something can fail. Parent-side steps come first, then
+/// the child's steps in the order the child performs them.
+enum class child_stage : std::uint16_t {
+    none,
+    // in the parent
+    prepare,
+    pipes,
+    clone,
+    uid_map,
+    setgroups,
+    gid_map,
+    report,
+    // in the child, in order
+    wait_maps,
+    setsid,
+    pdeathsig,
+    mount_private,
+    mount_proc,
+    bind_mount,
+    remount_ro,
+    tmpfs,
+    hostname,
+    domainname,
+    loopback,
+    time_ns,
+    time_offsets,
+    rlimit,
+    no_new_privs,
+    chdir,
+    fds,
+    close_fds,
+    signals,
+    exec,
+};
+
+/// The child stages in execution order, for tests that inject a failure at each.
+inline constexpr child_stage child_stages[] = {
+    child_stage::wait_maps,  child_stage::setsid,       child_stage::pdeathsig,
+    child_stage::mount_private, child_stage::mount_proc, child_stage::bind_mount,
+    child_stage::remount_ro, child_stage::tmpfs,        child_stage::hostname,
+    child_stage::domainname, child_stage::loopback,     child_stage::time_ns,
+    child_stage::time_offsets, child_stage::rlimit,     child_stage::no_new_privs,
+    child_stage::chdir,      child_stage::fds,          child_stage::close_fds,
+    child_stage::signals,    child_stage::exec,
+};
+
+/// Short identifier ("hostname", "mount_proc").
+std::string_view stage_id(child_stage s) noexcept;
+
+/// What was being done, for people ("setting hostname").
+std::string_view stage_action(child_stage s) noexcept;
+
+}  // namespace drover

@@ -1,0 +1,88 @@
+// Thin wrappers over the Linux syscalls drover needs: one function per call, no policy.
+//
+// Each returns 0 / a value on success or a std::error_code carrying errno. Nothing here logs,
+// allocates or holds state, so the functions that say "async-signal-safe" may be called in a
+// child between clone3 and execve. Calls that glibc 2.36 lacks go through syscall(2); on a
+// kernel without them the error is ENOSYS.
+#pragma once
+
+#include <linux/sched.h>  // struct clone_args, CLONE_* (kernel >= 5.3 headers)
+#include <signal.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+
+#include <cstdint>
+#include <system_error>
+
+#include "drover/sys/result.hpp"
+#include "drover/sys/unique_fd.hpp"
+
+#ifndef CLONE_NEWTIME
+#define CLONE_NEWTIME 0x00000080
+#endif
+#ifndef CLONE_INTO_CGROUP
+#define CLONE_INTO_CGROUP 0x200000000ULL
+#endif
+
+namespace drover::sys {
+
+/// Arguments for clone3 in the fields drover uses; translated to struct clone_args.
+struct clone3_args {
+    std::uint64_t flags = 0;       ///< CLONE_* flags; CLONE_PIDFD is added by clone3().
+    int exit_signal = SIGCHLD;     ///< signal to the parent at exit; SIGCHLD keeps waitid simple
+    int cgroup_fd = -1;            ///< with CLONE_INTO_CGROUP: a cgroup v2 directory fd
+};
+
+/// What clone3 gives the parent: the child's pid (0 in the child) and its pidfd.
+struct clone3_result {
+    pid_t pid = -1;
+    int pidfd = -1;  ///< raw: the caller wraps it in unique_fd (the child must not own one)
+};
+
+/// clone3(2) with CLONE_PIDFD, fork-style (no CLONE_VM, no new stack). In the child,
+/// `pid` is 0 and only async-signal-safe code may follow. The pidfd is close-on-exec.
+clone3_result clone3(const clone3_args& args, std::error_code& ec) noexcept;
+
+/// pidfd_open(2): a close-on-exec pidfd for an existing child.
+result<unique_fd> pidfd_open(pid_t pid, unsigned flags = 0) noexcept;
+
+/// pidfd_send_signal(2): signal the process the pidfd refers to (never reused, unlike pids).
+std::error_code pidfd_send_signal(int pidfd, int sig) noexcept;
+
+/// waitid(P_PIDFD, pidfd, info, options). With WNOHANG and no change, info.si_pid is 0.
+std::error_code waitid_pidfd(int pidfd, siginfo_t& info, int options) noexcept;
+
+/// setns(2). Async-signal-safe.
+std::error_code setns(int fd, int nstype) noexcept;
+
+/// unshare(2). Async-signal-safe.
+std::error_code unshare(int flags) noexcept;
+
+/// mount(2). Async-signal-safe.
+std::error_code mount(const char* source, const char* target, const char* fstype,
+                      unsigned long flags, const void* data) noexcept;
+
+/// umount2(2). Async-signal-safe.
+std::error_code umount2(const char* target, int flags) noexcept;
+
+/// pivot_root(2). Async-signal-safe.
+std::error_code pivot_root(const char* new_root, const char* put_old) noexcept;
+
+/// close_range(2); with CLOSE_RANGE_CLOEXEC marks instead of closing. Async-signal-safe.
+std::error_code close_range(unsigned first, unsigned last, unsigned flags) noexcept;
+
+/// prctl(2) with up to four arguments. Async-signal-safe.
+std::error_code prctl(int option, unsigned long a2 = 0, unsigned long a3 = 0,
+                      unsigned long a4 = 0, unsigned long a5 = 0) noexcept;
+
+/// pipe2(2) with O_CLOEXEC always added: {read end, write end}.
+struct pipe_fds {
+    unique_fd read;
+    unique_fd write;
+};
+result<pipe_fds> pipe(int extra_flags = 0) noexcept;
+
+/// Reads the monotonic clock in nanoseconds (vDSO; async-signal-safe).
+std::int64_t monotonic_ns() noexcept;
+
+}  // namespace drover::sys

@@ -1,0 +1,118 @@
+// process: spawn on an executor, await the exec report and the exit through the pidfd.
+#include "drover/process/process.hpp"
+
+#include "drover/process/asio.hpp"
+#include <asio/use_awaitable.hpp>
+#include <asio/write.hpp>
+#include <cerrno>
+
+#include "drover/sys/syscalls.hpp"
+
+namespace drover {
+
+using asio::posix::stream_descriptor;
+
+struct process::state {
+    asio::any_io_executor ex;
+    pid_t pid = -1;
+    stream_descriptor pidfd;
+    std::optional<stream_descriptor> in, out, err;
+    spawn_timings timings;
+    std::optional<exit_status> status;
+
+    state(asio::any_io_executor e, launched_child& c)
+        : ex(e), pid(c.pid), pidfd(e, c.pidfd.release()), timings(c.timings) {
+        if (c.stdin_pipe) in.emplace(e, c.stdin_pipe.release());
+        if (c.stdout_pipe) out.emplace(e, c.stdout_pipe.release());
+        if (c.stderr_pipe) err.emplace(e, c.stderr_pipe.release());
+    }
+};
+
+process::process(executor_type ex, launched_child child)
+    : s_(std::make_unique<state>(std::move(ex), child)) {}
+process::process(process&&) noexcept = default;
+process& process::operator=(process&& other) noexcept {
+    if (this != &other) {
+        process dropped(std::move(*this));  // hands an unreaped child to the reaper
+        s_ = std::move(other.s_);
+    }
+    return *this;
+}
+
+process::~process() {
+    if (!s_ || s_->status || !s_->pidfd.is_open()) return;
+    sys::unique_fd fd(s_->pidfd.release());
+    detail::reap_in_background(s_->ex, std::move(fd));
+}
+
+process::executor_type process::get_executor() const { return s_->ex; }
+pid_t process::pid() const noexcept { return s_ ? s_->pid : -1; }
+int process::pidfd() const noexcept {
+    return s_ && s_->pidfd.is_open() ? s_->pidfd.native_handle() : -1;
+}
+std::optional<exit_status> process::status() const noexcept {
+    return s_ ? s_->status : std::nullopt;
+}
+const spawn_timings& process::timings() const noexcept { return s_->timings; }
+
+asio::awaitable<exit_status> process::wait() {
+    state& s = *s_;
+    while (!s.status) {
+        auto [ec] = co_await s.pidfd.async_wait(stream_descriptor::wait_read,
+                                                use_tuple);
+        if (ec == asio::error::operation_aborted) throw std::system_error(ec, "waiting for exit");
+        s.timings.exit_observed = sys::monotonic_ns();
+        siginfo_t info;
+        if (auto wec = sys::waitid_pidfd(s.pidfd.native_handle(), info, WEXITED | WNOHANG))
+            throw std::system_error(wec, "waitid(P_PIDFD)");
+        if (info.si_pid == 0) continue;  // readable but not yet waitable: wait again
+        s.timings.reaped = sys::monotonic_ns();
+        s.status = exit_status::from_siginfo(info);
+        s.pidfd.close();
+    }
+    co_return *s.status;
+}
+
+std::error_code process::signal(int sig) noexcept {
+    if (!s_ || s_->status || !s_->pidfd.is_open()) return sys::errno_code(ESRCH);
+    return sys::pidfd_send_signal(s_->pidfd.native_handle(), sig);
+}
+
+stream_descriptor* process::stdin_pipe() noexcept { return s_->in ? &*s_->in : nullptr; }
+stream_descriptor* process::stdout_pipe() noexcept { return s_->out ? &*s_->out : nullptr; }
+stream_descriptor* process::stderr_pipe() noexcept { return s_->err ? &*s_->err : nullptr; }
+
+asio::awaitable<void> process::write_stdin(std::string_view data) {
+    if (!s_->in) throw std::system_error(sys::errno_code(EBADF), "stdin is not a pipe");
+    co_await asio::async_write(*s_->in, asio::buffer(data), asio::use_awaitable);
+}
+
+void process::close_stdin() noexcept { s_->in.reset(); }
+
+asio::awaitable<process> spawn(asio::any_io_executor ex, prepared_spawn spec) {
+    launched_child child;
+    spawn_failure failure;
+    if (!launch(spec, child, failure)) throw spawn_error(std::move(failure));
+    // The report pipe reaches EOF when execve closes the child's end; until then the loop
+    // is free for other work (the child's setup can take a millisecond with namespaces).
+    std::byte buf[report_max_size];
+    std::size_t got = 0;
+    {
+        stream_descriptor report(ex, child.report.release());
+        while (got < sizeof buf) {
+            auto [ec, n] = co_await report.async_read_some(
+                asio::buffer(buf + got, sizeof buf - got), use_tuple);
+            if (ec || n == 0) break;
+            got += n;
+        }
+    }
+    if (!conclude(spec, child, std::span<const std::byte>(buf, got), sys::monotonic_ns(), failure))
+        throw spawn_error(std::move(failure));
+    co_return process(std::move(ex), std::move(child));
+}
+
+asio::awaitable<process> spawn(asio::any_io_executor ex, spawn_spec spec) {
+    return spawn(std::move(ex), prepared_spawn(std::move(spec)));
+}
+
+}  // namespace drover

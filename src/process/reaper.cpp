@@ -1,0 +1,111 @@
+// Background reaping of children whose process object was dropped before their exit.
+//
+// Normally an async wait on the child's own executor reaps it. If that executor's context is
+// destroyed with the wait still pending, the wait's guard hands a duplicate of the pidfd to
+// one process-wide thread that polls such orphans until they exit: no zombies, ever, and no
+// thread per child.
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+
+#include <asio/post.hpp>
+#include <atomic>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "drover/process/process.hpp"
+#include "drover/sys/syscalls.hpp"
+
+namespace drover::detail {
+
+namespace {
+
+std::atomic<std::size_t> pending{0};
+
+class fallback_reaper {
+public:
+    static fallback_reaper& instance() {
+        static fallback_reaper* r = new fallback_reaper;  // never destroyed: outlives statics
+        return *r;
+    }
+    void adopt(sys::unique_fd fd) {
+        {
+            std::lock_guard lock(mu_);
+            incoming_.push_back(std::move(fd));
+        }
+        std::uint64_t one = 1;
+        (void)!::write(wake_.get(), &one, sizeof one);
+    }
+
+private:
+    fallback_reaper() : wake_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
+        std::thread([this] { loop(); }).detach();
+    }
+    void loop() {
+        std::vector<sys::unique_fd> fds;
+        for (;;) {
+            std::vector<pollfd> pfds{{wake_.get(), POLLIN, 0}};
+            for (auto& f : fds) pfds.push_back({f.get(), POLLIN, 0});
+            if (::poll(pfds.data(), pfds.size(), -1) < 0) continue;
+            std::uint64_t n;
+            (void)!::read(wake_.get(), &n, sizeof n);
+            for (std::size_t i = fds.size(); i-- > 0;) {
+                if (!(pfds[i + 1].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+                siginfo_t info;
+                sys::waitid_pidfd(fds[i].get(), info, WEXITED | WNOHANG);
+                fds.erase(fds.begin() + static_cast<std::ptrdiff_t>(i));
+                --pending;
+            }
+            std::lock_guard lock(mu_);
+            for (auto& f : incoming_) fds.push_back(std::move(f));
+            incoming_.clear();
+        }
+    }
+    std::mutex mu_;
+    std::vector<sys::unique_fd> incoming_;
+    sys::unique_fd wake_;
+};
+
+// Owns the wait; if destroyed before it completed, the duplicate goes to the fallback thread.
+struct reap_guard {
+    sys::unique_fd dup;
+    bool done = false;
+    reap_guard(reap_guard&& o) noexcept : dup(std::move(o.dup)), done(std::exchange(o.done, true)) {}
+    explicit reap_guard(sys::unique_fd d) : dup(std::move(d)) {}
+    ~reap_guard() {
+        if (!done && dup) fallback_reaper::instance().adopt(std::move(dup));
+    }
+};
+
+}  // namespace
+
+void reap_in_background(asio::any_io_executor ex, sys::unique_fd pidfd) {
+    ++pending;
+    siginfo_t info;
+    // Already exited: reap now, no loop round trip.
+    if (!sys::waitid_pidfd(pidfd.get(), info, WEXITED | WNOHANG) && info.si_pid != 0) {
+        --pending;
+        return;
+    }
+    sys::unique_fd dup(::fcntl(pidfd.get(), F_DUPFD_CLOEXEC, 3));
+    if (!dup) {  // out of descriptors: the thread takes the original
+        fallback_reaper::instance().adopt(std::move(pidfd));
+        return;
+    }
+    auto desc = std::make_shared<asio::posix::stream_descriptor>(ex, pidfd.release());
+    desc->async_wait(asio::posix::stream_descriptor::wait_read,
+                     [desc, guard = reap_guard(std::move(dup))](std::error_code) mutable {
+                         siginfo_t si;
+                         if (!sys::waitid_pidfd(desc->native_handle(), si, WEXITED | WNOHANG) &&
+                             si.si_pid != 0) {
+                             guard.done = true;
+                             --pending;
+                         }
+                         // else: aborted (context shutting down); the guard hands it over.
+                     });
+}
+
+std::size_t background_reaps_pending() noexcept { return pending.load(); }
+
+}  // namespace drover::detail

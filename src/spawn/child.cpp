@@ -1,0 +1,301 @@
+// The child's side of a spawn: runs between clone3 and execve, walking a prepared plan.
+//
+// ============================================================================================
+//  ASYNC-SIGNAL-SAFE ZONE. This code runs in a fork-style child of a process that may have
+//  threads. Another thread may have held the malloc lock, the stdio lock or spdlog's mutex at
+//  the moment of clone3; touching any of them can deadlock. So: no allocation, no std::string
+//  construction, no exceptions, no logging, no locale. Only raw syscalls and reads of the plan
+//  the parent built. Every failure is reported as {stage, index, errno} and ends in _exit(127).
+// ============================================================================================
+#include <fcntl.h>
+#include <net/if.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/statfs.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "drover/sys/syscalls.hpp"
+#include "plan.hpp"
+
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+
+namespace drover::detail {
+
+namespace {
+
+struct child_ctx {
+    const launch_frame& f;
+    const prepared_data& p;
+    std::int64_t start;
+};
+
+void write_all(int fd, const void* buf, std::size_t len) noexcept {
+    const char* c = static_cast<const char*>(buf);
+    while (len > 0) {
+        ssize_t n = ::write(fd, c, len);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return;
+        c += n;
+        len -= static_cast<std::size_t>(n);
+    }
+}
+
+void report(const child_ctx& c, child_stage stage, unsigned index, int err) noexcept {
+    child_report r{static_cast<std::uint16_t>(stage), static_cast<std::uint16_t>(index), err,
+                   c.start, sys::monotonic_ns()};
+    write_all(c.f.report_write, &r, sizeof r);
+}
+
+[[noreturn]] void fail(const child_ctx& c, child_stage stage, unsigned index, int err) noexcept {
+    report(c, stage, index, err);
+    ::_exit(127);
+}
+
+// Fails with EPERM if the test hook names this stage; otherwise nothing.
+void injection_point(const child_ctx& c, child_stage stage) noexcept {
+    if (c.p.spec.inject_failure == stage) fail(c, stage, 0, EPERM);
+}
+
+void check(const child_ctx& c, child_stage stage, unsigned index, bool ok) noexcept {
+    if (!ok) fail(c, stage, index, errno);
+}
+
+void wait_for_maps(const child_ctx& c) noexcept {
+    injection_point(c, child_stage::wait_maps);
+    if (c.f.sync_read < 0) return;
+    ::close(c.f.sync_write);
+    char byte = 0;
+    ssize_t n;
+    do n = ::read(c.f.sync_read, &byte, 1);
+    while (n < 0 && errno == EINTR);
+    // The parent writes one byte once the maps are in place; EOF means it gave up.
+    if (n != 1) fail(c, child_stage::wait_maps, 0, n == 0 ? ECANCELED : errno);
+    ::close(c.f.sync_read);
+}
+
+void process_attributes(const child_ctx& c) noexcept {
+    const spawn_spec& s = c.p.spec;
+    injection_point(c, child_stage::setsid);
+    if (s.new_session) check(c, child_stage::setsid, 0, ::setsid() >= 0);
+    injection_point(c, child_stage::pdeathsig);
+    if (s.die_with_parent) {
+        check(c, child_stage::pdeathsig, 0, ::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) == 0);
+        // The parent may have died before the prctl took effect. In a new PID namespace
+        // getppid() is 0, so the check only works outside one.
+        if (!c.p.new_pid && ::getppid() != c.f.parent_pid) fail(c, child_stage::pdeathsig, 0, ESRCH);
+    }
+}
+
+// Read-only bind remounts must keep the flags the kernel locked on the original mount
+// (nosuid, nodev, noexec, atime) or a user namespace gets EPERM.
+unsigned long locked_flags(const char* target) noexcept {
+    struct statfs st{};
+    if (::statfs(target, &st) != 0) return 0;
+    constexpr unsigned long keep =
+        MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_NOATIME | MS_NODIRATIME | MS_RELATIME;
+    return static_cast<unsigned long>(st.f_flags) & keep;
+}
+
+void mounts(const child_ctx& c) noexcept {
+    injection_point(c, child_stage::mount_private);
+    if (c.p.make_private)
+        check(c, child_stage::mount_private, 0,
+              ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) == 0);
+    injection_point(c, child_stage::mount_proc);
+    if (c.p.mount_proc)
+        check(c, child_stage::mount_proc, 0,
+              ::mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) == 0);
+    injection_point(c, child_stage::bind_mount);
+    injection_point(c, child_stage::remount_ro);
+    injection_point(c, child_stage::tmpfs);
+    unsigned i = 0;
+    for (const mount_op& m : c.p.mounts) {
+        const char* target = m.target.c_str();
+        if (m.what == mount_op::kind::bind) {
+            check(c, child_stage::bind_mount, i,
+                  ::mount(m.source.c_str(), target, nullptr, MS_BIND | MS_REC, nullptr) == 0);
+            if (m.read_only) {
+                unsigned long flags = MS_BIND | MS_REMOUNT | MS_RDONLY | locked_flags(target);
+                check(c, child_stage::remount_ro, i,
+                      ::mount(nullptr, target, nullptr, flags, nullptr) == 0);
+            }
+        } else {
+            const char* data = m.data.empty() ? nullptr : m.data.c_str();
+            check(c, child_stage::tmpfs, i,
+                  ::mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, data) == 0);
+        }
+        ++i;
+    }
+}
+
+void uts(const child_ctx& c) noexcept {
+    const spawn_spec& s = c.p.spec;
+    injection_point(c, child_stage::hostname);
+    if (!s.hostname.empty())
+        check(c, child_stage::hostname, 0, ::sethostname(s.hostname.data(), s.hostname.size()) == 0);
+    injection_point(c, child_stage::domainname);
+    if (!s.domainname.empty())
+        check(c, child_stage::domainname, 0,
+              ::setdomainname(s.domainname.data(), s.domainname.size()) == 0);
+}
+
+void loopback(const child_ctx& c) noexcept {
+    injection_point(c, child_stage::loopback);
+    if (!c.p.loopback) return;
+    int sock = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    check(c, child_stage::loopback, 0, sock >= 0);
+    struct ifreq req{};
+    std::memcpy(req.ifr_name, "lo", 3);
+    check(c, child_stage::loopback, 0, ::ioctl(sock, SIOCGIFFLAGS, &req) == 0);
+    req.ifr_flags = static_cast<short>(req.ifr_flags | IFF_UP);
+    check(c, child_stage::loopback, 0, ::ioctl(sock, SIOCSIFFLAGS, &req) == 0);
+    ::close(sock);
+}
+
+// Offsets of a time namespace can only be written before any process is in it, so the child
+// unshares one for its future self (entered at execve) and writes the offsets first; the
+// supervisor's own time namespace is never touched.
+void time_namespace(const child_ctx& c) noexcept {
+    injection_point(c, child_stage::time_ns);
+    injection_point(c, child_stage::time_offsets);
+    if (!c.p.unshare_time) return;
+    check(c, child_stage::time_ns, 0, ::unshare(CLONE_NEWTIME) == 0);
+    int fd = ::open("/proc/self/timens_offsets", O_WRONLY | O_CLOEXEC);
+    check(c, child_stage::time_offsets, 0, fd >= 0);
+    const std::string& t = c.p.time_offsets_text;
+    check(c, child_stage::time_offsets, 0,
+          ::write(fd, t.data(), t.size()) == static_cast<ssize_t>(t.size()));
+    ::close(fd);
+}
+
+void limits(const child_ctx& c) noexcept {
+    const spawn_spec& s = c.p.spec;
+    injection_point(c, child_stage::rlimit);
+    unsigned i = 0;
+    for (const rlimit_setting& r : s.rlimits) {
+        struct rlimit lim{r.soft, r.hard};
+        check(c, child_stage::rlimit, i++,
+              ::setrlimit(static_cast<__rlimit_resource>(r.resource), &lim) == 0);
+    }
+    injection_point(c, child_stage::no_new_privs);
+    if (s.no_new_privs)
+        check(c, child_stage::no_new_privs, 0, ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0);
+    injection_point(c, child_stage::chdir);
+    if (!s.cwd.empty()) check(c, child_stage::chdir, 0, ::chdir(s.cwd.c_str()) == 0);
+}
+
+// Puts each source descriptor at its target. When a source is another move's target, every
+// source first goes to a fresh descriptor above all of them, so no dup2 clobbers a source.
+void descriptors(const child_ctx& c) noexcept {
+    const launch_frame& f = c.f;
+    injection_point(c, child_stage::fds);
+    int sources[sizeof f.moves / sizeof f.moves[0]];
+    int floor = f.max_target + 1;
+    for (int i = 0; i < f.move_count; ++i) {
+        sources[i] = f.moves[i].source;
+        if (sources[i] >= floor) floor = sources[i] + 1;
+    }
+    if (f.report_write >= floor) floor = f.report_write + 1;
+    if (f.moves_conflict) {
+        for (int i = 0; i < f.move_count; ++i) {
+            sources[i] = ::fcntl(sources[i], F_DUPFD_CLOEXEC, floor);
+            check(c, child_stage::fds, static_cast<unsigned>(f.moves[i].target), sources[i] >= 0);
+        }
+    }
+    for (int i = 0; i < f.move_count; ++i) {
+        int target = f.moves[i].target;
+        if (sources[i] == target)  // already in place: only let it survive execve
+            check(c, child_stage::fds, static_cast<unsigned>(target), ::fcntl(target, F_SETFD, 0) == 0);
+        else
+            check(c, child_stage::fds, static_cast<unsigned>(target), ::dup2(sources[i], target) >= 0);
+    }
+    // Every descriptor the spec did not name is marked close-on-exec, not closed, so the
+    // report pipe stays usable until execve closes them all at once.
+    injection_point(c, child_stage::close_fds);
+    check(c, child_stage::close_fds, 0,
+          !sys::close_range(static_cast<unsigned>(f.max_target + 1), ~0U, CLOSE_RANGE_CLOEXEC));
+    for (int fd = 3; fd <= f.max_target; ++fd) {
+        bool named = false;
+        for (int i = 0; i < f.move_count; ++i) named = named || f.moves[i].target == fd;
+        if (!named && ::fcntl(fd, F_SETFD, FD_CLOEXEC) < 0 && errno != EBADF)
+            fail(c, child_stage::close_fds, static_cast<unsigned>(fd), errno);
+    }
+}
+
+// Handlers the parent installed would run parent code in the child: put every caught signal
+// back to its default, then unblock everything (the parent blocked all signals around clone3).
+void signals(const child_ctx& c) noexcept {
+    injection_point(c, child_stage::signals);
+    for (int sig = 1; sig < NSIG; ++sig) {
+        struct sigaction sa{};
+        if (sig == SIGKILL || sig == SIGSTOP) continue;
+        if (::sigaction(sig, nullptr, &sa) != 0) continue;  // reserved by the C library
+        if (sa.sa_handler == SIG_DFL || sa.sa_handler == SIG_IGN) continue;
+        sa.sa_handler = SIG_DFL;
+        sa.sa_flags = 0;
+        ::sigaction(sig, &sa, nullptr);
+    }
+    sigset_t none;
+    ::sigemptyset(&none);
+    check(c, child_stage::signals, 0, ::sigprocmask(SIG_SETMASK, &none, nullptr) == 0);
+}
+
+// Tries each prepared candidate like execvp: go on past ENOENT, ENOTDIR and EACCES (reported
+// if nothing better turns up), stop at anything else.
+[[noreturn]] void exec(const child_ctx& c) noexcept {
+    injection_point(c, child_stage::exec);
+    const prepared_data& p = c.p;
+    report(c, child_stage::none, 0, 0);
+    int err = ENOENT;
+    bool saw_eacces = false;
+    unsigned idx = 0, eacces_idx = 0;
+    for (unsigned i = 0; i < p.candidate_ptrs.size(); ++i) {
+        ::execve(p.candidate_ptrs[i], p.argv_ptrs.data(), c.f.envp);
+        err = errno;
+        idx = i;
+        if (err == EACCES && !saw_eacces) {
+            saw_eacces = true;
+            eacces_idx = i;
+        }
+        if (err != ENOENT && err != ENOTDIR && err != EACCES) break;
+    }
+    if (saw_eacces && (err == ENOENT || err == ENOTDIR)) {
+        err = EACCES;
+        idx = eacces_idx;
+    }
+    fail(c, child_stage::exec, idx, err);
+}
+
+}  // namespace
+
+void run_child(const launch_frame& frame) noexcept {
+    child_ctx c{frame, *frame.plan, sys::monotonic_ns()};
+    ::close(frame.report_read);
+    wait_for_maps(c);
+    process_attributes(c);
+    mounts(c);
+    uts(c);
+    loopback(c);
+    time_namespace(c);
+    limits(c);
+    descriptors(c);
+    signals(c);
+    if (!c.p.spec.exec) {
+        injection_point(c, child_stage::exec);
+        report(c, child_stage::none, 0, 0);
+        ::_exit(0);
+    }
+    exec(c);
+}
+
+}  // namespace drover::detail

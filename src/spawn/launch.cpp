@@ -1,0 +1,387 @@
+// The parent's side of a spawn: prepare a spec, clone3 the child, write its id maps,
+// read its report, reap it.
+#include "drover/spawn/launch.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <optional>
+#include <string>
+
+#include "drover/sys/syscalls.hpp"
+#include "plan.hpp"
+
+extern char** environ;
+
+namespace drover {
+
+using detail::prepared_data;
+
+namespace {
+
+constexpr const char* default_path = "/usr/local/bin:/usr/bin:/bin";
+
+std::string map_text(const std::vector<id_range>& ranges, unsigned own_id) {
+    if (ranges.empty()) return "0 " + std::to_string(own_id) + " 1\n";
+    std::string out;
+    for (const id_range& r : ranges)
+        out += std::to_string(r.inner) + ' ' + std::to_string(r.outer) + ' ' +
+               std::to_string(r.count) + '\n';
+    return out;
+}
+
+// /proc/PID/timens_offsets wants whole seconds and 0 <= nanoseconds < 1e9, also for
+// negative offsets (-1.5 s is "-2 500000000").
+std::string offset_line(const char* clock, std::chrono::nanoseconds off) {
+    long long ns = off.count();
+    long long secs = ns / 1'000'000'000;
+    long long rem = ns % 1'000'000'000;
+    if (rem < 0) {
+        rem += 1'000'000'000;
+        --secs;
+    }
+    return std::string(clock) + ' ' + std::to_string(secs) + ' ' + std::to_string(rem) + '\n';
+}
+
+void prepare_exec(prepared_data& d) {
+    const spawn_spec& s = d.spec;
+    if (!s.exec) return;
+    const std::string& name = s.argv.front();
+    if (name.find('/') != std::string::npos) {
+        d.candidates.push_back(name);
+    } else {
+        std::string path = s.env.lookup("PATH", environ).value_or(default_path);
+        std::size_t begin = 0;
+        while (begin <= path.size()) {
+            std::size_t end = path.find(':', begin);
+            if (end == std::string::npos) end = path.size();
+            std::string dir = path.substr(begin, end - begin);
+            d.candidates.push_back((dir.empty() ? std::string(".") : dir) + '/' + name);
+            begin = end + 1;
+        }
+    }
+    for (const std::string& c : d.candidates) d.candidate_ptrs.push_back(c.c_str());
+    d.argv_storage = s.argv;
+    for (std::string& a : d.argv_storage) d.argv_ptrs.push_back(a.data());
+    d.argv_ptrs.push_back(nullptr);
+    d.env_inherit = s.env.unchanged();
+    if (!d.env_inherit) {
+        d.env_storage = s.env.materialize(environ);
+        for (std::string& e : d.env_storage) d.env_ptrs.push_back(e.data());
+        d.env_ptrs.push_back(nullptr);
+    }
+}
+
+std::shared_ptr<const prepared_data> prepare(spawn_spec spec) {
+    if (std::string problem = validate(spec); !problem.empty()) throw spec_error(problem);
+    auto d = std::make_shared<prepared_data>();
+    d->spec = std::move(spec);
+    const spawn_spec& s = d->spec;
+    const namespace_set& n = s.namespaces;
+    d->clone_flags = n.clone_flags();
+    d->user = n.has(ns::user);
+    d->new_pid = n.has(ns::pid);
+    if (d->user) {
+        d->uid_map_text = map_text(s.uid_map, ::getuid());
+        d->gid_map_text = map_text(s.gid_map, ::getgid());
+    }
+    if (n.has(ns::time) && (s.monotonic_offset.count() != 0 || s.boottime_offset.count() != 0)) {
+        d->unshare_time = true;
+        d->clone_flags &= ~static_cast<std::uint64_t>(CLONE_NEWTIME);
+        if (s.monotonic_offset.count() != 0)
+            d->time_offsets_text += offset_line("monotonic", s.monotonic_offset);
+        if (s.boottime_offset.count() != 0)
+            d->time_offsets_text += offset_line("boottime", s.boottime_offset);
+    }
+    d->make_private = n.has(ns::mnt);
+    d->mount_proc = s.wants_proc();
+    d->loopback = n.has(ns::net) && s.loopback_up;
+    for (const bind_mount& b : s.binds)
+        d->mounts.push_back({detail::mount_op::kind::bind, b.source, b.target, {}, b.read_only});
+    for (const tmpfs_mount& t : s.tmpfs)
+        d->mounts.push_back({detail::mount_op::kind::tmpfs, {}, t.target, t.options, false});
+    prepare_exec(*d);
+    return d;
+}
+
+// A process-wide /dev/null for stdio::null(), opened once.
+int dev_null() {
+    static const int fd = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+    return fd;
+}
+
+spawn_failure parent_failure(child_stage stage, std::error_code ec, std::string detail,
+                             namespace_set requested) {
+    spawn_failure f{stage, ec, std::move(detail), {}};
+    f.advice = kernel_advice(stage, ec.value(), requested);
+    return f;
+}
+
+std::error_code write_file(const char* path, const std::string& text) {
+    sys::unique_fd fd(::open(path, O_WRONLY | O_CLOEXEC));
+    if (!fd) return sys::last_error();
+    ssize_t n = ::write(fd.get(), text.data(), text.size());
+    if (n < 0) return sys::last_error();
+    if (static_cast<std::size_t>(n) != text.size()) return sys::errno_code(EIO);
+    return {};
+}
+
+// Writes uid_map, setgroups=deny (needed before an unprivileged gid_map) and gid_map.
+bool write_id_maps(const prepared_data& d, pid_t pid, spawn_failure& failure) {
+    char path[64];
+    struct step {
+        child_stage stage;
+        const char* file;
+        const std::string* text;
+    };
+    static const std::string deny = "deny";
+    const step steps[] = {{child_stage::uid_map, "uid_map", &d.uid_map_text},
+                          {child_stage::setgroups, "setgroups", &deny},
+                          {child_stage::gid_map, "gid_map", &d.gid_map_text}};
+    for (const step& s : steps) {
+        std::snprintf(path, sizeof path, "/proc/%d/%s", static_cast<int>(pid), s.file);
+        if (std::error_code ec = write_file(path, *s.text)) {
+            failure = parent_failure(s.stage, ec, path, d.spec.namespaces);
+            return false;
+        }
+    }
+    return true;
+}
+
+void kill_and_reap(int pidfd) {
+    sys::pidfd_send_signal(pidfd, SIGKILL);
+    siginfo_t info;
+    sys::waitid_pidfd(pidfd, info, WEXITED);
+}
+
+// Builds the fd moves of one launch; returns the parent's ends of the pipes in `child`.
+bool plan_descriptors(const spawn_spec& s, detail::launch_frame& f, launched_child& child,
+                      sys::unique_fd (&child_ends)[3], spawn_failure& failure) {
+    const stdio* streams[3] = {&s.in, &s.out, &s.err};
+    sys::unique_fd* parent_ends[3] = {&child.stdin_pipe, &child.stdout_pipe, &child.stderr_pipe};
+    for (int i = 0; i < 3; ++i) {
+        int source = -1;
+        switch (streams[i]->how) {
+            case stdio::kind::inherit: continue;
+            case stdio::kind::null: source = dev_null(); break;
+            case stdio::kind::fd: source = streams[i]->fd; break;
+            case stdio::kind::pipe: {
+                auto p = sys::pipe();
+                if (!p) {
+                    failure = parent_failure(child_stage::pipes, p.error(), "stdio pipe",
+                                             s.namespaces);
+                    return false;
+                }
+                // stdin: the child reads; stdout/stderr: the child writes.
+                if (i == 0) {
+                    child_ends[i] = std::move(p->read);
+                    *parent_ends[i] = std::move(p->write);
+                } else {
+                    child_ends[i] = std::move(p->write);
+                    *parent_ends[i] = std::move(p->read);
+                }
+                source = child_ends[i].get();
+                break;
+            }
+        }
+        f.moves[f.move_count++] = {i, source};
+    }
+    for (const fd_pass& pf : s.pass_fds) {
+        f.moves[f.move_count++] = {pf.child_fd, pf.parent_fd};
+        if (pf.child_fd > f.max_target) f.max_target = pf.child_fd;
+    }
+    for (int i = 0; i < f.move_count; ++i)
+        for (int j = 0; j < f.move_count; ++j)
+            if (i != j && f.moves[i].source == f.moves[j].target) f.moves_conflict = true;
+    return true;
+}
+
+}  // namespace
+
+prepared_spawn::prepared_spawn(spawn_spec spec) : d_(prepare(std::move(spec))) {}
+
+const spawn_spec& prepared_spawn::spec() const noexcept { return d_->spec; }
+
+bool launch(const prepared_spawn& p, launched_child& child, spawn_failure& failure) {
+    const prepared_data& d = p.data();
+    child = launched_child{};
+    child.timings.clone_start = sys::monotonic_ns();
+
+    detail::launch_frame f;
+    f.plan = &d;
+    f.envp = d.env_inherit ? environ : const_cast<char* const*>(d.env_ptrs.data());
+    f.parent_pid = ::getpid();
+
+    auto report = sys::pipe();
+    if (!report) {
+        failure = parent_failure(child_stage::pipes, report.error(), "report pipe", d.spec.namespaces);
+        return false;
+    }
+    sys::pipe_fds sync;
+    if (d.user) {
+        auto s = sys::pipe();
+        if (!s) {
+            failure = parent_failure(child_stage::pipes, s.error(), "sync pipe", d.spec.namespaces);
+            return false;
+        }
+        sync = std::move(*s);
+    }
+    sys::unique_fd child_ends[3];
+    if (!plan_descriptors(d.spec, f, child, child_ends, failure)) return false;
+    f.report_write = report->write.get();
+    f.report_read = report->read.get();
+    f.sync_read = sync.read.get();
+    f.sync_write = sync.write.get();
+
+    // All signals stay blocked across clone3 so that no handler of the parent's runs in the
+    // child before the child has reset them.
+    sigset_t all, old;
+    ::sigfillset(&all);
+    ::pthread_sigmask(SIG_SETMASK, &all, &old);
+    std::error_code ec;
+    sys::clone3_args args;
+    args.flags = d.clone_flags;
+    args.cgroup_fd = d.spec.cgroup_fd;
+    child.timings.clone_start = sys::monotonic_ns();
+    sys::clone3_result r = sys::clone3(args, ec);
+    if (!ec && r.pid == 0) detail::run_child(f);
+    child.timings.clone_end = sys::monotonic_ns();
+    ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+
+    if (ec) {
+        child = launched_child{};
+        failure = parent_failure(child_stage::clone, ec, d.spec.namespaces.str(), d.spec.namespaces);
+        return false;
+    }
+    child.pid = r.pid;
+    child.pidfd.reset(r.pidfd);
+    report->write.reset();
+    for (auto& e : child_ends) e.reset();
+    sync.read.reset();
+
+    if (d.user) {
+        if (!write_id_maps(d, r.pid, failure)) {
+            kill_and_reap(child.pidfd.get());
+            child = launched_child{};
+            return false;
+        }
+        char go = 1;
+        (void)!::write(sync.write.get(), &go, 1);
+        sync.write.reset();
+    }
+    child.timings.maps_written = sys::monotonic_ns();
+    child.report = std::move(report->read);
+    return true;
+}
+
+namespace {
+
+std::string failure_detail(const prepared_data& d, child_stage stage, unsigned index) {
+    const spawn_spec& s = d.spec;
+    switch (stage) {
+        case child_stage::bind_mount:
+        case child_stage::remount_ro:
+        case child_stage::tmpfs:
+            if (index < d.mounts.size()) {
+                const auto& m = d.mounts[index];
+                return m.what == detail::mount_op::kind::bind ? m.source + " on " + m.target
+                                                              : m.target;
+            }
+            return {};
+        case child_stage::rlimit:
+            return index < s.rlimits.size() ? rlimit_name(s.rlimits[index].resource) : std::string{};
+        case child_stage::fds:
+        case child_stage::close_fds:
+            return "fd " + std::to_string(index);
+        case child_stage::chdir:
+            return s.cwd;
+        case child_stage::hostname:
+            return s.hostname;
+        case child_stage::exec:
+            if (d.candidates.size() > 1) return s.argv.front() + " (searched PATH)";
+            return index < d.candidates.size() ? d.candidates[index] : std::string{};
+        default:
+            return {};
+    }
+}
+
+}  // namespace
+
+bool conclude(const prepared_spawn& p, launched_child& child, std::span<const std::byte> bytes,
+              std::int64_t eof_ns, spawn_failure& failure) {
+    const prepared_data& d = p.data();
+    std::optional<detail::child_report> bad;
+    bool saw_any = false;
+    for (std::size_t off = 0; off + sizeof(detail::child_report) <= bytes.size();
+         off += sizeof(detail::child_report)) {
+        detail::child_report r;
+        std::memcpy(&r, bytes.data() + off, sizeof r);
+        saw_any = true;
+        child.timings.child_start = r.child_start;
+        child.timings.setup_done = r.setup_done;
+        if (r.stage != 0) {
+            bad = r;
+            break;
+        }
+    }
+    child.report.reset();
+    if (saw_any && !bad) {
+        child.timings.exec_done = eof_ns;
+        return true;
+    }
+    // The child is exiting (it reported) or died before it could; reap it either way.
+    siginfo_t info;
+    sys::waitid_pidfd(child.pidfd.get(), info, WEXITED);
+    if (bad) {
+        auto stage = static_cast<child_stage>(bad->stage);
+        failure = spawn_failure{stage, sys::errno_code(bad->err),
+                                failure_detail(d, stage, bad->index), {}};
+        failure.advice = kernel_advice(stage, bad->err, d.spec.namespaces);
+    } else {
+        failure = spawn_failure{child_stage::report, sys::errno_code(ECHILD),
+                                "the child died during setup: " +
+                                    exit_status::from_siginfo(info).str(),
+                                {}};
+    }
+    child = launched_child{};
+    return false;
+}
+
+bool await_exec(const prepared_spawn& p, launched_child& child, spawn_failure& failure) {
+    std::byte buf[report_max_size];
+    std::size_t got = 0;
+    while (got < sizeof buf) {
+        ssize_t n = ::read(child.report.get(), buf + got, sizeof buf - got);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        got += static_cast<std::size_t>(n);
+    }
+    return conclude(p, child, std::span<const std::byte>(buf, got), sys::monotonic_ns(), failure);
+}
+
+exit_status wait_blocking(launched_child& child) {
+    pollfd pfd{child.pidfd.get(), POLLIN, 0};
+    while (::poll(&pfd, 1, -1) < 0 && errno == EINTR) {
+    }
+    child.timings.exit_observed = sys::monotonic_ns();
+    siginfo_t info;
+    if (std::error_code ec = sys::waitid_pidfd(child.pidfd.get(), info, WEXITED))
+        throw std::system_error(ec, "waitid(P_PIDFD)");
+    child.timings.reaped = sys::monotonic_ns();
+    child.pidfd.reset();
+    return exit_status::from_siginfo(info);
+}
+
+launched_child launch_sync(const prepared_spawn& p) {
+    launched_child child;
+    spawn_failure failure;
+    if (!launch(p, child, failure) || !await_exec(p, child, failure)) throw spawn_error(failure);
+    return child;
+}
+
+}  // namespace drover

@@ -1,0 +1,117 @@
+// Thin syscall wrappers; see include/drover/sys/syscalls.hpp.
+#include "drover/sys/syscalls.hpp"
+
+#include <fcntl.h>
+#include <sched.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#ifndef SYS_clone3
+#define SYS_clone3 435
+#endif
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+#ifndef SYS_pidfd_send_signal
+#define SYS_pidfd_send_signal 424
+#endif
+#ifndef SYS_close_range
+#define SYS_close_range 436
+#endif
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
+
+namespace drover::sys {
+
+namespace {
+std::error_code check(long rc) noexcept { return rc < 0 ? last_error() : std::error_code{}; }
+}  // namespace
+
+clone3_result clone3(const clone3_args& args, std::error_code& ec) noexcept {
+    int pidfd = -1;
+    struct clone_args ca;
+    std::memset(&ca, 0, sizeof ca);
+    ca.flags = args.flags | CLONE_PIDFD;
+    ca.pidfd = reinterpret_cast<std::uint64_t>(&pidfd);
+    ca.exit_signal = static_cast<std::uint64_t>(args.exit_signal);
+    if (args.cgroup_fd >= 0) {
+        ca.flags |= CLONE_INTO_CGROUP;
+        ca.cgroup = static_cast<std::uint64_t>(args.cgroup_fd);
+    }
+    // The size is the kernel's CLONE_ARGS_SIZE_VER2 when cgroup is used, VER0 otherwise, so
+    // that kernels 5.3..5.6 accept plain calls.
+    std::size_t size = args.cgroup_fd >= 0 ? sizeof ca : 64;
+    long rc = ::syscall(SYS_clone3, &ca, size);
+    if (rc < 0) {
+        ec = last_error();
+        return {};
+    }
+    ec.clear();
+    return {static_cast<pid_t>(rc), rc == 0 ? -1 : pidfd};
+}
+
+result<unique_fd> pidfd_open(pid_t pid, unsigned flags) noexcept {
+    long rc = ::syscall(SYS_pidfd_open, pid, flags);
+    if (rc < 0) return last_error();
+    return unique_fd(static_cast<int>(rc));
+}
+
+std::error_code pidfd_send_signal(int pidfd, int sig) noexcept {
+    return check(::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0));
+}
+
+std::error_code waitid_pidfd(int pidfd, siginfo_t& info, int options) noexcept {
+    std::memset(&info, 0, sizeof info);
+    int rc;
+    do {
+        rc = ::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd), &info, options);
+    } while (rc < 0 && errno == EINTR);
+    return check(rc);
+}
+
+std::error_code setns(int fd, int nstype) noexcept { return check(::setns(fd, nstype)); }
+
+std::error_code unshare(int flags) noexcept { return check(::unshare(flags)); }
+
+std::error_code mount(const char* source, const char* target, const char* fstype,
+                      unsigned long flags, const void* data) noexcept {
+    return check(::mount(source, target, fstype, flags, data));
+}
+
+std::error_code umount2(const char* target, int flags) noexcept {
+    return check(::umount2(target, flags));
+}
+
+std::error_code pivot_root(const char* new_root, const char* put_old) noexcept {
+    return check(::syscall(SYS_pivot_root, new_root, put_old));
+}
+
+std::error_code close_range(unsigned first, unsigned last, unsigned flags) noexcept {
+    return check(::syscall(SYS_close_range, first, last, flags));
+}
+
+std::error_code prctl(int option, unsigned long a2, unsigned long a3, unsigned long a4,
+                      unsigned long a5) noexcept {
+    return check(::prctl(option, a2, a3, a4, a5));
+}
+
+result<pipe_fds> pipe(int extra_flags) noexcept {
+    int fds[2];
+    if (::pipe2(fds, O_CLOEXEC | extra_flags) < 0) return last_error();
+    return pipe_fds{unique_fd(fds[0]), unique_fd(fds[1])};
+}
+
+std::int64_t monotonic_ns() noexcept {
+    timespec ts{};
+    ::clock_gettime(CLOCK_MONOTONIC, &ts);
+    return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
+
+}  // namespace drover::sys

@@ -1,0 +1,37 @@
+// drover: entry point of the command-line tool; dispatches to one subcommand.
+#include <cstdio>
+#include <map>
+
+#include "command.hpp"
+
+namespace drover::cli {
+
+void print_error(const std::string& what) { std::fprintf(stderr, "drover: %s\n", what.c_str()); }
+
+}  // namespace drover::cli
+
+int main(int argc, char** argv) {
+    using namespace drover::cli;
+    CLI::App app{"drover: spawn and supervise processes in Linux namespaces"};
+    app.set_version_flag("--version", "drover " DROVER_VERSION);
+    app.require_subcommand(1);
+    std::map<std::string, command_main> commands;
+    commands["run"] = add_run_command(app);
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::CallForHelp& e) {
+        return app.exit(e);
+    } catch (const CLI::CallForAllHelp& e) {
+        return app.exit(e);
+    } catch (const CLI::CallForVersion& e) {
+        return app.exit(e);
+    } catch (const CLI::ParseError& e) {
+        // One line that names the problem; exit 2 like other tools' usage errors.
+        std::string which = app.get_subcommands().empty() ? "" : app.get_subcommands().front()->get_name() + ": ";
+        print_error(which + e.what());
+        return usage_exit;
+    }
+    for (CLI::App* sub : app.get_subcommands())
+        if (auto it = commands.find(sub->get_name()); it != commands.end()) return it->second();
+    return usage_exit;
+}
