@@ -51,7 +51,11 @@ std::string offset_line(const char* clock, std::chrono::nanoseconds off) {
 void prepare_exec(prepared_data& d) {
     const spawn_spec& s = d.spec;
     if (!s.exec) return;
-    const std::string& name = s.argv.front();
+    std::vector<std::string> argv = s.argv;
+    if (!s.init_program.empty()) {
+        argv.insert(argv.begin(), {s.init_program, "init", "--"});
+    }
+    const std::string& name = argv.front();
     if (name.find('/') != std::string::npos) {
         d.candidates.push_back(name);
     } else {
@@ -66,7 +70,7 @@ void prepare_exec(prepared_data& d) {
         }
     }
     for (const std::string& c : d.candidates) d.candidate_ptrs.push_back(c.c_str());
-    d.argv_storage = s.argv;
+    d.argv_storage = std::move(argv);
     for (std::string& a : d.argv_storage) d.argv_ptrs.push_back(a.data());
     d.argv_ptrs.push_back(nullptr);
     d.env_inherit = s.env.unchanged();
@@ -85,6 +89,7 @@ std::shared_ptr<const prepared_data> prepare(spawn_spec spec) {
     const namespace_set& n = s.namespaces;
     d->clone_flags = n.clone_flags();
     d->user = n.has(ns::user);
+    d->hold = d->user || !s.join_cgroups.empty();
     d->new_pid = n.has(ns::pid);
     if (d->user) {
         d->uid_map_text = map_text(s.uid_map, ::getuid());
@@ -147,6 +152,19 @@ bool write_id_maps(const prepared_data& d, pid_t pid, spawn_failure& failure) {
         std::snprintf(path, sizeof path, "/proc/%d/%s", static_cast<int>(pid), s.file);
         if (std::error_code ec = write_file(path, *s.text)) {
             failure = parent_failure(s.stage, ec, path, d.spec.namespaces);
+            return false;
+        }
+    }
+    return true;
+}
+
+// Writes the child's pid into each cgroup.procs named by the spec (v1 hierarchies have no
+// CLONE_INTO_CGROUP); the child is still waiting, so it runs nothing outside them.
+bool join_cgroups(const prepared_data& d, pid_t pid, spawn_failure& failure) {
+    std::string text = std::to_string(pid);
+    for (const std::string& procs : d.spec.join_cgroups) {
+        if (std::error_code ec = write_file(procs.c_str(), text)) {
+            failure = parent_failure(child_stage::cgroup_join, ec, procs, d.spec.namespaces);
             return false;
         }
     }
@@ -223,7 +241,7 @@ bool launch(const prepared_spawn& p, launched_child& child, spawn_failure& failu
         return false;
     }
     sys::pipe_fds sync;
-    if (d.user) {
+    if (d.hold) {
         auto s = sys::pipe();
         if (!s) {
             failure = parent_failure(child_stage::pipes, s.error(), "sync pipe", d.spec.namespaces);
@@ -264,8 +282,8 @@ bool launch(const prepared_spawn& p, launched_child& child, spawn_failure& failu
     for (auto& e : child_ends) e.reset();
     sync.read.reset();
 
-    if (d.user) {
-        if (!write_id_maps(d, r.pid, failure)) {
+    if (d.hold) {
+        if ((d.user && !write_id_maps(d, r.pid, failure)) || !join_cgroups(d, r.pid, failure)) {
             kill_and_reap(child.pidfd.get());
             child = launched_child{};
             return false;

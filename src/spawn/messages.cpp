@@ -33,8 +33,9 @@ constexpr stage_words stage_table[] = {
     {child_stage::uid_map, "uid_map", "writing the uid map"},
     {child_stage::setgroups, "setgroups", "denying setgroups"},
     {child_stage::gid_map, "gid_map", "writing the gid map"},
+    {child_stage::cgroup_join, "cgroup_join", "moving the child into cgroup"},
     {child_stage::report, "report", "reading the child's report"},
-    {child_stage::wait_maps, "wait_maps", "waiting for the id maps"},
+    {child_stage::wait_maps, "wait_maps", "waiting for the parent (id maps, cgroups)"},
     {child_stage::setsid, "setsid", "starting a new session"},
     {child_stage::pdeathsig, "pdeathsig", "setting the parent-death signal"},
     {child_stage::mount_private, "mount_private", "making / private"},
@@ -170,6 +171,11 @@ std::string kernel_advice(child_stage stage, int err, namespace_set requested) {
                 return "mapping ids other than your own needs CAP_SETUID/CAP_SETGID in the "
                        "parent namespace (run as root, or map only your own id)";
             if (err == EINVAL) return "the map is malformed or its ranges overlap";
+            return {};
+        case child_stage::cgroup_join:
+            if (err == ENOENT) return "the cgroup does not exist (create it first)";
+            if (err == EACCES || err == EPERM)
+                return "moving a process needs write access to cgroup.procs of both cgroups";
             return {};
         case child_stage::mount_proc:
             if (err == EPERM)

@@ -28,6 +28,7 @@ struct prepared_data {
     spawn_spec spec;
     std::uint64_t clone_flags = 0;  // CLONE_NEW* for clone3 itself
     bool user = false;              // write id maps after clone3
+    bool hold = false;              // the child waits on the sync pipe (maps or cgroups)
     bool new_pid = false;
     bool unshare_time = false;      // time ns via unshare+offsets instead of clone3
     bool make_private = false;

@@ -126,6 +126,12 @@ struct spawn_spec {
     bool no_new_privs = false;
     std::vector<rlimit_setting> rlimits;
     int cgroup_fd = -1;             ///< a cgroup v2 directory to start in (CLONE_INTO_CGROUP)
+    /// cgroup.procs files (e.g. of cgroup v1 hierarchies) the parent writes the child's pid
+    /// into before the child runs any code of its own: the child waits until they are joined.
+    std::vector<std::string> join_cgroups;
+    /// Non-empty: run argv under this program as `INIT init -- argv...`, a PID 1 that reaps
+    /// orphans and forwards signals (drover's own `drover init`). Useful with the pid namespace.
+    std::string init_program;
 
     /// false: the child exits with 0 right after its setup, without execve (for measuring
     /// namespace setup alone). argv may then be empty.

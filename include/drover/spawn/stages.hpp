@@ -17,6 +17,7 @@ enum class child_stage : std::uint16_t {
     uid_map,
     setgroups,
     gid_map,
+    cgroup_join,
     report,
     // in the child, in order
     wait_maps,

@@ -1,0 +1,167 @@
+// drover_test_helper: the program tests run as a child, one behaviour per mode.
+//
+//   exit N                 exit with code N
+//   signal N               kill itself with signal N (default action restored first)
+//   echo                   copy stdin to stdout byte for byte
+//   flood BYTES            write BYTES of a pattern to stdout and BYTES of another to stderr,
+//                          interleaved in 64 KiB chunks (a reader of one stream only deadlocks)
+//   fds                    print the open descriptors, one per line
+//   ns                     print "TYPE INODE" for the eight namespace types
+//   monotonic              print CLOCK_MONOTONIC and CLOCK_BOOTTIME in whole seconds
+//   sleep SECONDS          sleep
+//   ignore-term SECONDS    ignore SIGTERM, print "ready", sleep
+//   write-fd FD TEXT       write TEXT to descriptor FD
+//   spawn-orphans N SECS   start N grandchildren (double fork) that sleep SECS; print their pids
+//   pids                   print "pid ppid"
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+namespace {
+
+void write_all(int fd, const char* p, std::size_t n) {
+    while (n > 0) {
+        ssize_t w = ::write(fd, p, n);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            std::exit(3);
+        }
+        p += w;
+        n -= static_cast<std::size_t>(w);
+    }
+}
+
+int flood(long long bytes) {
+    std::vector<char> out(65536), err(65536);
+    long long done = 0;
+    while (done < bytes) {
+        std::size_t n = static_cast<std::size_t>(std::min<long long>(65536, bytes - done));
+        for (std::size_t i = 0; i < n; ++i) {
+            long long pos = done + static_cast<long long>(i);
+            out[i] = static_cast<char>((pos * 31 + 7) & 0xff);
+            err[i] = static_cast<char>((pos * 17 + 3) & 0xff);
+        }
+        write_all(1, out.data(), n);
+        write_all(2, err.data(), n);
+        done += static_cast<long long>(n);
+    }
+    return 0;
+}
+
+int list_fds() {
+    DIR* d = ::opendir("/proc/self/fd");
+    if (!d) return 4;
+    int self = ::dirfd(d);
+    while (dirent* e = ::readdir(d)) {
+        if (e->d_name[0] == '.') continue;
+        int fd = std::atoi(e->d_name);
+        if (fd != self) std::printf("%d\n", fd);
+    }
+    ::closedir(d);
+    return 0;
+}
+
+int print_ns() {
+    const char* types[] = {"user", "pid", "mnt", "uts", "ipc", "net", "cgroup", "time"};
+    for (const char* t : types) {
+        char path[64], link[128];
+        std::snprintf(path, sizeof path, "/proc/self/ns/%s", t);
+        ssize_t n = ::readlink(path, link, sizeof link - 1);
+        if (n < 0) return 5;
+        link[n] = 0;
+        std::printf("%s %s\n", t, link);
+    }
+    return 0;
+}
+
+int spawn_orphans(int n, int secs) {
+    for (int i = 0; i < n; ++i) {
+        int p[2];
+        if (::pipe(p) != 0) return 6;
+        pid_t mid = ::fork();
+        if (mid == 0) {
+            pid_t grand = ::fork();
+            if (grand == 0) {
+                ::close(p[0]);
+                ::close(p[1]);
+                ::setsid();
+                ::sleep(static_cast<unsigned>(secs));
+                ::_exit(0);
+            }
+            write_all(p[1], reinterpret_cast<char*>(&grand), sizeof grand);
+            ::_exit(0);
+        }
+        ::close(p[1]);
+        pid_t grand = 0;
+        if (::read(p[0], &grand, sizeof grand) != sizeof grand) return 7;
+        ::close(p[0]);
+        int st;
+        ::waitpid(mid, &st, 0);
+        std::printf("%d\n", static_cast<int>(grand));
+    }
+    std::fflush(stdout);
+    return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    if (argc < 2) return 64;
+    std::string mode = argv[1];
+    auto arg = [&](int i) { return i < argc ? std::atoll(argv[i]) : 0LL; };
+    if (mode == "exit") return static_cast<int>(arg(2));
+    if (mode == "signal") {
+        int sig = static_cast<int>(arg(2));
+        ::signal(sig, SIG_DFL);
+        ::kill(::getpid(), sig);
+        ::pause();
+        return 65;
+    }
+    if (mode == "echo") {
+        char buf[65536];
+        ssize_t n;
+        while ((n = ::read(0, buf, sizeof buf)) > 0) write_all(1, buf, static_cast<std::size_t>(n));
+        return 0;
+    }
+    if (mode == "flood") return flood(arg(2));
+    if (mode == "fds") return list_fds();
+    if (mode == "ns") return print_ns();
+    if (mode == "monotonic") {
+        timespec m{}, b{};
+        ::clock_gettime(CLOCK_MONOTONIC, &m);
+        ::clock_gettime(CLOCK_BOOTTIME, &b);
+        std::printf("%lld %lld\n", static_cast<long long>(m.tv_sec), static_cast<long long>(b.tv_sec));
+        return 0;
+    }
+    if (mode == "sleep") {
+        ::sleep(static_cast<unsigned>(arg(2)));
+        return 0;
+    }
+    if (mode == "ignore-term") {
+        ::signal(SIGTERM, SIG_IGN);
+        std::printf("ready\n");
+        std::fflush(stdout);
+        ::sleep(static_cast<unsigned>(arg(2)));
+        return 0;
+    }
+    if (mode == "write-fd") {
+        if (argc < 4) return 64;
+        write_all(static_cast<int>(arg(2)), argv[3], std::strlen(argv[3]));
+        return 0;
+    }
+    if (mode == "spawn-orphans") return spawn_orphans(static_cast<int>(arg(2)), static_cast<int>(arg(3)));
+    if (mode == "pids") {
+        std::printf("%d %d\n", static_cast<int>(::getpid()), static_cast<int>(::getppid()));
+        return 0;
+    }
+    return 64;
+}
