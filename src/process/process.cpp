@@ -6,6 +6,7 @@
 #include <asio/write.hpp>
 #include <cerrno>
 
+#include "drover/process/exit_waiter.hpp"
 #include "drover/sys/syscalls.hpp"
 
 namespace drover {
@@ -57,6 +58,18 @@ const spawn_timings& process::timings() const noexcept { return s_->timings; }
 
 asio::awaitable<exit_status> process::wait() {
     state& s = *s_;
+    if (!s.status && exit_wait_method_in_use() == exit_wait_method::waitid) {
+        // IORING_OP_WAITID waits and reaps in one step; if the ring cannot be used, the
+        // pidfd poll below takes over.
+        detail::waitid_outcome r = co_await detail::uring_waitid(s.ex, s.pidfd.native_handle());
+        if (r.error == asio::error::operation_aborted)
+            throw std::system_error(r.error, "waiting for exit");
+        if (!r.error) {
+            s.timings.exit_observed = s.timings.reaped = sys::monotonic_ns();
+            s.status = exit_status::from_siginfo(r.info);
+            s.pidfd.close();
+        }
+    }
     while (!s.status) {
         auto [ec] = co_await s.pidfd.async_wait(stream_descriptor::wait_read,
                                                 use_tuple);
