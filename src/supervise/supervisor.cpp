@@ -1,0 +1,512 @@
+// supervisor: one runner coroutine per service (wait for dependencies, start, log, wait,
+// decide on restart), stop with escalation to SIGKILL of the whole cgroup, reload by diff.
+#include "drover/supervise/supervisor.hpp"
+
+#include <unistd.h>
+
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/experimental/awaitable_operators.hpp>
+#include <asio/posix/stream_descriptor.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/this_coro.hpp>
+#include <atomic>
+#include <map>
+#include <set>
+#include <spdlog/logger.h>
+#include <spdlog/sinks/stdout_sinks.h>
+#include <stdexcept>
+
+#include "drover/process/asio.hpp"
+#include "drover/process/process.hpp"
+#include "drover/supervise/cgroup.hpp"
+#include "drover/sys/syscalls.hpp"
+
+namespace drover::supervise {
+
+using asio::awaitable;
+using asio::posix::stream_descriptor;
+
+namespace {
+
+std::atomic<unsigned> tree_serial{0};
+
+/// All waiters wake on notify_all(); they re-check their condition (a condition variable for
+/// one Asio thread: a timer that never expires, cancelled to wake).
+class notifier {
+public:
+    explicit notifier(asio::any_io_executor ex) : t_(ex, clock::time_point::max()) {}
+    awaitable<void> wait() { (void)co_await t_.async_wait(use_tuple); }
+    void notify_all() { t_.cancel(); }
+
+private:
+    asio::steady_timer t_;
+};
+
+awaitable<void> sleep_until(clock::time_point when) {
+    asio::steady_timer t(co_await asio::this_coro::executor, when);
+    (void)co_await t.async_wait(use_tuple);
+}
+
+}  // namespace
+
+struct service_rt {
+    service_rt(asio::any_io_executor ex, service_spec s)
+        : spec(std::move(s)), tracker(spec.backoff, spec.intensity), wake(ex) {}
+
+    service_spec spec;
+    service_state state = service_state::stopped;
+    bool want = false;     // meant to be running
+    bool runner = false;   // a runner coroutine is active
+    std::optional<process> proc;
+    service_cgroup* cg = nullptr;  // the current run's cgroup, owned by the runner
+    unsigned restarts = 0;
+    std::optional<exit_status> last_exit;
+    bool oom = false;
+    std::string error;
+    clock::time_point started_at{};
+    restart_tracker tracker;
+    asio::steady_timer wake;  // backoff delay; cancelled by stop
+    std::vector<std::weak_ptr<stream_descriptor>> streams;
+};
+
+struct supervisor::impl : std::enable_shared_from_this<impl> {
+    impl(asio::any_io_executor e, supervisor_options o)
+        : ex(e), opt(std::move(o)), changed(e), rng(opt.seed) {
+        log = opt.log;
+        if (!log)
+            log = std::make_shared<spdlog::logger>("drover", std::make_shared<spdlog::sinks::stderr_sink_mt>());
+        if (opt.use_cgroups) {
+            std::string name = opt.cgroup_name.empty()
+                                   ? "drover." + std::to_string(::getpid()) + "." + std::to_string(tree_serial++)
+                                   : opt.cgroup_name;
+            tree = std::make_unique<cgroup_tree>(name);
+            if (tree->mode() != cgroup_mode::none && opt.guardian)
+                guardian = std::make_unique<cgroup_guardian>(tree->roots());
+        }
+    }
+
+    asio::any_io_executor ex;
+    supervisor_options opt;
+    std::shared_ptr<spdlog::logger> log;
+    std::unique_ptr<cgroup_tree> tree;
+    std::unique_ptr<cgroup_guardian> guardian;
+    std::vector<std::shared_ptr<service_rt>> services;  // in the order added
+    notifier changed;
+    std::mt19937_64 rng;
+    bool shut = false;
+
+    std::shared_ptr<service_rt> find(std::string_view name) const {
+        for (const auto& s : services)
+            if (s->spec.name == name) return s;
+        return nullptr;
+    }
+
+    void set_state(service_rt& s, service_state st) {
+        s.state = st;
+        changed.notify_all();
+    }
+
+    // A dependency holds its dependents back while it is meant to run and is not ready yet.
+    bool deps_ready(const service_rt& s) const {
+        for (const auto& name : s.spec.after) {
+            auto d = find(name);
+            if (!d || !d->want) continue;
+            if (d->state != service_state::running && d->state != service_state::exited &&
+                d->state != service_state::failed)
+                return false;
+        }
+        return true;
+    }
+
+    awaitable<bool> wait_for(std::function<bool()> pred, clock::time_point deadline) {
+        using namespace asio::experimental::awaitable_operators;
+        while (!pred()) {
+            if (clock::now() >= deadline) co_return false;
+            co_await (changed.wait() || sleep_until(deadline));
+        }
+        co_return true;
+    }
+
+    double unit_random() { return std::uniform_real_distribution<double>(0.0, 1.0)(rng); }
+
+    awaitable<void> log_lines(std::shared_ptr<stream_descriptor> stream, std::string name, bool err) {
+        try {
+            line_reader lines(*stream, opt.max_line);
+            while (auto line = co_await lines.next()) {
+                if (err) log->warn("[{}] {}", name, *line);
+                else log->info("[{}] {}", name, *line);
+            }
+        } catch (const std::exception&) {
+            // The stream was closed under us (shutdown) or failed: stop logging it.
+        }
+    }
+
+    // Reads sd_notify-style assignments ("READY=1\n") from the notify pipe.
+    awaitable<void> watch_notify(std::shared_ptr<stream_descriptor> stream, std::shared_ptr<service_rt> s,
+                                 const process* run) {
+        std::string buf;
+        char chunk[512];
+        for (;;) {
+            auto [ec, n] = co_await stream->async_read_some(asio::buffer(chunk), use_tuple);
+            if (ec) co_return;
+            buf.append(chunk, n);
+            std::size_t start = 0;
+            for (;;) {
+                auto nl = buf.find('\n', start);
+                std::string_view item(buf.data() + start, (nl == std::string::npos ? buf.size() : nl) - start);
+                // A last assignment without '\n' counts as well (sd_notify sends datagrams).
+                if (item == "READY=1" && s->proc && &*s->proc == run && s->state == service_state::starting) {
+                    log->info("[{}] ready", s->spec.name);
+                    set_state(*s, service_state::running);
+                }
+                if (nl == std::string::npos) break;
+                start = nl + 1;
+            }
+            buf.erase(0, buf.rfind('\n') == std::string::npos ? 0 : buf.rfind('\n') + 1);
+            if (buf.size() > 4096) buf.clear();  // bounded: a service cannot grow this
+        }
+    }
+
+    std::shared_ptr<stream_descriptor> own(service_rt& s, stream_descriptor* from) {
+        auto p = std::make_shared<stream_descriptor>(std::move(*from));
+        s.streams.push_back(p);
+        return p;
+    }
+
+    // One run: cgroup, spawn, readiness, wait, kill what is left, remove the cgroup.
+    // Returns the exit status, or nullopt if the service could not be started.
+    awaitable<std::optional<exit_status>> run_once(std::shared_ptr<service_rt> s) {
+        spawn_spec spec = s->spec.spawn;
+        spec.in = stdio::null();
+        spec.out = stdio::pipe();
+        spec.err = stdio::pipe();
+        std::optional<sys::pipe_fds> notify;
+        if (s->spec.ready == readiness::notify) {
+            auto p = sys::pipe();
+            if (!p) throw std::system_error(p.error(), "creating the notify pipe");
+            notify.emplace(std::move(*p));
+            spec.pass_fds.push_back({notify_fd, notify->write.get()});
+            spec.env.set("NOTIFY_FD", std::to_string(notify_fd));
+        }
+        service_cgroup cg;
+        s->started_at = clock::now();
+        set_state(*s, service_state::starting);
+        try {
+            if (tree) cg = tree->create(s->spec.name, s->spec.limits);
+            else if (!s->spec.limits.empty())
+                throw std::runtime_error("limits need cgroups, which are turned off");
+            cg.apply_to(spec);
+            s->proc.emplace(co_await spawn(ex, std::move(spec)));
+        } catch (const std::exception& e) {
+            s->error = e.what();
+            log->error("[{}] cannot start: {}", s->spec.name, s->error);
+            co_return std::nullopt;
+        }
+        s->cg = &cg;
+        s->error.clear();
+        process& proc = *s->proc;
+        log->info("[{}] started, pid {}", s->spec.name, proc.pid());
+        if (proc.stdout_pipe())
+            asio::co_spawn(ex, log_lines(own(*s, proc.stdout_pipe()), s->spec.name, false), asio::detached);
+        if (proc.stderr_pipe())
+            asio::co_spawn(ex, log_lines(own(*s, proc.stderr_pipe()), s->spec.name, true), asio::detached);
+        std::shared_ptr<stream_descriptor> notify_stream;
+        if (notify) {
+            notify->write.reset();  // the child holds the only write end now
+            notify_stream = std::make_shared<stream_descriptor>(ex, notify->read.release());
+            asio::co_spawn(ex, watch_notify(notify_stream, s, &proc), asio::detached);
+        } else {
+            set_state(*s, service_state::running);
+        }
+        exit_status st = co_await proc.wait();
+        if (notify_stream) notify_stream->close();
+        // What the main process left behind (double-forked daemons) goes with it.
+        if (cg.valid()) {
+            if (cg.populated()) (void)cg.kill_all();
+            co_await wait_for([&] { return !cg.populated(); }, clock::now() + std::chrono::seconds(2));
+            s->oom = cg.oom_kills() > 0;
+            if (auto ec = cg.remove()) log->warn("[{}] cannot remove cgroup {}: {}", s->spec.name, cg.path(), ec.message());
+        } else {
+            s->oom = false;
+        }
+        s->cg = nullptr;
+        s->proc.reset();
+        s->last_exit = st;
+        log->info("[{}] {}{}", s->spec.name, st.str(), s->oom ? " (out of memory: killed by the cgroup OOM killer)" : "");
+        co_return st;
+    }
+
+    awaitable<void> runner(std::shared_ptr<service_rt> s) {
+        auto self = shared_from_this();  // keep the state alive as long as the coroutine
+        s->runner = true;
+        try {
+            while (s->want && !shut) {
+                set_state(*s, service_state::waiting);
+                while (s->want && !deps_ready(*s)) co_await changed.wait();
+                if (!s->want) break;
+                std::optional<exit_status> st = co_await run_once(s);
+                if (!s->want) break;
+                bool failure = !st || !st->success();
+                const auto policy = s->spec.restart;
+                if (policy == restart_policy::never || (policy == restart_policy::on_failure && !failure)) {
+                    s->want = false;
+                    set_state(*s, failure ? service_state::failed : service_state::exited);
+                    break;
+                }
+                auto delay = s->tracker.next(s->started_at, clock::now(), unit_random());
+                if (!delay) {
+                    s->want = false;
+                    s->error = "restart limit reached: more than " + std::to_string(s->spec.intensity.burst) +
+                               " restarts in " +
+                               std::to_string(std::chrono::duration<double>(s->spec.intensity.interval).count()) + " s";
+                    log->error("[{}] failed: {}", s->spec.name, s->error);
+                    set_state(*s, service_state::failed);
+                    if (s->spec.shutdown_on_failure && opt.on_fatal) opt.on_fatal(s->spec.name);
+                    break;
+                }
+                set_state(*s, service_state::backoff);
+                s->wake.expires_after(*delay);
+                (void)co_await s->wake.async_wait(use_tuple);
+                if (!s->want) break;
+                ++s->restarts;
+            }
+        } catch (const std::exception& e) {
+            s->want = false;
+            s->error = e.what();
+            log->error("[{}] supervisor error: {}", s->spec.name, s->error);
+            s->state = service_state::failed;
+        }
+        if (s->state != service_state::failed && s->state != service_state::exited)
+            s->state = service_state::stopped;
+        s->runner = false;
+        changed.notify_all();
+    }
+
+    awaitable<void> start_one(std::shared_ptr<service_rt> s) {
+        if (s->runner && !s->want) co_await wait_for([s] { return !s->runner; }, clock::time_point::max());
+        if (s->runner) co_return;  // already running
+        s->want = true;
+        s->tracker.reset();
+        s->restarts = 0;
+        s->error.clear();
+        asio::co_spawn(ex, runner(s), asio::detached);
+    }
+
+    awaitable<void> stop_one(std::shared_ptr<service_rt> s) {
+        s->want = false;
+        s->wake.cancel();
+        changed.notify_all();
+        if (!s->runner) co_return;
+        if (s->proc && !s->proc->status()) {
+            set_state(*s, service_state::stopping);
+            (void)s->proc->signal(s->spec.stop_signal);
+            if (co_await wait_for([s] { return !s->runner; }, clock::now() + s->spec.stop_timeout)) co_return;
+            log->warn("[{}] did not stop within {:.3f} s: killing it", s->spec.name,
+                      std::chrono::duration<double>(s->spec.stop_timeout).count());
+            if (s->cg) (void)s->cg->kill_all();
+            if (s->proc) (void)s->proc->signal(SIGKILL);
+        }
+        co_await wait_for([s] { return !s->runner; }, clock::time_point::max());
+    }
+
+    // Start order: each service after those it names in `after` (Kahn's algorithm, stable).
+    static std::vector<std::size_t> order(const std::vector<service_spec*>& specs, std::string* problem) {
+        std::map<std::string, std::size_t> index;
+        for (std::size_t i = 0; i < specs.size(); ++i) index[specs[i]->name] = i;
+        std::vector<std::size_t> out;
+        std::vector<bool> done(specs.size());
+        while (out.size() < specs.size()) {
+            bool progress = false;
+            for (std::size_t i = 0; i < specs.size(); ++i) {
+                if (done[i]) continue;
+                bool ok = true;
+                for (const auto& a : specs[i]->after) {
+                    auto it = index.find(a);
+                    if (it == index.end()) {
+                        if (problem) *problem = specs[i]->name + ": after: unknown service '" + a + "'";
+                        return {};
+                    }
+                    if (!done[it->second]) ok = false;
+                }
+                if (ok) {
+                    done[i] = true;
+                    out.push_back(i);
+                    progress = true;
+                }
+            }
+            if (!progress) {
+                std::string cycle;
+                for (std::size_t i = 0; i < specs.size(); ++i)
+                    if (!done[i]) cycle += (cycle.empty() ? "" : ", ") + specs[i]->name;
+                if (problem) *problem = "after: dependency cycle among " + cycle;
+                return {};
+            }
+        }
+        return out;
+    }
+
+    std::vector<std::shared_ptr<service_rt>> ordered(std::string* problem = nullptr) const {
+        std::vector<service_spec*> specs;
+        for (const auto& s : services) specs.push_back(&s->spec);
+        std::vector<std::shared_ptr<service_rt>> out;
+        for (std::size_t i : order(specs, problem)) out.push_back(services[i]);
+        return out;
+    }
+
+    // Ends everything at once (destruction without stop()): SIGKILL to every tree.
+    void shutdown_now() {
+        shut = true;
+        for (auto& s : services) {
+            s->want = false;
+            s->wake.cancel();
+            if (s->cg) (void)s->cg->kill_all();
+            if (s->proc) (void)s->proc->signal(SIGKILL);
+            for (auto& w : s->streams)
+                if (auto p = w.lock()) p->close();
+        }
+        changed.notify_all();
+        tree.reset();      // kills and removes what is left of the cgroups
+        guardian.reset();  // then the guardian has nothing left to do
+    }
+};
+
+supervisor::supervisor(asio::any_io_executor ex, supervisor_options options)
+    : p_(std::make_shared<impl>(ex, std::move(options))) {}
+
+supervisor::~supervisor() { p_->shutdown_now(); }
+
+void supervisor::add(service_spec spec) {
+    if (std::string e = validate(spec); !e.empty()) throw std::invalid_argument(spec.name + ": " + e);
+    if (p_->find(spec.name)) throw std::invalid_argument(spec.name + ": a service with this name exists");
+    p_->services.push_back(std::make_shared<service_rt>(p_->ex, std::move(spec)));
+}
+
+std::string supervisor::check() const {
+    std::string problem;
+    p_->ordered(&problem);
+    return problem;
+}
+
+awaitable<void> supervisor::start() {
+    std::string problem;
+    auto list = p_->ordered(&problem);
+    if (!problem.empty()) throw std::invalid_argument(problem);
+    for (auto& s : list) s->want = true;  // before any runner looks at its dependencies
+    for (auto& s : list) co_await p_->start_one(s);
+}
+
+awaitable<void> supervisor::stop() {
+    auto list = p_->ordered();
+    if (list.empty()) list = p_->services;
+    // Nothing may restart or start while the others stop.
+    for (auto& s : list) {
+        s->want = false;
+        s->wake.cancel();
+    }
+    p_->changed.notify_all();
+    for (auto it = list.rbegin(); it != list.rend(); ++it) co_await p_->stop_one(*it);
+}
+
+awaitable<void> supervisor::start_service(std::string name) {
+    auto s = p_->find(name);
+    if (!s) throw std::invalid_argument("no service named '" + name + "'");
+    co_await p_->start_one(s);
+}
+
+awaitable<void> supervisor::stop_service(std::string name) {
+    auto s = p_->find(name);
+    if (!s) throw std::invalid_argument("no service named '" + name + "'");
+    co_await p_->stop_one(s);
+}
+
+awaitable<void> supervisor::restart_service(std::string name) {
+    auto s = p_->find(name);
+    if (!s) throw std::invalid_argument("no service named '" + name + "'");
+    co_await p_->stop_one(s);
+    co_await p_->start_one(s);
+}
+
+awaitable<void> supervisor::reload(std::vector<service_spec> next) {
+    // Check the whole new set before touching anything.
+    std::set<std::string> names;
+    std::vector<service_spec*> specs;
+    for (auto& s : next) {
+        if (std::string e = validate(s); !e.empty()) throw std::invalid_argument(s.name + ": " + e);
+        if (!names.insert(s.name).second) throw std::invalid_argument(s.name + ": defined twice");
+        specs.push_back(&s);
+    }
+    std::string problem;
+    auto order = impl::order(specs, &problem);
+    if (!problem.empty()) throw std::invalid_argument(problem);
+
+    // Removed: stop in reverse order, then forget.
+    auto old = p_->ordered();
+    for (auto it = old.rbegin(); it != old.rend(); ++it)
+        if (!names.count((*it)->spec.name)) {
+            p_->log->info("[{}] removed by reload", (*it)->spec.name);
+            co_await p_->stop_one(*it);
+        }
+    std::erase_if(p_->services, [&](const auto& s) { return !names.count(s->spec.name); });
+
+    // Changed: stop now, start below with the new spec. Added: start below.
+    std::vector<std::shared_ptr<service_rt>> to_start;
+    std::vector<std::shared_ptr<service_rt>> result;
+    for (std::size_t i : order) {
+        service_spec& spec = *specs[i];
+        auto cur = p_->find(spec.name);
+        if (cur && !spec.fingerprint.empty() && spec.fingerprint == cur->spec.fingerprint) {
+            result.push_back(cur);
+            continue;
+        }
+        if (cur) {
+            p_->log->info("[{}] changed: restarting", spec.name);
+            co_await p_->stop_one(cur);
+        } else {
+            p_->log->info("[{}] added by reload", spec.name);
+        }
+        auto fresh = std::make_shared<service_rt>(p_->ex, std::move(spec));
+        result.push_back(fresh);
+        to_start.push_back(fresh);
+    }
+    p_->services = std::move(result);
+    for (auto& s : to_start) s->want = true;
+    for (auto& s : to_start) co_await p_->start_one(s);
+}
+
+awaitable<bool> supervisor::wait_until(std::function<bool(const supervisor_status&)> pred, nanoseconds timeout) {
+    co_return co_await p_->wait_for([this, pred] { return pred(status()); }, clock::now() + timeout);
+}
+
+supervisor_status supervisor::status() const {
+    supervisor_status out;
+    out.cgroup_mode = std::string(cgroup_mode_name(p_->tree ? p_->tree->mode() : cgroup_mode::none));
+    auto now = clock::now();
+    for (const auto& s : p_->services) {
+        service_status st;
+        st.name = s->spec.name;
+        st.state = s->state;
+        st.pid = s->proc ? s->proc->pid() : 0;
+        st.restarts = s->restarts;
+        st.last_exit = s->last_exit;
+        st.last_oom_killed = s->oom;
+        st.last_error = s->error;
+        if (s->proc) st.uptime = now - s->started_at;
+        if (s->cg) st.cgroup = s->cg->path();
+        out.services.push_back(std::move(st));
+    }
+    return out;
+}
+
+bool supervisor::has(std::string_view name) const { return p_->find(name) != nullptr; }
+
+std::string supervisor::cgroup_warning() const {
+    if (!p_->opt.use_cgroups) return {};
+    return p_->tree ? p_->tree->warning() : std::string{};
+}
+
+std::vector<std::string> supervisor::cgroup_roots() const {
+    return p_->tree ? p_->tree->roots() : std::vector<std::string>{};
+}
+
+}  // namespace drover::supervise
