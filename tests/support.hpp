@@ -72,3 +72,38 @@ inline int zombie_children() {
 }
 
 }  // namespace drover::test
+
+#include "drover/process/process.hpp"
+
+namespace drover::test {
+
+/// A spec that runs `argv` with stdout and stderr piped.
+inline spawn_spec piped(std::vector<std::string> argv, namespace_set n = {}) {
+    spawn_spec s;
+    s.argv = std::move(argv);
+    s.namespaces = n;
+    s.out = stdio::pipe();
+    s.err = stdio::pipe();
+    return s;
+}
+
+/// Runs `spec` to its end on a fresh loop.
+inline run_result run_spec(spawn_spec spec, std::string input = {}) {
+    return run_on_loop([&](asio::any_io_executor ex) { return drover::run(ex, spec, input); });
+}
+
+/// Runs `sh -c script` with piped output; returns stdout (stderr is kept in the result).
+inline run_result sh(const std::string& script, namespace_set n = {},
+                     void (*tweak)(spawn_spec&) = nullptr) {
+    spawn_spec s = piped({"/bin/sh", "-c", script}, n);
+    if (tweak) tweak(s);
+    return run_spec(std::move(s));
+}
+
+/// Trims one trailing newline.
+inline std::string chomp(std::string s) {
+    while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
+    return s;
+}
+
+}  // namespace drover::test
