@@ -1,0 +1,80 @@
+// The measurement runs: the namespace matrix against the raw floor and posix_spawn, the peers,
+// and sustained throughput. Nothing here prints; progress goes to a callback between samples.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "bench/results.hpp"
+#include "drover/spawn/namespaces.hpp"
+
+namespace drover::bench {
+
+/// What each child does once its namespaces are set up.
+struct workload {
+    enum class kind { exit, exec_static, exec_path };
+    kind how = kind::exit;
+    std::string path;  ///< the program for exec_static / exec_path (absolute)
+
+    [[nodiscard]] bool execs() const noexcept { return how != kind::exit; }
+    /// "exit", "exec-static", "exec:/bin/true".
+    [[nodiscard]] std::string str() const;
+};
+
+/// Parses "exit", "exec-static", "exec:PATH"; nullopt if it is none of them. exec-static's
+/// path is filled by the caller (see static_helper_path()).
+std::optional<workload> parse_workload(std::string_view text);
+
+/// Where drover_static_true is: $DROVER_STATIC_TRUE, the path the build recorded, or beside
+/// the running program. Empty if none exists.
+std::string static_helper_path();
+
+/// Parses one --ns value: "none", "user,pid", "user+pid", "all" (the eight together),
+/// "singles" (none and each single namespace), "matrix" (all 256). Appends to `out`; false
+/// with `bad` naming the unknown part.
+bool parse_ns_selection(std::string_view text, std::vector<namespace_set>& out, std::string& bad);
+
+/// Sorted by bits, duplicates removed.
+std::vector<namespace_set> canonical_sets(std::vector<namespace_set> sets);
+
+struct bench_config {
+    std::vector<namespace_set> sets;
+    int count = 50;
+    int warmup = 5;
+    workload work;
+    std::uint64_t seed = 1;
+    std::vector<int> concurrency;  ///< empty: no throughput runs
+    double duration = 2.0;         ///< seconds per (combination, concurrency)
+    bool peers = false;
+};
+
+/// Called between samples (never inside a timed region).
+struct progress_event {
+    std::string_view phase;  ///< "matrix", "peers", "throughput"
+    std::size_t done = 0;
+    std::size_t total = 0;
+};
+using progress_fn = std::function<void(const progress_event&)>;
+
+/// The matrix: for each set, `count` drover spawns and `count` floor spawns (and posix_spawn
+/// for the empty set when the workload execs), after `warmup` of each, all in one order
+/// shuffled with `seed`. Fills report.combos, marginals, posix_spawn.
+void run_matrix(const bench_config& cfg, bench_report& report, const progress_fn& progress);
+
+/// The full sandbox (user, pid, mnt, uts, ipc, net; fresh /proc; lo up) running /bin/true:
+/// drover directly, and unshare(1), bwrap and runc each spawned by drover without
+/// namespaces. Missing or refusing peers are recorded as skipped with the reason.
+void run_peers(const bench_config& cfg, bench_report& report, const progress_fn& progress);
+
+/// Sustained spawning of each set at each concurrency for cfg.duration seconds, on one Asio
+/// event loop.
+void run_throughput(const bench_config& cfg, bench_report& report, const progress_fn& progress);
+
+/// Fills report.machine for this host and build.
+machine_info describe_machine();
+
+}  // namespace drover::bench

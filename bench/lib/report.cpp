@@ -1,0 +1,294 @@
+// Text reporters: the terminal table, CSV and Markdown.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <sstream>
+
+#include "bench/report.hpp"
+
+namespace drover::bench {
+
+namespace {
+
+std::string fmt(const char* f, double v) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, f, v);
+    return buf;
+}
+
+std::string pad(std::string s, std::size_t w, bool right = true) {
+    // Width in characters: count UTF-8 lead bytes only (µ, ±, ×, ÷ are two bytes).
+    std::size_t len = 0;
+    for (unsigned char c : s) len += (c & 0xC0) != 0x80;
+    if (len >= w) return s;
+    return right ? std::string(w - len, ' ') + s : s + std::string(w - len, ' ');
+}
+
+std::string ratio_text(double r) { return r > 0 ? fmt("%.2f×", r) : "–"; }
+
+std::string failures_text(const failure_counts& f) {
+    std::size_t n = 0;
+    for (const auto& [why, k] : f) n += k;
+    return std::to_string(n);
+}
+
+std::vector<const combo_result*> by_cost(const bench_report& r) {
+    std::vector<const combo_result*> v;
+    for (const combo_result& c : r.combos) v.push_back(&c);
+    std::stable_sort(v.begin(), v.end(), [](const combo_result* a, const combo_result* b) {
+        // Combinations without data (all refused) go last.
+        if ((a->drover.n == 0) != (b->drover.n == 0)) return b->drover.n == 0;
+        return a->drover.p50 < b->drover.p50;
+    });
+    return v;
+}
+
+const combo_result* find_combo(const bench_report& r, namespace_set s) {
+    for (const combo_result& c : r.combos)
+        if (c.set == s) return &c;
+    return nullptr;
+}
+
+struct ratio_overview {
+    double median = 0, worst = 0;
+    std::string worst_set;
+    std::size_t within = 0, measured = 0;
+};
+
+ratio_overview overview(const bench_report& r) {
+    ratio_overview o;
+    std::vector<double> ratios;
+    for (const combo_result& c : r.combos) {
+        double x = c.ratio();
+        if (x <= 0) continue;
+        ratios.push_back(x);
+        if (x <= 1.05) ++o.within;
+        if (x > o.worst) {
+            o.worst = x;
+            o.worst_set = c.set.str();
+        }
+    }
+    o.measured = ratios.size();
+    std::sort(ratios.begin(), ratios.end());
+    o.median = quantile_sorted(ratios, 0.5);
+    return o;
+}
+
+const peer_result* find_peer(const bench_report& r, const std::string& name) {
+    for (const peer_result& p : r.peers)
+        if (p.name == name) return &p;
+    return nullptr;
+}
+
+// How many times faster drover's direct spawn is than a peer, by p50.
+double peer_speedup(const bench_report& r, const peer_result& p) {
+    const peer_result* d = find_peer(r, "drover");
+    if (!d || !d->ran || !p.ran || d->total.n == 0 || p.total.n == 0 || d->total.p50 <= 0) return 0;
+    return p.total.p50 / d->total.p50;
+}
+
+void all_failures(std::ostringstream& o, const bench_report& r) {
+    bool any = false;
+    for (const combo_result& c : r.combos) {
+        for (const auto* f : {&c.drover_failures, &c.floor_failures}) {
+            for (const auto& [why, n] : *f) {
+                if (!any) o << "\nFailures (a combination the kernel refuses is reported, not fatal):\n";
+                any = true;
+                o << "  " << c.set.str() << " [" << (f == &c.drover_failures ? "drover" : "floor")
+                  << "] ×" << n << ": " << why << "\n";
+            }
+        }
+    }
+}
+
+}  // namespace
+
+std::string human_ns(double ns) {
+    if (std::fabs(ns) < 1e3) return fmt("%.0f ns", ns);
+    if (std::fabs(ns) < 1e6) return fmt("%.1f µs", ns / 1e3);
+    return fmt("%.2f ms", ns / 1e6);
+}
+
+std::string format_table(const bench_report& r) {
+    std::ostringstream o;
+    const machine_info& m = r.machine;
+    o << "drover bench — " << m.date << ", kernel " << m.kernel << ", " << m.cpu_model << " ("
+      << m.cores << " cores), cgroup " << m.cgroup_mode << ", drover " << m.drover_version << " ("
+      << m.drover_commit << ")\n";
+    o << "workload " << r.params.workload << ", " << r.params.count << " spawns per combination after "
+      << r.params.warmup << " warm-up, seed " << r.params.seed << "; spawn→reap, drover and the raw floor interleaved\n\n";
+    if (!r.combos.empty()) {
+        o << pad("namespaces", 37, false) << pad("p50", 10) << pad("p90", 10) << pad("p99", 10)
+          << pad("max", 10) << pad("mean ± sd", 22) << pad("floor p50", 11) << pad("÷floor", 8)
+          << "   stage p50: " << pad("clone", 9) << pad("maps", 9) << pad("setup", 9) << pad("exec", 9)
+          << pad("run", 9) << pad("reap", 9) << pad("fail", 6) << "\n";
+        for (const combo_result* c : by_cost(r)) {
+            o << pad(c->set.str(), 37, false);
+            if (c->drover.n) {
+                o << pad(human_ns(c->drover.p50), 10) << pad(human_ns(c->drover.p90), 10)
+                  << pad(human_ns(c->drover.p99), 10) << pad(human_ns(c->drover.max), 10)
+                  << pad(human_ns(c->drover.mean) + " ± " + human_ns(c->drover.stddev), 22);
+            } else {
+                o << pad("refused", 10) << pad("", 52);
+            }
+            o << pad(c->floor.n ? human_ns(c->floor.p50) : "–", 11) << pad(ratio_text(c->ratio()), 8)
+              << "              ";
+            for (const summary& s : c->stages) o << pad(c->drover.n ? human_ns(s.p50) : "–", 9);
+            o << pad(failures_text(c->drover_failures), 6) << "\n";
+        }
+        ratio_overview ov = overview(r);
+        if (ov.measured)
+            o << "\ndrover ÷ floor (p50): median " << ratio_text(ov.median) << ", worst "
+              << ratio_text(ov.worst) << " (" << ov.worst_set << "); " << ov.within << " of "
+              << ov.measured << " combinations within the 1.05× target\n";
+    }
+    if (!r.marginals.empty()) {
+        o << "\nMarginal cost of each namespace (p50 of S minus p50 of S without it):\n"
+          << pad("namespace", 11, false) << pad("alone", 11) << pad("median", 11) << pad("min", 11)
+          << pad("max", 11) << pad("pairs", 7) << pad("floor median", 14) << "\n";
+        for (const marginal& mg : r.marginals) {
+            o << pad(std::string(ns_name(mg.what)), 11, false)
+              << pad(mg.over_none ? human_ns(*mg.over_none) : "–", 11) << pad(human_ns(mg.median), 11)
+              << pad(human_ns(mg.min), 11) << pad(human_ns(mg.max), 11)
+              << pad(std::to_string(mg.pairs), 7);
+            std::string fm = "–";
+            for (const marginal& f : r.floor_marginals)
+                if (f.what == mg.what) fm = human_ns(f.median);
+            o << pad(fm, 14) << "\n";
+        }
+    }
+    if (r.posix_spawn) {
+        const peer_result& p = *r.posix_spawn;
+        o << "\nposix_spawn baseline (no namespaces): ";
+        if (!p.ran) {
+            o << "not run: " << p.note << "\n";
+        } else {
+            o << "p50 " << human_ns(p.total.p50) << ", p90 " << human_ns(p.total.p90);
+            if (const combo_result* none = find_combo(r, namespace_set{}); none && none->drover.n)
+                o << "; drover (none) p50 " << human_ns(none->drover.p50) << " = "
+                  << ratio_text(none->drover.p50 / p.total.p50) << " posix_spawn";
+            o << "\n";
+        }
+    }
+    if (!r.peers.empty()) {
+        o << "\nPeers: " << r.peer_set << " running /bin/true, each spawned by drover (p50 spawn→reap)\n"
+          << pad("tool", 10, false) << pad("p50", 11) << pad("p90", 11) << pad("max", 11)
+          << pad("drover faster by", 18) << "   note\n";
+        for (const peer_result& p : r.peers) {
+            o << pad(p.name, 10, false);
+            if (p.ran && p.total.n) {
+                double x = peer_speedup(r, p);
+                o << pad(human_ns(p.total.p50), 11) << pad(human_ns(p.total.p90), 11)
+                  << pad(human_ns(p.total.max), 11)
+                  << pad(p.name == "drover" ? "" : ratio_text(x), 18);
+            } else {
+                o << pad("skipped", 11) << pad("", 40);
+            }
+            o << "   " << p.note;
+            if (!p.failures.empty()) o << " (" << failures_text(p.failures) << " failures)";
+            o << "\n";
+        }
+    }
+    if (!r.throughput.empty()) {
+        o << "\nSustained throughput (" << r.params.duration << " s per point):\n"
+          << pad("namespaces", 37, false) << pad("conc", 6) << pad("spawns/s", 10) << pad("p50", 10)
+          << pad("p99", 10) << pad("first 10%", 11) << pad("last 10%", 11) << pad("drift", 8)
+          << pad("fail", 6) << "\n";
+        for (const throughput_result& t : r.throughput) {
+            double drift = t.first_decile_p50 > 0 ? t.last_decile_p50 / t.first_decile_p50 : 0;
+            o << pad(t.set.str(), 37, false) << pad(std::to_string(t.concurrency), 6)
+              << pad(fmt("%.0f", t.per_second), 10) << pad(human_ns(t.latency.p50), 10)
+              << pad(human_ns(t.latency.p99), 10) << pad(human_ns(t.first_decile_p50), 11)
+              << pad(human_ns(t.last_decile_p50), 11) << pad(ratio_text(drift), 8)
+              << pad(failures_text(t.failures), 6) << "\n";
+        }
+    }
+    all_failures(o, r);
+    o << "\n(" << fmt("%.1f", r.elapsed) << " s)\n";
+    return o.str();
+}
+
+std::string format_csv(const bench_report& r) {
+    std::ostringstream o;
+    o << "section,namespaces,runner,stage,n,p50_ns,p90_ns,p99_ns,max_ns,min_ns,mean_ns,stddev_ns,"
+         "ratio,failures\n";
+    auto row = [&](const std::string& section, const std::string& set, const std::string& who,
+                   const std::string& stage, const summary& s, double ratio, const std::string& fails) {
+        o << section << ',' << set << ',' << who << ',' << stage << ',' << s.n << ','
+          << fmt("%.0f", s.p50) << ',' << fmt("%.0f", s.p90) << ',' << fmt("%.0f", s.p99) << ','
+          << fmt("%.0f", s.max) << ',' << fmt("%.0f", s.min) << ',' << fmt("%.0f", s.mean) << ','
+          << fmt("%.0f", s.stddev) << ',' << (ratio > 0 ? fmt("%.4f", ratio) : "") << ',' << fails
+          << '\n';
+    };
+    for (const combo_result& c : r.combos) {
+        std::string set = c.set.str();
+        row("matrix", set, "drover", "total", c.drover, c.ratio(), failures_text(c.drover_failures));
+        for (std::size_t k = 0; k < stage_names.size(); ++k)
+            row("matrix", set, "drover", stage_names[k], c.stages[k], 0, "");
+        row("matrix", set, "floor", "total", c.floor, 0, failures_text(c.floor_failures));
+    }
+    if (r.posix_spawn && r.posix_spawn->ran)
+        row("baseline", "none", "posix_spawn", "total", r.posix_spawn->total, 0,
+            failures_text(r.posix_spawn->failures));
+    for (const peer_result& p : r.peers)
+        if (p.ran) row("peers", r.peer_set, p.name, "total", p.total, peer_speedup(r, p), failures_text(p.failures));
+    for (const throughput_result& t : r.throughput)
+        row("throughput", t.set.str(), "drover", "c" + std::to_string(t.concurrency) + "@" + fmt("%.0f", t.per_second) + "/s",
+            t.latency, t.first_decile_p50 > 0 ? t.last_decile_p50 / t.first_decile_p50 : 0,
+            failures_text(t.failures));
+    return o.str();
+}
+
+std::string format_markdown(const bench_report& r) {
+    std::ostringstream o;
+    const machine_info& m = r.machine;
+    o << "Measured " << m.date << " on " << m.cpu_model << " (" << m.cores << " cores), kernel "
+      << m.kernel << ", cgroup " << m.cgroup_mode << ", drover " << m.drover_version << " ("
+      << m.drover_commit << "); workload `" << r.params.workload << "`, " << r.params.count
+      << " spawns per combination, seed " << r.params.seed << ".\n\n";
+    if (!r.combos.empty()) {
+        o << "| namespaces | drover p50 | p90 | p99 | floor p50 | drover ÷ floor | clone | id maps | setup | exec | run | reap | failures |\n"
+          << "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+        for (const combo_result* c : by_cost(r)) {
+            o << "| " << c->set.str() << " | " << human_ns(c->drover.p50) << " | " << human_ns(c->drover.p90)
+              << " | " << human_ns(c->drover.p99) << " | " << human_ns(c->floor.p50) << " | "
+              << ratio_text(c->ratio());
+            for (const summary& s : c->stages) o << " | " << human_ns(s.p50);
+            o << " | " << failures_text(c->drover_failures) << " |\n";
+        }
+        ratio_overview ov = overview(r);
+        if (ov.measured)
+            o << "\ndrover ÷ floor (p50): median " << ratio_text(ov.median) << ", worst "
+              << ratio_text(ov.worst) << " (" << ov.worst_set << "); " << ov.within << " of "
+              << ov.measured << " combinations within 1.05×.\n";
+    }
+    if (!r.marginals.empty()) {
+        o << "\n| namespace | alone | median marginal | min | max | pairs |\n|---|---:|---:|---:|---:|---:|\n";
+        for (const marginal& mg : r.marginals)
+            o << "| " << ns_name(mg.what) << " | " << (mg.over_none ? human_ns(*mg.over_none) : "–")
+              << " | " << human_ns(mg.median) << " | " << human_ns(mg.min) << " | " << human_ns(mg.max)
+              << " | " << mg.pairs << " |\n";
+    }
+    if (r.posix_spawn && r.posix_spawn->ran)
+        o << "\nposix_spawn (no namespaces): p50 " << human_ns(r.posix_spawn->total.p50) << ".\n";
+    if (!r.peers.empty()) {
+        o << "\n| " << r.peer_set << ", /bin/true | p50 | p90 | drover faster by | note |\n|---|---:|---:|---:|---|\n";
+        for (const peer_result& p : r.peers) {
+            if (p.ran && p.total.n)
+                o << "| " << p.name << " | " << human_ns(p.total.p50) << " | " << human_ns(p.total.p90)
+                  << " | " << (p.name == "drover" ? "" : ratio_text(peer_speedup(r, p))) << " | " << p.note << " |\n";
+            else
+                o << "| " << p.name << " | skipped | | | " << p.note << " |\n";
+        }
+    }
+    if (!r.throughput.empty()) {
+        o << "\n| namespaces | concurrency | spawns/s | p50 | p99 | first 10% p50 | last 10% p50 |\n|---|---:|---:|---:|---:|---:|---:|\n";
+        for (const throughput_result& t : r.throughput)
+            o << "| " << t.set.str() << " | " << t.concurrency << " | " << fmt("%.0f", t.per_second) << " | "
+              << human_ns(t.latency.p50) << " | " << human_ns(t.latency.p99) << " | "
+              << human_ns(t.first_decile_p50) << " | " << human_ns(t.last_decile_p50) << " |\n";
+    }
+    return o.str();
+}
+
+}  // namespace drover::bench

@@ -1,0 +1,306 @@
+// SVG charts, written by hand: p50 per combination split by each namespace's marginal cost
+// (floor marked), the marginal cost of each namespace, a stacked per-stage breakdown, and the
+// peers. Readable on its own: every chart has a title, axis, legend and value labels.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <sstream>
+
+#include "bench/report.hpp"
+
+namespace drover::bench {
+
+namespace {
+
+constexpr double width = 1180;
+constexpr double label_w = 270;   // combination names
+constexpr double plot_w = 660;    // bars
+constexpr double left = 10;
+constexpr double bar_x = left + label_w;
+
+constexpr const char* ns_colors[ns_count] = {"#4e79a7", "#f28e2b", "#59a14f", "#b07aa1",
+                                             "#edc948", "#e15759", "#76b7b2", "#9c755f"};
+constexpr const char* base_color = "#bab0ac";
+constexpr const char* stage_colors[6] = {"#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#b07aa1"};
+
+std::string num(double v) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.1f", v);
+    return buf;
+}
+
+std::string esc(const std::string& s) {
+    std::string o;
+    for (char c : s) {
+        if (c == '<') o += "&lt;";
+        else if (c == '>') o += "&gt;";
+        else if (c == '&') o += "&amp;";
+        else o += c;
+    }
+    return o;
+}
+
+// A "nice" axis maximum: 1, 2 or 5 times a power of ten at or above v.
+double nice_max(double v) {
+    if (v <= 0) return 1;
+    double p = std::pow(10.0, std::floor(std::log10(v)));
+    for (double m : {1.0, 2.0, 5.0, 10.0})
+        if (m * p >= v) return m * p;
+    return 10 * p;
+}
+
+struct svg_out {
+    std::ostringstream o;
+    double y = 0;
+
+    void text(double x, double ty, const std::string& s, const char* extra = "") {
+        o << "<text x=\"" << num(x) << "\" y=\"" << num(ty) << "\" " << extra << ">" << esc(s) << "</text>\n";
+    }
+    void rect(double x, double ry, double w, double h, const char* fill, const std::string& title = {}) {
+        if (w <= 0) return;
+        o << "<rect x=\"" << num(x) << "\" y=\"" << num(ry) << "\" width=\"" << num(w) << "\" height=\""
+          << num(h) << "\" fill=\"" << fill << "\">";
+        if (!title.empty()) o << "<title>" << esc(title) << "</title>";
+        o << "</rect>\n";
+    }
+    void line(double x1, double y1, double x2, double y2, const char* stroke, double sw = 1,
+              const char* dash = nullptr) {
+        o << "<line x1=\"" << num(x1) << "\" y1=\"" << num(y1) << "\" x2=\"" << num(x2) << "\" y2=\""
+          << num(y2) << "\" stroke=\"" << stroke << "\" stroke-width=\"" << num(sw) << "\"";
+        if (dash) o << " stroke-dasharray=\"" << dash << "\"";
+        o << "/>\n";
+    }
+    // Vertical grid lines and tick labels for [0, max] over `rows_h` of height.
+    void axis(double max, double top, double rows_h) {
+        for (int i = 0; i <= 5; ++i) {
+            double v = max * i / 5;
+            double x = bar_x + plot_w * i / 5;
+            line(x, top, x, top + rows_h, "#ddd");
+            text(x, top + rows_h + 14, human_ns(v), "text-anchor=\"middle\" class=\"tick\"");
+        }
+    }
+    void title(const std::string& t, const std::string& sub) {
+        y += 28;
+        text(left, y, t, "class=\"title\"");
+        y += 16;
+        text(left, y, sub, "class=\"sub\"");
+        y += 12;
+    }
+    void legend(const std::vector<std::pair<std::string, const char*>>& items) {
+        double x = left;
+        y += 4;
+        for (const auto& [label, color] : items) {
+            rect(x, y, 12, 12, color);
+            text(x + 16, y + 10, label, "class=\"tick\"");
+            x += 28 + 7.0 * static_cast<double>(label.size());
+        }
+        y += 22;
+    }
+};
+
+std::vector<const combo_result*> measured_by_cost(const bench_report& r) {
+    std::vector<const combo_result*> v;
+    for (const combo_result& c : r.combos)
+        if (c.drover.n) v.push_back(&c);
+    std::stable_sort(v.begin(), v.end(),
+                     [](const combo_result* a, const combo_result* b) { return a->drover.p50 < b->drover.p50; });
+    return v;
+}
+
+double row_height(std::size_t rows) { return rows > 64 ? 12 : 18; }
+
+void p50_chart(svg_out& s, const bench_report& r) {
+    auto rows = measured_by_cost(r);
+    if (rows.empty()) return;
+    const combo_result* none = nullptr;
+    for (const combo_result& c : r.combos)
+        if (c.set.empty() && c.drover.n) none = &c;
+    double median_marg[ns_count] = {};
+    for (const marginal& m : r.marginals) median_marg[static_cast<int>(m.what)] = std::max(0.0, m.median);
+
+    s.title("spawn→reap p50 per namespace combination (" + r.params.workload + ")",
+            "bar: drover p50, split into the no-namespace base and each member's share by its median "
+            "marginal cost; black tick: raw floor p50; label: p50 and drover ÷ floor");
+    std::vector<std::pair<std::string, const char*>> legend = {{"base (none)", base_color}};
+    for (int i = 0; i < ns_count; ++i) legend.push_back({std::string(ns_name(static_cast<ns>(i))), ns_colors[i]});
+    legend.push_back({"floor p50", "#000"});
+    s.legend(legend);
+
+    double max = 0;
+    for (auto* c : rows) max = std::max({max, c->drover.p50, c->floor.p50});
+    max = nice_max(max);
+    const double h = row_height(rows.size());
+    const double top = s.y;
+    s.axis(max, top, h * static_cast<double>(rows.size()));
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+        const combo_result& c = *rows[i];
+        double y = top + h * static_cast<double>(i);
+        s.text(bar_x - 6, y + h * 0.75, c.set.str(), "text-anchor=\"end\" class=\"lbl\"");
+        double total = c.drover.p50;
+        double base = none ? std::min(none->drover.p50, total) : 0;
+        double share_sum = 0;
+        for (int k = 0; k < ns_count; ++k)
+            if (c.set.has(static_cast<ns>(k))) share_sum += median_marg[k];
+        double x = bar_x;
+        double scale = plot_w / max;
+        s.rect(x, y + 1, base * scale, h - 2, base_color, "base (no namespaces): " + human_ns(base));
+        x += base * scale;
+        double rest = total - base;
+        for (int k = 0; k < ns_count; ++k) {
+            auto n = static_cast<ns>(k);
+            if (!c.set.has(n)) continue;
+            double part = share_sum > 0 ? rest * median_marg[k] / share_sum
+                                        : rest / std::max(1, c.set.size());
+            std::string tip = std::string(ns_name(n)) + ": ~" + human_ns(part);
+            if (auto it = c.marginal.find(n); it != c.marginal.end())
+                tip += " (this set minus it: " + human_ns(it->second) + ")";
+            s.rect(x, y + 1, part * scale, h - 2, ns_colors[k], tip);
+            x += part * scale;
+        }
+        if (c.floor.n) {
+            double fx = bar_x + c.floor.p50 * scale;
+            s.line(fx, y, fx, y + h, "#000", 2);
+        }
+        std::string label = human_ns(total);
+        if (c.ratio() > 0) {
+            char buf[32];
+            std::snprintf(buf, sizeof buf, "  %.2f× floor", c.ratio());
+            label += buf;
+        }
+        s.text(bar_x + std::max(total, c.floor.p50) * scale + 6, y + h * 0.75, label, "class=\"val\"");
+    }
+    s.y = top + h * static_cast<double>(rows.size()) + 22;
+}
+
+void marginal_chart(svg_out& s, const bench_report& r) {
+    if (r.marginals.empty()) return;
+    s.title("Marginal cost of each namespace",
+            "cost(S) − cost(S without it), p50, over every measured pair; bar: median, whisker: min…max, "
+            "dot: added to no namespaces at all");
+    double lo = 0, hi = 0;
+    for (const marginal& m : r.marginals) {
+        lo = std::min(lo, m.min);
+        hi = std::max(hi, m.max);
+    }
+    double span = nice_max(hi - std::min(lo, 0.0));
+    double zero_x = bar_x + (lo < 0 ? plot_w * (-lo) / span : 0);
+    double scale = plot_w / span;
+    const double h = 20;
+    const double top = s.y;
+    s.line(zero_x, top, zero_x, top + h * static_cast<double>(r.marginals.size()), "#888");
+    for (std::size_t i = 0; i < r.marginals.size(); ++i) {
+        const marginal& m = r.marginals[i];
+        int k = static_cast<int>(m.what);
+        double y = top + h * static_cast<double>(i);
+        s.text(bar_x - 6, y + 14, std::string(ns_name(m.what)), "text-anchor=\"end\" class=\"lbl\"");
+        double x0 = zero_x + std::min(0.0, m.median) * scale;
+        s.rect(x0, y + 3, std::fabs(m.median) * scale, h - 6, ns_colors[k],
+               std::string(ns_name(m.what)) + ": median " + human_ns(m.median));
+        s.line(zero_x + m.min * scale, y + h / 2, zero_x + m.max * scale, y + h / 2, "#333", 1);
+        if (m.over_none)
+            s.o << "<circle cx=\"" << num(zero_x + *m.over_none * scale) << "\" cy=\"" << num(y + h / 2)
+                << "\" r=\"3.5\" fill=\"#000\"/>\n";
+        s.text(zero_x + std::max(m.max, m.median) * scale + 6, y + 14,
+               "median " + human_ns(m.median) + "  (" + std::to_string(m.pairs) + " pairs)", "class=\"val\"");
+    }
+    s.y = top + h * static_cast<double>(r.marginals.size()) + 22;
+}
+
+void stage_chart(svg_out& s, const bench_report& r) {
+    auto rows = measured_by_cost(r);
+    if (rows.empty()) return;
+    s.title("Where the time goes: drover's stages, p50 of each, stacked",
+            "clone: clone3 in the parent; id_maps: uid/gid map writes; setup: the child's own setup; "
+            "exec: execve until the parent saw it; run: to exit; reap: waitid");
+    std::vector<std::pair<std::string, const char*>> legend;
+    for (std::size_t k = 0; k < 6; ++k) legend.push_back({stage_names[k], stage_colors[k]});
+    s.legend(legend);
+    double max = 0;
+    for (auto* c : rows) {
+        double sum = 0;
+        for (const summary& st : c->stages) sum += st.p50;
+        max = std::max(max, sum);
+    }
+    max = nice_max(max);
+    const double h = row_height(rows.size());
+    const double top = s.y;
+    const double scale = plot_w / max;
+    s.axis(max, top, h * static_cast<double>(rows.size()));
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+        const combo_result& c = *rows[i];
+        double y = top + h * static_cast<double>(i);
+        s.text(bar_x - 6, y + h * 0.75, c.set.str(), "text-anchor=\"end\" class=\"lbl\"");
+        double x = bar_x;
+        double sum = 0;
+        for (std::size_t k = 0; k < 6; ++k) {
+            double v = c.stages[k].p50;
+            s.rect(x, y + 1, v * scale, h - 2, stage_colors[k], std::string(stage_names[k]) + ": " + human_ns(v));
+            x += v * scale;
+            sum += v;
+        }
+        s.text(x + 6, y + h * 0.75, human_ns(sum), "class=\"val\"");
+    }
+    s.y = top + h * static_cast<double>(rows.size()) + 22;
+}
+
+void peers_chart(svg_out& s, const bench_report& r) {
+    if (r.peers.empty()) return;
+    s.title("The same sandbox (" + r.peer_set + ", /bin/true) started by each tool",
+            "p50 spawn→reap, each peer spawned by drover without namespaces of its own");
+    double max = 0;
+    const peer_result* d = nullptr;
+    for (const peer_result& p : r.peers) {
+        if (p.ran && p.total.n) max = std::max(max, p.total.p50);
+        if (p.name == "drover") d = &p;
+    }
+    max = nice_max(max);
+    const double h = 22;
+    const double top = s.y;
+    s.axis(max, top, h * static_cast<double>(r.peers.size()));
+    for (std::size_t i = 0; i < r.peers.size(); ++i) {
+        const peer_result& p = r.peers[i];
+        double y = top + h * static_cast<double>(i);
+        s.text(bar_x - 6, y + 15, p.name, "text-anchor=\"end\" class=\"lbl\"");
+        if (!p.ran || !p.total.n) {
+            s.text(bar_x + 4, y + 15, "skipped: " + p.note, "class=\"val\"");
+            continue;
+        }
+        double w = p.total.p50 * plot_w / max;
+        s.rect(bar_x, y + 3, w, h - 6, p.name == "drover" ? "#4e79a7" : "#bab0ac");
+        std::string label = human_ns(p.total.p50);
+        if (d && p.name != "drover" && d->total.n && d->total.p50 > 0) {
+            char buf[48];
+            std::snprintf(buf, sizeof buf, "  (drover %.1f× faster)", p.total.p50 / d->total.p50);
+            label += buf;
+        }
+        s.text(bar_x + w + 6, y + 15, label, "class=\"val\"");
+    }
+    s.y = top + h * static_cast<double>(r.peers.size()) + 22;
+}
+
+}  // namespace
+
+std::string format_svg(const bench_report& r) {
+    svg_out s;
+    const machine_info& m = r.machine;
+    s.y = 8;
+    s.title("drover bench: namespace setup cost",
+            m.date + " · kernel " + m.kernel + " · " + m.cpu_model + " (" + std::to_string(m.cores) +
+                " cores) · drover " + m.drover_version + " (" + m.drover_commit + ") · " +
+                std::to_string(r.params.count) + " spawns per combination");
+    p50_chart(s, r);
+    marginal_chart(s, r);
+    stage_chart(s, r);
+    peers_chart(s, r);
+    std::ostringstream out;
+    out << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << num(width) << "\" height=\""
+        << num(s.y + 10) << "\" viewBox=\"0 0 " << num(width) << ' ' << num(s.y + 10) << "\">\n"
+        << "<style>text{font-family:DejaVu Sans,Helvetica,Arial,sans-serif;fill:#222}"
+           ".title{font-size:16px;font-weight:bold}.sub{font-size:11px;fill:#555}"
+           ".lbl{font-size:10px}.val{font-size:10px;fill:#333}.tick{font-size:10px;fill:#555}</style>\n"
+        << "<rect width=\"100%\" height=\"100%\" fill=\"#fff\"/>\n"
+        << s.o.str() << "</svg>\n";
+    return out.str();
+}
+
+}  // namespace drover::bench

@@ -1,0 +1,245 @@
+// `drover bench`: the namespace-cost benchmark — every namespace combination, stage by stage,
+// beside the raw floor, posix_spawn and the peers (unshare, bwrap, runc); reports to the
+// terminal and to JSON, CSV, Markdown and SVG files.
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "bench/floor.hpp"
+#include "bench/report.hpp"
+#include "bench/runner.hpp"
+#include "command.hpp"
+#include "drover/spawn/spawn_error.hpp"
+
+namespace drover::cli {
+
+namespace {
+
+struct bench_options {
+    std::vector<std::string> ns;
+    int count = 50;
+    int warmup = 5;
+    std::string workload = "exit";
+    std::uint64_t seed = 1;
+    std::string concurrency;
+    double duration = 2.0;
+    bool peers = false;
+    bool no_matrix = false;
+    std::string json, csv, markdown, svg;
+};
+
+// A usage problem: one line, exit 2, nothing started.
+struct usage_problem {
+    std::string what;
+};
+
+std::vector<int> parse_concurrency(const std::string& text) {
+    std::vector<int> out;
+    if (text.empty()) return out;
+    std::size_t begin = 0;
+    while (begin <= text.size()) {
+        std::size_t end = std::min(text.find(',', begin), text.size());
+        std::string part = text.substr(begin, end - begin);
+        std::size_t used = 0;
+        int v = 0;
+        try {
+            v = std::stoi(part, &used);
+        } catch (const std::exception&) {
+            used = 0;
+        }
+        if (part.empty() || used != part.size() || v < 1 || v > 4096)
+            throw usage_problem{"--concurrency: \"" + part + "\" in \"" + text +
+                                "\" is not a count from 1 to 4096 (expected a list like 1,8,64)"};
+        out.push_back(v);
+        begin = end + 1;
+    }
+    return out;
+}
+
+bench::bench_config make_config(const bench_options& o) {
+    bench::bench_config cfg;
+    if (o.count < 1) throw usage_problem{"-n/--count must be at least 1 (got " + std::to_string(o.count) + ")"};
+    if (o.warmup < 0) throw usage_problem{"--warmup must not be negative"};
+    if (!(o.duration > 0) || o.duration > 3600) throw usage_problem{"--duration must be between 0 and 3600 seconds"};
+    cfg.count = o.count;
+    cfg.warmup = o.warmup;
+    cfg.seed = o.seed;
+    cfg.duration = o.duration;
+    cfg.peers = o.peers;
+    cfg.concurrency = parse_concurrency(o.concurrency);
+    std::vector<std::string> selections = o.ns.empty() ? std::vector<std::string>{"matrix"} : o.ns;
+    for (const std::string& s : selections) {
+        std::string bad;
+        if (!bench::parse_ns_selection(s, cfg.sets, bad))
+            throw usage_problem{"--ns " + s + ": unknown namespace \"" + bad +
+                                "\" (use user, pid, mnt, uts, ipc, net, cgroup, time, none, all, singles or matrix)"};
+    }
+    if (o.no_matrix) cfg.sets.clear();
+    auto w = bench::parse_workload(o.workload);
+    if (!w) throw usage_problem{"--workload " + o.workload + ": expected exit, exec-static or exec:PATH"};
+    if (w->how == bench::workload::kind::exec_static) {
+        w->path = bench::static_helper_path();
+        if (w->path.empty())
+            throw usage_problem{"--workload exec-static: drover_static_true not found (build the "
+                                "drover_static_true target or set DROVER_STATIC_TRUE)"};
+    } else if (w->how == bench::workload::kind::exec_path) {
+        if (w->path.front() != '/') throw usage_problem{"--workload " + o.workload + ": PATH must be absolute"};
+        if (::access(w->path.c_str(), X_OK) != 0)
+            throw usage_problem{"--workload " + o.workload + ": " + w->path + " is not an executable file"};
+    }
+    cfg.work = *w;
+    return cfg;
+}
+
+// Progress on stderr: a bar with ETA on a terminal, a line per tenth otherwise.
+class progress_printer {
+public:
+    progress_printer() : tty_(::isatty(STDERR_FILENO) != 0) {}
+    ~progress_printer() { finish(); }
+    progress_printer(const progress_printer&) = delete;
+    progress_printer& operator=(const progress_printer&) = delete;
+
+    void operator()(const bench::progress_event& e) {
+        std::int64_t now = bench::floor_now_ns();
+        if (e.phase != phase_) {
+            finish();
+            phase_ = std::string(e.phase);
+            start_ = now;
+            last_tenth_ = -1;
+        }
+        double frac = e.total ? static_cast<double>(e.done) / static_cast<double>(e.total) : 1.0;
+        double elapsed = static_cast<double>(now - start_) / 1e9;
+        double eta = frac > 0 ? elapsed * (1 - frac) / frac : 0;
+        if (tty_) {
+            constexpr int width = 30;
+            int filled = static_cast<int>(frac * width);
+            std::string bar(static_cast<std::size_t>(filled), '#');
+            bar.resize(width, '.');
+            std::fprintf(stderr, "\r\033[K%-10s [%s] %3.0f%%  %zu/%zu  %.0fs elapsed, ETA %.0fs",
+                         phase_.c_str(), bar.c_str(), frac * 100, e.done, e.total, elapsed, eta);
+            open_line_ = true;
+        } else {
+            int tenth = static_cast<int>(frac * 10);
+            if (tenth == last_tenth_) return;
+            last_tenth_ = tenth;
+            std::fprintf(stderr, "drover: bench: %s %3.0f%% (%zu/%zu), ETA %.0fs\n", phase_.c_str(),
+                         frac * 100, e.done, e.total, eta);
+        }
+        std::fflush(stderr);
+    }
+
+    void finish() {
+        if (open_line_) std::fprintf(stderr, "\r\033[K");
+        open_line_ = false;
+    }
+
+private:
+    bool tty_;
+    bool open_line_ = false;
+    std::string phase_;
+    std::int64_t start_ = 0;
+    int last_tenth_ = -1;
+};
+
+std::optional<std::ofstream> open_output(const std::string& path, const char* flag) {
+    if (path.empty()) return std::nullopt;
+    std::ofstream out(path, std::ios::trunc);
+    if (!out) throw usage_problem{std::string(flag) + " " + path + ": cannot open for writing"};
+    return out;
+}
+
+int run_bench(const bench_options& o) {
+    bench::bench_config cfg;
+    std::optional<std::ofstream> json, csv, md, svg;
+    try {
+        cfg = make_config(o);
+        json = open_output(o.json, "--json");
+        csv = open_output(o.csv, "--csv");
+        md = open_output(o.markdown, "--markdown");
+        svg = open_output(o.svg, "--svg");
+    } catch (const usage_problem& p) {
+        print_error("bench: " + p.what);
+        return usage_exit;
+    }
+
+    bench::bench_report report;
+    report.machine = bench::describe_machine();
+    bench::parameters& p = report.params;
+    for (namespace_set s : bench::canonical_sets(cfg.sets)) p.sets.push_back(s.str());
+    p.count = cfg.count;
+    p.warmup = cfg.warmup;
+    p.workload = cfg.work.str();
+    p.workload_path = cfg.work.path;
+    p.seed = cfg.seed;
+    p.concurrency = cfg.concurrency;
+    p.duration = cfg.duration;
+    p.peers = cfg.peers;
+
+    const std::int64_t start = bench::floor_now_ns();
+    try {
+        progress_printer printer;
+        bench::progress_fn progress = [&](const bench::progress_event& e) { printer(e); };
+        if (!cfg.sets.empty()) bench::run_matrix(cfg, report, progress);
+        if (cfg.peers) bench::run_peers(cfg, report, progress);
+        if (!cfg.concurrency.empty() && !cfg.sets.empty()) bench::run_throughput(cfg, report, progress);
+    } catch (const spec_error& e) {
+        print_error(std::string("bench: ") + e.what());
+        return usage_exit;
+    } catch (const std::exception& e) {
+        print_error(std::string("bench: ") + e.what());
+        return 1;
+    }
+    report.elapsed = static_cast<double>(bench::floor_now_ns() - start) / 1e9;
+
+    std::fputs(bench::format_table(report).c_str(), stdout);
+    bool ok = true;
+    auto write = [&](std::optional<std::ofstream>& out, const std::string& text, const std::string& path) {
+        if (!out) return;
+        *out << text;
+        out->close();
+        if (!*out) {
+            print_error("bench: writing " + path + " failed");
+            ok = false;
+        }
+    };
+    write(json, bench::to_json(report).dump(2) + "\n", o.json);
+    write(csv, bench::format_csv(report), o.csv);
+    write(md, bench::format_markdown(report), o.markdown);
+    write(svg, bench::format_svg(report), o.svg);
+    return ok ? 0 : 1;
+}
+
+}  // namespace
+
+command_main add_bench_command(CLI::App& app) {
+    auto o = std::make_shared<bench_options>();
+    CLI::App* sub = app.add_subcommand(
+        "bench", "Measure namespace setup cost: every combination, stage by stage, against the "
+                 "raw clone3 floor, posix_spawn and the peers (unshare, bwrap, runc)");
+    sub->add_option("--ns", o->ns,
+                    "Combinations to measure (repeatable): user,pid | none | all (the eight "
+                    "together) | singles (none and each one) | matrix (all 256, the default)");
+    sub->add_option("-n,--count", o->count, "Spawns per combination and runner (default 50)");
+    sub->add_option("--warmup", o->warmup, "Unmeasured spawns per combination first (default 5)");
+    sub->add_option("--workload", o->workload,
+                    "exit (setup only, no execve) | exec-static (a tiny static program) | "
+                    "exec:PATH (default exit)");
+    sub->add_option("--seed", o->seed, "Seed of the shuffled, interleaved order (default 1)");
+    sub->add_option("--concurrency", o->concurrency,
+                    "Also measure sustained throughput at these concurrencies, e.g. 1,8,64");
+    sub->add_option("--duration", o->duration, "Seconds per throughput point (default 2)");
+    sub->add_flag("--peers", o->peers,
+                  "Compare user+pid+mnt+uts+ipc+net /bin/true with unshare(1), bwrap and runc");
+    sub->add_flag("--no-matrix", o->no_matrix, "Skip the matrix (e.g. with --peers alone)");
+    sub->add_option("--json", o->json, "Write the full results as JSON (docs/bench-schema.md)");
+    sub->add_option("--csv", o->csv, "Write the results as CSV");
+    sub->add_option("--markdown", o->markdown, "Write the results as Markdown tables");
+    sub->add_option("--svg", o->svg, "Write charts (p50 per combination, stage breakdown) as SVG");
+    return [o] { return run_bench(*o); };
+}
+
+}  // namespace drover::cli
