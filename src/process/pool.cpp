@@ -259,6 +259,14 @@ struct job_pool::impl : std::enable_shared_from_this<impl> {
         r.status = co_await child.wait();
     }
 
+    // Gives `buf` to the sink. The chunk is a named local: g++ 12 can destroy a temporary in
+    // a co_await expression twice.
+    asio::awaitable<void> hand_over(std::size_t index, int which, std::string& buf) {
+        output_chunk chunk{index, which, std::exchange(buf, {})};
+        auto op = opt.sink(std::move(chunk));
+        co_await std::move(op);
+    }
+
     // Reads one stream to EOF with a bounded buffer: waits for readiness, then copies what is
     // there through the shared scratch buffer (an idle child costs no buffer at all).
     asio::awaitable<void> drain(stream_descriptor& d, int which, job_result& r) {
@@ -288,7 +296,7 @@ struct job_pool::impl : std::enable_shared_from_this<impl> {
                     buf.append(scratch.data(), got);
                     if (buf.size() >= max) {
                         // Backpressure: nothing more is read until the sink took this.
-                        co_await opt.sink(output_chunk{r.index, which, std::exchange(buf, {})});
+                        co_await hand_over(r.index, which, buf);
                     }
                 } else {
                     std::size_t keep = buf.size() < max ? std::min(got, max - buf.size()) : 0;
@@ -296,8 +304,7 @@ struct job_pool::impl : std::enable_shared_from_this<impl> {
                     dropped += got - keep;
                 }
             }
-            if (streaming && !buf.empty())
-                co_await opt.sink(output_chunk{r.index, which, std::exchange(buf, {})});
+            if (streaming && !buf.empty()) co_await hand_over(r.index, which, buf);
             if (eof) break;
         }
         if (dropped > 0) buf += truncation_marker(dropped, which);

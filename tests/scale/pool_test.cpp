@@ -1,0 +1,224 @@
+// job_pool: bounded concurrency, per-job results, bounded output (truncate and backpressure),
+// throttling instead of failures when descriptors run out.
+#include <gtest/gtest.h>
+#include <sys/resource.h>
+
+#include <asio/detached.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/use_awaitable.hpp>
+#include <chrono>
+#include <vector>
+
+#include "drover/process/limits.hpp"
+#include "drover/process/pool.hpp"
+#include "support.hpp"
+
+namespace drover {
+namespace {
+
+using namespace std::chrono_literals;
+
+prepared_spawn helper_job(const std::string& mode, const std::string& arg, bool pipes = true) {
+    spawn_spec s;
+    s.argv.push_back(test::helper);
+    s.argv.push_back(mode);
+    s.argv.push_back(arg);
+    s.in = stdio::null();
+    if (pipes) {
+        s.out = stdio::pipe();
+        s.err = stdio::pipe();
+    }
+    return prepared_spawn(std::move(s));
+}
+
+std::vector<job_result> run_pool(std::vector<prepared_spawn> jobs, pool_options o,
+                                 pool_stats* stats = nullptr) {
+    return test::run_on_loop([&](asio::any_io_executor ex) -> asio::awaitable<std::vector<job_result>> {
+        job_pool pool(ex, o);
+        for (auto& j : jobs) pool.submit(j, "job");
+        pool.close();
+        std::vector<job_result> results(jobs.size());
+        co_await pool.run([&](job_result r) { results[r.index] = std::move(r); });
+        if (stats) *stats = pool.stats();
+        co_return results;
+    });
+}
+
+// Restores RLIMIT_NOFILE when the test ends, also on failure.
+struct nofile_guard {
+    rlimit saved{};
+    nofile_guard() { ::getrlimit(RLIMIT_NOFILE, &saved); }
+    ~nofile_guard() { ::setrlimit(RLIMIT_NOFILE, &saved); }
+};
+
+TEST(job_pool, every_job_is_reported_once_with_its_status_within_the_concurrency) {
+    std::vector<prepared_spawn> jobs;
+    for (int i = 0; i < 120; ++i) jobs.push_back(helper_job("exit", std::to_string(i % 256)));
+    pool_stats st;
+    auto results = run_pool(jobs, {.concurrency = 7}, &st);
+    for (std::size_t i = 0; i < results.size(); ++i) {
+        ASSERT_TRUE(results[i].status) << i;
+        EXPECT_EQ(results[i].index, i);
+        EXPECT_EQ(*results[i].status, exit_status::exited_with(static_cast<int>(i % 256)));
+        EXPECT_GT(results[i].finished_ns, results[i].started_ns);
+        EXPECT_GT(results[i].timings.reaped, 0);
+    }
+    EXPECT_EQ(st.finished, 120u);
+    EXPECT_LE(st.peak_live, 7u);
+    EXPECT_GE(st.peak_live, 2u);
+    EXPECT_EQ(test::zombie_children(), 0);
+}
+
+TEST(job_pool, output_of_each_job_is_captured_whole) {
+    std::vector<prepared_spawn> jobs;
+    for (int i = 0; i < 16; ++i) jobs.push_back(helper_job("flood", std::to_string(1000 * (i + 1))));
+    auto results = run_pool(jobs, {.concurrency = 16});
+    for (std::size_t i = 0; i < results.size(); ++i) {
+        EXPECT_EQ(results[i].out.size(), 1000 * (i + 1));
+        EXPECT_EQ(results[i].err.size(), 1000 * (i + 1));
+        EXPECT_EQ(results[i].out_dropped, 0u);
+        // The pattern of the helper's stdout: byte p is (p * 31 + 7) & 0xff.
+        for (std::size_t p = 0; p < results[i].out.size(); p += 97)
+            ASSERT_EQ(static_cast<unsigned char>(results[i].out[p]), (p * 31 + 7) & 0xff);
+    }
+}
+
+TEST(job_pool, truncate_policy_keeps_a_bounded_prefix_and_marks_the_cut) {
+    constexpr std::size_t flood = 1 << 20, cap = 64 * 1024;
+    std::vector<prepared_spawn> jobs;
+    for (int i = 0; i < 8; ++i) jobs.push_back(helper_job("flood", std::to_string(flood)));
+    auto results = run_pool(jobs, {.concurrency = 8, .output = {cap, overflow_policy::truncate}});
+    std::string marker = truncation_marker(flood - cap, 1);
+    for (const auto& r : results) {
+        ASSERT_TRUE(r.ok());
+        EXPECT_EQ(r.out_dropped, flood - cap);
+        EXPECT_EQ(r.err_dropped, flood - cap);
+        ASSERT_EQ(r.out.size(), cap + marker.size());
+        EXPECT_EQ(r.out.substr(cap), marker);
+        EXPECT_EQ(r.err.substr(cap), truncation_marker(flood - cap, 2));
+    }
+}
+
+TEST(job_pool, backpressure_policy_hands_everything_to_the_sink_in_bounded_chunks) {
+    constexpr std::size_t flood = 512 * 1024, cap = 16 * 1024;
+    std::size_t got[2] = {0, 0}, biggest = 0, calls = 0;
+    pool_options o{.concurrency = 4, .output = {cap, overflow_policy::backpressure}};
+    o.sink = [&](output_chunk c) -> asio::awaitable<void> {
+        got[c.stream - 1] += c.data.size();
+        biggest = std::max(biggest, c.data.size());
+        ++calls;
+        // A slow consumer: the child must wait for it rather than the pool buffering more.
+        if (calls % 16 == 0) {
+            asio::steady_timer t(co_await asio::this_coro::executor, 1ms);
+            co_await t.async_wait(asio::use_awaitable);
+        }
+    };
+    std::vector<prepared_spawn> jobs;
+    for (int i = 0; i < 4; ++i) jobs.push_back(helper_job("flood", std::to_string(flood)));
+    auto results = run_pool(jobs, o);
+    for (const auto& r : results) {
+        EXPECT_TRUE(r.ok());
+        EXPECT_TRUE(r.out.empty());
+    }
+    EXPECT_EQ(got[0], 4 * flood);
+    EXPECT_EQ(got[1], 4 * flood);
+    EXPECT_LE(biggest, cap);
+}
+
+TEST(job_pool, backpressure_without_a_sink_is_refused) {
+    asio::io_context io;
+    EXPECT_THROW(job_pool(io.get_executor(), {.output = {1024, overflow_policy::backpressure}}),
+                 std::invalid_argument);
+}
+
+TEST(job_pool, a_job_that_cannot_start_fails_alone_without_retries) {
+    std::vector<prepared_spawn> jobs{helper_job("exit", "0")};
+    spawn_spec bad;
+    bad.argv = {"/nonexistent/drover-scale-test"};
+    jobs.emplace_back(bad);
+    jobs.push_back(helper_job("exit", "3"));
+    auto results = run_pool(jobs, {.concurrency = 2});
+    EXPECT_TRUE(results[0].ok());
+    ASSERT_TRUE(results[1].failure);
+    EXPECT_EQ(results[1].failure->stage, child_stage::exec);
+    EXPECT_EQ(results[1].attempts, 1u);
+    EXPECT_FALSE(results[1].status);
+    EXPECT_EQ(*results[2].status, exit_status::exited_with(3));
+}
+
+// 3 descriptors per live job (pidfd, stdout, stderr) plus the spawn's own: with room for
+// ~10 jobs, asking for 60 at once must throttle, and every job still runs.
+TEST(job_pool, a_lowered_fd_limit_throttles_by_budget_instead_of_failing) {
+    nofile_guard guard;
+    rlimit low{static_cast<rlim_t>(count_open_fds() + 16 + 8 * 16 + 30), guard.saved.rlim_max};
+    ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);
+    std::vector<prepared_spawn> jobs;
+    for (int i = 0; i < 150; ++i) jobs.push_back(helper_job("exit", std::to_string(i % 256)));
+    std::vector<throttle_state> seen;
+    pool_options o{.concurrency = 60};
+    o.on_throttle = [&](const throttle_state& t) { seen.push_back(t); };
+    pool_stats st;
+    auto results = run_pool(jobs, o, &st);
+    for (std::size_t i = 0; i < results.size(); ++i) {
+        ASSERT_TRUE(results[i].status) << i << ": " << (results[i].failure ? results[i].failure->message() : "");
+        EXPECT_EQ(*results[i].status, exit_status::exited_with(static_cast<int>(i % 256)));
+    }
+    EXPECT_GT(st.throttle_events, 0u);
+    ASSERT_FALSE(seen.empty());
+    EXPECT_EQ(seen.front().why, throttle_state::kind::fd_budget);
+    EXPECT_NE(seen.front().reason().find("RLIMIT_NOFILE"), std::string::npos) << seen.front().reason();
+    EXPECT_LT(st.peak_live, 60u);
+}
+
+// Without the budget the kernel says EMFILE; the pool holds back and retries.
+TEST(job_pool, emfile_from_spawn_throttles_and_retries_instead_of_failing) {
+    nofile_guard guard;
+    rlimit low{static_cast<rlim_t>(count_open_fds() + 40), guard.saved.rlim_max};
+    ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);
+    std::vector<prepared_spawn> jobs;
+    for (int i = 0; i < 100; ++i) jobs.push_back(helper_job("exit", std::to_string(i)));
+    std::vector<std::string> reasons;
+    pool_options o{.concurrency = 50, .fd_budget = false};
+    o.on_throttle = [&](const throttle_state& t) {
+        if (t.throttled()) reasons.push_back(t.reason());
+    };
+    pool_stats st;
+    auto results = run_pool(jobs, o, &st);
+    for (std::size_t i = 0; i < results.size(); ++i) {
+        ASSERT_TRUE(results[i].status) << i << ": " << (results[i].failure ? results[i].failure->message() : "");
+        EXPECT_EQ(*results[i].status, exit_status::exited_with(static_cast<int>(i)));
+    }
+    EXPECT_GT(st.capacity_failures, 0u);
+    ASSERT_FALSE(reasons.empty());
+    EXPECT_NE(reasons.front().find("Too many open files"), std::string::npos) << reasons.front();
+    EXPECT_EQ(test::zombie_children(), 0);
+}
+
+TEST(job_pool, signal_reaches_a_running_job_only) {
+    auto [sent, late, status] = test::run_on_loop([](asio::any_io_executor ex)
+        -> asio::awaitable<std::tuple<std::error_code, std::error_code, exit_status>> {
+        job_pool pool(ex, {.concurrency = 1});
+        std::size_t id = pool.submit(helper_job("sleep", "30", false));
+        pool.close();
+        std::error_code first, second;
+        exit_status st;
+        asio::steady_timer t(ex);
+        auto killer = [&]() -> asio::awaitable<void> {
+            while (pool.stats().started == 0) {
+                t.expires_after(5ms);
+                co_await t.async_wait(asio::use_awaitable);
+            }
+            first = pool.signal(id, SIGTERM);
+        };
+        asio::co_spawn(ex, killer(), asio::detached);
+        co_await pool.run([&](job_result r) { st = *r.status; });
+        second = pool.signal(id, SIGTERM);
+        co_return std::tuple{first, second, st};
+    });
+    EXPECT_FALSE(sent);
+    EXPECT_EQ(late, std::errc::no_such_process);
+    EXPECT_EQ(status, exit_status::killed_by(SIGTERM));
+}
+
+}  // namespace
+}  // namespace drover
