@@ -87,6 +87,13 @@ void process_attributes(const child_ctx& c) noexcept {
     const spawn_spec& s = c.p.spec;
     injection_point(c, child_stage::setsid);
     if (s.new_session) check(c, child_stage::setsid, 0, ::setsid() >= 0);
+    injection_point(c, child_stage::foreground);
+    if (s.foreground) {
+        // All signals are still blocked (see launch), so tcsetpgrp from what is for a moment a
+        // background group does not stop us with SIGTTOU.
+        check(c, child_stage::foreground, 0, ::setpgid(0, 0) == 0);
+        check(c, child_stage::foreground, 0, ::tcsetpgrp(STDIN_FILENO, ::getpgrp()) == 0);
+    }
     injection_point(c, child_stage::pdeathsig);
     if (s.die_with_parent) {
         check(c, child_stage::pdeathsig, 0, ::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) == 0);

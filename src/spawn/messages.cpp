@@ -37,6 +37,7 @@ constexpr stage_words stage_table[] = {
     {child_stage::report, "report", "reading the child's report"},
     {child_stage::wait_maps, "wait_maps", "waiting for the parent (id maps, cgroups)"},
     {child_stage::setsid, "setsid", "starting a new session"},
+    {child_stage::foreground, "foreground", "taking the terminal's foreground"},
     {child_stage::pdeathsig, "pdeathsig", "setting the parent-death signal"},
     {child_stage::mount_private, "mount_private", "making / private"},
     {child_stage::mount_proc, "mount_proc", "mounting /proc"},

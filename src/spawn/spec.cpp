@@ -155,6 +155,7 @@ std::string validate(const spawn_spec& s) {
             if (s.pass_fds[j].child_fd == p.child_fd)
                 return field + ": child_fd " + std::to_string(p.child_fd) + " given twice";
     }
+    if (s.foreground && s.new_session) return "foreground: conflicts with new_session (no terminal)";
     for (std::size_t i = 0; i < s.rlimits.size(); ++i)
         if (s.rlimits[i].soft > s.rlimits[i].hard)
             return "rlimits[" + std::to_string(i) + "]: soft limit above hard limit";

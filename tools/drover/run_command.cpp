@@ -47,19 +47,15 @@ int start_failure_code(const spawn_error& e) {
 
 asio::awaitable<int> run_child(spawn_spec spec, bool timing) {
     auto ex = co_await asio::this_coro::executor;
+    bool spec_foreground = spec.foreground;
     process child = co_await spawn(ex, std::move(spec));
-    // Signals sent to drover go to the child through its pidfd. On a terminal, Ctrl-C and
-    // Ctrl-backslash already reach the child (same process group): those are not sent twice.
+    // Signals sent to drover go to the child through its pidfd. On a terminal the child has
+    // the foreground, so ^C reaches it alone and is not sent twice.
+    bool foreground = spec_foreground;
     auto signals = std::make_shared<asio::signal_set>(ex, SIGTERM, SIGHUP, SIGUSR1);
     signals->add(SIGUSR2);
-    if (!::isatty(STDIN_FILENO)) {
-        signals->add(SIGINT);
-        signals->add(SIGQUIT);
-    } else {
-        // Ignore them here so that drover outlives the child and reports its status.
-        std::signal(SIGINT, SIG_IGN);
-        std::signal(SIGQUIT, SIG_IGN);
-    }
+    signals->add(SIGINT);
+    signals->add(SIGQUIT);
     auto forward = [signals, &child](auto&& self, std::error_code ec, int sig) -> void {
         if (ec) return;
         child.signal(sig);
@@ -68,6 +64,11 @@ asio::awaitable<int> run_child(spawn_spec spec, bool timing) {
     signals->async_wait([forward](std::error_code e, int s) { forward(forward, e, s); });
     exit_status status = co_await child.wait();
     signals->cancel();
+    if (foreground) {
+        // Take the terminal back; as a background group that needs SIGTTOU ignored.
+        std::signal(SIGTTOU, SIG_IGN);
+        ::tcsetpgrp(STDIN_FILENO, ::getpgrp());
+    }
     if (timing) print_timings(child.timings());
     co_return status.shell_code();
 }
@@ -77,6 +78,9 @@ int run_main(const run_options& o) {
     try {
         spec.argv = o.argv;
         o.ns.apply(spec);
+        // An interactive program gets the terminal (job control, ^C to it alone), as in a shell.
+        spec.foreground = !spec.new_session && ::isatty(STDIN_FILENO) &&
+                          ::tcgetpgrp(STDIN_FILENO) == ::getpgrp();
         if (std::string problem = validate(spec); !problem.empty()) throw spec_error(problem);
     } catch (const spec_error& e) {
         print_error(std::string("run: ") + e.what());

@@ -123,6 +123,10 @@ struct spawn_spec {
     // Process attributes.
     bool die_with_parent = true;    ///< PR_SET_PDEATHSIG(SIGKILL): gone when the spawning thread is
     bool new_session = false;       ///< setsid(): also detaches from the terminal
+    /// The child leads a new process group and takes the foreground of the terminal on its
+    /// stdin (tcsetpgrp), so that ^C reaches only it and a shell can run job control even
+    /// when PID-namespaced. The caller takes the terminal back when the child is done.
+    bool foreground = false;
     bool no_new_privs = false;
     std::vector<rlimit_setting> rlimits;
     int cgroup_fd = -1;             ///< a cgroup v2 directory to start in (CLONE_INTO_CGROUP)

@@ -22,6 +22,7 @@ enum class child_stage : std::uint16_t {
     // in the child, in order
     wait_maps,
     setsid,
+    foreground,
     pdeathsig,
     mount_private,
     mount_proc,
@@ -44,7 +45,8 @@ enum class child_stage : std::uint16_t {
 
 /// The child stages in execution order, for tests that inject a failure at each.
 inline constexpr child_stage child_stages[] = {
-    child_stage::wait_maps,  child_stage::setsid,       child_stage::pdeathsig,
+    child_stage::wait_maps,  child_stage::setsid,       child_stage::foreground,
+    child_stage::pdeathsig,
     child_stage::mount_private, child_stage::mount_proc, child_stage::bind_mount,
     child_stage::remount_ro, child_stage::tmpfs,        child_stage::hostname,
     child_stage::domainname, child_stage::loopback,     child_stage::time_ns,

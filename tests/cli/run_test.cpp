@@ -1,0 +1,135 @@
+// `drover run` as a user runs it: exit codes, usage errors that start nothing, stage-named
+// failures with advice, signal forwarding, --timing, and an interactive shell on a terminal.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <asio/steady_timer.hpp>
+#include <filesystem>
+
+#include "drover/process/asio.hpp"
+#include "support.hpp"
+
+namespace drover {
+namespace {
+
+using test::cli;
+using test::helper;
+
+run_result drover_run(std::vector<std::string> args, std::string input = {}) {
+    std::vector<std::string> argv = {cli, "run"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    spawn_spec s = test::piped(argv);
+    s.in = stdio::pipe();
+    return test::run_spec(s, std::move(input));
+}
+
+TEST(Run, ExitCodeIsTheChildsOr128PlusSignal) {
+    EXPECT_EQ(drover_run({"--", "/bin/sh", "-c", "exit 7"}).status.code(), 7);
+    EXPECT_EQ(drover_run({"-Um", "--", "/bin/sh", "-c", "kill -9 $$"}).status.code(), 128 + 9);
+    EXPECT_EQ(drover_run({"-U", "--", helper, "signal", "15"}).status.code(), 128 + 15);
+}
+
+TEST(Run, ShowsIsolationFromInside) {
+    auto r = drover_run({"-Upmuin", "-r", "--hostname", "box", "--", "/bin/sh", "-c",
+                         "hostname; echo $$; id -u; ps ax -o comm="});
+    EXPECT_EQ(r.out, "box\n1\n0\nsh\nps\n") << r.err;
+}
+
+TEST(Run, SeedMapFlags) {
+    auto r = drover_run({"--map-user=109:" + std::to_string(::getuid()) + ":1",
+                         "--map-group=114:" + std::to_string(::getgid()) + ":1", "--", "id"});
+    EXPECT_TRUE(r.out.starts_with("uid=109 gid=114")) << r.out << r.err;
+}
+
+TEST(Run, ImpossibleSpecsExitTwoWithOneLineAndStartNothing) {
+    const std::string marker = "/tmp/drover-run-test-marker-" + std::to_string(::getpid());
+    struct bad {
+        std::vector<std::string> flags;
+        std::string message;
+    };
+    const bad cases[] = {
+        {{"--mount-proc"}, "drover: run: mount_proc: needs the pid namespace\n"},
+        {{"--hostname=box"}, "drover: run: hostname: needs the uts namespace\n"},
+        {{"--map-user=x:0:1"}, "drover: run: --map-user: 'x:0:1' is not INNER:OUTER:COUNT\n"},
+        {{"--map-user=0:0:10", "--map-user=5:100:1"},
+         "drover: run: uid_map range 2 (5:100:1): overlaps range 1 inside\n"},
+        {{"--monotonic=5"}, "drover: run: monotonic_offset: needs the time namespace\n"},
+        {{"--rlimit=bogus=1"},
+         "drover: run: --rlimit: 'bogus=1' is not NAME=SOFT[:HARD] with a known NAME\n"},
+    };
+    for (const auto& c : cases) {
+        std::vector<std::string> args = c.flags;
+        args.insert(args.end(), {"--", "/bin/touch", marker});
+        auto r = drover_run(args);
+        EXPECT_EQ(r.status.code(), 2) << c.message;
+        EXPECT_EQ(r.err, c.message);
+        EXPECT_FALSE(std::filesystem::exists(marker)) << "spawned despite: " << c.message;
+    }
+    auto unknown = drover_run({"--bogus-flag", "--", "/bin/touch", marker});
+    EXPECT_EQ(unknown.status.code(), 2);
+    EXPECT_TRUE(unknown.err.starts_with("drover: ")) << unknown.err;
+    EXPECT_EQ(std::count(unknown.err.begin(), unknown.err.end(), '\n'), 1) << unknown.err;
+    EXPECT_FALSE(std::filesystem::exists(marker));
+}
+
+TEST(Run, MissingProgramIs127WithTheStage) {
+    auto r = drover_run({"--", "/no/such/program"});
+    EXPECT_EQ(r.status.code(), 127);
+    EXPECT_EQ(r.err, "drover: execve /no/such/program: No such file or directory\n");
+    auto noexec = drover_run({"--", "/etc/passwd"});
+    EXPECT_EQ(noexec.status.code(), 126);
+}
+
+// A real kernel refusal, contained: inside a user namespace of our own the per-namespace
+// limit user.max_net_namespaces is set to 0, then an inner drover asks for a net namespace.
+TEST(Run, KernelRefusalComesWithAdvice) {
+    std::string script = "echo 0 > /proc/sys/user/max_net_namespaces && exec " + std::string(cli) +
+                         " run -n -- /bin/true";
+    auto r = drover_run({"-U", "-r", "--", "/bin/sh", "-c", script});
+    EXPECT_EQ(r.status.code(), 125);
+    EXPECT_EQ(r.err,
+              "drover: creating the process (clone3) with namespaces net: No space left on device "
+              "(a namespace limit is reached: see sysctl user.max_net_namespaces, or the nesting "
+              "limit of 32 user/pid namespaces)\n");
+}
+
+TEST(Run, TimingPrintsEveryStage) {
+    auto r = drover_run({"--timing", "-U", "--", "/bin/true"});
+    EXPECT_EQ(r.status.code(), 0);
+    for (const char* stage : {"clone=", "id_maps=", "setup=", "exec=", "run=", "reap=", "total="})
+        EXPECT_NE(r.err.find(stage), std::string::npos) << stage << " in " << r.err;
+}
+
+TEST(Run, ForwardsSignalsToTheChild) {
+    auto st = test::run_on_loop([](asio::any_io_executor ex) -> asio::awaitable<exit_status> {
+        spawn_spec s = test::piped({cli, "run", "--", helper, "sleep", "30"});
+        process p = co_await spawn(ex, s);
+        asio::steady_timer t(ex, std::chrono::milliseconds(300));
+        co_await t.async_wait(use_tuple);
+        p.signal(SIGTERM);  // to drover; it must pass it on and report the child's death
+        co_return co_await p.wait();
+    });
+    EXPECT_EQ(st, exit_status::exited_with(128 + SIGTERM)) << st.str();
+}
+
+// The seed's interactive session: a shell on a terminal (script(1) gives it a pty), typed at.
+TEST(Run, InteractiveShellOnATerminal) {
+    if (::access("/usr/bin/script", X_OK) != 0) GTEST_SKIP() << "script(1) from util-linux is missing";
+    std::string cmd = std::string(cli) + " run -Upmu -r --hostname box -- /bin/sh";
+    auto r = test::run_spec(
+        [&] {
+            spawn_spec s = test::piped({"/usr/bin/script", "-qec", cmd, "/dev/null"});
+            s.in = stdio::pipe();
+            return s;
+        }(),
+        "hostname\necho pid=$$\necho BEGIN; ps ax -o comm=; echo END\nexit 3\n");
+    EXPECT_NE(r.out.find("box"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("pid=1"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("BEGIN\r\nsh\r\nps\r\nEND"), std::string::npos)
+        << "ps sees only sh and itself: " << r.out;
+    EXPECT_EQ(r.out.find("Cannot set tty process group"), std::string::npos) << r.out;
+    EXPECT_EQ(r.status.code(), 3) << r.out;
+}
+
+}  // namespace
+}  // namespace drover
