@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs what drover needs from Debian 12's archive (only what is missing), then configures
+# and builds. Environment: DROVER_BUILD_DIR (default build), DROVER_CMAKE_ARGS (extra flags).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(
+  build-essential cmake pkg-config git
+  libasio-dev liburing-dev libspdlog-dev libgtest-dev
+  libcli11-dev libtomlplusplus-dev nlohmann-json3-dev
+  # used by tests and the benchmark: peers to compare with, tools a user would look with
+  util-linux bubblewrap runc procps iproute2 bsdutils
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "bootstrap: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+build=${DROVER_BUILD_DIR:-build}
+# shellcheck disable=SC2086
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=${DROVER_BUILD_TYPE:-RelWithDebInfo} ${DROVER_CMAKE_ARGS:-}
+cmake --build "$build" -j "$(nproc)"
