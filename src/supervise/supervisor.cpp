@@ -6,7 +6,6 @@
 
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
-#include <asio/experimental/awaitable_operators.hpp>
 #include <asio/posix/stream_descriptor.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/this_coro.hpp>
@@ -31,22 +30,23 @@ namespace {
 
 std::atomic<unsigned> tree_serial{0};
 
-/// All waiters wake on notify_all(); they re-check their condition (a condition variable for
-/// one Asio thread: a timer that never expires, cancelled to wake).
+/// All waiters wake on notify_all() and re-check their condition: a condition variable for
+/// one Asio thread. Each waiter has its own timer set to its deadline; notifying cancels them.
 class notifier {
 public:
-    explicit notifier(asio::any_io_executor ex) : t_(ex, clock::time_point::max()) {}
-    awaitable<void> wait() { (void)co_await t_.async_wait(use_tuple); }
-    void notify_all() { t_.cancel(); }
+    awaitable<void> wait(clock::time_point deadline) {
+        auto t = std::make_shared<asio::steady_timer>(co_await asio::this_coro::executor, deadline);
+        waiters_.push_back(t);
+        (void)co_await t->async_wait(use_tuple);
+        std::erase(waiters_, t);
+    }
+    void notify_all() {
+        for (auto& w : waiters_) w->cancel();
+    }
 
 private:
-    asio::steady_timer t_;
+    std::vector<std::shared_ptr<asio::steady_timer>> waiters_;
 };
-
-awaitable<void> sleep_until(clock::time_point when) {
-    asio::steady_timer t(co_await asio::this_coro::executor, when);
-    (void)co_await t.async_wait(use_tuple);
-}
 
 }  // namespace
 
@@ -72,7 +72,7 @@ struct service_rt {
 
 struct supervisor::impl : std::enable_shared_from_this<impl> {
     impl(asio::any_io_executor e, supervisor_options o)
-        : ex(e), opt(std::move(o)), changed(e), rng(opt.seed) {
+        : ex(e), opt(std::move(o)), rng(opt.seed) {
         log = opt.log;
         if (!log)
             log = std::make_shared<spdlog::logger>("drover", std::make_shared<spdlog::sinks::stderr_sink_mt>());
@@ -119,11 +119,12 @@ struct supervisor::impl : std::enable_shared_from_this<impl> {
         return true;
     }
 
-    awaitable<bool> wait_for(std::function<bool()> pred, clock::time_point deadline) {
-        using namespace asio::experimental::awaitable_operators;
+    // GCC 12 may destroy a temporary in a co_await expression twice: callers pass a named
+    // predicate, by reference.
+    awaitable<bool> wait_for(const std::function<bool()>& pred, clock::time_point deadline) {
         while (!pred()) {
             if (clock::now() >= deadline) co_return false;
-            co_await (changed.wait() || sleep_until(deadline));
+            co_await changed.wait(deadline);
         }
         co_return true;
     }
@@ -224,7 +225,9 @@ struct supervisor::impl : std::enable_shared_from_this<impl> {
         // What the main process left behind (double-forked daemons) goes with it.
         if (cg.valid()) {
             if (cg.populated()) (void)cg.kill_all();
-            co_await wait_for([&] { return !cg.populated(); }, clock::now() + std::chrono::seconds(2));
+            // The kernel gives no completion for cgroup.kill here: poll, briefly and bounded.
+            for (int i = 0; i < 400 && cg.populated(); ++i)
+                co_await changed.wait(clock::now() + std::chrono::milliseconds(5));
             s->oom = cg.oom_kills() > 0;
             if (auto ec = cg.remove()) log->warn("[{}] cannot remove cgroup {}: {}", s->spec.name, cg.path(), ec.message());
         } else {
@@ -243,7 +246,7 @@ struct supervisor::impl : std::enable_shared_from_this<impl> {
         try {
             while (s->want && !shut) {
                 set_state(*s, service_state::waiting);
-                while (s->want && !deps_ready(*s)) co_await changed.wait();
+                while (s->want && !deps_ready(*s)) co_await changed.wait(clock::time_point::max());
                 if (!s->want) break;
                 std::optional<exit_status> st = co_await run_once(s);
                 if (!s->want) break;
@@ -284,7 +287,9 @@ struct supervisor::impl : std::enable_shared_from_this<impl> {
     }
 
     awaitable<void> start_one(std::shared_ptr<service_rt> s) {
-        if (s->runner && !s->want) co_await wait_for([s] { return !s->runner; }, clock::time_point::max());
+        service_rt* raw = s.get();
+        const std::function<bool()> ended = [raw] { return !raw->runner; };
+        if (s->runner && !s->want) co_await wait_for(ended, clock::time_point::max());
         if (s->runner) co_return;  // already running
         s->want = true;
         s->tracker.reset();
@@ -298,16 +303,18 @@ struct supervisor::impl : std::enable_shared_from_this<impl> {
         s->wake.cancel();
         changed.notify_all();
         if (!s->runner) co_return;
+        service_rt* raw = s.get();
+        const std::function<bool()> ended = [raw] { return !raw->runner; };
         if (s->proc && !s->proc->status()) {
             set_state(*s, service_state::stopping);
             (void)s->proc->signal(s->spec.stop_signal);
-            if (co_await wait_for([s] { return !s->runner; }, clock::now() + s->spec.stop_timeout)) co_return;
+            if (co_await wait_for(ended, clock::now() + s->spec.stop_timeout)) co_return;
             log->warn("[{}] did not stop within {:.3f} s: killing it", s->spec.name,
                       std::chrono::duration<double>(s->spec.stop_timeout).count());
             if (s->cg) (void)s->cg->kill_all();
             if (s->proc) (void)s->proc->signal(SIGKILL);
         }
-        co_await wait_for([s] { return !s->runner; }, clock::time_point::max());
+        co_await wait_for(ended, clock::time_point::max());
     }
 
     // Start order: each service after those it names in `after` (Kahn's algorithm, stable).
@@ -475,7 +482,8 @@ awaitable<void> supervisor::reload(std::vector<service_spec> next) {
 }
 
 awaitable<bool> supervisor::wait_until(std::function<bool(const supervisor_status&)> pred, nanoseconds timeout) {
-    co_return co_await p_->wait_for([this, pred] { return pred(status()); }, clock::now() + timeout);
+    const std::function<bool()> holds = [this, &pred] { return pred(status()); };
+    co_return co_await p_->wait_for(holds, clock::now() + timeout);
 }
 
 supervisor_status supervisor::status() const {
