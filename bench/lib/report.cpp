@@ -120,7 +120,7 @@ std::string format_table(const bench_report& r) {
     if (!r.combos.empty()) {
         o << pad("namespaces", 37, false) << pad("p50", 10) << pad("p90", 10) << pad("p99", 10)
           << pad("max", 10) << pad("mean ± sd", 22) << pad("floor p50", 11) << pad("÷floor", 8)
-          << "   stage p50: " << pad("clone", 9) << pad("maps", 9) << pad("setup", 9) << pad("exec", 9)
+          << "   stage p50: " << pad("prep", 9) << pad("clone", 9) << pad("maps", 9) << pad("setup", 9) << pad("exec", 9)
           << pad("run", 9) << pad("reap", 9) << pad("fail", 6) << "\n";
         for (const combo_result* c : by_cost(r)) {
             o << pad(c->set.str(), 37, false);
@@ -247,8 +247,8 @@ std::string format_markdown(const bench_report& r) {
       << m.drover_commit << "); workload `" << r.params.workload << "`, " << r.params.count
       << " spawns per combination, seed " << r.params.seed << ".\n\n";
     if (!r.combos.empty()) {
-        o << "| namespaces | drover p50 | p90 | p99 | floor p50 | drover ÷ floor | clone | id maps | setup | exec | run | reap | failures |\n"
-          << "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+        o << "| namespaces | drover p50 | p90 | p99 | floor p50 | drover ÷ floor | prepare | clone | id maps | setup | exec | run | reap | failures |\n"
+          << "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
         for (const combo_result* c : by_cost(r)) {
             o << "| " << c->set.str() << " | " << human_ns(c->drover.p50) << " | " << human_ns(c->drover.p90)
               << " | " << human_ns(c->drover.p99) << " | " << human_ns(c->floor.p50) << " | "

@@ -20,35 +20,6 @@ namespace drover::bench {
 
 namespace {
 
-// One spawn through drover's synchronous spawn path, timed around the whole call sequence.
-struct drover_sample {
-    bool ok = false;
-    std::int64_t total = 0;
-    stage_durations stages;
-    std::string error;
-};
-
-drover_sample drover_spawn_once(const prepared_spawn& p) {
-    drover_sample s;
-    const std::int64_t start = floor_now_ns();
-    launched_child child;
-    spawn_failure failure;
-    if (!launch(p, child, failure) || !await_exec(p, child, failure)) {
-        s.total = floor_now_ns() - start;
-        s.error = failure.message();
-        return s;
-    }
-    exit_status status = wait_blocking(child);
-    s.total = floor_now_ns() - start;
-    s.stages = child.timings.durations();
-    if (!status.success()) {
-        s.error = "the workload " + status.str();
-        return s;
-    }
-    s.ok = true;
-    return s;
-}
-
 // posix_spawn + waitpid: what a program without namespaces would do.
 floor_sample posix_spawn_once(const std::vector<std::string>& argv) {
     floor_sample s;
@@ -96,7 +67,7 @@ struct task {
 // Samples collected for one combination.
 struct combo_samples {
     std::vector<std::int64_t> drover, floor;
-    std::array<std::vector<std::int64_t>, 6> stages;
+    std::array<std::vector<std::int64_t>, stage_count> stages;
     failure_counts drover_failures, floor_failures;
 };
 
@@ -110,6 +81,28 @@ void throttle_progress(const progress_fn& progress, std::string_view phase, std:
 }
 
 }  // namespace
+
+drover_sample drover_spawn_once(const prepared_spawn& p) {
+    drover_sample s;
+    const std::int64_t start = floor_now_ns();
+    launched_child child;
+    spawn_failure failure;
+    if (!launch(p, child, failure) || !await_exec(p, child, failure)) {
+        s.total = floor_now_ns() - start;
+        s.error = failure.message();
+        return s;
+    }
+    exit_status status = wait_blocking(child);
+    s.total = floor_now_ns() - start;
+    s.timings = child.timings;
+    s.stages = child.timings.durations();
+    if (!status.success()) {
+        s.error = "the workload " + status.str();
+        return s;
+    }
+    s.ok = true;
+    return s;
+}
 
 std::string workload::str() const {
     switch (how) {
@@ -209,7 +202,8 @@ void run_matrix(const bench_config& cfg, bench_report& report, const progress_fn
                 }
                 cs.drover.push_back(d.total);
                 auto a = d.stages.as_array();
-                for (std::size_t k = 0; k < a.size(); ++k) cs.stages[k].push_back(a[k]);
+                cs.stages[0].push_back(std::max<std::int64_t>(0, d.total - d.stages.total));
+                for (std::size_t k = 0; k < a.size(); ++k) cs.stages[k + 1].push_back(a[k]);
                 return;
             }
             case runner::floor: {
@@ -261,7 +255,7 @@ void run_matrix(const bench_config& cfg, bench_report& report, const progress_fn
         r.set = sets[i];
         r.drover = summarize(samples[i].drover);
         r.floor = summarize(samples[i].floor);
-        for (std::size_t k = 0; k < 6; ++k) r.stages[k] = summarize(samples[i].stages[k]);
+        for (std::size_t k = 0; k < stage_count; ++k) r.stages[k] = summarize(samples[i].stages[k]);
         r.drover_failures = std::move(samples[i].drover_failures);
         r.floor_failures = std::move(samples[i].floor_failures);
         if (r.drover.n) drover_cost[r.set.bits()] = r.drover.p50;

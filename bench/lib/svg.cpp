@@ -21,7 +21,7 @@ constexpr double bar_x = left + label_w;
 constexpr const char* ns_colors[ns_count] = {"#4e79a7", "#f28e2b", "#59a14f", "#b07aa1",
                                              "#edc948", "#e15759", "#76b7b2", "#9c755f"};
 constexpr const char* base_color = "#bab0ac";
-constexpr const char* stage_colors[6] = {"#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#b07aa1"};
+constexpr const char* stage_colors[stage_count] = {"#bab0ac", "#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#b07aa1"};
 
 std::string num(double v) {
     char buf[32];
@@ -210,10 +210,10 @@ void stage_chart(svg_out& s, const bench_report& r) {
     auto rows = measured_by_cost(r);
     if (rows.empty()) return;
     s.title("Where the time goes: drover's stages, p50 of each, stacked",
-            "clone: clone3 in the parent; id_maps: uid/gid map writes; setup: the child's own setup; "
+            "prepare: drover before clone3 (pipes) and around; clone: clone3 in the parent; id_maps: uid/gid map writes; setup: the child's own setup; "
             "exec: execve until the parent saw it; run: to exit; reap: waitid");
     std::vector<std::pair<std::string, const char*>> legend;
-    for (std::size_t k = 0; k < 6; ++k) legend.push_back({stage_names[k], stage_colors[k]});
+    for (std::size_t k = 0; k < stage_count; ++k) legend.push_back({stage_names[k], stage_colors[k]});
     s.legend(legend);
     double max = 0;
     for (auto* c : rows) {
@@ -232,7 +232,7 @@ void stage_chart(svg_out& s, const bench_report& r) {
         s.text(bar_x - 6, y + h * 0.75, c.set.str(), "text-anchor=\"end\" class=\"lbl\"");
         double x = bar_x;
         double sum = 0;
-        for (std::size_t k = 0; k < 6; ++k) {
+        for (std::size_t k = 0; k < stage_count; ++k) {
             double v = c.stages[k].p50;
             s.rect(x, y + 1, v * scale, h - 2, stage_colors[k], std::string(stage_names[k]) + ": " + human_ns(v));
             x += v * scale;

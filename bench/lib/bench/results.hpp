@@ -17,15 +17,18 @@ namespace drover::bench {
 /// Failure reasons and how often each happened. Empty: none.
 using failure_counts = std::map<std::string, std::size_t>;
 
-/// The per-stage names, in order, as spawn_timings::durations() gives them.
-inline constexpr std::array<const char*, 6> stage_names = {"clone", "id_maps", "setup",
-                                                          "exec",  "run",     "reap"};
+/// The per-stage names, in order: "prepare" is drover's work before clone3 (pipes, the
+/// launch frame) plus its return paths — the wall-clock total minus spawn_timings' total —
+/// then the stages of spawn_timings::durations().
+inline constexpr std::size_t stage_count = 7;
+inline constexpr std::array<const char*, stage_count> stage_names = {
+    "prepare", "clone", "id_maps", "setup", "exec", "run", "reap"};
 
 /// One namespace combination: drover and the raw floor, side by side.
 struct combo_result {
     namespace_set set;
     summary drover;                     ///< spawn→reap, wall clock around launch..reap
-    std::array<summary, 6> stages;      ///< drover's stages (stage_names order)
+    std::array<summary, stage_count> stages;  ///< drover's stages (stage_names order)
     summary floor;                      ///< the raw floor's spawn→reap
     failure_counts drover_failures;
     failure_counts floor_failures;

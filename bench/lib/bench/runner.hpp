@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "bench/results.hpp"
+#include "drover/spawn/launch.hpp"
 #include "drover/spawn/namespaces.hpp"
 
 namespace drover::bench {
@@ -40,6 +41,17 @@ bool parse_ns_selection(std::string_view text, std::vector<namespace_set>& out, 
 
 /// Sorted by bits, duplicates removed.
 std::vector<namespace_set> canonical_sets(std::vector<namespace_set> sets);
+
+/// One spawn through drover's synchronous path (launch, await_exec, wait_blocking), timed
+/// by the wall clock around the whole sequence. `ok` false: `error` is the failure's message.
+struct drover_sample {
+    bool ok = false;
+    std::int64_t total = 0;   ///< ns, wall clock: before launch() -> reaped
+    spawn_timings timings;    ///< drover's own timestamps
+    stage_durations stages;   ///< timings.durations()
+    std::string error;
+};
+drover_sample drover_spawn_once(const prepared_spawn& p);
 
 struct bench_config {
     std::vector<namespace_set> sets;

@@ -1,0 +1,93 @@
+// `drover bench` from the outside: bad arguments exit 2 with one clear line; a tiny run
+// writes a JSON report that reads back.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+#include "bench/report.hpp"
+#include "support.hpp"
+
+namespace drover::bench {
+namespace {
+
+struct cli_result {
+    int code = -1;
+    std::string out, err;
+};
+
+// Runs the drover binary with `args` (shell-quoted by the caller), capturing both streams.
+cli_result run_cli(const std::string& args) {
+    char err_path[] = "/tmp/drover-bench-cli-XXXXXX";
+    int fd = ::mkstemp(err_path);
+    ::close(fd);
+    std::string cmd = std::string(test::cli) + " bench " + args + " 2>" + err_path;
+    cli_result r;
+    FILE* p = ::popen(cmd.c_str(), "r");
+    char buf[4096];
+    std::size_t n;
+    while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
+    int status = ::pclose(p);
+    r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    std::ifstream in(err_path);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    r.err = ss.str();
+    ::unlink(err_path);
+    return r;
+}
+
+void expect_usage_error(const std::string& args, const std::string& mentions) {
+    cli_result r = run_cli(args);
+    EXPECT_EQ(r.code, 2) << args << "\n" << r.err;
+    EXPECT_EQ(r.err.rfind("drover: bench", 0), 0u) << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << "not one line: " << r.err;
+    EXPECT_NE(r.err.find(mentions), std::string::npos) << r.err;
+    EXPECT_TRUE(r.out.empty()) << r.out;
+}
+
+TEST(BenchCli, UnknownNamespaceExits2) { expect_usage_error("--ns user,bogus -n 1", "bogus"); }
+TEST(BenchCli, CountZeroExits2) { expect_usage_error("--ns none -n 0", "count"); }
+TEST(BenchCli, MalformedConcurrencyExits2) {
+    expect_usage_error("--ns none -n 1 --concurrency 1,x,8", "--concurrency");
+    expect_usage_error("--ns none -n 1 --concurrency 1,,8", "--concurrency");
+    expect_usage_error("--ns none -n 1 --concurrency 0", "--concurrency");
+}
+TEST(BenchCli, BadWorkloadExits2) {
+    expect_usage_error("--ns none -n 1 --workload sleep", "--workload");
+    expect_usage_error("--ns none -n 1 --workload exec:/no/such/program", "/no/such/program");
+}
+TEST(BenchCli, UnknownFlagExits2) { expect_usage_error("--frobnicate", "frobnicate"); }
+
+TEST(BenchCli, TinyRunWritesJsonThatReadsBack) {
+    char dir[] = "/tmp/drover-bench-cli-XXXXXX";
+    ASSERT_NE(::mkdtemp(dir), nullptr);
+    std::string json = std::string(dir) + "/out.json";
+    std::string svg = std::string(dir) + "/out.svg";
+    cli_result r = run_cli("--ns none --ns uts -n 3 --warmup 1 --workload exec-static --json " + json +
+                           " --svg " + svg);
+    EXPECT_EQ(r.code, 0) << r.err;
+    EXPECT_NE(r.out.find("drover ÷ floor"), std::string::npos) << r.out;
+    std::ifstream in(json);
+    nlohmann::json j = nlohmann::json::parse(in);
+    bench_report back = report_from_json(j);
+    ASSERT_EQ(back.combos.size(), 2u);
+    EXPECT_EQ(back.combos[1].set.str(), "uts");
+    EXPECT_EQ(back.combos[1].drover.n, 3u);
+    EXPECT_EQ(back.params.workload, "exec-static");
+    EXPECT_FALSE(back.machine.kernel.empty());
+    EXPECT_EQ(to_json(back), j);  // what was read is what was written
+    std::ifstream s(svg);
+    std::string first;
+    std::getline(s, first);
+    EXPECT_EQ(first.rfind("<svg", 0), 0u);
+    std::remove(json.c_str());
+    std::remove(svg.c_str());
+    ::rmdir(dir);
+}
+
+}  // namespace
+}  // namespace drover::bench

@@ -1,0 +1,149 @@
+// The JSON report: every field survives a round trip, and the document has the shape that
+// docs/bench-schema.md describes.
+#include <gtest/gtest.h>
+
+#include "bench/report.hpp"
+
+namespace drover::bench {
+namespace {
+
+summary sample_summary(double base) {
+    return summary{12, base, base * 1.5, base * 2, base * 3, base * 0.5, base * 1.1, base * 0.2};
+}
+
+bench_report sample_report() {
+    bench_report r;
+    r.machine = {"2026-11-29T02:00:00Z", "6.18.0", "AMD EPYC", 2, "hybrid", "0.1.0", "abc1234"};
+    r.params.sets = {"none", "user+pid"};
+    r.params.count = 12;
+    r.params.warmup = 2;
+    r.params.workload = "exec-static";
+    r.params.workload_path = "/x/drover_static_true";
+    r.params.seed = 18446744073709551615ULL;  // the whole uint64 range survives
+    r.params.concurrency = {1, 8, 64};
+    r.params.duration = 1.5;
+    r.params.peers = true;
+    combo_result none;
+    none.drover = sample_summary(200e3);
+    for (std::size_t k = 0; k < stage_count; ++k) none.stages[k] = sample_summary(10e3 * (k + 1));
+    none.floor = sample_summary(190e3);
+    combo_result up;
+    up.set = namespace_set{ns::user, ns::pid};
+    up.drover = sample_summary(400e3);
+    up.floor = sample_summary(380e3);
+    up.drover_failures = {{"clone3: Operation not permitted", 2}};
+    up.floor_failures = {{"floor child failed at waiting for id maps", 1}};
+    up.marginal = {{ns::user, 150e3}, {ns::pid, -3e3}};
+    r.combos = {none, up};
+    marginal m;
+    m.what = ns::user;
+    m.over_none = 150e3;
+    m.pairs = 1;
+    m.median = m.min = m.max = 150e3;
+    marginal n2;
+    n2.what = ns::net;
+    n2.pairs = 3;
+    n2.median = 4e5;
+    n2.min = 3e5;
+    n2.max = 5e5;
+    r.marginals = {m, n2};
+    r.floor_marginals = {m};
+    r.posix_spawn = peer_result{"posix_spawn", {"/x/drover_static_true"}, true, "", sample_summary(150e3), {}};
+    r.peer_set = "user+pid+mnt+uts+ipc+net";
+    r.peers = {peer_result{"drover", {"/bin/true"}, true, "", sample_summary(1e6), {}},
+               peer_result{"runc", {"runc"}, false, "not installed", {}, {}}};
+    throughput_result t;
+    t.set = namespace_set{ns::net};
+    t.concurrency = 8;
+    t.seconds = 1.01;
+    t.spawns = 900;
+    t.failures = {{"x", 1}};
+    t.per_second = 891.1;
+    t.latency = sample_summary(9e5);
+    t.first_decile_p50 = 8e5;
+    t.last_decile_p50 = 1.2e6;
+    r.throughput = {t};
+    r.elapsed = 12.5;
+    return r;
+}
+
+TEST(BenchJson, RoundTripKeepsEveryField) {
+    bench_report r = sample_report();
+    std::string text = to_json(r).dump(2);
+    bench_report back = report_from_json(nlohmann::json::parse(text));
+    EXPECT_EQ(back.machine, r.machine);
+    EXPECT_EQ(back.params, r.params);
+    EXPECT_EQ(back.combos, r.combos);
+    EXPECT_EQ(back.marginals, r.marginals);
+    EXPECT_EQ(back.posix_spawn, r.posix_spawn);
+    EXPECT_EQ(back.peers, r.peers);
+    EXPECT_EQ(back.throughput, r.throughput);
+    EXPECT_TRUE(back == r);
+}
+
+TEST(BenchJson, DocumentHasTheDocumentedShape) {
+    nlohmann::json j = to_json(sample_report());
+    EXPECT_EQ(j.at("schema"), "drover-bench/1");
+    EXPECT_EQ(j.at("units"), "ns");
+    for (const char* key : {"machine", "parameters", "combinations", "marginal", "floor_marginal",
+                            "posix_spawn", "peer_namespaces", "peers", "throughput", "elapsed_seconds"})
+        EXPECT_TRUE(j.contains(key)) << key;
+    for (const char* key : {"date", "kernel", "cpu_model", "cores", "cgroup_mode", "drover_version", "drover_commit"})
+        EXPECT_TRUE(j.at("machine").contains(key)) << key;
+    const auto& c = j.at("combinations").at(1);
+    EXPECT_EQ(c.at("namespaces"), "user+pid");
+    EXPECT_EQ(c.at("bits"), 3);
+    EXPECT_NEAR(c.at("ratio_p50").get<double>(), 400.0 / 380.0, 1e-12);
+    ASSERT_EQ(c.at("stages").size(), stage_count);
+    for (const char* st : stage_names) {
+        ASSERT_TRUE(c.at("stages").contains(st)) << st;
+        for (const char* f : {"n", "p50", "p90", "p99", "max", "min", "mean", "stddev"})
+            EXPECT_TRUE(c.at("stages").at(st).at(f).is_number()) << st << "." << f;
+    }
+    EXPECT_TRUE(j.at("marginal").at(1).at("over_none").is_null());
+    EXPECT_EQ(j.at("throughput").at(0).at("concurrency"), 8);
+}
+
+TEST(BenchJson, RejectsAnotherSchemaAndMissingFields) {
+    nlohmann::json j = to_json(sample_report());
+    nlohmann::json wrong = j;
+    wrong["schema"] = "something/2";
+    EXPECT_THROW(report_from_json(wrong), std::runtime_error);
+    nlohmann::json missing = j;
+    missing["combinations"][0].erase("floor");
+    try {
+        report_from_json(missing);
+        FAIL() << "a missing field was accepted";
+    } catch (const std::runtime_error& e) {
+        EXPECT_NE(std::string(e.what()).find("\"floor\""), std::string::npos) << e.what();
+    }
+    nlohmann::json bad_set = j;
+    bad_set["combinations"][1]["namespaces"] = "user+bogus";
+    EXPECT_THROW(report_from_json(bad_set), std::runtime_error);
+}
+
+TEST(BenchJson, OtherReportersNameEveryCombination) {
+    bench_report r = sample_report();
+    for (const std::string& text : {format_table(r), format_csv(r), format_markdown(r), format_svg(r)}) {
+        EXPECT_NE(text.find("user+pid"), std::string::npos);
+        EXPECT_NE(text.find("none"), std::string::npos);
+    }
+    std::string svg = format_svg(r);
+    EXPECT_EQ(svg.rfind("<svg", 0), 0u);
+    EXPECT_NE(svg.find("</svg>"), std::string::npos);
+    EXPECT_NE(format_table(r).find("1.05×"), std::string::npos);  // the ratio line
+    // CSV: one header, and every data row has the header's column count.
+    std::string csv = format_csv(r);
+    std::size_t cols = 0, line_start = 0;
+    while (line_start < csv.size()) {
+        std::size_t end = csv.find('\n', line_start);
+        std::string line = csv.substr(line_start, end - line_start);
+        std::size_t c = std::count(line.begin(), line.end(), ',');
+        if (cols == 0) cols = c;
+        EXPECT_EQ(c, cols) << line;
+        line_start = end + 1;
+    }
+}
+
+}  // namespace
+}  // namespace drover::bench
