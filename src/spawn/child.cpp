@@ -73,14 +73,14 @@ void check(const child_ctx& c, child_stage stage, unsigned index, bool ok) noexc
 void wait_for_maps(const child_ctx& c) noexcept {
     injection_point(c, child_stage::wait_maps);
     if (c.f.sync_read < 0) return;
-    ::close(c.f.sync_write);
+    // Our copies of both ends are close-on-exec and harmless: the parent sends a byte rather
+    // than relying on EOF, so closing them here would only cost syscalls.
     char byte = 0;
     ssize_t n;
     do n = ::read(c.f.sync_read, &byte, 1);
     while (n < 0 && errno == EINTR);
     // The parent writes one byte once the maps are in place; EOF means it gave up.
     if (n != 1) fail(c, child_stage::wait_maps, 0, n == 0 ? ECANCELED : errno);
-    ::close(c.f.sync_read);
 }
 
 void process_attributes(const child_ctx& c) noexcept {
@@ -89,8 +89,12 @@ void process_attributes(const child_ctx& c) noexcept {
     if (s.new_session) check(c, child_stage::setsid, 0, ::setsid() >= 0);
     injection_point(c, child_stage::foreground);
     if (s.foreground) {
-        // All signals are still blocked (see launch), so tcsetpgrp from what is for a moment a
-        // background group does not stop us with SIGTTOU.
+        // For a moment we are a background group asking for the terminal: with SIGTTOU
+        // blocked that is allowed instead of stopping us. signals() unblocks it again.
+        sigset_t ttou;
+        ::sigemptyset(&ttou);
+        ::sigaddset(&ttou, SIGTTOU);
+        ::sigprocmask(SIG_BLOCK, &ttou, nullptr);
         check(c, child_stage::foreground, 0, ::setpgid(0, 0) == 0);
         check(c, child_stage::foreground, 0, ::tcsetpgrp(STDIN_FILENO, ::getpgrp()) == 0);
     }
@@ -239,18 +243,15 @@ void descriptors(const child_ctx& c) noexcept {
     }
 }
 
-// Handlers the parent installed would run parent code in the child: put every caught signal
-// back to its default, then unblock everything (the parent blocked all signals around clone3).
+// The parent's handlers were reset to their defaults by clone3 itself (CLONE_CLEAR_SIGHAND),
+// so none can run here. Signals the caller ignores go back to their defaults too, and the
+// mask inherited from the spawning thread is cleared: the program starts as from a shell.
 void signals(const child_ctx& c) noexcept {
     injection_point(c, child_stage::signals);
-    for (int sig = 1; sig < NSIG; ++sig) {
-        struct sigaction sa{};
-        if (sig == SIGKILL || sig == SIGSTOP) continue;
-        if (::sigaction(sig, nullptr, &sa) != 0) continue;  // reserved by the C library
-        if (sa.sa_handler == SIG_DFL || sa.sa_handler == SIG_IGN) continue;
-        sa.sa_handler = SIG_DFL;
-        sa.sa_flags = 0;
-        ::sigaction(sig, &sa, nullptr);
+    for (int sig : c.p.ignored_signals) {
+        struct sigaction dfl{};
+        dfl.sa_handler = SIG_DFL;
+        check(c, child_stage::signals, static_cast<unsigned>(sig), ::sigaction(sig, &dfl, nullptr) == 0);
     }
     sigset_t none;
     ::sigemptyset(&none);
@@ -287,7 +288,6 @@ void signals(const child_ctx& c) noexcept {
 
 void run_child(const launch_frame& frame) noexcept {
     child_ctx c{frame, *frame.plan, sys::monotonic_ns()};
-    ::close(frame.report_read);
     wait_for_maps(c);
     process_attributes(c);
     mounts(c);

@@ -110,8 +110,27 @@ std::shared_ptr<const prepared_data> prepare(spawn_spec spec) {
         d->mounts.push_back({detail::mount_op::kind::bind, b.source, b.target, {}, b.read_only});
     for (const tmpfs_mount& t : s.tmpfs)
         d->mounts.push_back({detail::mount_op::kind::tmpfs, {}, t.target, t.options, false});
+    // clone3's CLONE_CLEAR_SIGHAND resets caught signals but keeps ignored ones ignored (a
+    // server ignoring SIGPIPE would pass that on): note them once here, per prepared spec.
+    for (int sig = 1; sig < NSIG; ++sig) {
+        struct sigaction sa{};
+        if (::sigaction(sig, nullptr, &sa) == 0 && sa.sa_handler == SIG_IGN)
+            d->ignored_signals.push_back(sig);
+    }
     prepare_exec(*d);
     return d;
+}
+
+// getpid() without a syscall per launch; refreshed in a forked child.
+pid_t cached_pid = 0;
+pid_t own_pid() {
+    static const bool registered = [] {
+        ::pthread_atfork(nullptr, nullptr, [] { cached_pid = ::getpid(); });
+        return true;
+    }();
+    (void)registered;
+    if (cached_pid == 0) cached_pid = ::getpid();
+    return cached_pid;
 }
 
 // A process-wide /dev/null for stdio::null(), opened once.
@@ -233,7 +252,7 @@ bool launch(const prepared_spawn& p, launched_child& child, spawn_failure& failu
     detail::launch_frame f;
     f.plan = &d;
     f.envp = d.env_inherit ? environ : const_cast<char* const*>(d.env_ptrs.data());
-    f.parent_pid = ::getpid();
+    f.parent_pid = own_pid();
 
     auto report = sys::pipe();
     if (!report) {
@@ -252,24 +271,18 @@ bool launch(const prepared_spawn& p, launched_child& child, spawn_failure& failu
     sys::unique_fd child_ends[3];
     if (!plan_descriptors(d.spec, f, child, child_ends, failure)) return false;
     f.report_write = report->write.get();
-    f.report_read = report->read.get();
     f.sync_read = sync.read.get();
-    f.sync_write = sync.write.get();
 
-    // All signals stay blocked across clone3 so that no handler of the parent's runs in the
-    // child before the child has reset them.
-    sigset_t all, old;
-    ::sigfillset(&all);
-    ::pthread_sigmask(SIG_SETMASK, &all, &old);
+    // CLONE_CLEAR_SIGHAND resets the parent's signal handlers in the child as it is created,
+    // so no handler of the parent's can ever run there (without a loop of 64 sigaction calls).
     std::error_code ec;
     sys::clone3_args args;
-    args.flags = d.clone_flags;
+    args.flags = d.clone_flags | CLONE_CLEAR_SIGHAND;
     args.cgroup_fd = d.spec.cgroup_fd;
     child.timings.clone_start = sys::monotonic_ns();
     sys::clone3_result r = sys::clone3(args, ec);
     if (!ec && r.pid == 0) detail::run_child(f);
     child.timings.clone_end = sys::monotonic_ns();
-    ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
 
     if (ec) {
         child = launched_child{};

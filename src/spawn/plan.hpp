@@ -38,6 +38,7 @@ struct prepared_data {
     std::string gid_map_text;
     std::string time_offsets_text;
     std::vector<mount_op> mounts;
+    std::vector<int> ignored_signals;  // SIG_IGN in the caller when prepared: reset in the child
 
     // execve: candidates tried in order (PATH lookup), argv, env (empty env_ptrs with
     // env_inherit means: the caller's environ at launch time).
@@ -62,10 +63,8 @@ struct launch_frame {
     const prepared_data* plan = nullptr;
     char* const* envp = nullptr;
     pid_t parent_pid = 0;
-    int sync_read = -1;    // user ns: the child waits here until its maps are written
-    int sync_write = -1;   // (the child closes its copy first)
+    int sync_read = -1;    // the child waits here until its maps / cgroups are in place
     int report_write = -1;
-    int report_read = -1;  // (the child closes its copy)
     fd_move moves[3 + 16] = {};
     int move_count = 0;
     int max_target = 2;

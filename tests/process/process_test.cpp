@@ -282,3 +282,41 @@ TEST(Process, SpawnFailureThrowsStageNamedError) {
 
 }  // namespace
 }  // namespace drover
+
+namespace drover {
+namespace {
+
+volatile sig_atomic_t parent_handler_ran = 0;
+
+// The child starts with default dispositions and an empty mask, whatever the caller installed,
+// ignored or blocked.
+TEST(Process, ChildStartsWithDefaultSignalDispositions) {
+    struct sigaction handler{}, old_usr2{}, old_pipe{};
+    handler.sa_handler = [](int) { parent_handler_ran = 1; };
+    ::sigaction(SIGUSR2, &handler, &old_usr2);
+    struct sigaction ignore{};
+    ignore.sa_handler = SIG_IGN;
+    ::sigaction(SIGPIPE, &ignore, &old_pipe);
+    sigset_t block, old_mask;
+    ::sigemptyset(&block);
+    ::sigaddset(&block, SIGTERM);
+    ::pthread_sigmask(SIG_BLOCK, &block, &old_mask);
+
+    spawn_spec s = test::piped({"/bin/sh", "-c", "grep -E '^Sig(Blk|Ign|Cgt)' /proc/self/status"});
+    auto r = test::run_spec(s);
+    spawn_spec killer;
+    killer.argv = {"/bin/sh", "-c", "kill -USR2 $$; sleep 1"};
+    auto k = test::run_spec(killer);
+
+    ::pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
+    ::sigaction(SIGUSR2, &old_usr2, nullptr);
+    ::sigaction(SIGPIPE, &old_pipe, nullptr);
+
+    EXPECT_NE(r.out.find("SigBlk:\t0000000000000000"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("SigIgn:\t0000000000000000"), std::string::npos) << r.out;
+    EXPECT_EQ(k.status, exit_status::killed_by(SIGUSR2)) << k.status.str();
+    EXPECT_EQ(parent_handler_ran, 0);
+}
+
+}  // namespace
+}  // namespace drover
