@@ -64,7 +64,8 @@ asio::awaitable<exit_status> process::wait() {
         detail::waitid_outcome r = co_await detail::uring_waitid(s.ex, s.pidfd.native_handle());
         if (r.error == asio::error::operation_aborted)
             throw std::system_error(r.error, "waiting for exit");
-        if (!r.error) {
+        // A completion without a child in it (si_pid 0) reaped nothing: poll instead.
+        if (!r.error && r.info.si_pid != 0) {
             s.timings.exit_observed = s.timings.reaped = sys::monotonic_ns();
             s.status = exit_status::from_siginfo(r.info);
             s.pidfd.close();

@@ -15,7 +15,10 @@ namespace drover {
 /// The two ways to await an exit.
 enum class exit_wait_method : unsigned char {
     poll,    ///< pidfd readable on the event loop, then waitid(P_PIDFD, WNOHANG)
-    waitid,  ///< IORING_OP_WAITID(P_PIDFD, WEXITED) on a per-io_context ring: waits and reaps
+    /// IORING_OP_WAITID(P_PIDFD, WEXITED) on a per-io_context ring: waits and reaps. The
+    /// kernel reaps at exit, before the completion is seen: a signal sent in between gets
+    /// ESRCH (with poll the child stays a zombie until wait() runs).
+    waitid,
 };
 
 /// "poll" or "waitid".
