@@ -12,6 +12,8 @@ using command_main = std::function<int()>;
 
 /// Registers `drover run` on `app`.
 command_main add_run_command(CLI::App& app);
+/// Registers `drover parallel`.
+command_main add_parallel_command(CLI::App& app);
 /// Registers `drover bench` on `app`.
 command_main add_bench_command(CLI::App& app);
 

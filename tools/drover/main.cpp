@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
     app.require_subcommand(1);
     std::map<std::string, command_main> commands;
     commands["run"] = add_run_command(app);
+    commands["parallel"] = add_parallel_command(app);
     commands["bench"] = add_bench_command(app);
     try {
         app.parse(argc, argv);

@@ -1,0 +1,139 @@
+// `drover parallel`: output kept together per job, exit status counts failures, --json, usage.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "support.hpp"
+
+namespace drover {
+namespace {
+
+struct cli_result {
+    int code = -1;
+    std::string out, err;
+};
+
+std::string slurp(const std::string& path) {
+    std::ifstream f(path);
+    std::stringstream ss;
+    ss << f.rdbuf();
+    return ss.str();
+}
+
+// Runs `input | drover parallel ARGS` through the shell, capturing both streams.
+cli_result parallel(const std::string& input, const std::string& args) {
+    std::string dir = ::testing::TempDir();
+    std::string in = dir + "/drover-par-in", out = dir + "/drover-par-out", err = dir + "/drover-par-err";
+    std::ofstream(in) << input;
+    std::string cmd = std::string(test::cli) + " parallel " + args + " <" + in + " >" + out + " 2>" + err;
+    int st = std::system(cmd.c_str());
+    cli_result r;
+    r.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    r.out = slurp(out);
+    r.err = slurp(err);
+    return r;
+}
+
+std::vector<std::string> lines_of(const std::string& text) {
+    std::vector<std::string> v;
+    std::stringstream ss(text);
+    for (std::string l; std::getline(ss, l);) v.push_back(l);
+    return v;
+}
+
+TEST(parallel_cli, each_jobs_output_stays_together) {
+    std::string input;
+    for (int i = 0; i < 12; ++i) input += "job" + std::to_string(i) + "\n";
+    // Each job writes three lines with pauses between: unbuffered, they would interleave.
+    auto r = parallel(input, "-j 6 -- sh -c 'for k in 1 2 3; do echo $0-$k; sleep 0.02; done' {}");
+    ASSERT_EQ(r.code, 0) << r.err;
+    auto lines = lines_of(r.out);
+    ASSERT_EQ(lines.size(), 36u);
+    std::map<std::string, int> seen;
+    for (std::size_t i = 0; i < lines.size(); i += 3) {
+        std::string job = lines[i].substr(0, lines[i].find('-'));
+        EXPECT_EQ(lines[i], job + "-1");
+        EXPECT_EQ(lines[i + 1], job + "-2");
+        EXPECT_EQ(lines[i + 2], job + "-3");
+        ++seen[job];
+    }
+    EXPECT_EQ(seen.size(), 12u);
+}
+
+TEST(parallel_cli, exit_status_is_the_number_of_failed_jobs) {
+    auto r = parallel("0\n3\n0\n1\n5\n", "-j 3 -- sh -c 'exit $0'");
+    EXPECT_EQ(r.code, 3) << r.err;
+    // Each failure is named on stderr.
+    EXPECT_NE(r.err.find("(3): exited with code 3"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("(5): exited with code 5"), std::string::npos) << r.err;
+}
+
+TEST(parallel_cli, more_than_a_hundred_failures_give_101) {
+    std::string input;
+    for (int i = 0; i < 105; ++i) input += std::to_string(i) + "\n";
+    auto r = parallel(input, "-j 16 -- /bin/false");
+    EXPECT_EQ(r.code, 101) << r.err;
+}
+
+TEST(parallel_cli, json_gives_one_result_per_input_line) {
+    auto r = parallel("a\nb\nc\n", "-j 2 --json -- sh -c 'echo out-$0; echo err-$0 >&2; [ $0 != b ]' {}");
+    EXPECT_EQ(r.code, 1) << r.err;
+    auto lines = lines_of(r.out);
+    ASSERT_EQ(lines.size(), 3u);
+    std::map<std::string, nlohmann::json> by_input;
+    for (const auto& l : lines) {
+        auto j = nlohmann::json::parse(l);
+        by_input[j["input"].get<std::string>()] = j;
+    }
+    ASSERT_EQ(by_input.size(), 3u);
+    EXPECT_EQ(by_input["a"]["stdout"], "out-a\n");
+    EXPECT_EQ(by_input["a"]["stderr"], "err-a\n");
+    EXPECT_EQ(by_input["a"]["exit_code"], 0);
+    EXPECT_EQ(by_input["b"]["exit_code"], 1);
+    EXPECT_EQ(by_input["b"]["ok"], false);
+    EXPECT_GT(by_input["c"]["duration_ms"].get<double>(), 0.0);
+}
+
+TEST(parallel_cli, a_command_that_cannot_start_counts_as_failed) {
+    auto r = parallel("x\n", "-- /nonexistent/drover-test {}");
+    EXPECT_EQ(r.code, 1);
+    EXPECT_NE(r.err.find("/nonexistent/drover-test"), std::string::npos) << r.err;
+}
+
+TEST(parallel_cli, output_past_the_limit_is_cut_with_a_marker) {
+    auto r = parallel("1\n", std::string("--max-output 1000 -- ") + test::helper + " flood 5000");
+    EXPECT_EQ(r.code, 0) << r.err;
+    EXPECT_NE(r.out.find("[drover: 4000 bytes of stdout dropped]"), std::string::npos);
+    EXPECT_LT(r.out.size(), 1100u);
+}
+
+TEST(parallel_cli, bad_flags_give_one_line_and_exit_2) {
+    auto r = parallel("x\n", "--jobs 0 -- true");
+    EXPECT_EQ(r.code, 2);
+    EXPECT_EQ(lines_of(r.err).size(), 1u) << r.err;
+    EXPECT_EQ(r.err.rfind("drover: ", 0), 0u) << r.err;
+    r = parallel("x\n", "--hostname h -- true");
+    EXPECT_EQ(r.code, 2);
+    EXPECT_NE(r.err.find("uts"), std::string::npos) << r.err;
+    EXPECT_TRUE(r.out.empty());
+}
+
+TEST(parallel_cli, jobs_run_in_the_requested_namespaces) {
+    auto r = parallel("a\nb\n", "-j 2 -U -u -p -m --hostname box --json -- sh -c 'echo $(hostname) $$' {}");
+    ASSERT_EQ(r.code, 0) << r.err;
+    for (const auto& l : lines_of(r.out)) {
+        auto j = nlohmann::json::parse(l);
+        // Seen from inside: the hostname set for the sandbox, and the shell is PID 1.
+        EXPECT_EQ(j["stdout"], "box 1\n") << l;
+    }
+}
+
+}  // namespace
+}  // namespace drover
