@@ -1,0 +1,349 @@
+// config: TOML (toml++) to service_spec, every problem located at file:line:column.
+#include "drover/supervise/config.hpp"
+
+#include <cmath>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+#include <toml++/toml.h>
+
+namespace drover::supervise {
+
+namespace {
+
+std::string locate(const std::string& file, int line, int col, const std::string& field, const std::string& problem) {
+    std::string s = file + ":" + std::to_string(line) + ":" + std::to_string(col) + ": ";
+    if (!field.empty()) s += field + ": ";
+    return s + problem;
+}
+
+[[noreturn]] void fail(const std::string& file, const toml::node& at, const std::string& field, const std::string& problem) {
+    auto b = at.source().begin;
+    throw config_error(file, static_cast<int>(b.line), static_cast<int>(b.column), field, problem);
+}
+
+const char* type_name(const toml::node& n) {
+    switch (n.type()) {
+        case toml::node_type::string: return "a string";
+        case toml::node_type::integer: return "an integer";
+        case toml::node_type::floating_point: return "a number";
+        case toml::node_type::boolean: return "a boolean";
+        case toml::node_type::array: return "an array";
+        case toml::node_type::table: return "a table";
+        default: return "a date or time";
+    }
+}
+
+/// Reads the fields of one [service.NAME] table.
+class service_reader {
+public:
+    service_reader(const std::string& file, std::string name, const toml::table& t, const config_options& o)
+        : file_(file), prefix_("service." + name + "."), t_(t), o_(o) {
+        s_.name = std::move(name);
+    }
+
+    service_spec read() {
+        static const std::set<std::string> known = {
+            "exec", "type", "restart", "restart_sec", "restart_max_delay_sec", "restart_jitter",
+            "timeout_stop_sec", "kill_signal", "after", "environment", "working_directory",
+            "start_limit_burst", "start_limit_interval_sec", "failure_action", "memory_max", "tasks_max",
+            "cpu_quota", "namespaces", "hostname", "init"};
+        for (const auto& [k, v] : t_)
+            if (!known.count(std::string(k.str())))
+                fail(file_, v, prefix_ + std::string(k.str()), "unknown field (see docs/supervise.md)");
+        if (!t_.contains("exec")) fail(file_, t_, "service." + s_.name, "missing field 'exec'");
+        read_exec();
+        if (auto v = str("type")) {
+            if (*v == "notify") s_.ready = readiness::notify;
+            else if (*v == "exec" || *v == "simple") s_.ready = readiness::on_start;
+            else fail(file_, *t_.get("type"), prefix_ + "type", "expected \"exec\", \"simple\" or \"notify\", not \"" + *v + "\"");
+        }
+        if (auto v = str("restart")) {
+            auto p = parse_restart_policy(*v);
+            if (!p) fail(file_, *t_.get("restart"), prefix_ + "restart", "expected \"no\", \"on-failure\" or \"always\", not \"" + *v + "\"");
+            s_.restart = *p;
+        }
+        if (auto v = seconds("restart_sec")) s_.backoff.initial = *v;
+        if (auto v = seconds("restart_max_delay_sec")) s_.backoff.max = *v;
+        if (auto v = number("restart_jitter")) {
+            if (*v < 0 || *v > 1) fail(file_, *t_.get("restart_jitter"), prefix_ + "restart_jitter", "expected a fraction within 0..1");
+            s_.backoff.jitter = *v;
+        }
+        if (auto v = seconds("timeout_stop_sec")) s_.stop_timeout = *v;
+        if (const toml::node* n = t_.get("kill_signal")) {
+            std::optional<int> sig;
+            if (auto i = n->value<std::int64_t>(); i && n->is_integer()) sig = static_cast<int>(*i);
+            else if (auto sv = n->value<std::string>()) sig = parse_signal(*sv);
+            if (!sig || *sig <= 0 || *sig >= NSIG) fail(file_, *n, prefix_ + "kill_signal", "expected a signal such as \"SIGTERM\" or 15");
+            s_.stop_signal = *sig;
+        }
+        if (const toml::node* n = t_.get("after")) s_.after = strings(*n, "after");
+        read_environment();
+        if (auto v = str("working_directory")) s_.spawn.cwd = *v;
+        if (auto v = integer("start_limit_burst", 0, 1000000)) s_.intensity.burst = static_cast<unsigned>(*v);
+        if (auto v = seconds("start_limit_interval_sec")) {
+            if (v->count() <= 0) fail(file_, *t_.get("start_limit_interval_sec"), prefix_ + "start_limit_interval_sec", "must be positive");
+            s_.intensity.interval = *v;
+        }
+        if (auto v = str("failure_action")) {
+            if (*v == "exit") s_.shutdown_on_failure = true;
+            else if (*v != "none") fail(file_, *t_.get("failure_action"), prefix_ + "failure_action", "expected \"none\" or \"exit\"");
+        }
+        if (const toml::node* n = t_.get("memory_max")) {
+            std::optional<std::uint64_t> size;
+            if (n->is_integer() && *n->value<std::int64_t>() > 0) size = static_cast<std::uint64_t>(*n->value<std::int64_t>());
+            else if (n->is_string()) size = parse_size(*n->value<std::string>());
+            if (!size || *size < 4096) fail(file_, *n, prefix_ + "memory_max", "expected a size of at least 4096 bytes, such as \"64M\"");
+            s_.limits.memory_max = size;
+        }
+        if (auto v = integer("tasks_max", 1, 4194304)) s_.limits.tasks_max = static_cast<std::uint64_t>(*v);
+        if (auto v = str("cpu_quota")) {
+            double pct = 0;
+            std::size_t used = 0;
+            try {
+                pct = std::stod(*v, &used);
+            } catch (const std::exception&) {
+                used = 0;
+            }
+            if (used == 0 || used + 1 != v->size() || v->back() != '%' || !(pct > 0))
+                fail(file_, *t_.get("cpu_quota"), prefix_ + "cpu_quota", "expected a percentage of one CPU such as \"50%\" or \"200%\"");
+            s_.limits.cpu_quota = pct / 100.0;
+        }
+        if (const toml::node* n = t_.get("namespaces")) {
+            for (const auto& name : strings(*n, "namespaces")) {
+                auto one = parse_ns(name);
+                if (!one) fail(file_, *n, prefix_ + "namespaces", "unknown namespace \"" + name + "\" (user, pid, mnt, uts, ipc, net, cgroup, time)");
+                s_.spawn.namespaces.add(*one);
+            }
+        }
+        if (auto v = str("hostname")) s_.spawn.hostname = *v;
+        if (const toml::node* n = t_.get("init")) {
+            if (!n->is_boolean()) fail(file_, *n, prefix_ + "init", std::string("expected a boolean, not ") + type_name(*n));
+            if (*n->value<bool>()) {
+                if (o_.init_program.empty()) fail(file_, *n, prefix_ + "init", "no init program is known to this loader");
+                s_.spawn.init_program = o_.init_program;
+            }
+        }
+        if (std::string e = validate(s_); !e.empty()) fail(file_, t_, "service." + s_.name, e);
+        std::ostringstream fp;
+        fp << t_;
+        s_.fingerprint = fp.str();
+        return std::move(s_);
+    }
+
+private:
+    std::optional<std::string> str(const char* key) {
+        const toml::node* n = t_.get(key);
+        if (!n) return std::nullopt;
+        if (!n->is_string()) fail(file_, *n, prefix_ + key, std::string("expected a string, not ") + type_name(*n));
+        return *n->value<std::string>();
+    }
+    std::optional<double> number(const char* key) {
+        const toml::node* n = t_.get(key);
+        if (!n) return std::nullopt;
+        if (!n->is_number()) fail(file_, *n, prefix_ + key, std::string("expected a number, not ") + type_name(*n));
+        return *n->value<double>();
+    }
+    std::optional<nanoseconds> seconds(const char* key) {
+        auto v = number(key);
+        if (!v) return std::nullopt;
+        if (*v < 0 || !std::isfinite(*v) || *v > 1e7) fail(file_, *t_.get(key), prefix_ + key, "expected seconds within 0..10000000");
+        return nanoseconds(static_cast<std::int64_t>(std::llround(*v * 1e9)));
+    }
+    std::optional<std::int64_t> integer(const char* key, std::int64_t lo, std::int64_t hi) {
+        const toml::node* n = t_.get(key);
+        if (!n) return std::nullopt;
+        if (!n->is_integer()) fail(file_, *n, prefix_ + key, std::string("expected an integer, not ") + type_name(*n));
+        auto v = *n->value<std::int64_t>();
+        if (v < lo || v > hi) fail(file_, *n, prefix_ + key, "expected " + std::to_string(lo) + ".." + std::to_string(hi));
+        return v;
+    }
+    std::vector<std::string> strings(const toml::node& n, const char* key) {
+        std::vector<std::string> out;
+        if (n.is_string()) {
+            out.push_back(*n.value<std::string>());
+            return out;
+        }
+        if (!n.is_array()) fail(file_, n, prefix_ + key, std::string("expected an array of strings, not ") + type_name(n));
+        for (const auto& e : *n.as_array()) {
+            if (!e.is_string()) fail(file_, e, prefix_ + key, std::string("expected strings, found ") + type_name(e));
+            out.push_back(*e.value<std::string>());
+        }
+        return out;
+    }
+    void read_exec() {
+        const toml::node& n = *t_.get("exec");
+        if (n.is_string()) {
+            auto argv = split_command(*n.value<std::string>());
+            if (!argv) fail(file_, n, prefix_ + "exec", "a quote is not closed");
+            s_.spawn.argv = std::move(*argv);
+        } else {
+            s_.spawn.argv = strings(n, "exec");
+        }
+        if (s_.spawn.argv.empty() || s_.spawn.argv[0].empty()) fail(file_, n, prefix_ + "exec", "empty command");
+    }
+    void read_environment() {
+        const toml::node* n = t_.get("environment");
+        if (!n) return;
+        if (const toml::table* env = n->as_table()) {
+            for (const auto& [k, v] : *env) {
+                if (!v.is_string()) fail(file_, v, prefix_ + "environment." + std::string(k.str()), std::string("expected a string, not ") + type_name(v));
+                s_.spawn.env.set(std::string(k.str()), *v.value<std::string>());
+            }
+            return;
+        }
+        for (const auto& kv : strings(*n, "environment")) {
+            auto eq = kv.find('=');
+            if (eq == std::string::npos || eq == 0) fail(file_, *n, prefix_ + "environment", "expected \"NAME=VALUE\", not \"" + kv + "\"");
+            s_.spawn.env.set(kv.substr(0, eq), kv.substr(eq + 1));
+        }
+    }
+
+    const std::string& file_;
+    std::string prefix_;
+    const toml::table& t_;
+    const config_options& o_;
+    service_spec s_;
+};
+
+void check_order(const std::string& file, const config& c, const toml::table& services) {
+    std::set<std::string> names;
+    for (const auto& s : c.services) names.insert(s.name);
+    for (const auto& s : c.services)
+        for (const auto& a : s.after)
+            if (!names.count(a)) {
+                const toml::node* n = services.get(s.name)->as_table()->get("after");
+                fail(file, *n, "service." + s.name + ".after", "no service named \"" + a + "\"");
+            }
+    // Cycle: repeatedly drop services whose dependencies are all dropped.
+    std::set<std::string> done;
+    for (bool progress = true; progress;) {
+        progress = false;
+        for (const auto& s : c.services) {
+            if (done.count(s.name)) continue;
+            bool ok = true;
+            for (const auto& a : s.after) ok = ok && done.count(a);
+            if (ok) done.insert(s.name), progress = true;
+        }
+    }
+    for (const auto& s : c.services)
+        if (!done.count(s.name)) {
+            const toml::node* n = services.get(s.name)->as_table()->get("after");
+            fail(file, *n, "service." + s.name + ".after", "dependency cycle through \"" + s.name + "\"");
+        }
+}
+
+}  // namespace
+
+config_error::config_error(std::string file, int line, int column, std::string field, std::string problem)
+    : std::runtime_error(locate(file, line, column, field, problem)),
+      file_(std::move(file)), line_(line), column_(column), field_(std::move(field)) {}
+
+std::optional<std::uint64_t> parse_size(std::string_view t) {
+    if (t.empty()) return std::nullopt;
+    std::uint64_t v = 0;
+    std::size_t i = 0;
+    for (; i < t.size() && t[i] >= '0' && t[i] <= '9'; ++i) {
+        if (v > (UINT64_MAX - 9) / 10) return std::nullopt;
+        v = v * 10 + static_cast<std::uint64_t>(t[i] - '0');
+    }
+    if (i == 0) return std::nullopt;
+    std::string_view unit = t.substr(i);
+    int shift = 0;
+    if (unit.empty()) shift = 0;
+    else if (unit == "K" || unit == "k" || unit == "KiB") shift = 10;
+    else if (unit == "M" || unit == "MiB") shift = 20;
+    else if (unit == "G" || unit == "GiB") shift = 30;
+    else if (unit == "T" || unit == "TiB") shift = 40;
+    else return std::nullopt;
+    if (shift && v > (UINT64_MAX >> shift)) return std::nullopt;
+    return v << shift;
+}
+
+std::optional<int> parse_signal(std::string_view t) {
+    if (!t.empty() && t.find_first_not_of("0123456789") == std::string_view::npos) {
+        int v = std::stoi(std::string(t));
+        return v > 0 && v < NSIG ? std::optional<int>(v) : std::nullopt;
+    }
+    std::string name(t);
+    if (name.rfind("SIG", 0) != 0) name = "SIG" + name;
+    for (int s = 1; s < NSIG; ++s)
+        if (signal_name(s) == name) return s;
+    return std::nullopt;
+}
+
+std::optional<std::vector<std::string>> split_command(std::string_view t) {
+    std::vector<std::string> out;
+    std::string cur;
+    bool in_word = false;
+    char quote = 0;
+    for (std::size_t i = 0; i < t.size(); ++i) {
+        char c = t[i];
+        if (quote) {
+            if (c == quote) quote = 0;
+            else if (c == '\\' && quote == '"' && i + 1 < t.size()) cur += t[++i];
+            else cur += c;
+        } else if (c == '\'' || c == '"') {
+            quote = c;
+            in_word = true;
+        } else if (c == '\\' && i + 1 < t.size()) {
+            cur += t[++i];
+            in_word = true;
+        } else if (c == ' ' || c == '\t' || c == '\n') {
+            if (in_word) out.push_back(std::exchange(cur, {}));
+            in_word = false;
+        } else {
+            cur += c;
+            in_word = true;
+        }
+    }
+    if (quote) return std::nullopt;
+    if (in_word) out.push_back(cur);
+    return out;
+}
+
+config parse_config(std::string_view text, const std::string& file, const config_options& options) {
+    toml::table root;
+    try {
+        root = toml::parse(text, file);
+    } catch (const toml::parse_error& e) {
+        auto b = e.source().begin;
+        throw config_error(file, static_cast<int>(b.line), static_cast<int>(b.column), "", std::string(e.description()));
+    }
+    config c;
+    for (const auto& [k, v] : root) {
+        std::string key(k.str());
+        if (key == "service") {
+            if (!v.is_table()) fail(file, v, "service", "expected tables [service.NAME]");
+        } else if (key == "supervisor") {
+            if (!v.is_table()) fail(file, v, "supervisor", "expected a table [supervisor]");
+            for (const auto& [sk, sv] : *v.as_table()) {
+                if (sk.str() != "control_socket") fail(file, sv, "supervisor." + std::string(sk.str()), "unknown field");
+                if (!sv.is_string()) fail(file, sv, "supervisor.control_socket", "expected a string");
+                c.control_socket = *sv.value<std::string>();
+            }
+        } else {
+            fail(file, v, key, "unknown table or field: services go in [service.NAME], settings in [supervisor]");
+        }
+    }
+    const toml::table* services = root["service"].as_table();
+    if (!services || services->empty()) throw config_error(file, 1, 1, "service", "no [service.NAME] table: nothing to run");
+    for (const auto& [k, v] : *services) {
+        std::string name(k.str());
+        if (!v.is_table()) fail(file, v, "service." + name, "expected a table [service." + name + "]");
+        c.services.push_back(service_reader(file, name, *v.as_table(), options).read());
+    }
+    check_order(file, c, *services);
+    return c;
+}
+
+config load_config(const std::string& path, const config_options& options) {
+    std::ifstream in(path);
+    if (!in) throw config_error(path, 0, 0, "", std::string("cannot read the file: ") + std::strerror(errno));
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return parse_config(ss.str(), path, options);
+}
+
+}  // namespace drover::supervise

@@ -1,0 +1,188 @@
+// control: the supervisor's unix socket server and the blocking client of `drover ctl`.
+#include "drover/supervise/control.hpp"
+
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/local/stream_protocol.hpp>
+#include <asio/read_until.hpp>
+#include <asio/write.hpp>
+#include <cstdlib>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "drover/process/asio.hpp"
+#include "drover/supervise/json.hpp"
+#include "drover/sys/result.hpp"
+#include "drover/sys/unique_fd.hpp"
+
+namespace drover::supervise {
+
+using asio::local::stream_protocol;
+
+namespace {
+
+constexpr std::size_t max_request = 4096;
+
+sockaddr_un socket_address(const std::string& path) {
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    if (path.size() >= sizeof a.sun_path)
+        throw std::system_error(sys::errno_code(ENAMETOOLONG), "control socket path " + path);
+    std::memcpy(a.sun_path, path.c_str(), path.size() + 1);
+    return a;
+}
+
+sys::unique_fd connect_to(const std::string& path, std::error_code& ec) {
+    sockaddr_un a = socket_address(path);
+    sys::unique_fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (!fd) {
+        ec = sys::last_error();
+        return {};
+    }
+    if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+        ec = sys::last_error();
+        return {};
+    }
+    ec.clear();
+    return fd;
+}
+
+}  // namespace
+
+std::string default_control_socket() {
+    if (const char* xdg = std::getenv("XDG_RUNTIME_DIR"); xdg && *xdg && ::geteuid() != 0)
+        return std::string(xdg) + "/drover/supervise.sock";
+    return "/run/drover/supervise.sock";
+}
+
+struct control_server::impl : std::enable_shared_from_this<impl> {
+    impl(asio::any_io_executor e, supervisor& s, std::string p) : ex(e), sup(s), path(std::move(p)), acceptor(e) {}
+
+    asio::any_io_executor ex;
+    supervisor& sup;
+    std::string path;
+    stream_protocol::acceptor acceptor;
+    bool closed = false;
+
+    asio::awaitable<nlohmann::json> handle(std::string line) {
+        nlohmann::json out;
+        auto sp = line.find(' ');
+        std::string verb = line.substr(0, sp);
+        std::string name = sp == std::string::npos ? "" : line.substr(sp + 1);
+        try {
+            if (verb == "status" && name.empty()) {
+            } else if ((verb == "start" || verb == "stop" || verb == "restart") && !name.empty()) {
+                if (!sup.has(name)) throw std::invalid_argument("no service named '" + name + "'");
+                if (verb == "start") co_await sup.start_service(name);
+                else if (verb == "stop") co_await sup.stop_service(name);
+                else co_await sup.restart_service(name);
+            } else {
+                throw std::invalid_argument("unknown request '" + line + "' (status, start NAME, stop NAME, restart NAME)");
+            }
+            out["ok"] = true;
+            out["status"] = to_json(sup.status());
+        } catch (const std::exception& e) {
+            out["ok"] = false;
+            out["error"] = e.what();
+        }
+        co_return out;
+    }
+
+    asio::awaitable<void> serve(stream_protocol::socket sock) {
+        auto self = shared_from_this();
+        nlohmann::json answer;
+        ucred cred{};
+        socklen_t len = sizeof cred;
+        if (::getsockopt(sock.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
+            answer = {{"ok", false}, {"error", "cannot read the peer's credentials"}};
+        } else if (cred.uid != 0 && cred.uid != ::geteuid()) {
+            answer = {{"ok", false},
+                      {"error", "permission denied: uid " + std::to_string(cred.uid) +
+                                    " is neither root nor the supervisor's uid " + std::to_string(::geteuid())}};
+        } else {
+            std::string buf;
+            auto [ec, n] = co_await asio::async_read_until(sock, asio::dynamic_buffer(buf, max_request), '\n', use_tuple);
+            if (ec) co_return;
+            std::string line = buf.substr(0, n - 1);
+            answer = co_await handle(line);
+        }
+        std::string text = answer.dump() + "\n";
+        (void)co_await asio::async_write(sock, asio::buffer(text), use_tuple);
+    }
+
+    asio::awaitable<void> accept_loop() {
+        auto self = shared_from_this();
+        while (!closed) {
+            auto [ec, sock] = co_await acceptor.async_accept(use_tuple);
+            if (ec) {
+                if (ec == asio::error::operation_aborted || closed) co_return;
+                continue;
+            }
+            asio::co_spawn(ex, serve(std::move(sock)), asio::detached);
+        }
+    }
+};
+
+control_server::control_server(asio::any_io_executor ex, supervisor& sup, std::string path)
+    : p_(std::make_shared<impl>(ex, sup, std::move(path))) {
+    const std::string& p = p_->path;
+    std::error_code ec;
+    if (auto fd = connect_to(p, ec); fd)
+        throw std::system_error(sys::errno_code(EADDRINUSE), "control socket " + p + ": another supervisor answers there");
+    if (ec.value() == ECONNREFUSED) ::unlink(p.c_str());  // left by a supervisor that was killed
+    std::filesystem::path dir = std::filesystem::path(p).parent_path();
+    if (!dir.empty()) {
+        std::error_code mk;
+        std::filesystem::create_directories(dir, mk);
+        if (mk) throw std::system_error(mk, "creating the directory of control socket " + p);
+    }
+    try {
+        p_->acceptor.open();
+        p_->acceptor.bind(stream_protocol::endpoint(p));
+        p_->acceptor.listen();
+    } catch (const std::system_error& e) {
+        throw std::system_error(e.code(), "control socket " + p);
+    }
+    ::chmod(p.c_str(), 0666);
+    asio::co_spawn(ex, p_->accept_loop(), asio::detached);
+}
+
+control_server::~control_server() {
+    p_->closed = true;
+    std::error_code ec;
+    p_->acceptor.close(ec);
+    ::unlink(p_->path.c_str());
+}
+
+const std::string& control_server::path() const noexcept { return p_->path; }
+
+std::string control_request(const std::string& path, const std::string& request) {
+    std::error_code ec;
+    sys::unique_fd fd = connect_to(path, ec);
+    if (!fd) throw std::system_error(ec, "connecting to " + path + " (is `drover supervise` running?)");
+    std::string line = request + "\n";
+    for (std::size_t off = 0; off < line.size();) {
+        ssize_t n = ::write(fd.get(), line.data() + off, line.size() - off);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) throw std::system_error(sys::last_error(), "writing to " + path);
+        off += static_cast<std::size_t>(n);
+    }
+    std::string answer;
+    char buf[4096];
+    for (;;) {
+        ssize_t n = ::read(fd.get(), buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) throw std::system_error(sys::last_error(), "reading from " + path);
+        if (n == 0) break;
+        answer.append(buf, static_cast<std::size_t>(n));
+    }
+    if (!answer.empty() && answer.back() == '\n') answer.pop_back();
+    return answer;
+}
+
+}  // namespace drover::supervise
