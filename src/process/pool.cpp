@@ -206,6 +206,8 @@ struct job_pool::impl : std::enable_shared_from_this<impl> {
             failed = e.failure();
         } catch (const std::system_error& e) {
             failed = spawn_failure{child_stage::none, e.code(), e.what(), {}};
+        } catch (const std::exception& e) {
+            failed = spawn_failure{child_stage::none, sys::errno_code(EIO), e.what(), {}};
         }
         --p.in_flight;
         if (failed) {
@@ -243,6 +245,9 @@ struct job_pool::impl : std::enable_shared_from_this<impl> {
                 co_await p.wait(*child, r);
         } catch (const std::system_error& e) {
             r.failure = spawn_failure{child_stage::none, e.code(), e.what(), {}};
+        } catch (const std::exception& e) {
+            // Whatever happens, the job is reported and its slot given back.
+            r.failure = spawn_failure{child_stage::none, sys::errno_code(EIO), e.what(), {}};
         }
         r.timings = child->timings();
         p.running_jobs.erase(j.index);
