@@ -16,6 +16,10 @@ command_main add_run_command(CLI::App& app);
 command_main add_parallel_command(CLI::App& app);
 /// Registers `drover bench` on `app`.
 command_main add_bench_command(CLI::App& app);
+/// Registers `drover supervise`, `drover init` and `drover ctl` on `app`.
+command_main add_supervise_command(CLI::App& app);
+command_main add_init_command(CLI::App& app);
+command_main add_ctl_command(CLI::App& app);
 
 /// Exit code for bad usage (flags, impossible specs): nothing was started.
 inline constexpr int usage_exit = 2;

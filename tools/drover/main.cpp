@@ -19,6 +19,9 @@ int main(int argc, char** argv) {
     commands["run"] = add_run_command(app);
     commands["parallel"] = add_parallel_command(app);
     commands["bench"] = add_bench_command(app);
+    commands["supervise"] = add_supervise_command(app);
+    commands["init"] = add_init_command(app);
+    commands["ctl"] = add_ctl_command(app);
     try {
         app.parse(argc, argv);
     } catch (const CLI::CallForHelp& e) {

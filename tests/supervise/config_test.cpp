@@ -1,0 +1,159 @@
+// Config tests: each malformed field gives its located error (file:line:column and field),
+// and `drover supervise` starts nothing when the file is invalid.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "drover/process/process.hpp"
+#include "drover/supervise/config.hpp"
+#include "supervise_support.hpp"
+
+namespace drover::supervise {
+namespace {
+
+struct bad_case {
+    const char* toml;
+    int line, column;
+    const char* field;
+    const char* says;
+};
+
+class ConfigError : public ::testing::TestWithParam<bad_case> {};
+
+TEST_P(ConfigError, NamesFileLineColumnAndField) {
+    const bad_case& c = GetParam();
+    try {
+        parse_config(c.toml, "test.toml", {"/usr/bin/drover"});
+        FAIL() << "accepted: " << c.toml;
+    } catch (const config_error& e) {
+        EXPECT_EQ(e.file(), "test.toml");
+        EXPECT_EQ(e.line(), c.line) << e.what();
+        EXPECT_EQ(e.column(), c.column) << e.what();
+        EXPECT_EQ(e.field(), c.field) << e.what();
+        EXPECT_NE(std::string(e.what()).find(c.says), std::string::npos) << e.what();
+        EXPECT_EQ(std::string(e.what()).rfind("test.toml:" + std::to_string(c.line) + ":" + std::to_string(c.column) + ": ", 0), 0U)
+            << e.what();
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Fields, ConfigError,
+    ::testing::Values(
+        bad_case{"[service.web]\nexec = \"x\"\nrestart = \"sometimes\"\n", 3, 11, "service.web.restart", "on-failure"},
+        bad_case{"[service.web]\nexec = \"x\"\nrestart_sec = \"soon\"\n", 3, 15, "service.web.restart_sec", "number"},
+        bad_case{"[service.web]\nexec = \"x\"\ntimeout_stop_sec = -1\n", 3, 20, "service.web.timeout_stop_sec", "seconds"},
+        bad_case{"[service.web]\nexec = \"x\"\nkill_signal = \"SIGNOPE\"\n", 3, 15, "service.web.kill_signal", "signal"},
+        bad_case{"[service.web]\nexec = \"x\"\nafter = [\"db\"]\n", 3, 9, "service.web.after", "no service named \"db\""},
+        bad_case{"[service.web]\nexec = \"x\"\nmemory_max = \"lots\"\n", 3, 14, "service.web.memory_max", "size"},
+        bad_case{"[service.web]\nexec = \"x\"\ntasks_max = 0\n", 3, 13, "service.web.tasks_max", "1.."},
+        bad_case{"[service.web]\nexec = \"x\"\ncpu_quota = \"half\"\n", 3, 13, "service.web.cpu_quota", "50%"},
+        bad_case{"[service.web]\nexec = \"x\"\nnamespaces = [\"pid\", \"nope\"]\n", 3, 14, "service.web.namespaces", "nope"},
+        bad_case{"[service.web]\nexec = \"x\"\nenvironment = { A = 1 }\n", 3, 21, "service.web.environment.A", "string"},
+        bad_case{"[service.web]\nexec = \"x\"\nstart_limit_burst = \"5\"\n", 3, 21, "service.web.start_limit_burst", "integer"},
+        bad_case{"[service.web]\nexec = \"x\"\ntype = \"forking\"\n", 3, 8, "service.web.type", "notify"},
+        bad_case{"[service.web]\nexec = \"x\"\nrestrat = \"always\"\n", 3, 11, "service.web.restrat", "unknown field"},
+        bad_case{"[service.web]\nexec = \"\"\n", 2, 8, "service.web.exec", "empty"},
+        bad_case{"[service.web]\nexec = \"sh -c 'oops\"\n", 2, 8, "service.web.exec", "quote"},
+        bad_case{"[service.web]\nrestart = \"always\"\n", 1, 1, "service.web", "missing field 'exec'"},
+        bad_case{"[service.a]\nexec = \"x\"\nafter = \"b\"\n[service.b]\nexec = \"x\"\nafter = \"a\"\n", 3, 9, "service.a.after", "cycle"},
+        bad_case{"[services.web]\nexec = \"x\"\n", 1, 1, "services", "unknown table"},
+        bad_case{"[service.web]\nexec = \"x\"\nrestart = \n", 3, 11, "", ""}),  // TOML syntax
+    [](const auto& info) { return "case" + std::to_string(info.index); });
+
+TEST(Config, ReadsEveryField) {
+    auto c = parse_config(R"([supervisor]
+control_socket = "/tmp/x.sock"
+[service.db]
+exec = ["/bin/db", "--port", "5"]
+type = "notify"
+[service.web]
+exec = "/bin/web --name 'my web'"
+restart = "always"
+restart_sec = 0.25
+restart_max_delay_sec = 4
+restart_jitter = 0.2
+timeout_stop_sec = 1.5
+kill_signal = "INT"
+after = ["db"]
+environment = { MODE = "prod" }
+working_directory = "/tmp"
+start_limit_burst = 7
+start_limit_interval_sec = 30
+failure_action = "exit"
+memory_max = "64M"
+tasks_max = 50
+cpu_quota = "150%"
+namespaces = ["pid", "mnt"]
+init = true
+)",
+                          "t.toml", {"/usr/bin/drover"});
+    EXPECT_EQ(c.control_socket, "/tmp/x.sock");
+    ASSERT_EQ(c.services.size(), 2U);
+    const auto& db = c.services[0];
+    EXPECT_EQ(db.ready, readiness::notify);
+    EXPECT_EQ(db.spawn.argv, (std::vector<std::string>{"/bin/db", "--port", "5"}));
+    const auto& w = c.services[1];
+    EXPECT_EQ(w.spawn.argv, (std::vector<std::string>{"/bin/web", "--name", "my web"}));
+    EXPECT_EQ(w.restart, restart_policy::always);
+    EXPECT_EQ(w.backoff.initial, std::chrono::milliseconds(250));
+    EXPECT_EQ(w.backoff.max, std::chrono::seconds(4));
+    EXPECT_DOUBLE_EQ(w.backoff.jitter, 0.2);
+    EXPECT_EQ(w.stop_timeout, std::chrono::milliseconds(1500));
+    EXPECT_EQ(w.stop_signal, SIGINT);
+    EXPECT_EQ(w.after, std::vector<std::string>{"db"});
+    EXPECT_EQ(w.spawn.env.lookup("MODE", nullptr), "prod");
+    EXPECT_EQ(w.spawn.cwd, "/tmp");
+    EXPECT_EQ(w.intensity.burst, 7U);
+    EXPECT_EQ(w.intensity.interval, std::chrono::seconds(30));
+    EXPECT_TRUE(w.shutdown_on_failure);
+    EXPECT_EQ(w.limits.memory_max, 64ULL << 20);
+    EXPECT_EQ(w.limits.tasks_max, 50U);
+    EXPECT_DOUBLE_EQ(*w.limits.cpu_quota, 1.5);
+    EXPECT_TRUE(w.spawn.namespaces.has(ns::pid));
+    EXPECT_EQ(w.spawn.init_program, "/usr/bin/drover");
+    EXPECT_FALSE(w.fingerprint.empty());
+    EXPECT_NE(w.fingerprint, db.fingerprint);
+}
+
+TEST(Config, FingerprintChangesOnlyWithTheServiceTable) {
+    auto a = parse_config("[service.x]\nexec = \"a\"\n[service.y]\nexec = \"b\"\n", "t", {});
+    auto b = parse_config("[service.x]\nexec = \"a\"\n[service.y]\nexec = \"c\"\n", "t", {});
+    EXPECT_EQ(a.services[0].fingerprint, b.services[0].fingerprint);
+    EXPECT_NE(a.services[1].fingerprint, b.services[1].fingerprint);
+}
+
+TEST(Config, SizesAndSignals) {
+    EXPECT_EQ(parse_size("4096"), 4096U);
+    EXPECT_EQ(parse_size("32M"), 32ULL << 20);
+    EXPECT_EQ(parse_size("1G"), 1ULL << 30);
+    EXPECT_FALSE(parse_size("1X").has_value());
+    EXPECT_FALSE(parse_size("99999999999999999999").has_value());
+    EXPECT_EQ(parse_signal("SIGTERM"), SIGTERM);
+    EXPECT_EQ(parse_signal("HUP"), SIGHUP);
+    EXPECT_EQ(parse_signal("9"), SIGKILL);
+    EXPECT_FALSE(parse_signal("SIGNOPE").has_value());
+}
+
+TEST(Config, InvalidFileStartsNothing) {
+    char tmpl[] = "/tmp/drover-config-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    std::filesystem::path dir(tmpl);
+    std::filesystem::path marker = dir / "started";
+    std::ofstream(dir / "bad.toml") << "[service.good]\nexec = [\"/bin/sh\", \"-c\", \"touch " << marker.string()
+                                    << "\"]\n[service.bad]\nexec = \"x\"\ntasks_max = -3\n";
+    spawn_spec spec;
+    spec.argv = {drover::test::cli, "supervise", (dir / "bad.toml").string(), "--socket", (dir / "sock").string()};
+    spec.out = stdio::pipe();
+    spec.err = stdio::pipe();
+    auto r = drover::test::run_on_loop([&](asio::any_io_executor ex) { return run(ex, spec); });
+    EXPECT_EQ(r.status.code(), 2);
+    EXPECT_NE(r.err.find((dir / "bad.toml").string() + ":5:13: service.bad.tasks_max: "), std::string::npos) << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;  // one line
+    EXPECT_FALSE(std::filesystem::exists(marker));
+    EXPECT_FALSE(std::filesystem::exists(dir / "sock"));
+    std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace drover::supervise

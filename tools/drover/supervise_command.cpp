@@ -1,0 +1,146 @@
+// `drover supervise FILE.toml`: run the services of a config file until SIGTERM/SIGINT;
+// SIGHUP reloads the file; `drover ctl` talks to it over a unix socket.
+#include <limits.h>
+#include <unistd.h>
+
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/io_context.hpp>
+#include <asio/signal_set.hpp>
+#include <csignal>
+#include <memory>
+#include <spdlog/logger.h>
+#include <spdlog/sinks/stdout_sinks.h>
+
+#include "command.hpp"
+#include "drover/process/asio.hpp"
+#include "drover/supervise/config.hpp"
+#include "drover/supervise/control.hpp"
+#include "drover/supervise/supervisor.hpp"
+
+namespace drover::cli {
+
+namespace {
+
+namespace sv = drover::supervise;
+
+struct supervise_options {
+    std::string file;
+    std::string socket;
+    bool no_cgroups = false;
+    bool no_control = false;
+};
+
+std::string self_exe() {
+    char buf[PATH_MAX];
+    ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+    if (n <= 0) return "/proc/self/exe";
+    return std::string(buf, static_cast<std::size_t>(n));
+}
+
+asio::awaitable<int> supervise(sv::supervisor& sup, const supervise_options& o, const sv::config_options& copts,
+                               std::shared_ptr<spdlog::logger> log, bool& fatal) {
+    auto ex = co_await asio::this_coro::executor;
+    asio::signal_set signals(ex, SIGTERM, SIGINT, SIGHUP);
+    co_await sup.start();
+    for (;;) {
+        auto [ec, sig] = co_await signals.async_wait(use_tuple);
+        if (ec) break;
+        if (sig == SIGHUP) {
+            log->info("reloading {}", o.file);
+            try {
+                auto cfg = sv::load_config(o.file, copts);
+                co_await sup.reload(std::move(cfg.services));
+                log->info("reloaded {}", o.file);
+            } catch (const std::exception& e) {
+                // A bad file changes nothing: everything keeps running as it was.
+                log->error("reload refused, nothing changed: {}", e.what());
+            }
+            continue;
+        }
+        log->info("{}: stopping", sig == SIGTERM ? "SIGTERM" : sig == SIGINT ? "SIGINT" : "shutdown");
+        break;
+    }
+    co_await sup.stop();
+    co_return fatal ? 1 : 0;
+}
+
+int supervise_main(const supervise_options& o) {
+    sv::config_options copts;
+    copts.init_program = self_exe();
+    sv::config cfg;
+    try {
+        cfg = sv::load_config(o.file, copts);
+    } catch (const sv::config_error& e) {
+        print_error(std::string("supervise: ") + e.what());
+        return usage_exit;
+    }
+    std::signal(SIGPIPE, SIG_IGN);
+    auto log = std::make_shared<spdlog::logger>("drover", std::make_shared<spdlog::sinks::stdout_sink_mt>());
+    log->set_pattern("%Y-%m-%d %H:%M:%S.%e %l %v");
+    log->flush_on(spdlog::level::trace);
+
+    asio::io_context io;
+    bool fatal = false;
+    // A failed service with failure_action = "exit" stops everything: raise our own SIGTERM.
+    sv::supervisor_options so;
+    so.log = log;
+    so.use_cgroups = !o.no_cgroups;
+    so.on_fatal = [&](const std::string& name) {
+        log->error("[{}] failed with failure_action = \"exit\": stopping the supervisor", name);
+        fatal = true;
+        ::raise(SIGTERM);
+    };
+    std::unique_ptr<sv::supervisor> sup;
+    try {
+        sup = std::make_unique<sv::supervisor>(io.get_executor(), so);
+        for (auto& s : cfg.services) sup->add(std::move(s));
+    } catch (const std::exception& e) {
+        print_error(std::string("supervise: ") + e.what());
+        return usage_exit;
+    }
+    if (std::string w = sup->cgroup_warning(); !w.empty()) log->warn("{}", w);
+    std::unique_ptr<sv::control_server> control;
+    if (!o.no_control) {
+        std::string path = !o.socket.empty() ? o.socket : !cfg.control_socket.empty() ? cfg.control_socket
+                                                                                        : sv::default_control_socket();
+        try {
+            control = std::make_unique<sv::control_server>(io.get_executor(), *sup, path);
+        } catch (const std::system_error& e) {
+            print_error(std::string("supervise: ") + e.what());
+            return 1;
+        }
+        log->info("control socket {}", path);
+    }
+    int code = 1;
+    asio::co_spawn(io, supervise(*sup, o, copts, log, fatal), [&](std::exception_ptr ep, int c) {
+        code = c;
+        if (ep) {
+            try {
+                std::rethrow_exception(ep);
+            } catch (const std::exception& e) {
+                print_error(std::string("supervise: ") + e.what());
+                code = 1;
+            }
+        }
+        control.reset();  // stop accepting, so that the loop can end
+    });
+    io.run();
+    sup.reset();
+    return code;
+}
+
+}  // namespace
+
+command_main add_supervise_command(CLI::App& app) {
+    auto o = std::make_shared<supervise_options>();
+    CLI::App* sub = app.add_subcommand("supervise", "Run the services of a TOML file (SIGHUP reloads it)");
+    sub->add_option("file", o->file, "the config file (see docs/supervise.md)")->required();
+    sub->add_option("--socket", o->socket, "control socket path (default: [supervisor] control_socket, "
+                                           "$XDG_RUNTIME_DIR/drover/supervise.sock, /run/drover/supervise.sock for root)");
+    sub->add_flag("--no-cgroups", o->no_cgroups, "do not put services in cgroups (no limits, no whole-tree kill)");
+    sub->add_flag("--no-control", o->no_control, "do not listen on a control socket");
+    return [o] { return supervise_main(*o); };
+}
+
+}  // namespace drover::cli
