@@ -57,7 +57,7 @@ bool write_text(const std::string& path, const std::string& text) {
         ::_exit(121);
     if (p.loopback) {
         int s = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-        struct ifreq req{};
+        struct ifreq req {};
         std::memcpy(req.ifr_name, "lo", 3);
         if (s < 0 || ::ioctl(s, SIOCGIFFLAGS, &req) != 0) ::_exit(122);
         req.ifr_flags = static_cast<short>(req.ifr_flags | IFF_UP);
@@ -71,12 +71,18 @@ bool write_text(const std::string& path, const std::string& text) {
 
 const char* child_failure(int code) {
     switch (code) {
-        case 120: return "making / private";
-        case 121: return "mounting /proc";
-        case 122: return "bringing lo up";
-        case 126: return "waiting for id maps";
-        case 127: return "execve";
-        default: return "the workload";
+        case 120:
+            return "making / private";
+        case 121:
+            return "mounting /proc";
+        case 122:
+            return "bringing lo up";
+        case 126:
+            return "waiting for id maps";
+        case 127:
+            return "execve";
+        default:
+            return "the workload";
     }
 }
 
@@ -118,7 +124,7 @@ floor_sample floor_spawn(const floor_plan& p) {
         return s;
     }
     int pidfd = -1;
-    struct clone_args args{};
+    struct clone_args args {};
     args.flags = p.clone_flags | CLONE_PIDFD;
     args.pidfd = reinterpret_cast<std::uint64_t>(&pidfd);
     args.exit_signal = SIGCHLD;
@@ -148,7 +154,8 @@ floor_sample floor_spawn(const floor_plan& p) {
         ::close(sync[1]);  // without the byte the child sees EOF and exits
     }
     siginfo_t info{};
-    while (::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd), &info, WEXITED) != 0 &&
+    while (::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd), &info, WEXITED) !=
+               0 &&
            errno == EINTR) {
     }
     s.total_ns = floor_now_ns() - start;

@@ -10,8 +10,8 @@ using nlohmann::json;
 namespace {
 
 json summary_json(const summary& s) {
-    return {{"n", s.n},       {"p50", s.p50}, {"p90", s.p90},   {"p99", s.p99},
-            {"max", s.max},   {"min", s.min}, {"mean", s.mean}, {"stddev", s.stddev}};
+    return {{"n", s.n},     {"p50", s.p50}, {"p90", s.p90},   {"p99", s.p99},
+            {"max", s.max}, {"min", s.min}, {"mean", s.mean}, {"stddev", s.stddev}};
 }
 
 const json& field(const json& j, const char* name) {
@@ -75,8 +75,12 @@ std::vector<marginal> marginals_from(const json& j) {
 }
 
 json peer_json(const peer_result& p) {
-    return {{"name", p.name},   {"argv", p.argv},           {"ran", p.ran},
-            {"note", p.note},   {"total", summary_json(p.total)}, {"failures", p.failures}};
+    return {{"name", p.name},
+            {"argv", p.argv},
+            {"ran", p.ran},
+            {"note", p.note},
+            {"total", summary_json(p.total)},
+            {"failures", p.failures}};
 }
 
 peer_result peer_from(const json& j) {
@@ -103,16 +107,21 @@ json to_json(const bench_report& r) {
                     {"drover_version", r.machine.drover_version},
                     {"drover_commit", r.machine.drover_commit}};
     const parameters& p = r.params;
-    j["parameters"] = {{"sets", p.sets},         {"count", p.count},
-                       {"warmup", p.warmup},     {"workload", p.workload},
-                       {"workload_path", p.workload_path}, {"seed", p.seed},
-                       {"concurrency", p.concurrency},     {"duration", p.duration},
+    j["parameters"] = {{"sets", p.sets},
+                       {"count", p.count},
+                       {"warmup", p.warmup},
+                       {"workload", p.workload},
+                       {"workload_path", p.workload_path},
+                       {"seed", p.seed},
+                       {"concurrency", p.concurrency},
+                       {"duration", p.duration},
                        {"peers", p.peers}};
     j["units"] = "ns";
     json combos = json::array();
     for (const combo_result& c : r.combos) {
         json stages = json::object();
-        for (std::size_t k = 0; k < stage_names.size(); ++k) stages[stage_names[k]] = summary_json(c.stages[k]);
+        for (std::size_t k = 0; k < stage_names.size(); ++k)
+            stages[stage_names[k]] = summary_json(c.stages[k]);
         json marg = json::object();
         for (const auto& [n, v] : c.marginal) marg[std::string(ns_name(n))] = v;
         combos.push_back({{"namespaces", c.set.str()},
@@ -179,11 +188,13 @@ bench_report report_from_json(const json& j) {
             throw std::runtime_error("bench JSON: bits do not match namespaces " + cr.set.str());
         cr.drover = summary_from(field(c, "drover"));
         const json& st = field(c, "stages");
-        for (std::size_t k = 0; k < stage_names.size(); ++k) cr.stages[k] = summary_from(field(st, stage_names[k]));
+        for (std::size_t k = 0; k < stage_names.size(); ++k)
+            cr.stages[k] = summary_from(field(st, stage_names[k]));
         cr.floor = summary_from(field(c, "floor"));
         cr.drover_failures = field(c, "drover_failures").get<failure_counts>();
         cr.floor_failures = field(c, "floor_failures").get<failure_counts>();
-        for (const auto& [name, v] : field(c, "marginal").items()) cr.marginal[ns_from(name)] = v.get<double>();
+        for (const auto& [name, v] : field(c, "marginal").items())
+            cr.marginal[ns_from(name)] = v.get<double>();
         r.combos.push_back(std::move(cr));
     }
     r.marginals = marginals_from(field(j, "marginal"));

@@ -22,14 +22,15 @@ std::string cpu_model() {
     while (std::getline(in, line)) {
         if (line.rfind("model name", 0) == 0) {
             auto colon = line.find(':');
-            if (colon != std::string::npos) return line.substr(line.find_first_not_of(' ', colon + 1));
+            if (colon != std::string::npos)
+                return line.substr(line.find_first_not_of(' ', colon + 1));
         }
     }
     return "unknown";
 }
 
 bool is_cgroup2(const char* path) {
-    struct statfs st{};
+    struct statfs st {};
     return ::statfs(path, &st) == 0 && st.f_type == CGROUP2_SUPER_MAGIC;
 }
 
@@ -49,7 +50,7 @@ machine_info describe_machine() {
     ::gmtime_r(&now, &tm);
     std::strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", &tm);
     m.date = date;
-    struct utsname u{};
+    struct utsname u {};
     ::uname(&u);
     m.kernel = u.release;
     m.cpu_model = cpu_model();

@@ -50,7 +50,8 @@ std::string probe(const std::vector<std::string>& argv) {
         std::string err;
         char buf[4096];
         ssize_t n;
-        while ((n = ::read(child.stderr_pipe.get(), buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR))
+        while ((n = ::read(child.stderr_pipe.get(), buf, sizeof buf)) > 0 ||
+               (n < 0 && errno == EINTR))
             if (n > 0 && err.size() < 4096) err.append(buf, static_cast<std::size_t>(n));
         exit_status st = wait_blocking(child);
         if (st.success()) return {};
@@ -135,10 +136,11 @@ void run_peers(const bench_config& cfg, bench_report& report, const progress_fn&
         peers.push_back(std::move(c));
     };
     std::string unshare = find_in_path("unshare");
-    add_peer("unshare",
-             {unshare, "--user", "--map-root-user", "--pid", "--fork", "--mount", "--mount-proc",
-              "--uts", "--ipc", "--net", program},
-             unshare.empty() ? "not installed" : "leaves lo down (unshare(1) has no option for it)");
+    add_peer(
+        "unshare",
+        {unshare, "--user", "--map-root-user", "--pid", "--fork", "--mount", "--mount-proc",
+         "--uts", "--ipc", "--net", program},
+        unshare.empty() ? "not installed" : "leaves lo down (unshare(1) has no option for it)");
     std::string bwrap = find_in_path("bwrap");
     add_peer("bwrap",
              {bwrap, "--unshare-all", "--unshare-user", "--dev-bind", "/", "/", "--proc", "/proc",
@@ -148,14 +150,17 @@ void run_peers(const bench_config& cfg, bench_report& report, const progress_fn&
     std::string helper = static_helper_path();
     std::optional<runc_bundle> bundle;
     std::string runc_note = "static helper as /true in a one-file rootfs; fresh /proc; lo down";
-    if (runc.empty()) runc_note = "not installed";
-    else if (helper.empty()) runc_note = "drover_static_true not found (the bundle's rootfs needs it)";
-    else bundle.emplace(helper);
+    if (runc.empty())
+        runc_note = "not installed";
+    else if (helper.empty())
+        runc_note = "drover_static_true not found (the bundle's rootfs needs it)";
+    else
+        bundle.emplace(helper);
     if (bundle && !bundle->error.empty()) runc_note = bundle->error;
     std::string id = "drover-bench-" + std::to_string(::getpid());
     add_peer("runc",
-             bundle ? std::vector<std::string>{runc, "--root", (bundle->dir / "state").string(), "run",
-                                               "--bundle", bundle->dir.string(), id}
+             bundle ? std::vector<std::string>{runc, "--root", (bundle->dir / "state").string(),
+                                               "run", "--bundle", bundle->dir.string(), id}
                     : std::vector<std::string>{"runc"},
              runc_note);
 
@@ -205,8 +210,10 @@ void run_peers(const bench_config& cfg, bench_report& report, const progress_fn&
         }
         const std::int64_t took = floor_now_ns() - start;
         if (!keep) return;
-        if (error.empty()) c.samples.push_back(took);
-        else ++c.result.failures[error];
+        if (error.empty())
+            c.samples.push_back(took);
+        else
+            ++c.result.failures[error];
     };
     auto tick = [&] {
         ++done;
@@ -231,7 +238,8 @@ void run_peers(const bench_config& cfg, bench_report& report, const progress_fn&
     }
     if (bundle) {
         // A failed run can leave runc's state behind: delete it before the directory goes.
-        std::vector<std::string> del = {runc, "--root", (bundle->dir / "state").string(), "delete", "-f", id};
+        std::vector<std::string> del = {runc,     "--root", (bundle->dir / "state").string(),
+                                        "delete", "-f",     id};
         (void)probe(del);
     }
 }

@@ -24,7 +24,9 @@ std::string pad(std::string s, std::size_t w, bool right = true) {
     return right ? std::string(w - len, ' ') + s : s + std::string(w - len, ' ');
 }
 
-std::string ratio_text(double r) { return r > 0 ? fmt("%.2f×", r) : "–"; }
+std::string ratio_text(double r) {
+    return r > 0 ? fmt("%.2f×", r) : "–";
+}
 
 std::string failures_text(const failure_counts& f) {
     std::size_t n = 0;
@@ -92,7 +94,8 @@ void all_failures(std::ostringstream& o, const bench_report& r) {
     for (const combo_result& c : r.combos) {
         for (const auto* f : {&c.drover_failures, &c.floor_failures}) {
             for (const auto& [why, n] : *f) {
-                if (!any) o << "\nFailures (a combination the kernel refuses is reported, not fatal):\n";
+                if (!any)
+                    o << "\nFailures (a combination the kernel refuses is reported, not fatal):\n";
                 any = true;
                 o << "  " << c.set.str() << " [" << (f == &c.drover_failures ? "drover" : "floor")
                   << "] ×" << n << ": " << why << "\n";
@@ -115,13 +118,15 @@ std::string format_table(const bench_report& r) {
     o << "drover bench — " << m.date << ", kernel " << m.kernel << ", " << m.cpu_model << " ("
       << m.cores << " cores), cgroup " << m.cgroup_mode << ", drover " << m.drover_version << " ("
       << m.drover_commit << ")\n";
-    o << "workload " << r.params.workload << ", " << r.params.count << " spawns per combination after "
-      << r.params.warmup << " warm-up, seed " << r.params.seed << "; spawn→reap, drover and the raw floor interleaved\n\n";
+    o << "workload " << r.params.workload << ", " << r.params.count
+      << " spawns per combination after " << r.params.warmup << " warm-up, seed " << r.params.seed
+      << "; spawn→reap, drover and the raw floor interleaved\n\n";
     if (!r.combos.empty()) {
         o << pad("namespaces", 37, false) << pad("p50", 10) << pad("p90", 10) << pad("p99", 10)
           << pad("max", 10) << pad("mean ± sd", 22) << pad("floor p50", 11) << pad("÷floor", 8)
-          << "   stage p50: " << pad("prep", 9) << pad("clone", 9) << pad("maps", 9) << pad("setup", 9) << pad("exec", 9)
-          << pad("run", 9) << pad("reap", 9) << pad("fail", 6) << "\n";
+          << "   stage p50: " << pad("prep", 9) << pad("clone", 9) << pad("maps", 9)
+          << pad("setup", 9) << pad("exec", 9) << pad("run", 9) << pad("reap", 9) << pad("fail", 6)
+          << "\n";
         for (const combo_result* c : by_cost(r)) {
             o << pad(c->set.str(), 37, false);
             if (c->drover.n) {
@@ -131,8 +136,8 @@ std::string format_table(const bench_report& r) {
             } else {
                 o << pad("refused", 10) << pad("", 52);
             }
-            o << pad(c->floor.n ? human_ns(c->floor.p50) : "–", 11) << pad(ratio_text(c->ratio()), 8)
-              << "              ";
+            o << pad(c->floor.n ? human_ns(c->floor.p50) : "–", 11)
+              << pad(ratio_text(c->ratio()), 8) << "              ";
             for (const summary& s : c->stages) o << pad(c->drover.n ? human_ns(s.p50) : "–", 9);
             o << pad(failures_text(c->drover_failures), 6) << "\n";
         }
@@ -148,9 +153,9 @@ std::string format_table(const bench_report& r) {
           << pad("max", 11) << pad("pairs", 7) << pad("floor median", 14) << "\n";
         for (const marginal& mg : r.marginals) {
             o << pad(std::string(ns_name(mg.what)), 11, false)
-              << pad(mg.over_none ? human_ns(*mg.over_none) : "–", 11) << pad(human_ns(mg.median), 11)
-              << pad(human_ns(mg.min), 11) << pad(human_ns(mg.max), 11)
-              << pad(std::to_string(mg.pairs), 7);
+              << pad(mg.over_none ? human_ns(*mg.over_none) : "–", 11)
+              << pad(human_ns(mg.median), 11) << pad(human_ns(mg.min), 11)
+              << pad(human_ns(mg.max), 11) << pad(std::to_string(mg.pairs), 7);
             std::string fm = "–";
             for (const marginal& f : r.floor_marginals)
                 if (f.what == mg.what) fm = human_ns(f.median);
@@ -171,7 +176,8 @@ std::string format_table(const bench_report& r) {
         }
     }
     if (!r.peers.empty()) {
-        o << "\nPeers: " << r.peer_set << " running /bin/true, each spawned by drover (p50 spawn→reap)\n"
+        o << "\nPeers: " << r.peer_set
+          << " running /bin/true, each spawned by drover (p50 spawn→reap)\n"
           << pad("tool", 10, false) << pad("p50", 11) << pad("p90", 11) << pad("max", 11)
           << pad("drover faster by", 18) << "   note\n";
         for (const peer_result& p : r.peers) {
@@ -213,7 +219,8 @@ std::string format_csv(const bench_report& r) {
     o << "section,namespaces,runner,stage,n,p50_ns,p90_ns,p99_ns,max_ns,min_ns,mean_ns,stddev_ns,"
          "ratio,failures\n";
     auto row = [&](const std::string& section, const std::string& set, const std::string& who,
-                   const std::string& stage, const summary& s, double ratio, const std::string& fails) {
+                   const std::string& stage, const summary& s, double ratio,
+                   const std::string& fails) {
         o << section << ',' << set << ',' << who << ',' << stage << ',' << s.n << ','
           << fmt("%.0f", s.p50) << ',' << fmt("%.0f", s.p90) << ',' << fmt("%.0f", s.p99) << ','
           << fmt("%.0f", s.max) << ',' << fmt("%.0f", s.min) << ',' << fmt("%.0f", s.mean) << ','
@@ -222,7 +229,8 @@ std::string format_csv(const bench_report& r) {
     };
     for (const combo_result& c : r.combos) {
         std::string set = c.set.str();
-        row("matrix", set, "drover", "total", c.drover, c.ratio(), failures_text(c.drover_failures));
+        row("matrix", set, "drover", "total", c.drover, c.ratio(),
+            failures_text(c.drover_failures));
         for (std::size_t k = 0; k < stage_names.size(); ++k)
             row("matrix", set, "drover", stage_names[k], c.stages[k], 0, "");
         row("matrix", set, "floor", "total", c.floor, 0, failures_text(c.floor_failures));
@@ -231,10 +239,13 @@ std::string format_csv(const bench_report& r) {
         row("baseline", "none", "posix_spawn", "total", r.posix_spawn->total, 0,
             failures_text(r.posix_spawn->failures));
     for (const peer_result& p : r.peers)
-        if (p.ran) row("peers", r.peer_set, p.name, "total", p.total, peer_speedup(r, p), failures_text(p.failures));
+        if (p.ran)
+            row("peers", r.peer_set, p.name, "total", p.total, peer_speedup(r, p),
+                failures_text(p.failures));
     for (const throughput_result& t : r.throughput)
-        row("throughput", t.set.str(), "drover", "c" + std::to_string(t.concurrency) + "@" + fmt("%.0f", t.per_second) + "/s",
-            t.latency, t.first_decile_p50 > 0 ? t.last_decile_p50 / t.first_decile_p50 : 0,
+        row("throughput", t.set.str(), "drover",
+            "c" + std::to_string(t.concurrency) + "@" + fmt("%.0f", t.per_second) + "/s", t.latency,
+            t.first_decile_p50 > 0 ? t.last_decile_p50 / t.first_decile_p50 : 0,
             failures_text(t.failures));
     return o.str();
 }
@@ -247,12 +258,13 @@ std::string format_markdown(const bench_report& r) {
       << m.drover_commit << "); workload `" << r.params.workload << "`, " << r.params.count
       << " spawns per combination, seed " << r.params.seed << ".\n\n";
     if (!r.combos.empty()) {
-        o << "| namespaces | drover p50 | p90 | p99 | floor p50 | drover ÷ floor | prepare | clone | id maps | setup | exec | run | reap | failures |\n"
+        o << "| namespaces | drover p50 | p90 | p99 | floor p50 | drover ÷ floor | prepare | clone "
+             "| id maps | setup | exec | run | reap | failures |\n"
           << "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
         for (const combo_result* c : by_cost(r)) {
-            o << "| " << c->set.str() << " | " << human_ns(c->drover.p50) << " | " << human_ns(c->drover.p90)
-              << " | " << human_ns(c->drover.p99) << " | " << human_ns(c->floor.p50) << " | "
-              << ratio_text(c->ratio());
+            o << "| " << c->set.str() << " | " << human_ns(c->drover.p50) << " | "
+              << human_ns(c->drover.p90) << " | " << human_ns(c->drover.p99) << " | "
+              << human_ns(c->floor.p50) << " | " << ratio_text(c->ratio());
             for (const summary& s : c->stages) o << " | " << human_ns(s.p50);
             o << " | " << failures_text(c->drover_failures) << " |\n";
         }
@@ -263,29 +275,34 @@ std::string format_markdown(const bench_report& r) {
               << ov.measured << " combinations within 1.05×.\n";
     }
     if (!r.marginals.empty()) {
-        o << "\n| namespace | alone | median marginal | min | max | pairs |\n|---|---:|---:|---:|---:|---:|\n";
+        o << "\n| namespace | alone | median marginal | min | max | pairs "
+             "|\n|---|---:|---:|---:|---:|---:|\n";
         for (const marginal& mg : r.marginals)
             o << "| " << ns_name(mg.what) << " | " << (mg.over_none ? human_ns(*mg.over_none) : "–")
-              << " | " << human_ns(mg.median) << " | " << human_ns(mg.min) << " | " << human_ns(mg.max)
-              << " | " << mg.pairs << " |\n";
+              << " | " << human_ns(mg.median) << " | " << human_ns(mg.min) << " | "
+              << human_ns(mg.max) << " | " << mg.pairs << " |\n";
     }
     if (r.posix_spawn && r.posix_spawn->ran)
         o << "\nposix_spawn (no namespaces): p50 " << human_ns(r.posix_spawn->total.p50) << ".\n";
     if (!r.peers.empty()) {
-        o << "\n| " << r.peer_set << ", /bin/true | p50 | p90 | drover faster by | note |\n|---|---:|---:|---:|---|\n";
+        o << "\n| " << r.peer_set
+          << ", /bin/true | p50 | p90 | drover faster by | note |\n|---|---:|---:|---:|---|\n";
         for (const peer_result& p : r.peers) {
             if (p.ran && p.total.n)
-                o << "| " << p.name << " | " << human_ns(p.total.p50) << " | " << human_ns(p.total.p90)
-                  << " | " << (p.name == "drover" ? "" : ratio_text(peer_speedup(r, p))) << " | " << p.note << " |\n";
+                o << "| " << p.name << " | " << human_ns(p.total.p50) << " | "
+                  << human_ns(p.total.p90) << " | "
+                  << (p.name == "drover" ? "" : ratio_text(peer_speedup(r, p))) << " | " << p.note
+                  << " |\n";
             else
                 o << "| " << p.name << " | skipped | | | " << p.note << " |\n";
         }
     }
     if (!r.throughput.empty()) {
-        o << "\n| namespaces | concurrency | spawns/s | p50 | p99 | first 10% p50 | last 10% p50 |\n|---|---:|---:|---:|---:|---:|---:|\n";
+        o << "\n| namespaces | concurrency | spawns/s | p50 | p99 | first 10% p50 | last 10% p50 "
+             "|\n|---|---:|---:|---:|---:|---:|---:|\n";
         for (const throughput_result& t : r.throughput)
-            o << "| " << t.set.str() << " | " << t.concurrency << " | " << fmt("%.0f", t.per_second) << " | "
-              << human_ns(t.latency.p50) << " | " << human_ns(t.latency.p99) << " | "
+            o << "| " << t.set.str() << " | " << t.concurrency << " | " << fmt("%.0f", t.per_second)
+              << " | " << human_ns(t.latency.p50) << " | " << human_ns(t.latency.p99) << " | "
               << human_ns(t.first_decile_p50) << " | " << human_ns(t.last_decile_p50) << " |\n";
     }
     return o.str();

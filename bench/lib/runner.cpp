@@ -24,7 +24,8 @@ namespace {
 floor_sample posix_spawn_once(const std::vector<std::string>& argv) {
     floor_sample s;
     char* args[16] = {};
-    for (std::size_t i = 0; i < argv.size() && i < 15; ++i) args[i] = const_cast<char*>(argv[i].c_str());
+    for (std::size_t i = 0; i < argv.size() && i < 15; ++i)
+        args[i] = const_cast<char*>(argv[i].c_str());
     const std::int64_t start = floor_now_ns();
     pid_t pid = -1;
     int err = ::posix_spawn(&pid, args[0], nullptr, nullptr, args, environ);
@@ -106,9 +107,12 @@ drover_sample drover_spawn_once(const prepared_spawn& p) {
 
 std::string workload::str() const {
     switch (how) {
-        case kind::exit: return "exit";
-        case kind::exec_static: return "exec-static";
-        case kind::exec_path: return "exec:" + path;
+        case kind::exit:
+            return "exit";
+        case kind::exec_static:
+            return "exec-static";
+        case kind::exec_path:
+            return "exec:" + path;
     }
     return "exit";
 }
@@ -128,10 +132,19 @@ std::optional<workload> parse_workload(std::string_view text) {
     return std::nullopt;
 }
 
+bool static_helper_built() noexcept {
+#ifdef DROVER_STATIC_TRUE
+    return true;
+#else
+    return false;
+#endif
+}
+
 std::string static_helper_path() {
     namespace fs = std::filesystem;
     std::vector<fs::path> candidates;
-    if (const char* env = std::getenv("DROVER_STATIC_TRUE"); env && *env) candidates.emplace_back(env);
+    if (const char* env = std::getenv("DROVER_STATIC_TRUE"); env && *env)
+        candidates.emplace_back(env);
 #ifdef DROVER_STATIC_TRUE
     candidates.emplace_back(DROVER_STATIC_TRUE);
 #endif
@@ -140,7 +153,8 @@ std::string static_helper_path() {
     if (!ec) {
         candidates.push_back(self.parent_path() / "drover_static_true");
         candidates.push_back(self.parent_path() / ".." / "bench" / "matrix" / "drover_static_true");
-        candidates.push_back(self.parent_path() / ".." / "libexec" / "drover" / "drover_static_true");
+        candidates.push_back(self.parent_path() / ".." / "libexec" / "drover" /
+                             "drover_static_true");
     }
     for (const fs::path& c : candidates)
         if (::access(c.c_str(), X_OK) == 0) return fs::absolute(c).lexically_normal().string();
@@ -149,7 +163,8 @@ std::string static_helper_path() {
 
 bool parse_ns_selection(std::string_view text, std::vector<namespace_set>& out, std::string& bad) {
     if (text == "matrix") {
-        for (unsigned b = 0; b < 256; ++b) out.push_back(namespace_set::from_bits(static_cast<std::uint8_t>(b)));
+        for (unsigned b = 0; b < 256; ++b)
+            out.push_back(namespace_set::from_bits(static_cast<std::uint8_t>(b)));
         return true;
     }
     if (text == "singles") {
@@ -167,7 +182,8 @@ bool parse_ns_selection(std::string_view text, std::vector<namespace_set>& out, 
 }
 
 std::vector<namespace_set> canonical_sets(std::vector<namespace_set> sets) {
-    std::sort(sets.begin(), sets.end(), [](namespace_set a, namespace_set b) { return a.bits() < b.bits(); });
+    std::sort(sets.begin(), sets.end(),
+              [](namespace_set a, namespace_set b) { return a.bits() < b.bits(); });
     sets.erase(std::unique(sets.begin(), sets.end()), sets.end());
     return sets;
 }
@@ -209,15 +225,19 @@ void run_matrix(const bench_config& cfg, bench_report& report, const progress_fn
             case runner::floor: {
                 floor_sample f = floor_spawn(plans[t.combo]);
                 if (!keep) return;
-                if (!f.ok) ++cs.floor_failures[f.error];
-                else cs.floor.push_back(f.total_ns);
+                if (!f.ok)
+                    ++cs.floor_failures[f.error];
+                else
+                    cs.floor.push_back(f.total_ns);
                 return;
             }
             case runner::posix: {
                 floor_sample f = posix_spawn_once(argv);
                 if (!keep) return;
-                if (!f.ok) ++posix.failures[f.error];
-                else posix_samples.push_back(f.total_ns);
+                if (!f.ok)
+                    ++posix.failures[f.error];
+                else
+                    posix_samples.push_back(f.total_ns);
                 return;
             }
         }

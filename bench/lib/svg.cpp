@@ -13,15 +13,16 @@ namespace drover::bench {
 namespace {
 
 constexpr double width = 1180;
-constexpr double label_w = 270;   // combination names
-constexpr double plot_w = 660;    // bars
+constexpr double label_w = 270;  // combination names
+constexpr double plot_w = 660;   // bars
 constexpr double left = 10;
 constexpr double bar_x = left + label_w;
 
 constexpr const char* ns_colors[ns_count] = {"#4e79a7", "#f28e2b", "#59a14f", "#b07aa1",
                                              "#edc948", "#e15759", "#76b7b2", "#9c755f"};
 constexpr const char* base_color = "#bab0ac";
-constexpr const char* stage_colors[stage_count] = {"#bab0ac", "#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#b07aa1"};
+constexpr const char* stage_colors[stage_count] = {"#bab0ac", "#4e79a7", "#f28e2b", "#59a14f",
+                                                   "#e15759", "#76b7b2", "#b07aa1"};
 
 std::string num(double v) {
     char buf[32];
@@ -32,10 +33,14 @@ std::string num(double v) {
 std::string esc(const std::string& s) {
     std::string o;
     for (char c : s) {
-        if (c == '<') o += "&lt;";
-        else if (c == '>') o += "&gt;";
-        else if (c == '&') o += "&amp;";
-        else o += c;
+        if (c == '<')
+            o += "&lt;";
+        else if (c == '>')
+            o += "&gt;";
+        else if (c == '&')
+            o += "&amp;";
+        else
+            o += c;
     }
     return o;
 }
@@ -54,19 +59,22 @@ struct svg_out {
     double y = 0;
 
     void text(double x, double ty, const std::string& s, const char* extra = "") {
-        o << "<text x=\"" << num(x) << "\" y=\"" << num(ty) << "\" " << extra << ">" << esc(s) << "</text>\n";
+        o << "<text x=\"" << num(x) << "\" y=\"" << num(ty) << "\" " << extra << ">" << esc(s)
+          << "</text>\n";
     }
-    void rect(double x, double ry, double w, double h, const char* fill, const std::string& title = {}) {
+    void rect(double x, double ry, double w, double h, const char* fill,
+              const std::string& title = {}) {
         if (w <= 0) return;
-        o << "<rect x=\"" << num(x) << "\" y=\"" << num(ry) << "\" width=\"" << num(w) << "\" height=\""
-          << num(h) << "\" fill=\"" << fill << "\">";
+        o << "<rect x=\"" << num(x) << "\" y=\"" << num(ry) << "\" width=\"" << num(w)
+          << "\" height=\"" << num(h) << "\" fill=\"" << fill << "\">";
         if (!title.empty()) o << "<title>" << esc(title) << "</title>";
         o << "</rect>\n";
     }
     void line(double x1, double y1, double x2, double y2, const char* stroke, double sw = 1,
               const char* dash = nullptr) {
-        o << "<line x1=\"" << num(x1) << "\" y1=\"" << num(y1) << "\" x2=\"" << num(x2) << "\" y2=\""
-          << num(y2) << "\" stroke=\"" << stroke << "\" stroke-width=\"" << num(sw) << "\"";
+        o << "<line x1=\"" << num(x1) << "\" y1=\"" << num(y1) << "\" x2=\"" << num(x2)
+          << "\" y2=\"" << num(y2) << "\" stroke=\"" << stroke << "\" stroke-width=\"" << num(sw)
+          << "\"";
         if (dash) o << " stroke-dasharray=\"" << dash << "\"";
         o << "/>\n";
     }
@@ -102,12 +110,15 @@ std::vector<const combo_result*> measured_by_cost(const bench_report& r) {
     std::vector<const combo_result*> v;
     for (const combo_result& c : r.combos)
         if (c.drover.n) v.push_back(&c);
-    std::stable_sort(v.begin(), v.end(),
-                     [](const combo_result* a, const combo_result* b) { return a->drover.p50 < b->drover.p50; });
+    std::stable_sort(v.begin(), v.end(), [](const combo_result* a, const combo_result* b) {
+        return a->drover.p50 < b->drover.p50;
+    });
     return v;
 }
 
-double row_height(std::size_t rows) { return rows > 64 ? 12 : 18; }
+double row_height(std::size_t rows) {
+    return rows > 64 ? 12 : 18;
+}
 
 void p50_chart(svg_out& s, const bench_report& r) {
     auto rows = measured_by_cost(r);
@@ -116,13 +127,16 @@ void p50_chart(svg_out& s, const bench_report& r) {
     for (const combo_result& c : r.combos)
         if (c.set.empty() && c.drover.n) none = &c;
     double median_marg[ns_count] = {};
-    for (const marginal& m : r.marginals) median_marg[static_cast<int>(m.what)] = std::max(0.0, m.median);
+    for (const marginal& m : r.marginals)
+        median_marg[static_cast<int>(m.what)] = std::max(0.0, m.median);
 
-    s.title("spawn→reap p50 per namespace combination (" + r.params.workload + ")",
-            "bar: drover p50, split into the no-namespace base and each member's share by its median "
-            "marginal cost; black tick: raw floor p50; label: p50 and drover ÷ floor");
+    s.title(
+        "spawn→reap p50 per namespace combination (" + r.params.workload + ")",
+        "bar: drover p50, split into the no-namespace base and each member's share by its median "
+        "marginal cost; black tick: raw floor p50; label: p50 and drover ÷ floor");
     std::vector<std::pair<std::string, const char*>> legend = {{"base (none)", base_color}};
-    for (int i = 0; i < ns_count; ++i) legend.push_back({std::string(ns_name(static_cast<ns>(i))), ns_colors[i]});
+    for (int i = 0; i < ns_count; ++i)
+        legend.push_back({std::string(ns_name(static_cast<ns>(i))), ns_colors[i]});
     legend.push_back({"floor p50", "#000"});
     s.legend(legend);
 
@@ -143,7 +157,8 @@ void p50_chart(svg_out& s, const bench_report& r) {
             if (c.set.has(static_cast<ns>(k))) share_sum += median_marg[k];
         double x = bar_x;
         double scale = plot_w / max;
-        s.rect(x, y + 1, base * scale, h - 2, base_color, "base (no namespaces): " + human_ns(base));
+        s.rect(x, y + 1, base * scale, h - 2, base_color,
+               "base (no namespaces): " + human_ns(base));
         x += base * scale;
         double rest = total - base;
         for (int k = 0; k < ns_count; ++k) {
@@ -167,7 +182,8 @@ void p50_chart(svg_out& s, const bench_report& r) {
             std::snprintf(buf, sizeof buf, "  %.2f× floor", c.ratio());
             label += buf;
         }
-        s.text(bar_x + std::max(total, c.floor.p50) * scale + 6, y + h * 0.75, label, "class=\"val\"");
+        s.text(bar_x + std::max(total, c.floor.p50) * scale + 6, y + h * 0.75, label,
+               "class=\"val\"");
     }
     s.y = top + h * static_cast<double>(rows.size()) + 22;
 }
@@ -175,7 +191,8 @@ void p50_chart(svg_out& s, const bench_report& r) {
 void marginal_chart(svg_out& s, const bench_report& r) {
     if (r.marginals.empty()) return;
     s.title("Marginal cost of each namespace",
-            "cost(S) − cost(S without it), p50, over every measured pair; bar: median, whisker: min…max, "
+            "cost(S) − cost(S without it), p50, over every measured pair; bar: median, whisker: "
+            "min…max, "
             "dot: added to no namespaces at all");
     double lo = 0, hi = 0;
     for (const marginal& m : r.marginals) {
@@ -192,16 +209,18 @@ void marginal_chart(svg_out& s, const bench_report& r) {
         const marginal& m = r.marginals[i];
         int k = static_cast<int>(m.what);
         double y = top + h * static_cast<double>(i);
-        s.text(bar_x - 6, y + 14, std::string(ns_name(m.what)), "text-anchor=\"end\" class=\"lbl\"");
+        s.text(bar_x - 6, y + 14, std::string(ns_name(m.what)),
+               "text-anchor=\"end\" class=\"lbl\"");
         double x0 = zero_x + std::min(0.0, m.median) * scale;
         s.rect(x0, y + 3, std::fabs(m.median) * scale, h - 6, ns_colors[k],
                std::string(ns_name(m.what)) + ": median " + human_ns(m.median));
         s.line(zero_x + m.min * scale, y + h / 2, zero_x + m.max * scale, y + h / 2, "#333", 1);
         if (m.over_none)
-            s.o << "<circle cx=\"" << num(zero_x + *m.over_none * scale) << "\" cy=\"" << num(y + h / 2)
-                << "\" r=\"3.5\" fill=\"#000\"/>\n";
+            s.o << "<circle cx=\"" << num(zero_x + *m.over_none * scale) << "\" cy=\""
+                << num(y + h / 2) << "\" r=\"3.5\" fill=\"#000\"/>\n";
         s.text(zero_x + std::max(m.max, m.median) * scale + 6, y + 14,
-               "median " + human_ns(m.median) + "  (" + std::to_string(m.pairs) + " pairs)", "class=\"val\"");
+               "median " + human_ns(m.median) + "  (" + std::to_string(m.pairs) + " pairs)",
+               "class=\"val\"");
     }
     s.y = top + h * static_cast<double>(r.marginals.size()) + 22;
 }
@@ -210,10 +229,12 @@ void stage_chart(svg_out& s, const bench_report& r) {
     auto rows = measured_by_cost(r);
     if (rows.empty()) return;
     s.title("Where the time goes: drover's stages, p50 of each, stacked",
-            "prepare: drover before clone3 (pipes) and around; clone: clone3 in the parent; id_maps: uid/gid map writes; setup: the child's own setup; "
+            "prepare: drover before clone3 (pipes) and around; clone: clone3 in the parent; "
+            "id_maps: uid/gid map writes; setup: the child's own setup; "
             "exec: execve until the parent saw it; run: to exit; reap: waitid");
     std::vector<std::pair<std::string, const char*>> legend;
-    for (std::size_t k = 0; k < stage_count; ++k) legend.push_back({stage_names[k], stage_colors[k]});
+    for (std::size_t k = 0; k < stage_count; ++k)
+        legend.push_back({stage_names[k], stage_colors[k]});
     s.legend(legend);
     double max = 0;
     for (auto* c : rows) {
@@ -234,7 +255,8 @@ void stage_chart(svg_out& s, const bench_report& r) {
         double sum = 0;
         for (std::size_t k = 0; k < stage_count; ++k) {
             double v = c.stages[k].p50;
-            s.rect(x, y + 1, v * scale, h - 2, stage_colors[k], std::string(stage_names[k]) + ": " + human_ns(v));
+            s.rect(x, y + 1, v * scale, h - 2, stage_colors[k],
+                   std::string(stage_names[k]) + ": " + human_ns(v));
             x += v * scale;
             sum += v;
         }
@@ -285,9 +307,10 @@ std::string format_svg(const bench_report& r) {
     const machine_info& m = r.machine;
     s.y = 8;
     s.title("drover bench: namespace setup cost",
-            m.date + " · kernel " + m.kernel + " · " + m.cpu_model + " (" + std::to_string(m.cores) +
-                " cores) · drover " + m.drover_version + " (" + m.drover_commit + ") · " +
-                std::to_string(r.params.count) + " spawns per combination");
+            m.date + " · kernel " + m.kernel + " · " + m.cpu_model + " (" +
+                std::to_string(m.cores) + " cores) · drover " + m.drover_version + " (" +
+                m.drover_commit + ") · " + std::to_string(r.params.count) +
+                " spawns per combination");
     p50_chart(s, r);
     marginal_chart(s, r);
     stage_chart(s, r);
@@ -297,7 +320,8 @@ std::string format_svg(const bench_report& r) {
         << num(s.y + 10) << "\" viewBox=\"0 0 " << num(width) << ' ' << num(s.y + 10) << "\">\n"
         << "<style>text{font-family:DejaVu Sans,Helvetica,Arial,sans-serif;fill:#222}"
            ".title{font-size:16px;font-weight:bold}.sub{font-size:11px;fill:#555}"
-           ".lbl{font-size:10px}.val{font-size:10px;fill:#333}.tick{font-size:10px;fill:#555}</style>\n"
+           ".lbl{font-size:10px}.val{font-size:10px;fill:#333}.tick{font-size:10px;fill:#555}</"
+           "style>\n"
         << "<rect width=\"100%\" height=\"100%\" fill=\"#fff\"/>\n"
         << s.o.str() << "</svg>\n";
     return out.str();

@@ -1,11 +1,11 @@
 // Sustained spawning: N coroutines on one Asio event loop, each spawning and awaiting children
 // back to back for a fixed time. Shows spawns/s and how latency drifts as the kernel's
 // asynchronous namespace teardown (net, ipc) piles up.
+#include <algorithm>
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
 #include <asio/io_context.hpp>
 #include <asio/this_coro.hpp>
-#include <algorithm>
 
 #include "bench/floor.hpp"
 #include "bench/runner.hpp"
@@ -33,8 +33,10 @@ asio::awaitable<void> spawner(prepared_spawn p, shared_state& st) {
         try {
             process child = co_await spawn(ex, p);
             exit_status status = co_await child.wait();
-            if (status.success()) st.done.push_back({start, floor_now_ns() - start});
-            else ++st.failures["the workload " + status.str()];
+            if (status.success())
+                st.done.push_back({start, floor_now_ns() - start});
+            else
+                ++st.failures["the workload " + status.str()];
         } catch (const std::exception& e) {
             ++st.failures[e.what()];
             // A kernel refusal repeats at once: do not spin on it for the whole duration.
@@ -46,7 +48,8 @@ asio::awaitable<void> spawner(prepared_spawn p, shared_state& st) {
 }  // namespace
 
 void run_throughput(const bench_config& cfg, bench_report& report, const progress_fn& progress) {
-    const std::vector<namespace_set> sets = canonical_sets(cfg.sets);
+    const std::vector<namespace_set> sets =
+        canonical_sets(cfg.throughput_sets.empty() ? cfg.sets : cfg.throughput_sets);
     const std::size_t total = sets.size() * cfg.concurrency.size();
     std::size_t step = 0;
     report.throughput.clear();

@@ -23,9 +23,9 @@ bool parse_flags(std::string text, std::uint64_t& flags) {
         const char* name;
         std::uint64_t flag;
     };
-    static const name_flag table[] = {{"user", CLONE_NEWUSER}, {"pid", CLONE_NEWPID},
-                                      {"mnt", CLONE_NEWNS},    {"uts", CLONE_NEWUTS},
-                                      {"ipc", CLONE_NEWIPC},   {"net", CLONE_NEWNET},
+    static const name_flag table[] = {{"user", CLONE_NEWUSER},     {"pid", CLONE_NEWPID},
+                                      {"mnt", CLONE_NEWNS},        {"uts", CLONE_NEWUTS},
+                                      {"ipc", CLONE_NEWIPC},       {"net", CLONE_NEWNET},
                                       {"cgroup", CLONE_NEWCGROUP}, {"time", CLONE_NEWTIME}};
     flags = 0;
     if (text == "none") return true;

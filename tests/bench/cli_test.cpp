@@ -49,8 +49,12 @@ void expect_usage_error(const std::string& args, const std::string& mentions) {
     EXPECT_TRUE(r.out.empty()) << r.out;
 }
 
-TEST(BenchCli, UnknownNamespaceExits2) { expect_usage_error("--ns user,bogus -n 1", "bogus"); }
-TEST(BenchCli, CountZeroExits2) { expect_usage_error("--ns none -n 0", "count"); }
+TEST(BenchCli, UnknownNamespaceExits2) {
+    expect_usage_error("--ns user,bogus -n 1", "bogus");
+}
+TEST(BenchCli, CountZeroExits2) {
+    expect_usage_error("--ns none -n 0", "count");
+}
 TEST(BenchCli, MalformedConcurrencyExits2) {
     expect_usage_error("--ns none -n 1 --concurrency 1,x,8", "--concurrency");
     expect_usage_error("--ns none -n 1 --concurrency 1,,8", "--concurrency");
@@ -60,15 +64,17 @@ TEST(BenchCli, BadWorkloadExits2) {
     expect_usage_error("--ns none -n 1 --workload sleep", "--workload");
     expect_usage_error("--ns none -n 1 --workload exec:/no/such/program", "/no/such/program");
 }
-TEST(BenchCli, UnknownFlagExits2) { expect_usage_error("--frobnicate", "frobnicate"); }
+TEST(BenchCli, UnknownFlagExits2) {
+    expect_usage_error("--frobnicate", "frobnicate");
+}
 
 TEST(BenchCli, TinyRunWritesJsonThatReadsBack) {
     char dir[] = "/tmp/drover-bench-cli-XXXXXX";
     ASSERT_NE(::mkdtemp(dir), nullptr);
     std::string json = std::string(dir) + "/out.json";
     std::string svg = std::string(dir) + "/out.svg";
-    cli_result r = run_cli("--ns none --ns uts -n 3 --warmup 1 --workload exec-static --json " + json +
-                           " --svg " + svg);
+    cli_result r = run_cli("--ns none --ns uts -n 3 --warmup 1 --workload exec:/bin/true --json " +
+                           json + " --svg " + svg);
     EXPECT_EQ(r.code, 0) << r.err;
     EXPECT_NE(r.out.find("drover ÷ floor"), std::string::npos) << r.out;
     std::ifstream in(json);
@@ -77,7 +83,7 @@ TEST(BenchCli, TinyRunWritesJsonThatReadsBack) {
     ASSERT_EQ(back.combos.size(), 2u);
     EXPECT_EQ(back.combos[1].set.str(), "uts");
     EXPECT_EQ(back.combos[1].drover.n, 3u);
-    EXPECT_EQ(back.params.workload, "exec-static");
+    EXPECT_EQ(back.params.workload, "exec:/bin/true");
     EXPECT_FALSE(back.machine.kernel.empty());
     EXPECT_EQ(to_json(back), j);  // what was read is what was written
     std::ifstream s(svg);

@@ -48,7 +48,8 @@ bench_report sample_report() {
     n2.max = 5e5;
     r.marginals = {m, n2};
     r.floor_marginals = {m};
-    r.posix_spawn = peer_result{"posix_spawn", {"/x/drover_static_true"}, true, "", sample_summary(150e3), {}};
+    r.posix_spawn =
+        peer_result{"posix_spawn", {"/x/drover_static_true"}, true, "", sample_summary(150e3), {}};
     r.peer_set = "user+pid+mnt+uts+ipc+net";
     r.peers = {peer_result{"drover", {"/bin/true"}, true, "", sample_summary(1e6), {}},
                peer_result{"runc", {"runc"}, false, "not installed", {}, {}}};
@@ -85,10 +86,12 @@ TEST(BenchJson, DocumentHasTheDocumentedShape) {
     nlohmann::json j = to_json(sample_report());
     EXPECT_EQ(j.at("schema"), "drover-bench/1");
     EXPECT_EQ(j.at("units"), "ns");
-    for (const char* key : {"machine", "parameters", "combinations", "marginal", "floor_marginal",
-                            "posix_spawn", "peer_namespaces", "peers", "throughput", "elapsed_seconds"})
+    for (const char* key :
+         {"machine", "parameters", "combinations", "marginal", "floor_marginal", "posix_spawn",
+          "peer_namespaces", "peers", "throughput", "elapsed_seconds"})
         EXPECT_TRUE(j.contains(key)) << key;
-    for (const char* key : {"date", "kernel", "cpu_model", "cores", "cgroup_mode", "drover_version", "drover_commit"})
+    for (const char* key :
+         {"date", "kernel", "cpu_model", "cores", "cgroup_mode", "drover_version", "drover_commit"})
         EXPECT_TRUE(j.at("machine").contains(key)) << key;
     const auto& c = j.at("combinations").at(1);
     EXPECT_EQ(c.at("namespaces"), "user+pid");
@@ -124,7 +127,8 @@ TEST(BenchJson, RejectsAnotherSchemaAndMissingFields) {
 
 TEST(BenchJson, OtherReportersNameEveryCombination) {
     bench_report r = sample_report();
-    for (const std::string& text : {format_table(r), format_csv(r), format_markdown(r), format_svg(r)}) {
+    for (const std::string& text :
+         {format_table(r), format_csv(r), format_markdown(r), format_svg(r)}) {
         EXPECT_NE(text.find("user+pid"), std::string::npos);
         EXPECT_NE(text.find("none"), std::string::npos);
     }

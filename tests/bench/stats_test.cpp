@@ -48,7 +48,8 @@ std::map<std::uint8_t, double> model_costs() {
     std::map<std::uint8_t, double> c;
     for (unsigned b = 0; b < 256; ++b) {
         namespace_set s = namespace_set::from_bits(static_cast<std::uint8_t>(b));
-        if (s.has(ns::mnt) || s.has(ns::uts) || s.has(ns::ipc) || s.has(ns::cgroup) || s.has(ns::time))
+        if (s.has(ns::mnt) || s.has(ns::uts) || s.has(ns::ipc) || s.has(ns::cgroup) ||
+            s.has(ns::time))
             continue;
         double v = 100;
         if (s.has(ns::user)) v += 50;

@@ -21,6 +21,7 @@ namespace {
 
 struct bench_options {
     std::vector<std::string> ns;
+    std::vector<std::string> throughput_ns;
     int count = 50;
     int warmup = 5;
     std::string workload = "exit";
@@ -62,9 +63,11 @@ std::vector<int> parse_concurrency(const std::string& text) {
 
 bench::bench_config make_config(const bench_options& o) {
     bench::bench_config cfg;
-    if (o.count < 1) throw usage_problem{"-n/--count must be at least 1 (got " + std::to_string(o.count) + ")"};
+    if (o.count < 1)
+        throw usage_problem{"-n/--count must be at least 1 (got " + std::to_string(o.count) + ")"};
     if (o.warmup < 0) throw usage_problem{"--warmup must not be negative"};
-    if (!(o.duration > 0) || o.duration > 3600) throw usage_problem{"--duration must be between 0 and 3600 seconds"};
+    if (!(o.duration > 0) || o.duration > 3600)
+        throw usage_problem{"--duration must be between 0 and 3600 seconds"};
     cfg.count = o.count;
     cfg.warmup = o.warmup;
     cfg.seed = o.seed;
@@ -76,20 +79,33 @@ bench::bench_config make_config(const bench_options& o) {
         std::string bad;
         if (!bench::parse_ns_selection(s, cfg.sets, bad))
             throw usage_problem{"--ns " + s + ": unknown namespace \"" + bad +
-                                "\" (use user, pid, mnt, uts, ipc, net, cgroup, time, none, all, singles or matrix)"};
+                                "\" (use user, pid, mnt, uts, ipc, net, cgroup, time, none, all, "
+                                "singles or matrix)"};
     }
+    for (const std::string& s : o.throughput_ns) {
+        std::string bad;
+        if (!bench::parse_ns_selection(s, cfg.throughput_sets, bad))
+            throw usage_problem{"--throughput-ns " + s + ": unknown namespace \"" + bad + "\""};
+    }
+    if (!cfg.throughput_sets.empty() && cfg.concurrency.empty())
+        throw usage_problem{"--throughput-ns needs --concurrency (e.g. --concurrency 1,8,64)"};
     if (o.no_matrix) cfg.sets.clear();
     auto w = bench::parse_workload(o.workload);
-    if (!w) throw usage_problem{"--workload " + o.workload + ": expected exit, exec-static or exec:PATH"};
+    if (!w)
+        throw usage_problem{"--workload " + o.workload +
+                            ": expected exit, exec-static or exec:PATH"};
     if (w->how == bench::workload::kind::exec_static) {
         w->path = bench::static_helper_path();
         if (w->path.empty())
-            throw usage_problem{"--workload exec-static: drover_static_true not found (build the "
-                                "drover_static_true target or set DROVER_STATIC_TRUE)"};
+            throw usage_problem{
+                "--workload exec-static: drover_static_true not found (build the "
+                "drover_static_true target or set DROVER_STATIC_TRUE)"};
     } else if (w->how == bench::workload::kind::exec_path) {
-        if (w->path.front() != '/') throw usage_problem{"--workload " + o.workload + ": PATH must be absolute"};
+        if (w->path.front() != '/')
+            throw usage_problem{"--workload " + o.workload + ": PATH must be absolute"};
         if (::access(w->path.c_str(), X_OK) != 0)
-            throw usage_problem{"--workload " + o.workload + ": " + w->path + " is not an executable file"};
+            throw usage_problem{"--workload " + o.workload + ": " + w->path +
+                                " is not an executable file"};
     }
     cfg.work = *w;
     return cfg;
@@ -97,7 +113,7 @@ bench::bench_config make_config(const bench_options& o) {
 
 // Progress on stderr: a bar with ETA on a terminal, a line per tenth otherwise.
 class progress_printer {
-public:
+  public:
     progress_printer() : tty_(::isatty(STDERR_FILENO) != 0) {}
     ~progress_printer() { finish(); }
     progress_printer(const progress_printer&) = delete;
@@ -137,7 +153,7 @@ public:
         open_line_ = false;
     }
 
-private:
+  private:
     bool tty_;
     bool open_line_ = false;
     std::string phase_;
@@ -185,7 +201,8 @@ int run_bench(const bench_options& o) {
         bench::progress_fn progress = [&](const bench::progress_event& e) { printer(e); };
         if (!cfg.sets.empty()) bench::run_matrix(cfg, report, progress);
         if (cfg.peers) bench::run_peers(cfg, report, progress);
-        if (!cfg.concurrency.empty() && !cfg.sets.empty()) bench::run_throughput(cfg, report, progress);
+        if (!cfg.concurrency.empty() && (!cfg.sets.empty() || !cfg.throughput_sets.empty()))
+            bench::run_throughput(cfg, report, progress);
     } catch (const spec_error& e) {
         print_error(std::string("bench: ") + e.what());
         return usage_exit;
@@ -197,7 +214,8 @@ int run_bench(const bench_options& o) {
 
     std::fputs(bench::format_table(report).c_str(), stdout);
     bool ok = true;
-    auto write = [&](std::optional<std::ofstream>& out, const std::string& text, const std::string& path) {
+    auto write = [&](std::optional<std::ofstream>& out, const std::string& text,
+                     const std::string& path) {
         if (!out) return;
         *out << text;
         out->close();
@@ -218,8 +236,9 @@ int run_bench(const bench_options& o) {
 command_main add_bench_command(CLI::App& app) {
     auto o = std::make_shared<bench_options>();
     CLI::App* sub = app.add_subcommand(
-        "bench", "Measure namespace setup cost: every combination, stage by stage, against the "
-                 "raw clone3 floor, posix_spawn and the peers (unshare, bwrap, runc)");
+        "bench",
+        "Measure namespace setup cost: every combination, stage by stage, against the "
+        "raw clone3 floor, posix_spawn and the peers (unshare, bwrap, runc)");
     sub->add_option("--ns", o->ns,
                     "Combinations to measure (repeatable): user,pid | none | all (the eight "
                     "together) | singles (none and each one) | matrix (all 256, the default)");
@@ -231,6 +250,8 @@ command_main add_bench_command(CLI::App& app) {
     sub->add_option("--seed", o->seed, "Seed of the shuffled, interleaved order (default 1)");
     sub->add_option("--concurrency", o->concurrency,
                     "Also measure sustained throughput at these concurrencies, e.g. 1,8,64");
+    sub->add_option("--throughput-ns", o->throughput_ns,
+                    "Combinations for the throughput runs (repeatable; default: those of --ns)");
     sub->add_option("--duration", o->duration, "Seconds per throughput point (default 2)");
     sub->add_flag("--peers", o->peers,
                   "Compare user+pid+mnt+uts+ipc+net /bin/true with unshare(1), bwrap and runc");

@@ -27,12 +27,12 @@ inline constexpr std::array<const char*, stage_count> stage_names = {
 /// One namespace combination: drover and the raw floor, side by side.
 struct combo_result {
     namespace_set set;
-    summary drover;                     ///< spawn→reap, wall clock around launch..reap
+    summary drover;                           ///< spawn→reap, wall clock around launch..reap
     std::array<summary, stage_count> stages;  ///< drover's stages (stage_names order)
-    summary floor;                      ///< the raw floor's spawn→reap
+    summary floor;                            ///< the raw floor's spawn→reap
     failure_counts drover_failures;
     failure_counts floor_failures;
-    std::map<ns, double> marginal;      ///< per member: p50(S) − p50(S − it), if measured
+    std::map<ns, double> marginal;  ///< per member: p50(S) − p50(S − it), if measured
 
     /// drover p50 ÷ floor p50; 0 if either has no data.
     [[nodiscard]] double ratio() const noexcept {
@@ -43,11 +43,11 @@ struct combo_result {
 
 /// A baseline or a peer: a program started some other way, or by drover without namespaces.
 struct peer_result {
-    std::string name;                ///< "posix_spawn", "drover", "unshare", "bwrap", "runc"
-    std::vector<std::string> argv;   ///< what was run (empty for drover's own direct spawn)
-    bool ran = false;                ///< false: skipped, `note` says why
+    std::string name;               ///< "posix_spawn", "drover", "unshare", "bwrap", "runc"
+    std::vector<std::string> argv;  ///< what was run (empty for drover's own direct spawn)
+    bool ran = false;               ///< false: skipped, `note` says why
     std::string note;
-    summary total;                   ///< spawn→reap
+    summary total;  ///< spawn→reap
     failure_counts failures;
     friend bool operator==(const peer_result&, const peer_result&) = default;
 };
@@ -56,23 +56,23 @@ struct peer_result {
 struct throughput_result {
     namespace_set set;
     int concurrency = 1;
-    double seconds = 0;              ///< measured wall time
-    std::size_t spawns = 0;          ///< completed successfully
+    double seconds = 0;      ///< measured wall time
+    std::size_t spawns = 0;  ///< completed successfully
     failure_counts failures;
     double per_second = 0;
-    summary latency;                 ///< spawn→reap of each completed spawn
-    double first_decile_p50 = 0;     ///< p50 of the first tenth of spawns (by start time)
-    double last_decile_p50 = 0;      ///< p50 of the last tenth
+    summary latency;              ///< spawn→reap of each completed spawn
+    double first_decile_p50 = 0;  ///< p50 of the first tenth of spawns (by start time)
+    double last_decile_p50 = 0;   ///< p50 of the last tenth
     friend bool operator==(const throughput_result&, const throughput_result&) = default;
 };
 
 /// The machine and build the numbers come from.
 struct machine_info {
-    std::string date;                ///< UTC, ISO 8601
-    std::string kernel;              ///< uname -r
+    std::string date;    ///< UTC, ISO 8601
+    std::string kernel;  ///< uname -r
     std::string cpu_model;
     int cores = 0;
-    std::string cgroup_mode;         ///< "v2", "hybrid", "v1"
+    std::string cgroup_mode;  ///< "v2", "hybrid", "v1"
     std::string drover_version;
     std::string drover_commit;
     friend bool operator==(const machine_info&, const machine_info&) = default;
@@ -80,14 +80,14 @@ struct machine_info {
 
 /// The parameters of the run, as given.
 struct parameters {
-    std::vector<std::string> sets;   ///< each measured combination, "user+pid"
+    std::vector<std::string> sets;  ///< each measured combination, "user+pid"
     int count = 0;
     int warmup = 0;
-    std::string workload;            ///< "exit", "exec-static", "exec:/bin/true"
-    std::string workload_path;       ///< the program executed ("" for exit)
+    std::string workload;       ///< "exit", "exec-static", "exec:/bin/true"
+    std::string workload_path;  ///< the program executed ("" for exit)
     std::uint64_t seed = 0;
     std::vector<int> concurrency;
-    double duration = 0;             ///< seconds per throughput point
+    double duration = 0;  ///< seconds per throughput point
     bool peers = false;
     friend bool operator==(const parameters&, const parameters&) = default;
 };
@@ -96,14 +96,14 @@ struct parameters {
 struct bench_report {
     machine_info machine;
     parameters params;
-    std::vector<combo_result> combos;       ///< in canonical order (by bits)
-    std::vector<marginal> marginals;        ///< from drover's p50
-    std::vector<marginal> floor_marginals;  ///< from the floor's p50
-    std::optional<peer_result> posix_spawn; ///< the no-namespace baseline
-    std::string peer_set;                   ///< the namespace set of the peer comparison
-    std::vector<peer_result> peers;         ///< "drover" first, then unshare, bwrap, runc
+    std::vector<combo_result> combos;        ///< in canonical order (by bits)
+    std::vector<marginal> marginals;         ///< from drover's p50
+    std::vector<marginal> floor_marginals;   ///< from the floor's p50
+    std::optional<peer_result> posix_spawn;  ///< the no-namespace baseline
+    std::string peer_set;                    ///< the namespace set of the peer comparison
+    std::vector<peer_result> peers;          ///< "drover" first, then unshare, bwrap, runc
     std::vector<throughput_result> throughput;
-    double elapsed = 0;                     ///< seconds
+    double elapsed = 0;  ///< seconds
     friend bool operator==(const bench_report&, const bench_report&) = default;
 };
 

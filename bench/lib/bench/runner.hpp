@@ -34,6 +34,10 @@ std::optional<workload> parse_workload(std::string_view text);
 /// the running program. Empty if none exists.
 std::string static_helper_path();
 
+/// Whether this build recorded where drover_static_true is (false with DROVER_BUILD_BENCH=OFF,
+/// where the helper is not built).
+bool static_helper_built() noexcept;
+
 /// Parses one --ns value: "none", "user,pid", "user+pid", "all" (the eight together),
 /// "singles" (none and each single namespace), "matrix" (all 256). Appends to `out`; false
 /// with `bad` naming the unknown part.
@@ -46,9 +50,9 @@ std::vector<namespace_set> canonical_sets(std::vector<namespace_set> sets);
 /// by the wall clock around the whole sequence. `ok` false: `error` is the failure's message.
 struct drover_sample {
     bool ok = false;
-    std::int64_t total = 0;   ///< ns, wall clock: before launch() -> reaped
-    spawn_timings timings;    ///< drover's own timestamps
-    stage_durations stages;   ///< timings.durations()
+    std::int64_t total = 0;  ///< ns, wall clock: before launch() -> reaped
+    spawn_timings timings;   ///< drover's own timestamps
+    stage_durations stages;  ///< timings.durations()
     std::string error;
 };
 drover_sample drover_spawn_once(const prepared_spawn& p);
@@ -59,8 +63,9 @@ struct bench_config {
     int warmup = 5;
     workload work;
     std::uint64_t seed = 1;
-    std::vector<int> concurrency;  ///< empty: no throughput runs
-    double duration = 2.0;         ///< seconds per (combination, concurrency)
+    std::vector<int> concurrency;                ///< empty: no throughput runs
+    std::vector<namespace_set> throughput_sets;  ///< empty: the same as `sets`
+    double duration = 2.0;                       ///< seconds per (combination, concurrency)
     bool peers = false;
 };
 

@@ -43,7 +43,8 @@ std::vector<marginal> marginal_costs(const std::map<std::uint8_t, double>& cost_
 
 /// For one combination: what each of its members adds, cost(S) − cost(S − n), where S − n
 /// was measured. Keyed by namespace.
-std::map<ns, double> marginal_within(namespace_set s, const std::map<std::uint8_t, double>& cost_by_bits);
+std::map<ns, double> marginal_within(namespace_set s,
+                                     const std::map<std::uint8_t, double>& cost_by_bits);
 
 /// p50 of the samples of the first and of the last tenth (in the order given): how latency
 /// drifted over a sustained run. Needs at least 10 samples (else both are the overall p50).
