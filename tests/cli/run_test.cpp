@@ -3,7 +3,6 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
-#include <asio/steady_timer.hpp>
 #include <filesystem>
 
 #include "drover/process/asio.hpp"
@@ -102,10 +101,11 @@ TEST(Run, TimingPrintsEveryStage) {
 
 TEST(Run, ForwardsSignalsToTheChild) {
     auto st = test::run_on_loop([](asio::any_io_executor ex) -> asio::awaitable<exit_status> {
-        spawn_spec s = test::piped({cli, "run", "--", helper, "sleep", "30"});
+        spawn_spec s = test::piped({cli, "run", "--", "/bin/sh", "-c", "echo ready; exec sleep 30"});
         process p = co_await spawn(ex, s);
-        asio::steady_timer t(ex, std::chrono::milliseconds(300));
-        co_await t.async_wait(use_tuple);
+        line_reader lines(*p.stdout_pipe());
+        auto first = co_await lines.next();  // the child runs, so drover's handlers are set
+        EXPECT_EQ(first, "ready");
         p.signal(SIGTERM);  // to drover; it must pass it on and report the child's death
         co_return co_await p.wait();
     });

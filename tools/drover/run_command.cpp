@@ -9,6 +9,7 @@
 #include <csignal>
 #include <cstdio>
 #include <memory>
+#include <optional>
 
 #include "command.hpp"
 #include "drover/process/process.hpp"
@@ -47,29 +48,35 @@ int start_failure_code(const spawn_error& e) {
 
 asio::awaitable<int> run_child(spawn_spec spec, bool timing) {
     auto ex = co_await asio::this_coro::executor;
-    bool spec_foreground = spec.foreground;
-    process child = co_await spawn(ex, std::move(spec));
-    // Signals sent to drover go to the child through its pidfd. On a terminal the child has
-    // the foreground, so ^C reaches it alone and is not sent twice.
-    bool foreground = spec_foreground;
+    bool foreground = spec.foreground;
+    // Signals sent to drover go to the child through its pidfd. The set is installed before
+    // the spawn so that none is lost (or kills drover) while the child starts. On a terminal
+    // the child has the foreground, so ^C reaches it alone and is not sent twice.
     auto signals = std::make_shared<asio::signal_set>(ex, SIGTERM, SIGHUP, SIGUSR1);
     signals->add(SIGUSR2);
     signals->add(SIGINT);
     signals->add(SIGQUIT);
+    std::optional<process> child;
     auto forward = [signals, &child](auto&& self, std::error_code ec, int sig) -> void {
         if (ec) return;
-        child.signal(sig);
+        if (child) child->signal(sig);
         signals->async_wait([self](std::error_code e, int s) { self(self, e, s); });
     };
     signals->async_wait([forward](std::error_code e, int s) { forward(forward, e, s); });
-    exit_status status = co_await child.wait();
+    try {
+        child.emplace(co_await spawn(ex, std::move(spec)));
+    } catch (...) {
+        signals->cancel();
+        throw;
+    }
+    exit_status status = co_await child->wait();
     signals->cancel();
     if (foreground) {
         // Take the terminal back; as a background group that needs SIGTTOU ignored.
         std::signal(SIGTTOU, SIG_IGN);
         ::tcsetpgrp(STDIN_FILENO, ::getpgrp());
     }
-    if (timing) print_timings(child.timings());
+    if (timing) print_timings(child->timings());
     co_return status.shell_code();
 }
 
