@@ -109,7 +109,8 @@ void all_failures(std::ostringstream& o, const bench_report& r) {
 std::string human_ns(double ns) {
     if (std::fabs(ns) < 1e3) return fmt("%.0f ns", ns);
     if (std::fabs(ns) < 1e6) return fmt("%.1f µs", ns / 1e3);
-    return fmt("%.2f ms", ns / 1e6);
+    if (std::fabs(ns) < 1e9) return fmt("%.2f ms", ns / 1e6);
+    return fmt("%.2f s", ns / 1e9);
 }
 
 std::string format_table(const bench_report& r) {
@@ -197,14 +198,14 @@ std::string format_table(const bench_report& r) {
     }
     if (!r.throughput.empty()) {
         o << "\nSustained throughput (" << r.params.duration << " s per point):\n"
-          << pad("namespaces", 37, false) << pad("conc", 6) << pad("spawns/s", 10) << pad("p50", 10)
-          << pad("p99", 10) << pad("first 10%", 11) << pad("last 10%", 11) << pad("drift", 8)
+          << pad("namespaces", 37, false) << pad("conc", 6) << pad("spawns/s", 10) << pad("p50", 11)
+          << pad("p99", 11) << pad("first 10%", 11) << pad("last 10%", 11) << pad("drift", 8)
           << pad("fail", 6) << "\n";
         for (const throughput_result& t : r.throughput) {
             double drift = t.first_decile_p50 > 0 ? t.last_decile_p50 / t.first_decile_p50 : 0;
             o << pad(t.set.str(), 37, false) << pad(std::to_string(t.concurrency), 6)
-              << pad(fmt("%.0f", t.per_second), 10) << pad(human_ns(t.latency.p50), 10)
-              << pad(human_ns(t.latency.p99), 10) << pad(human_ns(t.first_decile_p50), 11)
+              << pad(fmt("%.0f", t.per_second), 10) << pad(human_ns(t.latency.p50), 11)
+              << pad(human_ns(t.latency.p99), 11) << pad(human_ns(t.first_decile_p50), 11)
               << pad(human_ns(t.last_decile_p50), 11) << pad(ratio_text(drift), 8)
               << pad(failures_text(t.failures), 6) << "\n";
         }
