@@ -1,0 +1,272 @@
+// `drover supervise` / `drover ctl` as a user runs them: SIGKILL of the supervisor leaves no
+// process or cgroup behind, ctl status/start/stop/restart, another uid is refused, SIGHUP
+// reloads, SIGTERM stops everything.
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+
+#include <asio/detached.hpp>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <sstream>
+
+#include "drover/process/process.hpp"
+#include "supervise_support.hpp"
+
+namespace drover::supervise {
+namespace {
+
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+
+class SuperviseCli : public ::testing::Test {
+protected:
+    void SetUp() override {
+        char tmpl[] = "/tmp/drover-sup-XXXXXX";
+        ASSERT_NE(::mkdtemp(tmpl), nullptr);
+        dir_ = tmpl;
+        ::chmod(tmpl, 0755);  // the uid test's child must reach the socket
+    }
+    void TearDown() override {
+        drover::test::kill_pids(started_);
+        std::error_code ec;
+        fs::remove_all(dir_, ec);
+    }
+    std::string write_config(const std::string& text, const std::string& name = "drover.toml") {
+        std::ofstream(dir_ / name) << text;
+        return (dir_ / name).string();
+    }
+    std::string sock() const { return (dir_ / "ctl.sock").string(); }
+
+    spawn_spec supervise_spec(const std::string& cfg) const {
+        spawn_spec s;
+        s.argv = {drover::test::cli, "supervise", cfg, "--socket", sock()};
+        s.out = stdio::pipe();
+        return s;
+    }
+    // `args` is space-separated: GCC 12 miscompiles braced lists inside co_await expressions.
+    static spawn_spec ctl_spec(const std::string& socket, const std::string& args) {
+        spawn_spec s;
+        s.argv = {drover::test::cli, "ctl", "--socket", socket};
+        std::istringstream in(args);
+        for (std::string a; in >> a;) s.argv.push_back(a);
+        s.out = stdio::pipe();
+        s.err = stdio::pipe();
+        return s;
+    }
+
+    fs::path dir_;
+    std::vector<pid_t> started_;  // killed in TearDown if a test fails half-way
+};
+
+// Reads the supervisor's log until `done(lines)` or the timeout.
+asio::awaitable<void> read_until(line_reader& r, std::vector<std::string>& lines,
+                                 std::function<bool(const std::vector<std::string>&)> done) {
+    while (!done(lines)) {
+        auto l = co_await r.next();
+        if (!l) co_return;
+        lines.push_back(*l);
+    }
+}
+
+std::vector<pid_t> numbers_of(const std::vector<std::string>& lines, const std::string& service) {
+    std::vector<pid_t> out;
+    std::regex re("\\[" + service + "\\] ([0-9]+)$");
+    std::smatch m;
+    for (const auto& l : lines)
+        if (std::regex_search(l, m, re)) out.push_back(std::stoi(m[1]));
+    return out;
+}
+
+TEST_F(SuperviseCli, SigkillOfTheSupervisorLeavesNoProcessOrCgroup) {
+    std::string cfg = write_config("[service.forker]\nexec = [\"/bin/sh\", \"-c\", \"" + std::string(drover::test::helper) +
+                                   " spawn-orphans 3 30; exec sleep 30\"]\n");
+    struct out_t {
+        std::vector<pid_t> pids;
+        std::string cgroup;
+        pid_t supervisor = 0;
+        double gone_after = -1;
+    };
+    auto r = drover::test::run_on_loop([&](asio::any_io_executor ex) -> asio::awaitable<out_t> {
+        out_t o;
+        process sup = co_await spawn(ex, supervise_spec(cfg));
+        o.supervisor = sup.pid();
+        started_.push_back(sup.pid());
+        line_reader reader(*sup.stdout_pipe());
+        std::vector<std::string> lines;
+        co_await read_until(reader, lines, [](const auto& ls) { return numbers_of(ls, "forker").size() >= 3; });
+        o.pids = numbers_of(lines, "forker");
+        std::regex started("\\[forker\\] started, pid ([0-9]+)");
+        std::smatch m;
+        for (const auto& l : lines)
+            if (std::regex_search(l, m, started)) o.pids.push_back(std::stoi(m[1]));
+        started_.insert(started_.end(), o.pids.begin(), o.pids.end());
+        auto st = co_await run(ex, ctl_spec(sock(), "status --json"));
+        auto j = nlohmann::json::parse(st.out, nullptr, false);
+        if (!j.is_discarded()) o.cgroup = j["services"][0]["cgroup"].get<std::string>();
+        sup.signal(SIGKILL);
+        co_await sup.wait();
+        auto t0 = std::chrono::steady_clock::now();
+        auto left = drover::test::wait_gone(o.pids, 1000ms);
+        if (left.empty()) o.gone_after = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        co_return o;
+    });
+    ASSERT_EQ(r.pids.size(), 4U) << "3 grandchildren and the main process";
+    EXPECT_GE(r.gone_after, 0.0) << "processes still alive 1 s after the supervisor's SIGKILL";
+    std::printf("[ measure  ] all %zu processes gone %.1f ms after the supervisor's SIGKILL\n", r.pids.size(),
+                r.gone_after * 1e3);
+    if (r.cgroup.empty()) GTEST_SKIP() << "no cgroups: only the process part was checked";
+    // The guardian removes the service's cgroup and drover's subtree (all hierarchies).
+    fs::path parent = fs::path(r.cgroup).parent_path();
+    for (int i = 0; i < 100 && fs::exists(parent); ++i) std::this_thread::sleep_for(10ms);
+    EXPECT_FALSE(fs::exists(r.cgroup)) << r.cgroup;
+    EXPECT_FALSE(fs::exists(parent)) << parent;
+    std::string name = parent.filename().string();
+    for (const char* h : {"pids", "memory", "cpu"}) EXPECT_FALSE(fs::exists(fs::path("/sys/fs/cgroup") / h / name));
+}
+
+// Connects to `socket` as uid/gid 65534 in a forked child; returns the answer it got.
+std::string answer_as_nobody(const std::string& socket) {
+    int p[2];
+    if (::pipe2(p, O_CLOEXEC) != 0) return "pipe failed";
+    pid_t child = ::fork();
+    if (child == 0) {
+        // Only async-signal-safe calls from here on (the parent may have threads).
+        ::close(p[0]);
+        if (::setgid(65534) != 0 || ::setuid(65534) != 0) ::_exit(3);
+        int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        sockaddr_un a{};
+        a.sun_family = AF_UNIX;
+        std::memcpy(a.sun_path, socket.c_str(), socket.size() + 1);
+        if (fd < 0 || ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) ::_exit(4);
+        (void)!::write(fd, "status\n", 7);
+        char buf[1024];
+        ssize_t n;
+        while ((n = ::read(fd, buf, sizeof buf)) > 0) (void)!::write(p[1], buf, static_cast<std::size_t>(n));
+        ::_exit(0);
+    }
+    ::close(p[1]);
+    std::string out;
+    char buf[1024];
+    ssize_t n;
+    while ((n = ::read(p[0], buf, sizeof buf)) > 0) out.append(buf, static_cast<std::size_t>(n));
+    ::close(p[0]);
+    int status = 0;
+    ::waitpid(child, &status, 0);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) out += "child exit " + std::to_string(WEXITSTATUS(status));
+    return out;
+}
+
+TEST_F(SuperviseCli, CtlStatusStartStopRestartAndOtherUidsAreRefused) {
+    std::string cfg = write_config("[service.a]\nexec = [\"" + std::string(drover::test::helper) +
+                                   "\", \"sleep\", \"30\"]\ntimeout_stop_sec = 0.5\n"
+                                   "[service.b]\nexec = [\"" + std::string(drover::test::helper) +
+                                   "\", \"sleep\", \"30\"]\nafter = [\"a\"]\ntimeout_stop_sec = 0.5\n");
+    struct out_t {
+        nlohmann::json first, after_stop, after_start, after_restart;
+        int unknown_code = 0;
+        std::string unknown_err, table, nobody;
+        exit_status sup_status;
+    };
+    auto status = [&](asio::any_io_executor ex) -> asio::awaitable<nlohmann::json> {
+        auto r = co_await run(ex, ctl_spec(sock(), "status --json"));
+        co_return nlohmann::json::parse(r.out, nullptr, false);
+    };
+    auto r = drover::test::run_on_loop([&](asio::any_io_executor ex) -> asio::awaitable<out_t> {
+        out_t o;
+        process sup = co_await spawn(ex, supervise_spec(cfg));
+        started_.push_back(sup.pid());
+        line_reader reader(*sup.stdout_pipe());
+        std::vector<std::string> lines;
+        co_await read_until(reader, lines, [](const auto& ls) {
+            return !ls.empty() && ls.back().find("[b] started") != std::string::npos;
+        });
+        o.first = co_await status(ex);
+        (void)co_await run(ex, ctl_spec(sock(), "stop a"));
+        o.after_stop = co_await status(ex);
+        (void)co_await run(ex, ctl_spec(sock(), "start a"));
+        o.after_start = co_await status(ex);
+        (void)co_await run(ex, ctl_spec(sock(), "restart b"));
+        o.after_restart = co_await status(ex);
+        auto unknown = co_await run(ex, ctl_spec(sock(), "stop nosuch"));
+        o.unknown_code = unknown.status.code();
+        o.unknown_err = unknown.err;
+        o.table = (co_await run(ex, ctl_spec(sock(), "status"))).out;
+        o.nobody = answer_as_nobody(sock());
+        sup.signal(SIGTERM);
+        asio::co_spawn(ex, read_until(reader, lines, [](const auto&) { return false; }), asio::detached);
+        o.sup_status = co_await sup.wait();
+        co_return o;
+    });
+    ASSERT_FALSE(r.first.is_discarded());
+    EXPECT_EQ(r.first["services"][0]["state"], "running");
+    EXPECT_EQ(r.first["services"][1]["state"], "running");
+    EXPECT_EQ(r.after_stop["services"][0]["state"], "stopped");
+    EXPECT_EQ(r.after_stop["services"][1]["state"], "running");
+    EXPECT_NE(r.after_start["services"][0]["pid"], 0);
+    EXPECT_NE(r.after_restart["services"][1]["pid"], r.first["services"][1]["pid"]);
+    EXPECT_EQ(r.unknown_code, 1);
+    EXPECT_NE(r.unknown_err.find("no service named 'nosuch'"), std::string::npos) << r.unknown_err;
+    EXPECT_NE(r.table.find("NAME"), std::string::npos);
+    EXPECT_NE(r.nobody.find("permission denied: uid 65534"), std::string::npos) << r.nobody;
+    EXPECT_EQ(r.sup_status, exit_status::exited_with(0));
+    EXPECT_FALSE(fs::exists(sock()));  // removed on the way out
+}
+
+TEST_F(SuperviseCli, SighupReloadsTheFile) {
+    std::string h = drover::test::helper;
+    auto svc = [&](const std::string& name, const std::string& secs) {
+        return "[service." + name + "]\nexec = [\"" + h + "\", \"sleep\", \"" + secs + "\"]\ntimeout_stop_sec = 0.5\n";
+    };
+    std::string cfg = write_config(svc("keep", "30") + svc("change", "30") + svc("remove", "30"));
+    struct out_t {
+        nlohmann::json before, after, after_bad;
+    };
+    auto r = drover::test::run_on_loop([&](asio::any_io_executor ex) -> asio::awaitable<out_t> {
+        out_t o;
+        process sup = co_await spawn(ex, supervise_spec(cfg));
+        started_.push_back(sup.pid());
+        line_reader reader(*sup.stdout_pipe());
+        std::vector<std::string> lines;
+        auto seen = [](std::string what) {
+            return [what](const std::vector<std::string>& ls) {
+                return !ls.empty() && ls.back().find(what) != std::string::npos;
+            };
+        };
+        co_await read_until(reader, lines, seen("[remove] started"));
+        o.before = nlohmann::json::parse((co_await run(ex, ctl_spec(sock(), "status --json"))).out, nullptr, false);
+        write_config(svc("keep", "30") + svc("change", "29") + svc("add", "30"));
+        sup.signal(SIGHUP);
+        co_await read_until(reader, lines, seen("reloaded"));
+        o.after = nlohmann::json::parse((co_await run(ex, ctl_spec(sock(), "status --json"))).out, nullptr, false);
+        write_config("[service.keep]\nexec = 3\n");  // invalid: nothing may change
+        sup.signal(SIGHUP);
+        co_await read_until(reader, lines, seen("reload refused"));
+        o.after_bad = nlohmann::json::parse((co_await run(ex, ctl_spec(sock(), "status --json"))).out, nullptr, false);
+        sup.signal(SIGTERM);
+        asio::co_spawn(ex, read_until(reader, lines, [](const auto&) { return false; }), asio::detached);
+        co_await sup.wait();
+        co_return o;
+    });
+    auto pid_of = [](const nlohmann::json& j, const std::string& n) -> int {
+        for (const auto& s : j["services"])
+            if (s["name"] == n) return s["pid"].get<int>();
+        return -1;
+    };
+    ASSERT_FALSE(r.before.is_discarded());
+    ASSERT_FALSE(r.after.is_discarded());
+    EXPECT_EQ(pid_of(r.after, "keep"), pid_of(r.before, "keep"));
+    EXPECT_NE(pid_of(r.after, "change"), pid_of(r.before, "change"));
+    EXPECT_GT(pid_of(r.after, "change"), 0);
+    EXPECT_EQ(pid_of(r.after, "remove"), -1);
+    EXPECT_GT(pid_of(r.after, "add"), 0);
+    ASSERT_FALSE(r.after_bad.is_discarded());
+    EXPECT_EQ(pid_of(r.after_bad, "keep"), pid_of(r.after, "keep"));
+    EXPECT_EQ(pid_of(r.after_bad, "add"), pid_of(r.after, "add"));
+}
+
+}  // namespace
+}  // namespace drover::supervise
