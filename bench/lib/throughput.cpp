@@ -78,10 +78,19 @@ void run_throughput(const bench_config& cfg, bench_report& report, const progres
             r.per_second = r.seconds > 0 ? static_cast<double>(r.spawns) / r.seconds : 0;
             std::sort(st.done.begin(), st.done.end(),
                       [](const timed_spawn& a, const timed_spawn& b) { return a.start < b.start; });
-            std::vector<double> lat;
+            std::vector<double> lat, steady;
             lat.reserve(st.done.size());
-            for (const timed_spawn& t : st.done) lat.push_back(static_cast<double>(t.took));
-            std::tie(r.first_decile_p50, r.last_decile_p50) = decile_drift(lat);
+            for (std::size_t i = 0; i < st.done.size(); ++i) {
+                const timed_spawn& t = st.done[i];
+                lat.push_back(static_cast<double>(t.took));
+                // Drift is read from the steady state only: without the first `conc` spawns
+                // (all started at once) and those still running at the deadline (their
+                // siblings had stopped, so they ran with less company).
+                if (i >= static_cast<std::size_t>(conc) && t.start + t.took <= st.deadline)
+                    steady.push_back(static_cast<double>(t.took));
+            }
+            std::tie(r.first_decile_p50, r.last_decile_p50) =
+                decile_drift(steady.size() >= 10 ? steady : lat);
             r.latency = summarize(std::move(lat));
             report.throughput.push_back(std::move(r));
             ++step;
