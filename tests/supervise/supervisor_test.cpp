@@ -241,7 +241,9 @@ TEST(Supervisor, StopKillsGrandchildrenThatDoubleForked) {
     auto left = drover::test::wait_gone(r.grandchildren, 1000ms);
     drover::test::kill_pids(left);
     EXPECT_TRUE(left.empty()) << left.size() << " grandchildren survived the stop";
-    if (!r.cgroup.empty()) EXPECT_FALSE(drover::test::exists(r.cgroup)) << r.cgroup;
+    if (!r.cgroup.empty()) {
+        EXPECT_FALSE(drover::test::exists(r.cgroup)) << r.cgroup;
+    }
 }
 
 TEST(Supervisor, MainExitTakesItsLeftoversAlong) {
@@ -448,6 +450,31 @@ TEST(Supervisor, ManualStopStartAndRestart) {
     EXPECT_EQ(r.after_stop, service_state::stopped);
     EXPECT_EQ(r.after_start, service_state::running);
     EXPECT_NE(r.p1, r.p2);
+}
+
+TEST(Supervisor, NoDescriptorOrZombieIsLeftAfterStop) {
+    auto [log, sink] = drover::test::capture_logger();
+    auto scenario = [&, log = log] {
+        drover::test::run_on_loop([&, log](asio::any_io_executor ex) -> asio::awaitable<void> {
+            supervisor sup(ex, quiet(log));
+            auto a = svc("n", {"/bin/sh", "-c", "echo READY=1 >&3; echo out; echo err >&2; exec sleep 30"});
+            a.ready = readiness::notify;
+            sup.add(a);
+            auto b = svc("crash", {helper, "exit", "1"});
+            b.intensity = {2, 10s};
+            sup.add(b);
+            co_await sup.start();
+            co_await sup.wait_until([](const supervisor_status& s) {
+                return s.find("n")->state == service_state::running && s.find("crash")->state == service_state::failed;
+            }, 5s);
+            co_await sup.stop();
+        });
+    };
+    scenario();  // the spawn layer opens its process-wide /dev/null once: count after that
+    int fds_before = drover::test::open_fd_count();
+    scenario();
+    EXPECT_EQ(drover::test::open_fd_count(), fds_before);
+    EXPECT_EQ(drover::test::zombie_children(), 0);
 }
 
 TEST(Supervisor, CgroupsAreRemovedWhenTheSupervisorGoes) {
