@@ -100,7 +100,7 @@ TEST_P(exit_wait_paths, cancelled_wait_leaves_the_child_waitable) {
 
 INSTANTIATE_TEST_SUITE_P(both, exit_wait_paths,
                          ::testing::Values(exit_wait_method::poll, exit_wait_method::waitid),
-                         [](const auto& info) { return std::string(exit_wait_method_name(info.param)); });
+                         [](const auto& param_info) { return std::string(exit_wait_method_name(param_info.param)); });
 
 TEST(exit_wait_choice, forcing_poll_wins_over_the_probe) {
     force_exit_wait_method(exit_wait_method::poll);

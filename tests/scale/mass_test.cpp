@@ -198,7 +198,7 @@ TEST_P(signal_storm, random_signals_to_random_children_lose_no_exit_status) {
 
 INSTANTIATE_TEST_SUITE_P(both, signal_storm,
                          ::testing::Values(exit_wait_method::poll, exit_wait_method::waitid),
-                         [](const auto& info) { return std::string(exit_wait_method_name(info.param)); });
+                         [](const auto& param_info) { return std::string(exit_wait_method_name(param_info.param)); });
 
 }  // namespace
 }  // namespace drover
