@@ -59,7 +59,7 @@ INSTANTIATE_TEST_SUITE_P(
         bad_case{"[service.a]\nexec = \"x\"\nafter = \"b\"\n[service.b]\nexec = \"x\"\nafter = \"a\"\n", 3, 9, "service.a.after", "cycle"},
         bad_case{"[services.web]\nexec = \"x\"\n", 1, 1, "services", "unknown table"},
         bad_case{"[service.web]\nexec = \"x\"\nrestart = \n", 3, 11, "", ""}),  // TOML syntax
-    [](const auto& info) { return "case" + std::to_string(info.index); });
+    [](const auto& param) { return "case" + std::to_string(param.index); });
 
 TEST(Config, ReadsEveryField) {
     auto c = parse_config(R"([supervisor]
