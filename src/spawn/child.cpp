@@ -37,6 +37,7 @@ struct child_ctx {
     const launch_frame& f;
     const prepared_data& p;
     std::int64_t start;
+    int report_fd;  // f.report_write, or where descriptors() moved it out of the targets' way
 };
 
 void write_all(int fd, const void* buf, std::size_t len) noexcept {
@@ -53,7 +54,7 @@ void write_all(int fd, const void* buf, std::size_t len) noexcept {
 void report(const child_ctx& c, child_stage stage, unsigned index, int err) noexcept {
     child_report r{static_cast<std::uint16_t>(stage), static_cast<std::uint16_t>(index), err,
                    c.start, sys::monotonic_ns()};
-    write_all(c.f.report_write, &r, sizeof r);
+    write_all(c.report_fd, &r, sizeof r);
 }
 
 [[noreturn]] void fail(const child_ctx& c, child_stage stage, unsigned index, int err) noexcept {
@@ -207,7 +208,7 @@ void limits(const child_ctx& c) noexcept {
 
 // Puts each source descriptor at its target. When a source is another move's target, every
 // source first goes to a fresh descriptor above all of them, so no dup2 clobbers a source.
-void descriptors(const child_ctx& c) noexcept {
+void descriptors(child_ctx& c) noexcept {
     const launch_frame& f = c.f;
     injection_point(c, child_stage::fds);
     int sources[sizeof f.moves / sizeof f.moves[0]];
@@ -217,6 +218,14 @@ void descriptors(const child_ctx& c) noexcept {
         if (sources[i] >= floor) floor = sources[i] + 1;
     }
     if (f.report_write >= floor) floor = f.report_write + 1;
+    // The report pipe may sit where the spec wants a descriptor (fd 7 of pass_fds, say): move
+    // it above every target first, or a dup2 would silence it.
+    if (f.report_write <= f.max_target) {
+        int moved = ::fcntl(f.report_write, F_DUPFD_CLOEXEC, floor);
+        check(c, child_stage::fds, static_cast<unsigned>(f.report_write), moved >= 0);
+        c.report_fd = moved;
+        floor = moved + 1;
+    }
     if (f.moves_conflict) {
         for (int i = 0; i < f.move_count; ++i) {
             sources[i] = ::fcntl(sources[i], F_DUPFD_CLOEXEC, floor);
@@ -287,7 +296,7 @@ void signals(const child_ctx& c) noexcept {
 }  // namespace
 
 void run_child(const launch_frame& frame) noexcept {
-    child_ctx c{frame, *frame.plan, sys::monotonic_ns()};
+    child_ctx c{frame, *frame.plan, sys::monotonic_ns(), frame.report_write};
     wait_for_maps(c);
     process_attributes(c);
     mounts(c);

@@ -176,6 +176,28 @@ TEST(Process, ChildInheritsOnlyTheDescriptorsTheSpecNames) {
     EXPECT_EQ(r.out, "0\n1\n2\n7\n");
 }
 
+// Targets 3..12 cover wherever the report pipe and the loop's own descriptors happen to be:
+// the child must still report its start and the program must see exactly these descriptors.
+TEST(Process, PassFdsOverTheLowDescriptorsKeepTheReportPipeWorking) {
+    int zero = ::open("/dev/zero", O_RDONLY | O_CLOEXEC);
+    spawn_spec s = test::piped({helper, "fds"});
+    for (int fd = 3; fd <= 12; ++fd) s.pass_fds.push_back({fd, zero});
+    auto r = test::run_spec(s);
+    EXPECT_EQ(r.out, "0\n1\n2\n3\n4\n5\n6\n7\n8\n9\n10\n11\n12\n");
+    auto bad = [&] {
+        spawn_spec f = s;
+        f.argv = {"/no/such/program"};
+        return f;
+    }();
+    try {
+        test::run_spec(bad);
+        ADD_FAILURE() << "a missing program was not reported";
+    } catch (const spawn_error& e) {
+        EXPECT_EQ(e.stage(), child_stage::exec);
+    }
+    ::close(zero);
+}
+
 TEST(Process, PassedDescriptorReachesTheChild) {
     int p[2];
     ASSERT_EQ(::pipe2(p, O_CLOEXEC), 0);
