@@ -1,8 +1,6 @@
 // `drover parallel`: output kept together per job, exit status counts failures, --json, usage.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
-#include <cstdlib>
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -20,25 +18,13 @@ struct cli_result {
     std::string out, err;
 };
 
-std::string slurp(const std::string& path) {
-    std::ifstream f(path);
-    std::stringstream ss;
-    ss << f.rdbuf();
-    return ss.str();
-}
-
-// Runs `input | drover parallel ARGS` through the shell, capturing both streams.
+// Runs `drover parallel ARGS` (words split by sh) with `input` on a pipe to its stdin. No
+// files: tests run concurrently in separate processes.
 cli_result parallel(const std::string& input, const std::string& args) {
-    std::string dir = ::testing::TempDir();
-    std::string in = dir + "/drover-par-in", out = dir + "/drover-par-out", err = dir + "/drover-par-err";
-    std::ofstream(in) << input;
-    std::string cmd = std::string(test::cli) + " parallel " + args + " <" + in + " >" + out + " 2>" + err;
-    int st = std::system(cmd.c_str());
-    cli_result r;
-    r.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    r.out = slurp(out);
-    r.err = slurp(err);
-    return r;
+    spawn_spec s = test::piped({"/bin/sh", "-c", std::string(test::cli) + " parallel " + args});
+    s.in = stdio::pipe();
+    run_result r = test::run_spec(s, input);
+    return {r.status.exited() ? r.status.code() : -1, std::move(r.out), std::move(r.err)};
 }
 
 std::vector<std::string> lines_of(const std::string& text) {
