@@ -293,7 +293,8 @@ bool launch(const prepared_spawn& p, launched_child& child, spawn_failure& failu
     child.pidfd.reset(r.pidfd);
     report->write.reset();
     for (auto& e : child_ends) e.reset();
-    sync.read.reset();
+    // sync.read stays open until the byte is written: a child that died before reading it
+    // must not turn our write into SIGPIPE for the host process.
 
     if (d.hold) {
         if ((d.user && !write_id_maps(d, r.pid, failure)) || !join_cgroups(d, r.pid, failure)) {
@@ -304,6 +305,7 @@ bool launch(const prepared_spawn& p, launched_child& child, spawn_failure& failu
         char go = 1;
         (void)!::write(sync.write.get(), &go, 1);
         sync.write.reset();
+        sync.read.reset();
     }
     child.timings.maps_written = sys::monotonic_ns();
     child.report = std::move(report->read);
