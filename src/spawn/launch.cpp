@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <cstring>
 #include <optional>
@@ -121,16 +122,18 @@ std::shared_ptr<const prepared_data> prepare(spawn_spec spec) {
     return d;
 }
 
-// getpid() without a syscall per launch; refreshed in a forked child.
-pid_t cached_pid = 0;
+// getpid() without a syscall per launch; refreshed in a forked child. Atomic because any
+// thread may launch.
+std::atomic<pid_t> cached_pid{0};
 pid_t own_pid() {
     static const bool registered = [] {
-        ::pthread_atfork(nullptr, nullptr, [] { cached_pid = ::getpid(); });
+        ::pthread_atfork(nullptr, nullptr, [] { cached_pid.store(::getpid()); });
         return true;
     }();
     (void)registered;
-    if (cached_pid == 0) cached_pid = ::getpid();
-    return cached_pid;
+    pid_t pid = cached_pid.load(std::memory_order_relaxed);
+    if (pid == 0) cached_pid.store(pid = ::getpid(), std::memory_order_relaxed);
+    return pid;
 }
 
 // A process-wide /dev/null for stdio::null(), opened once.
@@ -247,7 +250,6 @@ const spawn_spec& prepared_spawn::spec() const noexcept { return d_->spec; }
 bool launch(const prepared_spawn& p, launched_child& child, spawn_failure& failure) {
     const prepared_data& d = p.data();
     child = launched_child{};
-    child.timings.clone_start = sys::monotonic_ns();
 
     detail::launch_frame f;
     f.plan = &d;
