@@ -2,6 +2,8 @@
 // spawn rate vs a raw clone3+execve floor, memory per live child, exit-notification latency
 // with many children live (pidfd poll vs IORING_OP_WAITID), stdout throughput vs a raw pipe.
 #include <fcntl.h>
+#include <malloc.h>
+#include <sys/mman.h>
 #include <linux/sched.h>
 #include <sched.h>
 #include <sys/syscall.h>
@@ -18,7 +20,9 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "drover/process/exit_waiter.hpp"
@@ -129,94 +133,144 @@ void bench_spawn_rate(std::size_t base_jobs) {
 }
 
 struct live_run {
-    double rss_per_child = 0;  // bytes
+    double rss_per_child = 0;   // bytes
+    double heap_per_child = 0;  // bytes of malloc'd memory in use
+    double rss_marginal = 0;    // RSS growth from n/2 to n live, per child (no fixed costs)
     std::vector<double> latencies_us;
-    std::vector<double> observed_us;  // deadline -> exit seen by process::wait()
+    std::vector<double> observed_us;  // child's exit -> exit seen by process::wait()
     std::size_t n = 0;
 };
 
-// `n` children of the static helper, all live at once with stdout and stderr piped; each
-// exits at its own deadline (`spacing_us` apart, after all have started) and the time from
-// that deadline to the job's completion callback is recorded.
-live_run run_live(std::size_t n, double spawn_rate, double spacing_us) {
+// How many children of a live run are ended one at a time (5 ms apart, every other child
+// still live) to time exit notifications; the rest are ended together afterwards.
+std::size_t latency_sample(std::size_t n) { return std::min<std::size_t>(n / 2, 400); }
+constexpr auto sample_spacing = std::chrono::milliseconds(5);
+
+// Where the children write the moment they exit: one shared memfd, 8 bytes per child, mapped
+// here. Latency is measured from that moment (the child's last instruction) on.
+struct exit_stamps {
+    int fd = -1;
+    std::int64_t* at = nullptr;
+    std::size_t n = 0;
+    explicit exit_stamps(std::size_t count) : n(count) {
+        fd = ::memfd_create("drover-exit-stamps", MFD_CLOEXEC);
+        if (fd < 0 || ::ftruncate(fd, static_cast<off_t>(n * 8)) != 0) throw std::runtime_error("memfd");
+        void* m = ::mmap(nullptr, n * 8, PROT_READ, MAP_SHARED, fd, 0);
+        if (m == MAP_FAILED) throw std::runtime_error("mmap");
+        at = static_cast<std::int64_t*>(m);
+    }
+    ~exit_stamps() {
+        ::munmap(at, n * 8);
+        ::close(fd);
+    }
+    // Volatile: the children write it behind the compiler's back.
+    [[nodiscard]] std::int64_t of(std::size_t i) const { return static_cast<const volatile std::int64_t*>(at)[i]; }
+};
+
+std::size_t heap_in_use() { return mallinfo2().uordblks + mallinfo2().hblkhd; }
+
+// `n` children of the static helper, all live at once (stdout and stderr piped or not). Once
+// all run, a sample of them get SIGTERM one by one; each stamps the moment it exits, and the
+// time from there to the job's completion callback is its exit-notification latency.
+live_run run_live(std::size_t n, bool piped) {
     live_run out;
     out.n = n;
-    // Spawning slows down as descriptors pile up (clone3 copies the descriptor table): leave
-    // room, and count only exits after the moment all children were live.
-    std::int64_t spawn_phase = static_cast<std::int64_t>(3e9 * static_cast<double>(n) / spawn_rate) + 2'000'000'000;
-    std::int64_t first_exit = sys::monotonic_ns() + spawn_phase;
+    const std::size_t sample = latency_sample(n);
+    exit_stamps stamps(n);
     std::vector<prepared_spawn> specs;
-    std::vector<std::int64_t> deadline(n);
+    specs.reserve(n);
     for (std::size_t i = 0; i < n; ++i) {
-        deadline[i] = first_exit + static_cast<std::int64_t>(static_cast<double>(i) * spacing_us * 1000);
-        spawn_spec s = tiny_spec({"until", std::to_string(deadline[i])}, false);
-        s.out = stdio::pipe();
-        s.err = stdio::pipe();
+        spawn_spec s = tiny_spec({"wait", std::to_string(i)}, false);
+        s.pass_fds = {{3, stamps.fd}};
+        if (piped) {
+            s.out = stdio::pipe();
+            s.err = stdio::pipe();
+        }
         specs.emplace_back(std::move(s));
     }
     long before = rss_kib();
-    long all_live = 0;
-    std::int64_t all_live_ns = 0;
-    std::size_t early = 0;
+    std::size_t heap_before = heap_in_use();
+    long all_live = 0, half_live = 0;
+    std::size_t heap_all_live = 0;
+    std::size_t unstamped = 0;
     run_loop([&]() -> asio::awaitable<int> {
         auto ex = co_await asio::this_coro::executor;
         job_pool pool(ex, {.concurrency = n, .output = {4096, overflow_policy::truncate}});
         for (auto& s : specs) pool.submit(s);
         pool.close();
-        auto watcher = [&]() -> asio::awaitable<void> {
+        auto driver = [&]() -> asio::awaitable<void> {
             asio::steady_timer t(ex);
             while (pool.stats().started < n && pool.stats().finished == 0) {
+                if (half_live == 0 && pool.stats().started >= n / 2) half_live = rss_kib();
                 t.expires_after(std::chrono::milliseconds(5));
                 co_await t.async_wait(asio::use_awaitable);
             }
             all_live = rss_kib();
-            all_live_ns = sys::monotonic_ns();
+            heap_all_live = heap_in_use();
+            // Let the last ones reach their signal handler.
+            t.expires_after(std::chrono::milliseconds(200));
+            co_await t.async_wait(asio::use_awaitable);
+            for (std::size_t i = 0; i < sample; ++i) {
+                pool.signal(i, SIGTERM);
+                t.expires_after(sample_spacing);
+                co_await t.async_wait(asio::use_awaitable);
+            }
+            pool.signal_all(SIGTERM);
         };
-        asio::co_spawn(ex, watcher(), asio::detached);
+        asio::co_spawn(ex, driver(), asio::detached);
         co_await pool.run([&](job_result r) {
             std::int64_t now = sys::monotonic_ns();
-            // Exits while the loop was still spawning measure the spawn path, not the wait.
-            if (all_live_ns == 0 || deadline[r.index] < all_live_ns) {
-                ++early;
+            if (r.index >= sample) return;
+            std::int64_t exited = stamps.of(r.index);
+            if (exited == 0) {
+                ++unstamped;
                 return;
             }
-            out.latencies_us.push_back(static_cast<double>(now - deadline[r.index]) / 1e3);
-            out.observed_us.push_back(static_cast<double>(r.timings.exit_observed - deadline[r.index]) / 1e3);
+            out.latencies_us.push_back(static_cast<double>(now - exited) / 1e3);
+            out.observed_us.push_back(static_cast<double>(r.timings.exit_observed - exited) / 1e3);
         });
         co_return 0;
     }());
     out.rss_per_child = static_cast<double>(all_live - before) * 1024.0 / static_cast<double>(n);
-    if (early) std::printf("  (%zu exits came before all children were live: not counted)\n", early);
+    if (half_live > 0)
+        out.rss_marginal = static_cast<double>(all_live - half_live) * 1024.0 / static_cast<double>(n - n / 2);
+    out.heap_per_child = (static_cast<double>(heap_all_live) - static_cast<double>(heap_before)) / static_cast<double>(n);
+    if (unstamped) std::printf("  (%zu sampled children left no exit stamp: not counted)\n", unstamped);
     std::sort(out.latencies_us.begin(), out.latencies_us.end());
     std::sort(out.observed_us.begin(), out.observed_us.end());
     return out;
 }
 
-// The baseline for exit latency: the same children started with fork+execve and a blocking
-// waitid(P_ALL) loop: what the machine itself takes from a child's deadline to its reaping.
-std::vector<double> raw_latencies(std::size_t n, double spawn_rate, double spacing_us) {
-    std::int64_t first_exit = sys::monotonic_ns() +
-                              static_cast<std::int64_t>(2e9 * static_cast<double>(n) / spawn_rate) + 1'000'000'000;
-    std::vector<std::pair<pid_t, std::int64_t>> kids;
+// The baseline for exit latency: the same children started with fork+execve, the same sample
+// ended one by one, each reaped by a blocking waitid(P_PID): what the machine itself takes
+// from a child's exit to its reaping with n children live.
+std::vector<double> raw_latencies(std::size_t n) {
+    const std::size_t sample = latency_sample(n);
+    exit_stamps stamps(n);
+    std::vector<pid_t> kids;
     for (std::size_t i = 0; i < n; ++i) {
-        std::int64_t d = first_exit + static_cast<std::int64_t>(static_cast<double>(i) * spacing_us * 1000);
-        std::string arg = std::to_string(d);
+        std::string slot = std::to_string(i);
         pid_t pid = ::fork();
         if (pid == 0) {
-            ::execl(tiny, tiny, "until", arg.c_str(), static_cast<char*>(nullptr));
+            if (stamps.fd == 3) ::fcntl(3, F_SETFD, 0);
+            else ::dup2(stamps.fd, 3);
+            ::execl(tiny, tiny, "wait", slot.c_str(), static_cast<char*>(nullptr));
             ::_exit(127);
         }
-        if (pid > 0) kids.emplace_back(pid, d);
+        if (pid > 0) kids.push_back(pid);
     }
+    ::usleep(200'000);
     std::vector<double> lat;
-    std::int64_t live_ns = sys::monotonic_ns();
-    for (std::size_t k = 0; k < kids.size(); ++k) {
+    for (std::size_t i = 0; i < std::min(sample, kids.size()); ++i) {
+        ::kill(kids[i], SIGTERM);
         siginfo_t info{};
-        if (::waitid(P_ALL, 0, &info, WEXITED) != 0) break;
+        if (::waitid(P_PID, static_cast<id_t>(kids[i]), &info, WEXITED) != 0) continue;
         std::int64_t now = sys::monotonic_ns();
-        for (auto& [pid, d] : kids)
-            if (pid == info.si_pid && d > live_ns) lat.push_back(static_cast<double>(now - d) / 1e3);
+        if (std::int64_t exited = stamps.of(i); exited > 0) lat.push_back(static_cast<double>(now - exited) / 1e3);
+        std::this_thread::sleep_for(sample_spacing);
     }
+    for (std::size_t i = sample; i < kids.size(); ++i) ::kill(kids[i], SIGTERM);
+    for (std::size_t i = sample; i < kids.size(); ++i) ::waitpid(kids[i], nullptr, 0);
     std::sort(lat.begin(), lat.end());
     return lat;
 }
@@ -226,42 +280,54 @@ double pct(const std::vector<double>& v, double p) {
     return v[std::min(v.size() - 1, static_cast<std::size_t>(p * static_cast<double>(v.size())))];
 }
 
+// Runs `f` in a forked child and waits for it: each measurement starts from the same heap (it
+// does not shrink after a run, so a second run in one process would understate its growth).
+template <class F>
+void in_fresh_process(F f) {
+    std::fflush(stdout);
+    pid_t pid = ::fork();
+    if (pid == 0) {
+        f();
+        std::fflush(stdout);
+        ::_exit(0);
+    }
+    int st;
+    if (pid > 0) ::waitpid(pid, &st, 0);
+}
+
 void bench_live(const std::vector<std::size_t>& sizes) {
     raise_nofile_limit(1 << 16);
-    double rate = drover_rate(64, 16, false);
-    std::printf("\n== live children: memory per child, exit latency (deadline -> callback) ==\n");
-    std::printf("backend %s; spawn rate now %.0f/s\n", DROVER_SCALE_BACKEND, rate);
-    std::printf("%-7s %7s %14s %10s %10s %10s\n", "wait", "live", "RSS/child(B)", "p50(us)", "p99(us)", "max(us)");
+    std::printf("\n== live children: memory per child, exit-notification latency ==\n");
+    std::printf("backend %s; latency (child exit -> callback) over up to 400 children ended by SIGTERM 5 ms apart, all others live\n",
+                DROVER_SCALE_BACKEND);
+    std::printf("RSS/child = RSS growth / live; marginal = RSS growth from half to all live, per child\n");
+    std::printf("%-7s %-6s %7s %13s %13s %14s %9s %9s %9s\n", "wait", "stdio", "live", "RSS/child(B)", "marginal(B)",
+                "heap/child(B)", "p50(us)", "p99(us)", "max(us)");
     for (std::size_t want : sizes) {
-        std::string limiting;
-        std::size_t n = std::min(want, read_spawn_capacity().children_that_fit(fds_per_child(2, false), &limiting));
-        if (n < want) std::printf("  (%zu children instead of %zu: %s)\n", n, want, limiting.c_str());
-        {
-            std::vector<double> raw = raw_latencies(n, rate, 200);
-            std::printf("%-7s %7zu %14s %10.0f %10.0f %10.0f   (fork+execve, blocking waitid loop)\n",
-                        "raw", n, "-", pct(raw, 0.5), pct(raw, 0.99), pct(raw, 1.0));
-        }
-        for (exit_wait_method m : {exit_wait_method::poll, exit_wait_method::waitid}) {
-            if (m == exit_wait_method::waitid && !uring_waitid_supported()) continue;
-            // Each method in a fresh process: the heap does not shrink after a run, so a
-            // second run in the same process would reuse it and understate its RSS growth.
-            std::fflush(stdout);
-            pid_t pid = ::fork();
-            if (pid != 0) {
-                int st;
-                ::waitpid(pid, &st, 0);
-                continue;
+        for (bool piped : {true, false}) {
+            std::string limiting;
+            std::size_t fit = read_spawn_capacity().children_that_fit(fds_per_child(piped ? 2 : 0, false), &limiting);
+            std::size_t n = std::min(want, fit);
+            const char* io = piped ? "piped" : "null";
+            if (n < want) std::printf("  (%s: %zu children instead of %zu: %s)\n", io, n, want, limiting.c_str());
+            if (n < 2) continue;
+            in_fresh_process([&] {
+                std::vector<double> raw = raw_latencies(n);
+                std::printf("%-7s %-6s %7zu %13s %13s %14s %9.0f %9.0f %9.0f   (fork+execve, blocking waitid loop)\n",
+                            "raw", io, n, "-", "-", "-", pct(raw, 0.5), pct(raw, 0.99), pct(raw, 1.0));
+            });
+            for (exit_wait_method m : {exit_wait_method::poll, exit_wait_method::waitid}) {
+                if (m == exit_wait_method::waitid && !uring_waitid_supported()) continue;
+                in_fresh_process([&] {
+                    force_exit_wait_method(m);
+                    live_run r = run_live(n, piped);
+                    std::printf("%-7s %-6s %7zu %13.0f %13.0f %14.0f %9.0f %9.0f %9.0f   (exit seen by wait(): p50 %.0f us)\n",
+                                std::string(exit_wait_method_name(m)).c_str(), io, n, r.rss_per_child,
+                                r.rss_marginal, r.heap_per_child, pct(r.latencies_us, 0.5), pct(r.latencies_us, 0.99),
+                                pct(r.latencies_us, 1.0), pct(r.observed_us, 0.5));
+                });
             }
-            force_exit_wait_method(m);
-            live_run r = run_live(n, rate, 200);
-            std::printf("%-7s %7zu %14.0f %10.0f %10.0f %10.0f   (exit seen by wait(): p50 %.0f us)\n",
-                        std::string(exit_wait_method_name(m)).c_str(), n, r.rss_per_child,
-                        pct(r.latencies_us, 0.5), pct(r.latencies_us, 0.99), pct(r.latencies_us, 1.0),
-                        pct(r.observed_us, 0.5));
-            std::fflush(stdout);
-            ::_exit(0);
         }
-        force_exit_wait_method(std::nullopt);
     }
 }
 
@@ -292,7 +358,7 @@ double drover_pipe_rate(long long bytes) {
     std::vector<prepared_spawn> specs{prepared_spawn(s)};
     long long got = 0;
     pool_options o{.concurrency = 1, .output = {1 << 20, overflow_policy::backpressure}};
-    o.sink = [&](output_chunk c) -> asio::awaitable<void> {
+    o.sink = [&](const output_chunk& c) -> asio::awaitable<void> {
         got += static_cast<long long>(c.data.size());
         co_return;
     };
@@ -304,12 +370,23 @@ double drover_pipe_rate(long long bytes) {
     return static_cast<double>(got) / secs_since(t0);
 }
 
-void bench_pipe(long long bytes) {
-    std::printf("\n== stdout throughput, %lld MiB ==\n", bytes >> 20);
-    double raw = raw_pipe_rate(bytes);
-    double d = drover_pipe_rate(bytes);
-    std::printf("drover pool (sink, 1 MiB chunks): %8.0f MiB/s\nraw pipe read loop (64 KiB):      %8.0f MiB/s\nratio: %.2fx\n",
-                d / (1 << 20), raw / (1 << 20), d / raw);
+// Alternates the two readers (the machine's pipe speed drifts between runs) and compares
+// medians.
+void bench_pipe(long long bytes, int rounds) {
+    std::printf("\n== stdout throughput, %lld MiB, %d rounds alternating ==\n", bytes >> 20, rounds);
+    std::vector<double> raw, drover;
+    for (int i = 0; i < rounds; ++i) {
+        raw.push_back(raw_pipe_rate(bytes));
+        drover.push_back(drover_pipe_rate(bytes));
+    }
+    std::sort(raw.begin(), raw.end());
+    std::sort(drover.begin(), drover.end());
+    double r = raw[raw.size() / 2], d = drover[drover.size() / 2];
+    std::printf("drover pool (sink, <= 1 MiB chunks): median %6.0f MiB/s (min %.0f, max %.0f)\n", d / (1 << 20),
+                drover.front() / (1 << 20), drover.back() / (1 << 20));
+    std::printf("raw pipe read loop (64 KiB):         median %6.0f MiB/s (min %.0f, max %.0f)\n", r / (1 << 20),
+                raw.front() / (1 << 20), raw.back() / (1 << 20));
+    std::printf("ratio of medians: %.2fx\n", d / r);
 }
 
 }  // namespace
@@ -338,6 +415,6 @@ int main(int argc, char** argv) {
                 uring_waitid_supported() ? "available" : "not available");
     if (only.empty() || only == "spawn") bench_spawn_rate(quick ? 64 : 256);
     if (only.empty() || only == "live") bench_live(sizes);
-    if (only.empty() || only == "pipe") bench_pipe(bytes);
+    if (only.empty() || only == "pipe") bench_pipe(bytes, 5);
     return 0;
 }

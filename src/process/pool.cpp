@@ -1,6 +1,7 @@
 // job_pool: a dispatcher coroutine that starts queued jobs while concurrency, descriptors and
-// the kernel allow, one coroutine per running job that reads its output with bounded buffers
-// and awaits its exit, and the throttle that holds spawns back when capacity runs out.
+// the kernel allow, a callback-driven state per running job that reads its output with
+// bounded buffers and awaits its exit, and the throttle that holds spawns back when capacity
+// runs out.
 #include "drover/process/pool.hpp"
 
 #include <fcntl.h>
@@ -8,7 +9,6 @@
 
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
-#include <asio/experimental/awaitable_operators.hpp>
 #include <asio/posix/stream_descriptor.hpp>
 #include <asio/use_awaitable.hpp>
 #include <algorithm>
@@ -88,7 +88,8 @@ struct job_pool::impl : std::enable_shared_from_this<impl> {
     std::chrono::milliseconds backoff;
     std::optional<asio::steady_timer::time_point> hold_until;
     std::size_t base_fds = 0;
-    std::unordered_map<std::size_t, process*> running_jobs;  // for signal()
+    struct live_job;
+    std::unordered_map<std::size_t, live_job*> running_jobs;  // for signal()
     // One read buffer for all jobs: a job's data is copied out before anything is awaited.
     std::vector<char> scratch = std::vector<char>(64 * 1024);
 
@@ -194,6 +195,8 @@ struct job_pool::impl : std::enable_shared_from_this<impl> {
         return true;
     }
 
+    // Spawns one job (a coroutine only while the spawn is in flight: at most
+    // spawn_parallelism of them), then hands the child to a callback-driven live_job.
     static asio::awaitable<void> run_job(std::shared_ptr<impl> self, queued j) {
         impl& p = *self;
         ++j.attempts;
@@ -228,93 +231,197 @@ struct job_pool::impl : std::enable_shared_from_this<impl> {
         p.backoff = p.opt.retry_min;
         if (p.thr.why == throttle_state::kind::spawn_error) p.set_throttle({});
         p.notify();  // a spawn slot is free again
+        live_job::start(self, std::move(*child), p.base_result(j));
+    }
 
-        job_result r = p.base_result(j);
-        p.running_jobs.emplace(j.index, &*child);
-        try {
-            using namespace asio::experimental::awaitable_operators;
-            stream_descriptor* out = child->stdout_pipe();
-            stream_descriptor* err = child->stderr_pipe();
-            if (out && err)
-                co_await (p.drain(*out, 1, r) && p.drain(*err, 2, r) && p.wait(*child, r));
-            else if (out)
-                co_await (p.drain(*out, 1, r) && p.wait(*child, r));
-            else if (err)
-                co_await (p.drain(*err, 2, r) && p.wait(*child, r));
-            else
-                co_await p.wait(*child, r);
-        } catch (const std::system_error& e) {
-            r.failure = spawn_failure{child_stage::none, e.code(), e.what(), {}};
-        } catch (const std::exception& e) {
-            // Whatever happens, the job is reported and its slot given back.
-            r.failure = spawn_failure{child_stage::none, sys::errno_code(EIO), e.what(), {}};
+    // One running job: its child, its result so far, and what it still waits for (the exit
+    // and EOF on each piped stream). Driven by completion handlers, not a coroutine, so an
+    // idle child costs this object, the process state and three pending operations.
+    struct live_job : std::enable_shared_from_this<live_job> {
+        // A piped output stream being read.
+        struct stream {
+            stream_descriptor* d = nullptr;
+            int which = 1;
+            // Backpressure policy: what has been read and not yet handed to the sink (allocated
+            // when output first arrives, freed at EOF).
+            std::unique_ptr<char[]> buf;
+            std::size_t fill = 0;
+            bool sink_failed = false;
+        };
+
+        std::shared_ptr<impl> pool;
+        std::size_t index;
+        process child;
+        job_result r;
+        stream out, err;
+        unsigned pending = 0;  // exit wait + streams not yet at EOF
+        std::unique_ptr<asio::steady_timer> linger;  // from the exit, while a stream is open
+
+        live_job(std::shared_ptr<impl> p, process c, job_result res)
+            : pool(std::move(p)), index(res.index), child(std::move(c)), r(std::move(res)) {}
+        // Normally done_one() has taken it out; not if the loop was destroyed mid-job.
+        ~live_job() { pool->running_jobs.erase(index); }
+
+        static void start(std::shared_ptr<impl> p, process c, job_result res) {
+            impl& pl = *p;
+            auto j = std::make_shared<live_job>(std::move(p), std::move(c), std::move(res));
+            pl.running_jobs.emplace(j->index, j.get());
+            j->out = {j->child.stdout_pipe(), 1, {}, 0, false};
+            j->err = {j->child.stderr_pipe(), 2, {}, 0, false};
+            j->pending = 1 + (j->out.d != nullptr) + (j->err.d != nullptr);
+            for (stream* s : {&j->out, &j->err}) {
+                if (!s->d) continue;
+                s->d->non_blocking(true);
+                arm(j, *s);
+            }
+            j->child.on_exit([j](std::error_code ec, exit_status st) {
+                if (ec) j->fail(ec, "waiting for exit");
+                else j->r.status = st;
+                j->exited();
+            });
         }
-        r.timings = child->timings();
-        p.running_jobs.erase(j.index);
-        child.reset();  // closes the pipes (an unreaped child goes to the background reaper)
-        r.finished_ns = sys::monotonic_ns();
-        --p.running;
-        // A job ended: capacity may be back, so an ongoing backoff ends now.
-        p.hold_until.reset();
-        p.notify();
-        p.deliver(std::move(r));
-    }
 
-    asio::awaitable<void> wait(process& child, job_result& r) {
-        r.status = co_await child.wait();
-    }
+        // What the child wrote before its exit is in the pipes now; a descendant holding them
+        // gets output_linger to finish before they are closed.
+        void exited() {
+            if (--pending == 0) return finish();
+            linger = std::make_unique<asio::steady_timer>(pool->ex, pool->opt.output_linger);
+            linger->async_wait([j = shared_from_this()](std::error_code ec) {
+                if (ec || j->pending == 0) return;
+                j->r.output_cut = true;
+                // The pending waits complete with operation_aborted; the streams end there.
+                for (stream* s : {&j->out, &j->err})
+                    if (s->d && s->d->is_open()) s->d->cancel();
+            });
+        }
 
-    // Gives `buf` to the sink. The chunk is a named local: g++ 12 can destroy a temporary in
-    // a co_await expression twice.
-    asio::awaitable<void> hand_over(std::size_t index, int which, std::string& buf) {
-        output_chunk chunk{index, which, std::exchange(buf, {})};
-        auto op = opt.sink(std::move(chunk));
-        co_await std::move(op);
-    }
+        void fail(std::error_code ec, const char* what) {
+            if (!r.failure) r.failure = spawn_failure{child_stage::none, ec, what, {}};
+        }
 
-    // Reads one stream to EOF with a bounded buffer: waits for readiness, then copies what is
-    // there through the shared scratch buffer (an idle child costs no buffer at all).
-    asio::awaitable<void> drain(stream_descriptor& d, int which, job_result& r) {
-        auto self = shared_from_this();
-        std::string& buf = which == 1 ? r.out : r.err;
-        std::size_t& dropped = which == 1 ? r.out_dropped : r.err_dropped;
-        const std::size_t max = opt.output.max_bytes;
-        const bool streaming = opt.output.policy == overflow_policy::backpressure;
-        d.non_blocking(true);
-        for (;;) {
-            auto [ec] = co_await d.async_wait(stream_descriptor::wait_read, use_tuple);
-            if (ec) throw std::system_error(ec, "waiting for child output");
-            bool eof = false;
+        static void arm(const std::shared_ptr<live_job>& j, stream& s) {
+            s.d->async_wait(stream_descriptor::wait_read,
+                            [j, &s](std::error_code ec) { j->readable(s, ec); });
+        }
+
+        void readable(stream& s, std::error_code ec) {
+            if (ec == asio::error::operation_aborted && r.output_cut) return stream_done(s);
+            if (ec) {
+                fail(ec, "waiting for child output");
+                return stream_done(s);
+            }
+            impl& p = *pool;
+            const std::size_t max = p.opt.output.max_bytes;
+            const bool streaming = p.opt.output.policy == overflow_policy::backpressure;
+            if (streaming && !s.sink_failed) return read_for_sink(s);
+            std::string& keep_in = s.which == 1 ? r.out : r.err;
+            std::size_t& dropped = s.which == 1 ? r.out_dropped : r.err_dropped;
             for (;;) {
-                std::size_t want = scratch.size();
-                if (streaming) want = std::min(want, max - buf.size());
-                ssize_t n = ::read(d.native_handle(), scratch.data(), want);
+                ssize_t n = ::read(s.d->native_handle(), p.scratch.data(), p.scratch.size());
+                if (n < 0 && errno == EINTR) continue;
+                if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+                    if (r.output_cut) return stream_done(s);
+                    return arm(shared_from_this(), s);
+                }
+                if (n < 0) {
+                    fail(sys::last_error(), "reading child output");
+                    return stream_done(s);
+                }
+                if (n == 0) return stream_done(s);
+                auto got = static_cast<std::size_t>(n);
+                std::size_t keep = streaming ? 0 : std::min(got, max - std::min(max, keep_in.size()));
+                keep_in.append(p.scratch.data(), keep);
+                dropped += got - keep;
+            }
+        }
+
+        // Backpressure: read straight into the stream's own buffer until the pipe is empty or
+        // the buffer full, then hand the bytes to the sink and read nothing more until it took
+        // them.
+        void read_for_sink(stream& s) {
+            const std::size_t cap = chunk_size();
+            if (!s.buf) s.buf = std::make_unique_for_overwrite<char[]>(cap);
+            bool eof = false;
+            while (s.fill < cap) {
+                ssize_t n = ::read(s.d->native_handle(), s.buf.get() + s.fill, cap - s.fill);
                 if (n < 0 && errno == EINTR) continue;
                 if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
-                if (n < 0) throw std::system_error(sys::last_error(), "reading child output");
+                if (n < 0) {
+                    fail(sys::last_error(), "reading child output");
+                    eof = true;
+                    break;
+                }
                 if (n == 0) {
                     eof = true;
                     break;
                 }
-                auto got = static_cast<std::size_t>(n);
-                if (streaming) {
-                    buf.append(scratch.data(), got);
-                    if (buf.size() >= max) {
-                        // Backpressure: nothing more is read until the sink took this.
-                        co_await hand_over(r.index, which, buf);
-                    }
-                } else {
-                    std::size_t keep = buf.size() < max ? std::min(got, max - buf.size()) : 0;
-                    buf.append(scratch.data(), keep);
-                    dropped += got - keep;
-                }
+                s.fill += static_cast<std::size_t>(n);
             }
-            if (streaming && !buf.empty()) co_await hand_over(r.index, which, buf);
-            if (eof) break;
+            if (s.fill == 0) {
+                if (eof || r.output_cut) return stream_done(s);
+                return arm(shared_from_this(), s);
+            }
+            impl& p = *pool;
+            asio::co_spawn(p.ex, give(p.opt.sink, {r.index, s.which, {s.buf.get(), s.fill}}),
+                           [j = shared_from_this(), &s, eof](std::exception_ptr e) {
+                               j->taken(s, e, eof);
+                           });
         }
-        if (dropped > 0) buf += truncation_marker(dropped, which);
-        if (!streaming) buf.shrink_to_fit();
-    }
+
+        [[nodiscard]] std::size_t chunk_size() const { return std::min<std::size_t>(pool->opt.output.max_bytes, 1 << 20); }
+
+        // The chunk is a parameter of this frame, so it lives until the sink is done with it.
+        static asio::awaitable<void> give(const std::function<asio::awaitable<void>(const output_chunk&)>& sink,
+                                          output_chunk chunk) {
+            co_await sink(chunk);
+        }
+
+        void taken(stream& s, std::exception_ptr e, bool eof) {
+            if (e) {
+                try {
+                    std::rethrow_exception(e);
+                } catch (const std::exception& x) {
+                    if (!r.failure) r.failure = spawn_failure{child_stage::none, sys::errno_code(EIO), std::string("output sink: ") + x.what(), {}};
+                } catch (...) {
+                    fail(sys::errno_code(EIO), "output sink");
+                }
+                (s.which == 1 ? r.out_dropped : r.err_dropped) += s.fill;
+                s.sink_failed = true;  // drain the rest without a sink
+                s.buf.reset();
+            }
+            s.fill = 0;
+            if (eof || r.output_cut) return stream_done(s);
+            arm(shared_from_this(), s);
+        }
+
+        void stream_done(stream& s) {
+            s.buf.reset();
+            s.d->close();  // EOF or given up: a descendant writing more gets EPIPE
+            std::size_t dropped = s.which == 1 ? r.out_dropped : r.err_dropped;
+            std::string& text = s.which == 1 ? r.out : r.err;
+            if (dropped > 0) text += truncation_marker(dropped, s.which);
+            text.shrink_to_fit();
+            done_one();
+        }
+
+        void done_one() {
+            if (--pending == 0) finish();
+        }
+
+        void finish() {
+            if (linger) linger->cancel();
+            impl& p = *pool;
+            r.timings = child.timings();
+            p.running_jobs.erase(index);
+            r.finished_ns = sys::monotonic_ns();
+            --p.running;
+            // A job ended: capacity may be back, so an ongoing backoff ends now.
+            p.hold_until.reset();
+            p.notify();
+            p.deliver(std::move(r));
+            // The pipes close with this object, when the last handler holding it returns.
+        }
+    };
 };
 
 job_pool::job_pool(asio::any_io_executor ex, pool_options options)
@@ -349,8 +456,32 @@ asio::awaitable<void> job_pool::run(std::function<void(job_result)> on_done) {
 std::error_code job_pool::signal(std::size_t index, int sig) noexcept {
     auto it = impl_->running_jobs.find(index);
     if (it == impl_->running_jobs.end()) return sys::errno_code(ESRCH);
-    return it->second->signal(sig);
+    return it->second->child.signal(sig);
 }
+
+std::size_t job_pool::signal_all(int sig) noexcept {
+    std::size_t reached = 0;
+    for (auto& [index, job] : impl_->running_jobs)
+        if (!job->child.signal(sig)) ++reached;
+    return reached;
+}
+
+std::size_t job_pool::cancel_queued() {
+    impl& p = *impl_;
+    std::deque<impl::queued> dropped;
+    dropped.swap(p.queue);
+    for (auto& j : dropped) {
+        job_result r = p.base_result(j);
+        r.failure = spawn_failure{child_stage::none, sys::errno_code(ECANCELED), "cancelled before it started", {}};
+        r.finished_ns = sys::monotonic_ns();
+        ++p.st.cancelled;
+        p.deliver(std::move(r));
+    }
+    p.notify();
+    return dropped.size();
+}
+
+std::size_t job_pool::queued() const noexcept { return impl_->queue.size(); }
 
 const throttle_state& job_pool::throttle() const noexcept { return impl_->thr; }
 const pool_stats& job_pool::stats() const noexcept { return impl_->st; }

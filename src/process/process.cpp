@@ -2,6 +2,7 @@
 #include "drover/process/process.hpp"
 
 #include "drover/process/asio.hpp"
+#include <asio/post.hpp>
 #include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
 #include <cerrno>
@@ -85,6 +86,45 @@ asio::awaitable<exit_status> process::wait() {
         s.pidfd.close();
     }
     co_return *s.status;
+}
+
+namespace {
+
+// The poll path of on_exit(): pidfd readable, then waitid(WNOHANG); again if not waitable yet.
+void poll_exit(process::state& s, process::exit_callback done) {
+    s.pidfd.async_wait(stream_descriptor::wait_read, [&s, done = std::move(done)](std::error_code ec) mutable {
+        if (ec) return done(ec, {});
+        s.timings.exit_observed = sys::monotonic_ns();
+        siginfo_t info;
+        if (auto wec = sys::waitid_pidfd(s.pidfd.native_handle(), info, WEXITED | WNOHANG))
+            return done(wec, {});
+        if (info.si_pid == 0) return poll_exit(s, std::move(done));
+        s.timings.reaped = sys::monotonic_ns();
+        s.status = exit_status::from_siginfo(info);
+        s.pidfd.close();
+        done({}, *s.status);
+    });
+}
+
+}  // namespace
+
+void process::on_exit(exit_callback done) {
+    state& s = *s_;
+    if (s.status) {
+        asio::post(s.ex, [st = *s.status, done = std::move(done)] { done({}, st); });
+        return;
+    }
+    if (exit_wait_method_in_use() != exit_wait_method::waitid) return poll_exit(s, std::move(done));
+    detail::uring_waitid_start(s.ex, s.pidfd.native_handle(),
+                               [&s, done = std::move(done)](std::error_code ec, const siginfo_t& info) mutable {
+        if (ec == asio::error::operation_aborted) return done(ec, {});
+        // A completion without a child in it (si_pid 0) reaped nothing: poll instead.
+        if (ec || info.si_pid == 0) return poll_exit(s, std::move(done));
+        s.timings.exit_observed = s.timings.reaped = sys::monotonic_ns();
+        s.status = exit_status::from_siginfo(info);
+        s.pidfd.close();
+        done({}, *s.status);
+    });
 }
 
 std::error_code process::signal(int sig) noexcept {

@@ -77,6 +77,9 @@ namespace detail {
 asio::awaitable<waitid_outcome> uring_waitid(asio::any_io_executor, int) {
     co_return waitid_outcome{sys::errno_code(ENOSYS), {}};
 }
+void uring_waitid_start(const asio::any_io_executor& ex, int, waitid_callback done) {
+    asio::post(ex, [d = std::move(done)] { d(sys::errno_code(ENOSYS), siginfo_t{}); });
+}
 std::size_t uring_waitid_pending(const asio::any_io_executor&) { return 0; }
 }  // namespace detail
 
@@ -316,6 +319,11 @@ asio::awaitable<waitid_outcome> uring_waitid(asio::any_io_executor ex, int pidfd
                                                     void(std::error_code, siginfo_t)>(
         [&svc, ex, pidfd](auto handler) { svc.start(std::move(handler), ex, pidfd); }, use_tuple);
     co_return waitid_outcome{ec, info};
+}
+
+void uring_waitid_start(const asio::any_io_executor& ex, int pidfd, waitid_callback done) {
+    auto& svc = asio::use_service<waitid_service>(asio::query(ex, asio::execution::context));
+    svc.start([d = std::move(done)](std::error_code ec, const siginfo_t& si) { d(ec, si); }, ex, pidfd);
 }
 
 std::size_t uring_waitid_pending(const asio::any_io_executor& ex) {

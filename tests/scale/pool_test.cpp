@@ -101,28 +101,62 @@ TEST(job_pool, truncate_policy_keeps_a_bounded_prefix_and_marks_the_cut) {
 
 TEST(job_pool, backpressure_policy_hands_everything_to_the_sink_in_bounded_chunks) {
     constexpr std::size_t flood = 512 * 1024, cap = 16 * 1024;
-    std::size_t got[2] = {0, 0}, biggest = 0, calls = 0;
-    pool_options o{.concurrency = 4, .output = {cap, overflow_policy::backpressure}};
-    o.sink = [&](output_chunk c) -> asio::awaitable<void> {
-        got[c.stream - 1] += c.data.size();
+    constexpr std::size_t jobs_n = 4;
+    // Per job and stream: bytes seen so far, and the first byte that broke the helper's pattern.
+    std::size_t got[jobs_n][2] = {}, biggest = 0, calls = 0, mismatches = 0;
+    pool_options o{.concurrency = jobs_n, .output = {cap, overflow_policy::backpressure}};
+    o.sink = [&](const output_chunk& c) -> asio::awaitable<void> {
+        std::size_t& pos = got[c.index][c.stream - 1];
+        for (char ch : c.data) {
+            auto p = static_cast<long long>(pos++);
+            auto want = static_cast<char>(c.stream == 1 ? (p * 31 + 7) & 0xff : (p * 17 + 3) & 0xff);
+            if (ch != want) ++mismatches;
+        }
         biggest = std::max(biggest, c.data.size());
         ++calls;
         // A slow consumer: the child must wait for it rather than the pool buffering more.
+        // The chunk stays valid across the wait.
         if (calls % 16 == 0) {
+            std::string before(c.data);
             asio::steady_timer t(co_await asio::this_coro::executor, 1ms);
             co_await t.async_wait(asio::use_awaitable);
+            EXPECT_EQ(before, c.data);
         }
     };
     std::vector<prepared_spawn> jobs;
-    for (int i = 0; i < 4; ++i) jobs.push_back(helper_job("flood", std::to_string(flood)));
+    for (std::size_t i = 0; i < jobs_n; ++i) jobs.push_back(helper_job("flood", std::to_string(flood)));
     auto results = run_pool(jobs, o);
     for (const auto& r : results) {
         EXPECT_TRUE(r.ok());
         EXPECT_TRUE(r.out.empty());
+        EXPECT_FALSE(r.failure);
+        for (int stream = 0; stream < 2; ++stream) EXPECT_EQ(got[r.index][stream], flood);
     }
-    EXPECT_EQ(got[0], 4 * flood);
-    EXPECT_EQ(got[1], 4 * flood);
+    EXPECT_EQ(mismatches, 0u);
     EXPECT_LE(biggest, cap);
+}
+
+TEST(job_pool, a_throwing_sink_fails_the_job_but_drains_its_output) {
+    constexpr std::size_t flood = 256 * 1024;
+    pool_options o{.concurrency = 2, .output = {4096, overflow_policy::backpressure}};
+    std::size_t calls = 0;
+    o.sink = [&](const output_chunk&) -> asio::awaitable<void> {
+        ++calls;
+        throw std::runtime_error("disk full");
+        co_return;
+    };
+    auto results = run_pool({helper_job("flood", std::to_string(flood))}, o);
+    ASSERT_EQ(results.size(), 1u);
+    const auto& r = results[0];
+    // The child was not left blocked in write(2): it ran to its end.
+    ASSERT_TRUE(r.status);
+    EXPECT_TRUE(r.status->success());
+    ASSERT_TRUE(r.failure);
+    EXPECT_NE(r.failure->message().find("output sink: disk full"), std::string::npos) << r.failure->message();
+    EXPECT_EQ(calls, 2u);  // once per stream, then nothing more is offered
+    EXPECT_EQ(r.out_dropped, flood);
+    EXPECT_EQ(r.err_dropped, flood);
+    EXPECT_NE(r.out.find("bytes of stdout dropped"), std::string::npos);
 }
 
 TEST(job_pool, backpressure_without_a_sink_is_refused) {

@@ -1,11 +1,17 @@
 // `drover parallel`: one (sandboxed) job per input line, N at a time, like xargs -P or GNU
-// parallel: each job's output printed whole when it ends, --json results, a progress bar.
+// parallel: input read as it comes, each job's output printed whole when it ends, --json
+// results, a progress bar, signals passed on to the running jobs.
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <asio/co_spawn.hpp>
 #include <asio/io_context.hpp>
+#include <asio/posix/stream_descriptor.hpp>
+#include <asio/signal_set.hpp>
+#include <asio/steady_timer.hpp>
+#include <optional>
 #include <cstdio>
-#include <iostream>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -13,9 +19,11 @@
 #include <vector>
 
 #include "command.hpp"
+#include "drover/process/asio.hpp"
 #include "drover/process/limits.hpp"
 #include "drover/process/pool.hpp"
 #include "drover/spawn/spawn_error.hpp"
+#include "drover/sys/syscalls.hpp"
 #include "ns_options.hpp"
 
 namespace drover::cli {
@@ -98,15 +106,16 @@ public:
         if (on_ && drawn_) std::fputs("\r\033[K", stderr);
         drawn_ = false;
     }
-    void draw(std::size_t done, std::size_t total, std::size_t failed, std::size_t live,
+    // `total` is what has been read so far; `known` once the input has ended.
+    void draw(std::size_t done, std::size_t total, bool known, std::size_t failed, std::size_t live,
               const std::string& throttle) {
         if (!on_) return;
         constexpr int width = 30;
-        int filled = total ? static_cast<int>(width * done / total) : width;
+        int filled = total ? static_cast<int>(width * done / total) : 0;
         std::string bar(static_cast<std::size_t>(filled), '#');
         bar.resize(width, '.');
-        std::fprintf(stderr, "\r\033[K[%s] %zu/%zu done, %zu failed, %zu running%s%s", bar.c_str(),
-                     done, total, failed, live, throttle.empty() ? "" : ", ", throttle.c_str());
+        std::fprintf(stderr, "\r\033[K[%s] %zu/%zu%s done, %zu failed, %zu running%s%s", bar.c_str(), done,
+                     total, known ? "" : "+", failed, live, throttle.empty() ? "" : ", ", throttle.c_str());
         std::fflush(stderr);
         drawn_ = true;
     }
@@ -120,6 +129,69 @@ void write_all(std::FILE* f, const std::string& s) {
     if (!s.empty()) std::fwrite(s.data(), 1, s.size(), f);
     std::fflush(f);
 }
+
+// Reads stdin a chunk at a time and hands out whole lines. A pipe, socket or terminal is
+// awaited on the event loop; anything else (a file, /dev/null) cannot block for long and is
+// read directly.
+class line_source {
+public:
+    explicit line_source(asio::any_io_executor ex) : stream_(ex) {
+        struct stat st{};
+        bool pollable = ::fstat(STDIN_FILENO, &st) == 0 &&
+                        (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode) || ::isatty(STDIN_FILENO));
+        if (pollable) {
+            int fd = ::fcntl(STDIN_FILENO, F_DUPFD_CLOEXEC, 3);
+            if (fd >= 0) stream_.assign(fd);
+        }
+    }
+
+    // The next line (without "\n" and a trailing "\r"), or nullopt at EOF.
+    asio::awaitable<std::optional<std::string>> next() {
+        for (;;) {
+            if (std::size_t nl = buf_.find('\n', scanned_); nl != std::string::npos) {
+                std::string line = buf_.substr(0, nl);
+                buf_.erase(0, nl + 1);
+                scanned_ = 0;
+                if (!line.empty() && line.back() == '\r') line.pop_back();
+                co_return line;
+            }
+            scanned_ = buf_.size();
+            if (eof_) {
+                if (buf_.empty()) co_return std::nullopt;
+                std::string last = std::exchange(buf_, {});
+                if (last.back() == '\r') last.pop_back();
+                co_return last;
+            }
+            char chunk[65536];
+            std::size_t n = 0;
+            if (stream_.is_open()) {
+                auto [ec, got] = co_await stream_.async_read_some(asio::buffer(chunk), use_tuple);
+                if (ec == asio::error::operation_aborted) co_return std::nullopt;  // stop()
+                if (ec && ec != asio::error::eof) throw std::system_error(ec, "reading stdin");
+                n = got;
+            } else {
+                ssize_t got = ::read(STDIN_FILENO, chunk, sizeof chunk);
+                if (got < 0 && errno == EINTR) continue;
+                if (got < 0) throw std::system_error(sys::last_error(), "reading stdin");
+                n = static_cast<std::size_t>(got);
+            }
+            if (n == 0) eof_ = true;
+            buf_.append(chunk, n);
+        }
+    }
+
+    void stop() {
+        eof_ = true;
+        buf_.clear();
+        if (stream_.is_open()) stream_.close();
+    }
+
+private:
+    asio::posix::stream_descriptor stream_;
+    std::string buf_;
+    std::size_t scanned_ = 0;
+    bool eof_ = false;
+};
 
 int parallel_main(const parallel_options& o) {
     spawn_spec tmpl;
@@ -135,37 +207,30 @@ int parallel_main(const parallel_options& o) {
         print_error("parallel: --max-output: must be > 0");
         return usage_exit;
     }
-    std::vector<std::string> lines;
-    for (std::string line; std::getline(std::cin, line);) {
-        if (!line.empty() && line.back() == '\r') line.pop_back();
-        lines.push_back(std::move(line));
-    }
     raise_nofile_limit();
     std::size_t jobs = o.jobs ? o.jobs : std::max(1u, std::thread::hardware_concurrency());
     bool show_progress = !o.no_progress && (o.progress || ::isatty(STDERR_FILENO));
     progress_bar bar(show_progress);
-    std::size_t done = 0, failed = 0;
+    std::size_t done = 0, failed = 0, read_lines = 0;
+    bool input_done = false;
     std::string throttle_text;
     int code = 0;
+    int stopped_by = 0;  // the signal that stopped the run
 
     asio::io_context io;
+    auto ex = io.get_executor();
     pool_options popt{.concurrency = jobs, .output = {o.max_output, overflow_policy::truncate}};
     popt.on_throttle = [&](const throttle_state& t) { throttle_text = t.reason(); };
-    auto pool = std::make_shared<job_pool>(io.get_executor(), popt);
-    try {
-        for (const std::string& line : lines) {
-            spawn_spec s = tmpl;
-            s.argv = command_for(o.argv, line);
-            s.in = stdio::null();
-            s.out = stdio::pipe();
-            s.err = stdio::pipe();
-            pool->submit(prepared_spawn(std::move(s)), line);
-        }
-    } catch (const spec_error& e) {
-        print_error(std::string("parallel: ") + e.what());
-        return usage_exit;
-    }
-    pool->close();
+    auto pool = std::make_shared<job_pool>(ex, popt);
+    line_source input(ex);
+    // Input is read only while fewer than this many jobs wait: `seq 1e9 | drover parallel`
+    // holds a bounded queue, not the whole input.
+    const std::size_t queue_bound = std::max<std::size_t>(1024, 4 * jobs);
+    asio::steady_timer room(ex);  // cancelled when a job ends
+
+    auto draw = [&] {
+        bar.draw(done, read_lines, input_done, failed, pool->stats().live, throttle_text);
+    };
     auto on_done = [&](job_result r) {
         ++done;
         if (!r.ok()) ++failed;
@@ -175,24 +240,87 @@ int parallel_main(const parallel_options& o) {
         } else {
             write_all(stdout, r.out);
             write_all(stderr, r.err);
-            if (!r.ok())
+            if (!r.ok() && !stopped_by)
                 std::fprintf(stderr, "drover: parallel: job %zu (%s): %s\n", r.index, r.tag.c_str(),
                              describe(r).c_str());
         }
-        bar.draw(done, lines.size(), failed, pool->stats().live, throttle_text);
+        room.cancel();
+        draw();
     };
-    asio::co_spawn(io, pool->run(on_done), [&](std::exception_ptr ep) {
+    auto fail = [&](const std::string& what) {
+        print_error("parallel: " + what);
+        code = 125;
+    };
+    auto on_error = [&](std::exception_ptr ep) {
         if (!ep) return;
         try {
             std::rethrow_exception(ep);
-        } catch (const std::exception& e) {
+        } catch (const spec_error& e) {
+            // A line made a command the spec rejects: nothing more starts.
             print_error(std::string("parallel: ") + e.what());
-            code = 125;
+            if (!code) code = usage_exit;
+            pool->cancel_queued();
+            pool->close();
+        } catch (const std::exception& e) {
+            fail(e.what());
+            pool->cancel_queued();
+            pool->close();
         }
+    };
+    auto feed = [&]() -> asio::awaitable<void> {
+        while (!stopped_by) {
+            while (pool->queued() >= queue_bound && !stopped_by) {
+                room.expires_at(asio::steady_timer::time_point::max());
+                co_await room.async_wait(use_tuple);
+            }
+            if (stopped_by) break;
+            std::optional<std::string> line = co_await input.next();
+            if (!line || stopped_by) break;
+            spawn_spec s = tmpl;
+            s.argv = command_for(o.argv, *line);
+            s.in = stdio::null();
+            s.out = stdio::pipe();
+            s.err = stdio::pipe();
+            pool->submit(prepared_spawn(std::move(s)), std::move(*line));
+            ++read_lines;
+        }
+        input_done = true;
+        pool->close();
+        draw();
+    };
+
+    // SIGINT, SIGTERM, SIGHUP: start nothing more, pass the signal to the running jobs, wait
+    // for them, exit 128+signal. The same signal again: SIGKILL for the jobs.
+    asio::signal_set signals(ex, SIGINT, SIGTERM, SIGHUP);
+    std::function<void(std::error_code, int)> on_signal = [&](std::error_code ec, int sig) {
+        if (ec) return;
+        if (!stopped_by) {
+            stopped_by = sig;
+            input.stop();
+            room.cancel();
+            pool->cancel_queued();
+            pool->close();
+            pool->signal_all(sig);
+        } else {
+            pool->signal_all(SIGKILL);
+        }
+        signals.async_wait(on_signal);
+    };
+    signals.async_wait(on_signal);
+
+    asio::co_spawn(ex, feed(), on_error);
+    asio::co_spawn(ex, pool->run(on_done), [&](std::exception_ptr ep) {
+        signals.cancel();  // the run is over: the loop may end
+        on_error(ep);
     });
-    bar.draw(0, lines.size(), 0, 0, {});
+    draw();
     io.run();
     bar.clear();
+    if (stopped_by) {
+        std::fprintf(stderr, "drover: parallel: stopped by %s: %zu jobs finished, %zu failed or cancelled\n",
+                     signal_name(stopped_by).c_str(), done, failed);
+        return 128 + stopped_by;
+    }
     return code ? code : summary_exit_code(failed);
 }
 

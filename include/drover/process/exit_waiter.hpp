@@ -6,6 +6,7 @@
 
 #include <asio/any_io_executor.hpp>
 #include <asio/awaitable.hpp>
+#include <functional>
 #include <optional>
 #include <string_view>
 #include <system_error>
@@ -53,6 +54,10 @@ struct waitid_outcome {
 /// operators' `||`): the kernel request is cancelled with IORING_OP_ASYNC_CANCEL. The pidfd
 /// must stay open until this completes.
 asio::awaitable<waitid_outcome> uring_waitid(asio::any_io_executor ex, int pidfd);
+
+/// Callback form of uring_waitid(): `done` runs once on `ex`.
+using waitid_callback = std::function<void(std::error_code, const siginfo_t&)>;
+void uring_waitid_start(const asio::any_io_executor& ex, int pidfd, waitid_callback done);
 
 /// Number of IORING_OP_WAITID requests in flight on `ex`'s ring (for tests).
 std::size_t uring_waitid_pending(const asio::any_io_executor& ex);

@@ -14,6 +14,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <system_error>
 #include <vector>
 
@@ -75,6 +76,9 @@ struct job_result {
     std::string err;               ///< captured stderr
     std::size_t out_dropped = 0;   ///< bytes of stdout discarded by the truncate policy
     std::size_t err_dropped = 0;
+    /// The child exited but a descendant still held stdout or stderr open after
+    /// pool_options::output_linger: the job ended without waiting for their EOF.
+    bool output_cut = false;
     spawn_timings timings;         ///< the spawn's stage timestamps (of the attempt that ran)
     std::int64_t queued_ns = 0;    ///< CLOCK_MONOTONIC: submitted
     std::int64_t started_ns = 0;   ///< first spawn attempt
@@ -84,11 +88,12 @@ struct job_result {
     [[nodiscard]] bool ok() const noexcept { return status && status->success(); }
 };
 
-/// A piece of a job's output handed to a sink (with the backpressure policy).
+/// A piece of a job's output handed to a sink. `data` points into the job's read buffer and
+/// stays valid until the sink's awaitable completes (copy it to keep it longer).
 struct output_chunk {
     std::size_t index = 0;  ///< the job
     int stream = 1;         ///< 1 stdout, 2 stderr
-    std::string data;
+    std::string_view data;
 };
 
 struct pool_options {
@@ -97,6 +102,10 @@ struct pool_options {
     /// in the parent; more in flight only queues in the kernel).
     std::size_t spawn_parallelism = 16;
     output_limits output;
+    /// After a job's child has exited, how long its pipes may stay open for a descendant
+    /// that still holds them (a daemonised grandchild): then the job ends without the rest
+    /// (job_result::output_cut says so). Output the child itself wrote is always read.
+    std::chrono::milliseconds output_linger{250};
     /// Keep live jobs' descriptors within RLIMIT_NOFILE (read at each start): the pool
     /// throttles itself before the kernel says EMFILE.
     bool fd_budget = true;
@@ -106,9 +115,12 @@ struct pool_options {
     /// With no job of the pool alive, capacity will not come back from the pool's own jobs:
     /// after this many consecutive capacity failures the job fails with the last failure.
     unsigned idle_retry_limit = 40;
-    /// Receives output as it arrives (both policies); then job_result::out/err stay empty.
-    /// The pool awaits it before reading that stream further.
-    std::function<asio::awaitable<void>(output_chunk)> sink;
+    /// With the backpressure policy: receives output as it arrives, in chunks of at most
+    /// output.max_bytes (and at most 1 MiB); then
+    /// job_result::out/err stay empty. The pool awaits it before reading that stream further.
+    /// If it throws, the job's failure says so and the rest of that stream is drained and
+    /// counted as dropped.
+    std::function<asio::awaitable<void>(const output_chunk&)> sink;
     /// Called when the throttle state changes (also back to none).
     std::function<void(const throttle_state&)> on_throttle;
 };
@@ -123,6 +135,7 @@ struct pool_stats {
     std::size_t peak_live = 0;
     std::size_t throttle_events = 0;  ///< transitions into a throttled state
     std::size_t capacity_failures = 0;  ///< spawn attempts refused for lack of capacity
+    std::size_t cancelled = 0;    ///< dropped by cancel_queued()
 };
 
 /// Runs jobs on one executor (use it from that executor only; not thread-safe). Children
@@ -152,6 +165,13 @@ public:
     /// Sends `sig` to job `index` through its pidfd; ESRCH if it is not running (queued,
     /// still spawning or finished).
     std::error_code signal(std::size_t index, int sig) noexcept;
+    /// Sends `sig` to every running job; returns how many it reached.
+    std::size_t signal_all(int sig) noexcept;
+    /// Drops the jobs not yet started: each is delivered at once with failure ECANCELED
+    /// ("cancelled before it started"). Returns how many.
+    std::size_t cancel_queued();
+    /// Jobs submitted and not yet started (nor cancelled).
+    [[nodiscard]] std::size_t queued() const noexcept;
 
     [[nodiscard]] const throttle_state& throttle() const noexcept;
     [[nodiscard]] const pool_stats& stats() const noexcept;

@@ -6,6 +6,7 @@
 #include <asio/any_io_executor.hpp>
 #include <asio/awaitable.hpp>
 #include <asio/posix/stream_descriptor.hpp>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -55,6 +56,13 @@ public:
     /// Waits for the exit (pidfd readable on the event loop), reaps with waitid(P_PIDFD) and
     /// returns the status. After the first time it returns the same status at once.
     asio::awaitable<exit_status> wait();
+
+    /// Callback form of wait(), for code that keeps thousands of children without a
+    /// coroutine each: `done` runs once, on the executor, with the status, or with an error
+    /// (asio::error::operation_aborted if the wait was cancelled). Keep the process alive
+    /// until it has run.
+    using exit_callback = std::function<void(std::error_code, exit_status)>;
+    void on_exit(exit_callback done);
 
     /// pidfd_send_signal(2). ESRCH once the child has been reaped.
     std::error_code signal(int sig) noexcept;
