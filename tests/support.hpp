@@ -14,6 +14,8 @@
 namespace drover::test {
 
 inline constexpr const char* helper = DROVER_TEST_HELPER;
+/// The static child of the mass tests: `blocker CODE [TEXT]` (see tests/helper/blocker.c).
+inline constexpr const char* blocker = DROVER_TEST_BLOCKER;
 inline constexpr const char* cli = DROVER_CLI;
 
 /// Runs `make(executor)` (a function returning asio::awaitable<T>) on a new io_context and

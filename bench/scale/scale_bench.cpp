@@ -192,7 +192,7 @@ live_run run_live(std::size_t n, bool piped) {
     std::size_t heap_before = heap_in_use();
     long all_live = 0, half_live = 0;
     std::size_t heap_all_live = 0;
-    std::size_t unstamped = 0;
+    std::size_t unstamped = 0, live_now = 0;
     run_loop([&]() -> asio::awaitable<int> {
         auto ex = co_await asio::this_coro::executor;
         job_pool pool(ex, {.concurrency = n, .output = {4096, overflow_policy::truncate}});
@@ -200,13 +200,16 @@ live_run run_live(std::size_t n, bool piped) {
         pool.close();
         auto driver = [&]() -> asio::awaitable<void> {
             asio::steady_timer t(ex);
-            while (pool.stats().started < n && pool.stats().finished == 0) {
+            // All live, or as many as the pool's descriptor budget lets it start.
+            while (pool.stats().started < n && pool.stats().finished == 0 &&
+                   pool.throttle().why != throttle_state::kind::fd_budget) {
                 if (half_live == 0 && pool.stats().started >= n / 2) half_live = rss_kib();
                 t.expires_after(std::chrono::milliseconds(5));
                 co_await t.async_wait(asio::use_awaitable);
             }
             all_live = rss_kib();
             heap_all_live = heap_in_use();
+            live_now = pool.stats().started;
             // Let the last ones reach their signal handler.
             t.expires_after(std::chrono::milliseconds(200));
             co_await t.async_wait(asio::use_awaitable);
@@ -231,10 +234,11 @@ live_run run_live(std::size_t n, bool piped) {
         });
         co_return 0;
     }());
-    out.rss_per_child = static_cast<double>(all_live - before) * 1024.0 / static_cast<double>(n);
+    out.n = live_now;
+    out.rss_per_child = static_cast<double>(all_live - before) * 1024.0 / static_cast<double>(live_now);
     if (half_live > 0)
-        out.rss_marginal = static_cast<double>(all_live - half_live) * 1024.0 / static_cast<double>(n - n / 2);
-    out.heap_per_child = (static_cast<double>(heap_all_live) - static_cast<double>(heap_before)) / static_cast<double>(n);
+        out.rss_marginal = static_cast<double>(all_live - half_live) * 1024.0 / static_cast<double>(live_now - n / 2);
+    out.heap_per_child = (static_cast<double>(heap_all_live) - static_cast<double>(heap_before)) / static_cast<double>(live_now);
     if (unstamped) std::printf("  (%zu sampled children left no exit stamp: not counted)\n", unstamped);
     std::sort(out.latencies_us.begin(), out.latencies_us.end());
     std::sort(out.observed_us.begin(), out.observed_us.end());
@@ -322,7 +326,7 @@ void bench_live(const std::vector<std::size_t>& sizes) {
                     force_exit_wait_method(m);
                     live_run r = run_live(n, piped);
                     std::printf("%-7s %-6s %7zu %13.0f %13.0f %14.0f %9.0f %9.0f %9.0f   (exit seen by wait(): p50 %.0f us)\n",
-                                std::string(exit_wait_method_name(m)).c_str(), io, n, r.rss_per_child,
+                                std::string(exit_wait_method_name(m)).c_str(), io, r.n, r.rss_per_child,
                                 r.rss_marginal, r.heap_per_child, pct(r.latencies_us, 0.5), pct(r.latencies_us, 0.99),
                                 pct(r.latencies_us, 1.0), pct(r.observed_us, 0.5));
                 });

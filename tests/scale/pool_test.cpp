@@ -11,6 +11,7 @@
 
 #include "drover/process/limits.hpp"
 #include "drover/process/pool.hpp"
+#include "drover/sys/syscalls.hpp"
 #include "support.hpp"
 
 namespace drover {
@@ -103,7 +104,7 @@ TEST(job_pool, backpressure_policy_hands_everything_to_the_sink_in_bounded_chunk
     constexpr std::size_t flood = 512 * 1024, cap = 16 * 1024;
     constexpr std::size_t jobs_n = 4;
     // Per job and stream: bytes seen so far, and the first byte that broke the helper's pattern.
-    std::size_t got[jobs_n][2] = {}, biggest = 0, calls = 0, mismatches = 0;
+    std::size_t got[jobs_n][2] = {}, biggest = 0, calls = 0, mismatches = 0, changed_while_held = 0;
     pool_options o{.concurrency = jobs_n, .output = {cap, overflow_policy::backpressure}};
     o.sink = [&](const output_chunk& c) -> asio::awaitable<void> {
         std::size_t& pos = got[c.index][c.stream - 1];
@@ -120,7 +121,7 @@ TEST(job_pool, backpressure_policy_hands_everything_to_the_sink_in_bounded_chunk
             std::string before(c.data);
             asio::steady_timer t(co_await asio::this_coro::executor, 1ms);
             co_await t.async_wait(asio::use_awaitable);
-            EXPECT_EQ(before, c.data);
+            if (before != c.data) ++changed_while_held;
         }
     };
     std::vector<prepared_spawn> jobs;
@@ -133,6 +134,8 @@ TEST(job_pool, backpressure_policy_hands_everything_to_the_sink_in_bounded_chunk
         for (int stream = 0; stream < 2; ++stream) EXPECT_EQ(got[r.index][stream], flood);
     }
     EXPECT_EQ(mismatches, 0u);
+    EXPECT_EQ(changed_while_held, 0u);
+    EXPECT_GT(calls, 2 * jobs_n);
     EXPECT_LE(biggest, cap);
 }
 
@@ -252,6 +255,82 @@ TEST(job_pool, signal_reaches_a_running_job_only) {
     EXPECT_FALSE(sent);
     EXPECT_EQ(late, std::errc::no_such_process);
     EXPECT_EQ(status, exit_status::killed_by(SIGTERM));
+}
+
+TEST(job_pool, a_grandchild_holding_the_pipes_does_not_hold_the_job_past_the_linger) {
+    // The child leaves a grandchild with its stdout and stderr, prints its pid and exits 3.
+    spawn_spec s = test::piped({"/bin/sh", "-c", "sleep 30 & echo $!; exit 3"});
+    s.in = stdio::null();
+    pool_options o{.concurrency = 1};
+    o.output_linger = 100ms;
+    std::int64_t t0 = sys::monotonic_ns();
+    auto results = run_pool({prepared_spawn(s)}, o);
+    std::int64_t took = sys::monotonic_ns() - t0;
+    ASSERT_EQ(results.size(), 1u);
+    const auto& r = results[0];
+    // End the grandchild (ours: its pid came from its parent) through a pidfd.
+    pid_t grandchild = static_cast<pid_t>(std::atol(r.out.c_str()));
+    if (grandchild > 1) {
+        if (auto fd = sys::pidfd_open(grandchild)) (void)sys::pidfd_send_signal(fd->get(), SIGKILL);
+    }
+    ASSERT_TRUE(r.status);
+    EXPECT_EQ(*r.status, exit_status::exited_with(3));
+    EXPECT_GT(grandchild, 1) << r.out;  // what the child wrote before its exit is kept
+    EXPECT_TRUE(r.output_cut);
+    EXPECT_FALSE(r.failure);
+    EXPECT_LT(took, 20'000'000'000LL);  // well before the grandchild's 30 s
+}
+
+TEST(job_pool, a_job_whose_output_ends_with_its_exit_is_not_cut) {
+    auto results = run_pool({helper_job("flood", "100000")}, {.concurrency = 1});
+    ASSERT_EQ(results.size(), 1u);
+    EXPECT_FALSE(results[0].output_cut);
+    EXPECT_EQ(results[0].out.size(), 100000u);
+}
+
+TEST(job_pool, cancel_queued_reports_every_unstarted_job_and_signal_all_reaches_the_running) {
+    std::vector<job_result> results;
+    std::size_t cancelled = 0, reached = 0, queued_before = 0, queued_after = 0, stats_cancelled = 0;
+    test::run_on_loop([&](asio::any_io_executor ex) -> asio::awaitable<void> {
+        job_pool pool(ex, {.concurrency = 2});
+        for (int i = 0; i < 6; ++i) pool.submit(helper_job("sleep", "30", false), "j" + std::to_string(i));
+        pool.close();
+        asio::steady_timer t(ex);
+        auto stopper = [&]() -> asio::awaitable<void> {
+            while (pool.stats().started < 2) {
+                t.expires_after(5ms);
+                co_await t.async_wait(asio::use_awaitable);
+            }
+            queued_before = pool.queued();
+            cancelled = pool.cancel_queued();
+            queued_after = pool.queued();
+            reached = pool.signal_all(SIGTERM);
+        };
+        asio::co_spawn(ex, stopper(), asio::detached);
+        co_await pool.run([&](job_result r) { results.push_back(std::move(r)); });
+        stats_cancelled = pool.stats().cancelled;
+    });
+    EXPECT_EQ(queued_before, 4u);
+    EXPECT_EQ(queued_after, 0u);
+    EXPECT_EQ(stats_cancelled, 4u);
+    EXPECT_EQ(cancelled, 4u);
+    EXPECT_EQ(reached, 2u);
+    ASSERT_EQ(results.size(), 6u);
+    std::size_t killed = 0, never_started = 0;
+    for (const auto& r : results) {
+        if (r.status) {
+            EXPECT_EQ(*r.status, exit_status::killed_by(SIGTERM)) << r.tag;
+            ++killed;
+        } else {
+            ASSERT_TRUE(r.failure) << r.tag;
+            EXPECT_EQ(r.failure->code, std::errc::operation_canceled) << r.tag;
+            EXPECT_EQ(r.attempts, 0u) << r.tag;
+            ++never_started;
+        }
+    }
+    EXPECT_EQ(killed, 2u);
+    EXPECT_EQ(never_started, 4u);
+    EXPECT_EQ(test::zombie_children(), 0);
 }
 
 }  // namespace
