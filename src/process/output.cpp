@@ -46,7 +46,7 @@ asio::awaitable<run_result> run(asio::any_io_executor ex, spawn_spec spec, std::
                 co_await p.write_stdin(input);
             } catch (const std::system_error& e) {
                 // A child that exits without reading all of its input is not an error here.
-                if (e.code() != asio::error::broken_pipe) throw;
+                if (e.code() != std::errc::broken_pipe) throw;
             }
         }
         p.close_stdin();

@@ -4,8 +4,9 @@
 #include "drover/process/asio.hpp"
 #include <asio/post.hpp>
 #include <asio/use_awaitable.hpp>
-#include <asio/write.hpp>
 #include <cerrno>
+#include <csignal>
+#include <pthread.h>
 
 #include "drover/process/exit_waiter.hpp"
 #include "drover/sys/syscalls.hpp"
@@ -136,9 +137,48 @@ stream_descriptor* process::stdin_pipe() noexcept { return s_->in ? &*s_->in : n
 stream_descriptor* process::stdout_pipe() noexcept { return s_->out ? &*s_->out : nullptr; }
 stream_descriptor* process::stderr_pipe() noexcept { return s_->err ? &*s_->err : nullptr; }
 
+namespace {
+
+// write(2) on a pipe whose reader is gone raises SIGPIPE, which ends a host that does not
+// ignore it. Writes with SIGPIPE blocked in this thread and takes back the one it raised
+// (unless one was already pending), so the caller gets EPIPE instead.
+ssize_t write_without_sigpipe(int fd, const char* data, std::size_t n) {
+    sigset_t pipe_only, old, pending;
+    ::sigemptyset(&pipe_only);
+    ::sigaddset(&pipe_only, SIGPIPE);
+    ::sigpending(&pending);
+    bool was_pending = ::sigismember(&pending, SIGPIPE) == 1;
+    ::pthread_sigmask(SIG_BLOCK, &pipe_only, &old);
+    ssize_t r = ::write(fd, data, n);
+    int saved = errno;
+    if (r < 0 && saved == EPIPE && !was_pending) {
+        timespec now{};
+        while (::sigtimedwait(&pipe_only, nullptr, &now) < 0 && errno == EINTR) {
+        }
+    }
+    ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    errno = saved;
+    return r;
+}
+
+}  // namespace
+
 asio::awaitable<void> process::write_stdin(std::string_view data) {
     if (!s_->in) throw std::system_error(sys::errno_code(EBADF), "stdin is not a pipe");
-    co_await asio::async_write(*s_->in, asio::buffer(data), asio::use_awaitable);
+    stream_descriptor& in = *s_->in;
+    in.non_blocking(true);
+    while (!data.empty()) {
+        ssize_t n = write_without_sigpipe(in.native_handle(), data.data(), data.size());
+        if (n >= 0) {
+            data.remove_prefix(static_cast<std::size_t>(n));
+            continue;
+        }
+        if (errno == EINTR) continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK)
+            throw std::system_error(std::error_code(errno, std::system_category()), "writing to the child's stdin");
+        auto [ec] = co_await in.async_wait(stream_descriptor::wait_write, use_tuple);
+        if (ec) throw std::system_error(ec, "writing to the child's stdin");
+    }
 }
 
 void process::close_stdin() noexcept { s_->in.reset(); }

@@ -340,5 +340,32 @@ TEST(Process, ChildStartsWithDefaultSignalDispositions) {
     EXPECT_EQ(parent_handler_ran, 0);
 }
 
+// Writing to the stdin of a child that is gone gives EPIPE, not a SIGPIPE that would end this
+// test process (its disposition here is the default).
+TEST(Process, WritingToAGoneChildsStdinGivesEpipeNotSigpipe) {
+    struct sigaction dfl{}, old{};
+    dfl.sa_handler = SIG_DFL;
+    ::sigaction(SIGPIPE, &dfl, &old);
+    std::error_code got;
+    test::run_on_loop([&](asio::any_io_executor ex) -> asio::awaitable<void> {
+        spawn_spec s;
+        s.argv = {"/bin/true"};
+        s.in = stdio::pipe();
+        process p = co_await spawn(ex, s);
+        co_await p.wait();
+        const std::string input(1 << 20, 'x');
+        try {
+            co_await p.write_stdin(input);
+        } catch (const std::system_error& e) {
+            got = e.code();
+        }
+    });
+    sigset_t pending;
+    ::sigpending(&pending);
+    ::sigaction(SIGPIPE, &old, nullptr);
+    EXPECT_EQ(got, std::errc::broken_pipe) << got.message();
+    EXPECT_EQ(::sigismember(&pending, SIGPIPE), 0);
+}
+
 }  // namespace
 }  // namespace drover
