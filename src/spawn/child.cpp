@@ -84,6 +84,24 @@ void wait_for_maps(const child_ctx& c) noexcept {
     if (n != 1) fail(c, child_stage::wait_maps, 0, n == 0 ? ECANCELED : errno);
 }
 
+void write_own(const child_ctx& c, child_stage stage, const char* path, const char* text, std::size_t len) noexcept {
+    int fd = ::open(path, O_WRONLY | O_CLOEXEC);
+    check(c, stage, 0, fd >= 0);
+    check(c, stage, 0, ::write(fd, text, len) == static_cast<ssize_t>(len));
+    ::close(fd);
+}
+
+// The default maps (our own uid and gid as 0) are ones a process may write for itself in its
+// new user namespace (user_namespaces(7): one id, its own, with setgroups denied first for
+// the gid map). Then the parent has nothing to do between clone3 and execve.
+void write_own_maps(const child_ctx& c) noexcept {
+    if (!c.p.self_map) return;
+    injection_point(c, child_stage::uid_map);
+    write_own(c, child_stage::uid_map, "/proc/self/uid_map", c.p.uid_map_text.data(), c.p.uid_map_text.size());
+    write_own(c, child_stage::setgroups, "/proc/self/setgroups", "deny", 4);
+    write_own(c, child_stage::gid_map, "/proc/self/gid_map", c.p.gid_map_text.data(), c.p.gid_map_text.size());
+}
+
 void process_attributes(const child_ctx& c) noexcept {
     const spawn_spec& s = c.p.spec;
     injection_point(c, child_stage::setsid);
@@ -298,6 +316,7 @@ void signals(const child_ctx& c) noexcept {
 void run_child(const launch_frame& frame) noexcept {
     child_ctx c{frame, *frame.plan, sys::monotonic_ns(), frame.report_write};
     wait_for_maps(c);
+    write_own_maps(c);
     process_attributes(c);
     mounts(c);
     uts(c);

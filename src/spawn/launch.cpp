@@ -5,14 +5,17 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sched.h>
+#include <sys/mman.h>
 #include <signal.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "drover/sys/syscalls.hpp"
 #include "plan.hpp"
@@ -90,7 +93,11 @@ std::shared_ptr<const prepared_data> prepare(spawn_spec spec) {
     const namespace_set& n = s.namespaces;
     d->clone_flags = n.clone_flags();
     d->user = n.has(ns::user);
-    d->hold = d->user || !s.join_cgroups.empty();
+    // Default maps (own ids as 0) the child may write itself; other maps need the parent's
+    // privilege in its namespace, written while the child waits.
+    d->self_map = d->user && s.uid_map.empty() && s.gid_map.empty() && ::getuid() == ::geteuid() &&
+                  ::getgid() == ::getegid();
+    d->hold = (d->user && !d->self_map) || !s.join_cgroups.empty();
     d->new_pid = n.has(ns::pid);
     if (d->user) {
         d->uid_map_text = map_text(s.uid_map, ::getuid());
@@ -247,6 +254,78 @@ prepared_spawn::prepared_spawn(spawn_spec spec) : d_(prepare(std::move(spec))) {
 
 const spawn_spec& prepared_spawn::spec() const noexcept { return d_->spec; }
 
+namespace {
+
+// -1: automatic; otherwise a forced clone_method.
+std::atomic<int> forced_clone{-1};
+// Set when the kernel refused a CLONE_VM clone3 with EINVAL or ENOSYS: fork from then on.
+std::atomic<bool> vfork_refused{false};
+
+bool vfork_allowed_by_build() noexcept {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+    // Sanitizers track stacks and shadow memory per thread; a child borrowing our memory on
+    // a stack of its own would confuse them.
+    return false;
+#else
+    return sys::clone3_vm_supported();
+#endif
+}
+
+bool vfork_allowed_by_env() noexcept {
+    static const bool allowed = [] {
+        const char* v = std::getenv("DROVER_CLONE");
+        return !(v && std::string_view(v) == "fork");
+    }();
+    return allowed;
+}
+
+// Whether this spec can take the vfork path: the parent has nothing to do between clone3 and
+// execve (no id maps, no cgroup joins), and no time namespace (the kernel refuses a new time
+// namespace for a child sharing the parent's memory).
+bool use_vfork(const prepared_data& d) noexcept {
+    int forced = forced_clone.load(std::memory_order_relaxed);
+    if (forced == static_cast<int>(clone_method::fork)) return false;
+    return !d.hold && !d.spec.namespaces.has(ns::time) && vfork_allowed_by_build() && vfork_allowed_by_env() &&
+           !vfork_refused.load(std::memory_order_relaxed);
+}
+
+// The stack a vfork child runs on until its execve: one per thread (the thread is suspended
+// while its child uses it), mapped on first use, with a guard page below.
+class child_stack {
+public:
+    static constexpr std::size_t size = 256 * 1024;
+    static constexpr std::size_t guard = 4096;
+    ~child_stack() {
+        if (base_) ::munmap(base_, size + guard);
+    }
+    // The top of the stack (16-byte aligned), or nullptr if it could not be mapped.
+    void* get() noexcept {
+        if (!base_) {
+            void* m = ::mmap(nullptr, size + guard, PROT_READ | PROT_WRITE,
+                             MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK | MAP_NORESERVE, -1, 0);
+            if (m == MAP_FAILED) return nullptr;
+            ::mprotect(m, guard, PROT_NONE);
+            base_ = m;
+        }
+        return static_cast<char*>(base_) + guard;
+    }
+
+private:
+    void* base_ = nullptr;
+};
+
+thread_local child_stack vfork_stack;
+
+void vfork_child_entry(void* frame) { detail::run_child(*static_cast<const detail::launch_frame*>(frame)); }
+
+}  // namespace
+
+std::string_view clone_method_name(clone_method m) noexcept { return m == clone_method::vfork ? "vfork" : "fork"; }
+
+void force_clone_method(std::optional<clone_method> m) noexcept {
+    forced_clone.store(m ? static_cast<int>(*m) : -1, std::memory_order_relaxed);
+}
+
 bool launch(const prepared_spawn& p, launched_child& child, spawn_failure& failure) {
     const prepared_data& d = p.data();
     child = launched_child{};
@@ -282,8 +361,21 @@ bool launch(const prepared_spawn& p, launched_child& child, spawn_failure& failu
     args.flags = d.clone_flags | CLONE_CLEAR_SIGHAND;
     args.cgroup_fd = d.spec.cgroup_fd;
     child.timings.clone_start = sys::monotonic_ns();
-    sys::clone3_result r = sys::clone3(args, ec);
-    if (!ec && r.pid == 0) detail::run_child(f);
+    sys::clone3_result r;
+    void* stack = use_vfork(d) ? vfork_stack.get() : nullptr;
+    if (stack) {
+        // Returns once the child has called execve or exited; `f` stays valid until then.
+        r = sys::clone3_vm(args, stack, child_stack::size, vfork_child_entry, &f, ec);
+        if (ec == std::errc::invalid_argument || ec == std::errc::function_not_supported) {
+            vfork_refused.store(true, std::memory_order_relaxed);
+            stack = nullptr;
+        }
+    }
+    if (!stack) {
+        r = sys::clone3(args, ec);
+        if (!ec && r.pid == 0) detail::run_child(f);
+    }
+    child.method = stack ? clone_method::vfork : clone_method::fork;
     child.timings.clone_end = sys::monotonic_ns();
 
     if (ec) {
@@ -299,7 +391,7 @@ bool launch(const prepared_spawn& p, launched_child& child, spawn_failure& failu
     // must not turn our write into SIGPIPE for the host process.
 
     if (d.hold) {
-        if ((d.user && !write_id_maps(d, r.pid, failure)) || !join_cgroups(d, r.pid, failure)) {
+        if ((d.user && !d.self_map && !write_id_maps(d, r.pid, failure)) || !join_cgroups(d, r.pid, failure)) {
             kill_and_reap(child.pidfd.get());
             child = launched_child{};
             return false;

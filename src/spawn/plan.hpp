@@ -27,7 +27,8 @@ struct mount_op {
 struct prepared_data {
     spawn_spec spec;
     std::uint64_t clone_flags = 0;  // CLONE_NEW* for clone3 itself
-    bool user = false;              // write id maps after clone3
+    bool user = false;              // a user namespace: id maps to write
+    bool self_map = false;          // the child writes the (default) maps itself
     bool hold = false;              // the child waits on the sync pipe (maps or cgroups)
     bool new_pid = false;
     bool unshare_time = false;      // time ns via unshare+offsets instead of clone3

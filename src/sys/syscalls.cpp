@@ -57,6 +57,72 @@ clone3_result clone3(const clone3_args& args, std::error_code& ec) noexcept {
     return {static_cast<pid_t>(rc), rc == 0 ? -1 : pidfd};
 }
 
+#if defined(__x86_64__)
+
+bool clone3_vm_supported() noexcept { return true; }
+
+namespace {
+
+// The raw call: on return in the child the kernel has switched to the new stack, so the
+// child may not return through any frame of ours; it calls fn(arg) straight from here. fn and
+// arg ride in r12 and r13, which the syscall preserves.
+long clone3_raw_vm(struct clone_args* ca, std::size_t size, void (*fn)(void*), void* arg) noexcept {
+    long ret;
+    register void (*r12)(void*) asm("r12") = fn;
+    register void* r13 asm("r13") = arg;
+    asm volatile(
+        "syscall\n\t"
+        "test %%rax, %%rax\n\t"
+        "jnz 1f\n\t"
+        "xor %%ebp, %%ebp\n\t"
+        "mov %%r13, %%rdi\n\t"
+        "call *%%r12\n\t"
+        "ud2\n"
+        "1:\n\t"
+        : "=a"(ret)
+        : "0"(static_cast<long>(SYS_clone3)), "D"(ca), "S"(size), "r"(r12), "r"(r13)
+        : "rcx", "r11", "memory");
+    return ret;
+}
+
+}  // namespace
+
+clone3_result clone3_vm(const clone3_args& args, void* stack, std::size_t stack_size, void (*fn)(void*),
+                        void* arg, std::error_code& ec) noexcept {
+    int pidfd = -1;
+    struct clone_args ca;
+    std::memset(&ca, 0, sizeof ca);
+    ca.flags = args.flags | CLONE_PIDFD | CLONE_VM | CLONE_VFORK;
+    ca.pidfd = reinterpret_cast<std::uint64_t>(&pidfd);
+    ca.exit_signal = static_cast<std::uint64_t>(args.exit_signal);
+    ca.stack = reinterpret_cast<std::uint64_t>(stack);
+    ca.stack_size = stack_size;
+    if (args.cgroup_fd >= 0) {
+        ca.flags |= CLONE_INTO_CGROUP;
+        ca.cgroup = static_cast<std::uint64_t>(args.cgroup_fd);
+    }
+    std::size_t size = args.cgroup_fd >= 0 ? sizeof ca : 64;
+    long rc = clone3_raw_vm(&ca, size, fn, arg);
+    if (rc < 0) {
+        ec = errno_code(static_cast<int>(-rc));
+        return {};
+    }
+    ec.clear();
+    return {static_cast<pid_t>(rc), pidfd};
+}
+
+#else
+
+bool clone3_vm_supported() noexcept { return false; }
+
+clone3_result clone3_vm(const clone3_args&, void*, std::size_t, void (*)(void*), void*,
+                        std::error_code& ec) noexcept {
+    ec = errno_code(ENOSYS);
+    return {};
+}
+
+#endif
+
 result<unique_fd> pidfd_open(pid_t pid, unsigned flags) noexcept {
     long rc = ::syscall(SYS_pidfd_open, pid, flags);
     if (rc < 0) return last_error();

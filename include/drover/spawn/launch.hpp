@@ -7,7 +7,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
+#include <string_view>
 
 #include "drover/spawn/exit_status.hpp"
 #include "drover/spawn/spawn_error.hpp"
@@ -36,8 +38,30 @@ private:
 
 /// A child that clone3 created. Until `report` reaches EOF it may still be in setup.
 /// Owns its descriptors; the pidfd is what every later signal and wait goes through.
+/// How launch() creates a child.
+enum class clone_method : unsigned char {
+    /// fork-style clone3: the child gets a copy-on-write copy of the parent's memory, and the
+    /// parent goes on at once (needed when the parent acts between clone3 and execve: id maps
+    /// of a user namespace, v1 cgroup joins).
+    fork,
+    /// posix_spawn-style clone3 with CLONE_VM | CLONE_VFORK: no page tables copied, no
+    /// copy-on-write faults afterwards; the launching thread waits until the child has called
+    /// execve (or failed). Used when the spec allows it (no user or time namespace, no
+    /// cgroup joins), on x86-64, outside sanitizer builds.
+    vfork,
+};
+
+/// "fork" or "vfork".
+std::string_view clone_method_name(clone_method m) noexcept;
+
+/// Process-wide switch for tests and benchmarks: fork forces the fork path for every spec;
+/// nullopt (the default) lets each spec use vfork where it can. DROVER_CLONE=fork in the
+/// environment does the same as forcing fork.
+void force_clone_method(std::optional<clone_method> m) noexcept;
+
 struct launched_child {
     pid_t pid = -1;
+    clone_method method = clone_method::fork;  ///< how this child was created
     sys::unique_fd pidfd;
     sys::unique_fd stdin_pipe;   ///< write end, if stdin was a pipe
     sys::unique_fd stdout_pipe;  ///< read end, if stdout was a pipe

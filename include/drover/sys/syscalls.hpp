@@ -11,6 +11,7 @@
 #include <sys/types.h>
 #include <sys/wait.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <system_error>
 
@@ -45,6 +46,18 @@ struct clone3_result {
 /// clone3(2) with CLONE_PIDFD, fork-style (no CLONE_VM, no new stack). In the child,
 /// `pid` is 0 and only async-signal-safe code may follow. The pidfd is close-on-exec.
 clone3_result clone3(const clone3_args& args, std::error_code& ec) noexcept;
+
+/// Whether clone3_vm() exists on this architecture (x86-64).
+bool clone3_vm_supported() noexcept;
+
+/// clone3(2) with CLONE_PIDFD | CLONE_VM | CLONE_VFORK, posix_spawn-style: the child shares
+/// the parent's memory, runs `fn(arg)` on `stack` (16-byte aligned; `fn` must execve or
+/// _exit, never return) while the calling thread is suspended until the child has called
+/// execve or exited. No page tables are copied and no page becomes copy-on-write, so the
+/// cost does not grow with the parent's memory. Only the child's pid is returned in it (the
+/// call does not return there). ENOSYS where unsupported.
+clone3_result clone3_vm(const clone3_args& args, void* stack, std::size_t stack_size, void (*fn)(void*),
+                        void* arg, std::error_code& ec) noexcept;
 
 /// pidfd_open(2): a close-on-exec pidfd for an existing child.
 result<unique_fd> pidfd_open(pid_t pid, unsigned flags = 0) noexcept;
