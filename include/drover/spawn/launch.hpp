@@ -74,10 +74,11 @@ struct launched_child {
 inline constexpr std::size_t report_record_size = 24;
 inline constexpr std::size_t report_max_size = 2 * report_record_size;
 
-/// Phase 1: clone3 a child from `p` and, for a user namespace, write its id maps and let it
-/// go on. Returns false with `failure` filled if it could not; then no process and no
-/// descriptor is left behind. Safe to call from any thread (fork-style clone3; the child
-/// runs only async-signal-safe code until execve).
+/// Phase 1: clone3 a child from `p` and, for a user namespace with explicit maps or for v1
+/// cgroup joins, act for it while it waits, then let it go on. Returns false with `failure`
+/// filled if it could not; then no process and no descriptor is left behind. Safe to call
+/// from any thread (the child runs only async-signal-safe code until execve). On the vfork
+/// path (see clone_method) it returns once the child has reached execve or failed.
 bool launch(const prepared_spawn& p, launched_child& child, spawn_failure& failure);
 
 /// Phase 2: given everything read from `child.report` up to EOF (read at `eof_ns`), decide

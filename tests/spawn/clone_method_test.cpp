@@ -1,0 +1,125 @@
+// The two ways launch() creates a child: which specs take the posix_spawn-style vfork path,
+// and that both give the same child, seen from inside.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <string>
+
+#include "drover/spawn/launch.hpp"
+#include "support.hpp"
+
+namespace drover {
+namespace {
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__) || !defined(__x86_64__)
+constexpr bool vfork_built = false;
+#else
+constexpr bool vfork_built = true;
+#endif
+
+// Restores the automatic choice when a test ends, also on failure.
+struct method_guard {
+    explicit method_guard(std::optional<clone_method> m) { force_clone_method(m); }
+    ~method_guard() { force_clone_method(std::nullopt); }
+};
+
+clone_method method_of(const spawn_spec& s) {
+    prepared_spawn p(s);
+    launched_child child = launch_sync(p);
+    clone_method m = child.method;
+    EXPECT_TRUE(wait_blocking(child).success());
+    return m;
+}
+
+spawn_spec true_in(namespace_set n) {
+    spawn_spec s;
+    s.argv = {"/bin/true"};
+    s.namespaces = n;
+    return s;
+}
+
+TEST(CloneMethod, SpecsWithNothingForTheParentToDoTakeTheVforkPath) {
+    if (!vfork_built) GTEST_SKIP() << "the vfork path is x86-64 only and off in sanitizer builds";
+    if (const char* v = std::getenv("DROVER_CLONE"); v && std::string(v) == "fork")
+        GTEST_SKIP() << "DROVER_CLONE=fork in the environment";
+    method_guard automatic(std::nullopt);
+    EXPECT_EQ(method_of(true_in({})), clone_method::vfork);
+    EXPECT_EQ(method_of(true_in({ns::pid, ns::mnt, ns::uts, ns::ipc, ns::net})), clone_method::vfork);
+    // Default id maps: the child writes them itself.
+    EXPECT_EQ(method_of(true_in({ns::user, ns::pid, ns::mnt})), clone_method::vfork);
+    // Explicit maps need the parent's privilege while the child waits.
+    spawn_spec mapped = true_in({ns::user});
+    mapped.uid_map = {{0, ::getuid(), 1}};
+    EXPECT_EQ(method_of(mapped), clone_method::fork);
+    // The kernel refuses a new time namespace to a child sharing our memory.
+    EXPECT_EQ(method_of(true_in({ns::user, ns::time})), clone_method::fork);
+}
+
+TEST(CloneMethod, ForcingForkWins) {
+    method_guard fork_only(clone_method::fork);
+    EXPECT_EQ(method_of(true_in({})), clone_method::fork);
+    EXPECT_EQ(method_of(true_in({ns::user, ns::pid})), clone_method::fork);
+}
+
+class both_methods : public ::testing::TestWithParam<clone_method> {
+protected:
+    void SetUp() override {
+        if (GetParam() == clone_method::vfork && !vfork_built)
+            GTEST_SKIP() << "the vfork path is x86-64 only and off in sanitizer builds";
+    }
+    method_guard guard{GetParam() == clone_method::fork ? std::optional(clone_method::fork) : std::nullopt};
+};
+
+// The same sandbox, looked at from inside: ids, hostname, PID 1, mounts, the loopback, fds,
+// signal dispositions, and a failure named with its stage.
+TEST_P(both_methods, the_child_sees_the_same_sandbox) {
+    spawn_spec s = test::piped({"/bin/sh", "-c",
+                                "cat /proc/self/uid_map /proc/self/gid_map /proc/self/setgroups; hostname; "
+                                "echo pid=$$; ls /proc | grep -c '^[0-9]'; "
+                                "grep -E '^Sig(Blk|Ign)' /proc/self/status; ls /proc/self/fd | wc -l"},
+                               {ns::user, ns::pid, ns::mnt, ns::uts, ns::ipc, ns::net});
+    s.hostname = "inside";
+    auto r = test::run_spec(s);
+    ASSERT_TRUE(r.status.success()) << r.err;
+    std::string uid = std::to_string(::getuid()), gid = std::to_string(::getgid());
+    std::string want = "         0 " + std::string(10 - uid.size(), ' ') + uid + "          1\n" +
+                       "         0 " + std::string(10 - gid.size(), ' ') + gid + "          1\n" +
+                       "deny\ninside\npid=1\n";
+    EXPECT_TRUE(r.out.starts_with(want)) << r.out;
+    EXPECT_NE(r.out.find("SigBlk:\t0000000000000000"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("SigIgn:\t0000000000000000"), std::string::npos) << r.out;
+}
+
+TEST_P(both_methods, a_failing_stage_is_reported_and_leaves_nothing) {
+    spawn_spec s = true_in({ns::user, ns::mnt});
+    s.binds = {{"/no/such/source", "/mnt", false}};
+    prepared_spawn p(s);
+    launched_child child;
+    spawn_failure f;
+    int fds = test::open_fd_count();
+    bool ok = launch(p, child, f) && await_exec(p, child, f);
+    EXPECT_FALSE(ok);
+    EXPECT_EQ(f.stage, child_stage::bind_mount) << f.message();
+    EXPECT_EQ(f.code, std::errc::no_such_file_or_directory) << f.message();
+    EXPECT_EQ(test::open_fd_count(), fds);
+    EXPECT_EQ(test::zombie_children(), 0);
+}
+
+TEST_P(both_methods, exec_failure_of_a_missing_program_is_named) {
+    spawn_spec s;
+    s.argv = {"/no/such/program"};
+    prepared_spawn p(s);
+    launched_child child;
+    spawn_failure f;
+    bool ok = launch(p, child, f) && await_exec(p, child, f);
+    EXPECT_FALSE(ok);
+    EXPECT_EQ(f.stage, child_stage::exec);
+    EXPECT_EQ(f.code, std::errc::no_such_file_or_directory);
+    EXPECT_EQ(test::zombie_children(), 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(, both_methods, ::testing::Values(clone_method::fork, clone_method::vfork),
+                         [](const auto& param_info) { return std::string(clone_method_name(param_info.param)); });
+
+}  // namespace
+}  // namespace drover
