@@ -60,7 +60,7 @@ const spawn_timings& process::timings() const noexcept { return s_->timings; }
 
 asio::awaitable<exit_status> process::wait() {
     state& s = *s_;
-    if (!s.status && exit_wait_method_in_use() == exit_wait_method::waitid) {
+    if (!s.status && exit_wait_method_for(s.ex) == exit_wait_method::waitid) {
         // IORING_OP_WAITID waits and reaps in one step; if the ring cannot be used, the
         // pidfd poll below takes over.
         detail::waitid_outcome r = co_await detail::uring_waitid(s.ex, s.pidfd.native_handle());
@@ -115,7 +115,7 @@ void process::on_exit(exit_callback done) {
         asio::post(s.ex, [st = *s.status, done = std::move(done)] { done({}, st); });
         return;
     }
-    if (exit_wait_method_in_use() != exit_wait_method::waitid) return poll_exit(s, std::move(done));
+    if (exit_wait_method_for(s.ex) != exit_wait_method::waitid) return poll_exit(s, std::move(done));
     detail::uring_waitid_start(s.ex, s.pidfd.native_handle(),
                                [&s, done = std::move(done)](std::error_code ec, const siginfo_t& info) mutable {
         if (ec == asio::error::operation_aborted) return done(ec, {});

@@ -60,13 +60,28 @@ void force_exit_wait_method(std::optional<exit_wait_method> m) noexcept {
     forced_method.store(m ? static_cast<int>(*m) : -1);
 }
 
-exit_wait_method exit_wait_method_in_use() noexcept {
+namespace {
+
+// The method asked for: forced in code, else from the environment, else none.
+std::optional<exit_wait_method> method_asked() noexcept {
     static const std::optional<exit_wait_method> from_env = method_from_env();
     int forced = forced_method.load();
-    std::optional<exit_wait_method> want =
-        forced >= 0 ? std::optional(static_cast<exit_wait_method>(forced)) : from_env;
-    if (want == exit_wait_method::poll) return exit_wait_method::poll;
+    return forced >= 0 ? std::optional(static_cast<exit_wait_method>(forced)) : from_env;
+}
+
+}  // namespace
+
+exit_wait_method exit_wait_method_in_use() noexcept {
+    if (method_asked() == exit_wait_method::poll) return exit_wait_method::poll;
     return uring_waitid_supported() ? exit_wait_method::waitid : exit_wait_method::poll;
+}
+
+exit_wait_method exit_wait_method_for(const asio::any_io_executor& ex) noexcept {
+    std::optional<exit_wait_method> asked = method_asked();
+    exit_wait_method m = exit_wait_method_in_use();
+    if (m == exit_wait_method::waitid && !asked && detail::uring_waitid_pending(ex) >= max_automatic_waitid)
+        return exit_wait_method::poll;
+    return m;
 }
 
 #if !DROVER_HAVE_LIBURING

@@ -9,6 +9,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
@@ -457,6 +458,12 @@ bool conclude(const prepared_spawn& p, launched_child& child, std::span<const st
         }
     }
     child.report.reset();
+    if (child.method == clone_method::vfork && child.timings.child_start > 0) {
+        // clone3 returned only after the child's setup: on the stage timeline the clone ends
+        // where the child started, and the child was never held (no maps to write).
+        child.timings.clone_end = std::min(child.timings.clone_end, child.timings.child_start);
+        child.timings.maps_written = child.timings.clone_end;
+    }
     if (saw_any && !bad) {
         child.timings.exec_done = eof_ns;
         return true;

@@ -10,6 +10,8 @@
 
 #include "drover/process/exit_waiter.hpp"
 #include "drover/process/process.hpp"
+#include "drover/process/pool.hpp"
+#include "drover/sys/syscalls.hpp"
 #include "support.hpp"
 
 namespace drover {
@@ -124,6 +126,48 @@ TEST(exit_wait_choice, waitid_requests_do_not_outlive_their_waits) {
     io.run();  // returns: no eventfd wait is left armed
     force_exit_wait_method(std::nullopt);
     EXPECT_EQ(pending_after, 0u);
+}
+
+TEST(exit_wait_choice, automatic_choice_caps_waitid_requests_and_polls_beyond) {
+    if (!uring_waitid_supported()) GTEST_SKIP() << "IORING_OP_WAITID is not available";
+    if (std::getenv("DROVER_EXIT_WAIT")) GTEST_SKIP() << "DROVER_EXIT_WAIT is set";
+    force_exit_wait_method(std::nullopt);
+    constexpr std::size_t kids = max_automatic_waitid + 44;
+    auto stdin_pipe = sys::pipe();
+    ASSERT_TRUE(stdin_pipe);
+    std::size_t peak_pending = 0, delivered = 0, right = 0;
+    exit_wait_method beyond = exit_wait_method::waitid;
+    test::run_on_loop([&](asio::any_io_executor ex) -> asio::awaitable<void> {
+        job_pool pool(ex, {.concurrency = kids});
+        for (std::size_t i = 0; i < kids; ++i) {
+            spawn_spec s;
+            s.argv = {test::blocker, std::to_string(i % 100)};
+            s.in = stdio::from_fd(stdin_pipe->read.get());
+            pool.submit(prepared_spawn(std::move(s)));
+        }
+        pool.close();
+        auto watcher = [&]() -> asio::awaitable<void> {
+            asio::steady_timer t(ex);
+            while (pool.stats().started < kids) {
+                peak_pending = std::max(peak_pending, detail::uring_waitid_pending(ex));
+                t.expires_after(5ms);
+                co_await t.async_wait(asio::use_awaitable);
+            }
+            peak_pending = std::max(peak_pending, detail::uring_waitid_pending(ex));
+            beyond = exit_wait_method_for(ex);
+            stdin_pipe->write.reset();  // all exit
+        };
+        asio::co_spawn(ex, watcher(), asio::detached);
+        co_await pool.run([&](job_result r) {
+            ++delivered;
+            if (r.status && *r.status == exit_status::exited_with(static_cast<int>(r.index % 100))) ++right;
+        });
+    });
+    EXPECT_EQ(peak_pending, max_automatic_waitid);
+    EXPECT_EQ(beyond, exit_wait_method::poll);
+    EXPECT_EQ(delivered, kids);
+    EXPECT_EQ(right, kids);
+    EXPECT_EQ(test::zombie_children(), 0);
 }
 
 }  // namespace

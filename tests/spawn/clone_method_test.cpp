@@ -88,6 +88,11 @@ TEST_P(both_methods, the_child_sees_the_same_sandbox) {
     EXPECT_TRUE(r.out.starts_with(want)) << r.out;
     EXPECT_NE(r.out.find("SigBlk:\t0000000000000000"), std::string::npos) << r.out;
     EXPECT_NE(r.out.find("SigIgn:\t0000000000000000"), std::string::npos) << r.out;
+    // The stage timeline keeps the child's setup apart from clone3 on both paths.
+    stage_durations d = r.timings.durations();
+    EXPECT_GT(d.clone, 0);
+    EXPECT_GT(d.setup, 0);
+    EXPECT_EQ(d.clone + d.id_maps + d.setup + d.exec + d.run + d.reap, d.total);
 }
 
 TEST_P(both_methods, a_failing_stage_is_reported_and_leaves_nothing) {

@@ -6,6 +6,7 @@
 
 #include <asio/any_io_executor.hpp>
 #include <asio/awaitable.hpp>
+#include <cstddef>
 #include <functional>
 #include <optional>
 #include <string_view>
@@ -34,6 +35,16 @@ bool uring_waitid_supported() noexcept;
 /// environment variable DROVER_EXIT_WAIT=poll|waitid, else waitid when supported, else poll.
 /// Forcing waitid where it is unsupported gives poll.
 exit_wait_method exit_wait_method_in_use() noexcept;
+
+/// Most IORING_OP_WAITID requests one execution context keeps in flight when the method is
+/// chosen automatically; further waits poll their pidfd. Every pending WAITID sits on the
+/// parent's one child-exit wait queue, which the kernel walks at each child's exit: with
+/// thousands pending, exit notification gets slower than the pidfd poll (docs/scale.md).
+inline constexpr std::size_t max_automatic_waitid = 256;
+
+/// The method a wait starting now on `ex` uses: a forced or DROVER_EXIT_WAIT method as
+/// above; automatically waitid while fewer than max_automatic_waitid are pending on `ex`.
+exit_wait_method exit_wait_method_for(const asio::any_io_executor& ex) noexcept;
 
 /// Process-wide switch for tests and benchmarks; nullopt restores the automatic choice.
 /// Affects waits that start afterwards.
