@@ -281,8 +281,8 @@ bool vfork_allowed_by_env() noexcept {
 }
 
 // Whether this spec can take the vfork path: the parent has nothing to do between clone3 and
-// execve (no id maps, no cgroup joins), and no time namespace (the kernel refuses a new time
-// namespace for a child sharing the parent's memory).
+// execve (no explicit id maps, no cgroup joins), and no time namespace: entering one remaps
+// the vDSO time page of the entering task's memory, which with CLONE_VM would be ours.
 bool use_vfork(const prepared_data& d) noexcept {
     int forced = forced_clone.load(std::memory_order_relaxed);
     if (forced == static_cast<int>(clone_method::fork)) return false;

@@ -51,7 +51,7 @@ TEST(CloneMethod, SpecsWithNothingForTheParentToDoTakeTheVforkPath) {
     spawn_spec mapped = true_in({ns::user});
     mapped.uid_map = {{0, ::getuid(), 1}};
     EXPECT_EQ(method_of(mapped), clone_method::fork);
-    // The kernel refuses a new time namespace to a child sharing our memory.
+    // Entering a time namespace remaps the vDSO page of the memory it runs in: not ours.
     EXPECT_EQ(method_of(true_in({ns::user, ns::time})), clone_method::fork);
 }
 

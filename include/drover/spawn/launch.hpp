@@ -46,8 +46,8 @@ enum class clone_method : unsigned char {
     fork,
     /// posix_spawn-style clone3 with CLONE_VM | CLONE_VFORK: no page tables copied, no
     /// copy-on-write faults afterwards; the launching thread waits until the child has called
-    /// execve (or failed). Used when the spec allows it (no user or time namespace, no
-    /// cgroup joins), on x86-64, outside sanitizer builds.
+    /// execve (or failed). Used when the spec allows it (no explicit id maps, no time
+    /// namespace, no cgroup joins), on x86-64, outside sanitizer builds.
     vfork,
 };
 
