@@ -402,7 +402,8 @@ bool launch(const prepared_spawn& p, launched_child& child, spawn_failure& failu
         sync.write.reset();
         sync.read.reset();
     }
-    child.timings.maps_written = sys::monotonic_ns();
+    // With nothing to write (no explicit maps, no cgroup joins) the stage has no length.
+    child.timings.maps_written = d.hold ? sys::monotonic_ns() : child.timings.clone_end;
     child.report = std::move(report->read);
     return true;
 }

@@ -61,6 +61,23 @@ TEST(CloneMethod, ForcingForkWins) {
     EXPECT_EQ(method_of(true_in({ns::user, ns::pid})), clone_method::fork);
 }
 
+// The parent's id_maps stage: the writes of explicit maps; nothing with default maps, which
+// the child writes itself (on either path).
+TEST(CloneMethod, OnlyExplicitMapsTakeTheParentsIdMapsStage) {
+    auto id_maps_stage = [](const spawn_spec& s) {
+        prepared_spawn p(s);
+        launched_child child = launch_sync(p);
+        EXPECT_TRUE(wait_blocking(child).success());
+        return child.timings.durations().id_maps;
+    };
+    spawn_spec mapped = true_in({ns::user});
+    mapped.uid_map = {{0, ::getuid(), 1}};
+    EXPECT_GT(id_maps_stage(mapped), 0);
+    EXPECT_EQ(id_maps_stage(true_in({ns::user})), 0);
+    method_guard fork_only(clone_method::fork);
+    EXPECT_EQ(id_maps_stage(true_in({ns::user})), 0);
+}
+
 class both_methods : public ::testing::TestWithParam<clone_method> {
 protected:
     void SetUp() override {
