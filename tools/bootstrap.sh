@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 packages=(
   build-essential cmake pkg-config git
   libasio-dev liburing-dev libspdlog-dev libgtest-dev
-  libcli11-dev libtomlplusplus-dev nlohmann-json3-dev
+  libcli11-dev libtomlplusplus-dev nlohmann-json3-dev libseccomp-dev
   # used by tests and the benchmark: peers to compare with, tools a user would look with
   util-linux bubblewrap runc procps iproute2 bsdutils
 )

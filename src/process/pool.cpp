@@ -6,6 +6,7 @@
 
 #include <fcntl.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
@@ -92,6 +93,14 @@ struct job_pool::impl : std::enable_shared_from_this<impl> {
     std::unordered_map<std::size_t, live_job*> running_jobs;  // for signal()
     // One read buffer for all jobs: a job's data is copied out before anything is awaited.
     std::vector<char> scratch = std::vector<char>(64 * 1024);
+
+    // The cgroup tree jobs with limits get their cgroups from (made on first need).
+    cgroup_tree* cgroups() {
+        if (!opt.cgroups)
+            opt.cgroups = std::make_shared<cgroup_tree>("drover." + std::to_string(::getpid()) + ".pool" +
+                                                        std::to_string(reinterpret_cast<std::uintptr_t>(this) % 100000));
+        return opt.cgroups.get();
+    }
 
     impl(asio::any_io_executor e, pool_options o)
         : ex(std::move(e)), opt(std::move(o)), wake(ex), backoff(opt.retry_min) {
@@ -203,8 +212,20 @@ struct job_pool::impl : std::enable_shared_from_this<impl> {
         if (j.started_ns == 0) j.started_ns = sys::monotonic_ns();
         std::optional<process> child;
         std::optional<spawn_failure> failed;
+        std::unique_ptr<limit_watch> watch;
         try {
-            child.emplace(co_await spawn(p.ex, j.spec));
+            if (!p.opt.limits.empty()) {
+                try {
+                    watch = std::make_unique<limit_watch>(p.ex, p.opt.limits,
+                                                          p.opt.limits.wants_cgroup() ? p.cgroups() : nullptr);
+                } catch (const std::system_error& e) {
+                    throw spawn_error({child_stage::cgroup_join, e.code(), e.what(), {}});
+                }
+            }
+            // (GCC 12 miscompiles a conditional expression inside a co_await's arguments.)
+            launch_extras extras;
+            if (watch) extras = watch->extras();
+            child.emplace(co_await spawn(p.ex, j.spec, extras));
         } catch (const spawn_error& e) {
             failed = e.failure();
         } catch (const std::system_error& e) {
@@ -220,6 +241,8 @@ struct job_pool::impl : std::enable_shared_from_this<impl> {
             }
             ++p.st.failed_to_start;
             job_result r = p.base_result(j);
+            r.outcome.why = verdict::failed_to_start;
+            r.outcome.detail = failed->message();
             r.failure = std::move(failed);
             r.finished_ns = sys::monotonic_ns();
             p.notify();
@@ -231,7 +254,7 @@ struct job_pool::impl : std::enable_shared_from_this<impl> {
         p.backoff = p.opt.retry_min;
         if (p.thr.why == throttle_state::kind::spawn_error) p.set_throttle({});
         p.notify();  // a spawn slot is free again
-        live_job::start(self, std::move(*child), p.base_result(j));
+        live_job::start(self, std::move(*child), p.base_result(j), std::move(watch));
     }
 
     // One running job: its child, its result so far, and what it still waits for (the exit
@@ -256,15 +279,18 @@ struct job_pool::impl : std::enable_shared_from_this<impl> {
         stream out, err;
         unsigned pending = 0;  // exit wait + streams not yet at EOF
         std::unique_ptr<asio::steady_timer> linger;  // from the exit, while a stream is open
+        std::unique_ptr<limit_watch> watch;          // with job limits
+        bool output_exceeded = false;                 // the output limit stopped it
 
-        live_job(std::shared_ptr<impl> p, process c, job_result res)
-            : pool(std::move(p)), index(res.index), child(std::move(c)), r(std::move(res)) {}
+        live_job(std::shared_ptr<impl> p, process c, job_result res, std::unique_ptr<limit_watch> w)
+            : pool(std::move(p)), index(res.index), child(std::move(c)), r(std::move(res)), watch(std::move(w)) {}
         // Normally done_one() has taken it out; not if the loop was destroyed mid-job.
         ~live_job() { pool->running_jobs.erase(index); }
 
-        static void start(std::shared_ptr<impl> p, process c, job_result res) {
+        static void start(std::shared_ptr<impl> p, process c, job_result res, std::unique_ptr<limit_watch> w) {
             impl& pl = *p;
-            auto j = std::make_shared<live_job>(std::move(p), std::move(c), std::move(res));
+            auto j = std::make_shared<live_job>(std::move(p), std::move(c), std::move(res), std::move(w));
+            if (j->watch) j->watch->arm(j->child);
             pl.running_jobs.emplace(j->index, j.get());
             j->out = {j->child.stdout_pipe(), 1, {}, 0, false};
             j->err = {j->child.stderr_pipe(), 2, {}, 0, false};
@@ -332,6 +358,7 @@ struct job_pool::impl : std::enable_shared_from_this<impl> {
                 std::size_t keep = streaming ? 0 : std::min(got, max - std::min(max, keep_in.size()));
                 keep_in.append(p.scratch.data(), keep);
                 dropped += got - keep;
+                if (dropped > 0 && p.opt.output.kill && !output_exceeded) stop_for_output();
             }
         }
 
@@ -394,6 +421,13 @@ struct job_pool::impl : std::enable_shared_from_this<impl> {
             arm(shared_from_this(), s);
         }
 
+        // A judge's output limit: the whole job stops (its cgroup, or its main process).
+        void stop_for_output() {
+            output_exceeded = true;
+            if (watch) watch->stop(verdict::output);
+            else (void)child.signal(SIGKILL);
+        }
+
         void stream_done(stream& s) {
             s.buf.reset();
             s.d->close();  // EOF or given up: a descendant writing more gets EPIPE
@@ -412,6 +446,12 @@ struct job_pool::impl : std::enable_shared_from_this<impl> {
             if (linger) linger->cancel();
             impl& p = *pool;
             r.timings = child.timings();
+            if (watch) {
+                r.outcome = watch->finish(child, output_exceeded);
+                watch.reset();  // removes the job's cgroup
+            } else {
+                r.outcome = job_outcome_of(child, p.opt.limits, std::nullopt, nullptr, output_exceeded);
+            }
             p.running_jobs.erase(index);
             r.finished_ns = sys::monotonic_ns();
             --p.running;
@@ -473,6 +513,8 @@ std::size_t job_pool::cancel_queued() {
     for (auto& j : dropped) {
         job_result r = p.base_result(j);
         r.failure = spawn_failure{child_stage::none, sys::errno_code(ECANCELED), "cancelled before it started", {}};
+        r.outcome.why = verdict::cancelled;
+        r.outcome.detail = "cancelled before it started";
         r.finished_ns = sys::monotonic_ns();
         ++p.st.cancelled;
         p.deliver(std::move(r));

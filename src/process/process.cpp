@@ -22,9 +22,11 @@ struct process::state {
     std::optional<stream_descriptor> in, out, err;
     spawn_timings timings;
     std::optional<exit_status> status;
+    std::optional<struct rusage> usage;
+    std::shared_ptr<id_lease> ids;  // released once the child is reaped
 
     state(asio::any_io_executor e, launched_child& c)
-        : ex(e), pid(c.pid), pidfd(e, c.pidfd.release()), timings(c.timings) {
+        : ex(e), pid(c.pid), pidfd(e, c.pidfd.release()), timings(c.timings), ids(std::move(c.ids)) {
         if (c.stdin_pipe) in.emplace(e, c.stdin_pipe.release());
         if (c.stdout_pipe) out.emplace(e, c.stdout_pipe.release());
         if (c.stderr_pipe) err.emplace(e, c.stderr_pipe.release());
@@ -45,7 +47,7 @@ process& process::operator=(process&& other) noexcept {
 process::~process() {
     if (!s_ || s_->status || !s_->pidfd.is_open()) return;
     sys::unique_fd fd(s_->pidfd.release());
-    detail::reap_in_background(s_->ex, std::move(fd));
+    detail::reap_in_background(s_->ex, std::move(fd), std::move(s_->ids));
 }
 
 process::executor_type process::get_executor() const { return s_->ex; }
@@ -56,6 +58,16 @@ int process::pidfd() const noexcept {
 std::optional<exit_status> process::status() const noexcept {
     return s_ ? s_->status : std::nullopt;
 }
+std::optional<struct rusage> process::usage() const noexcept {
+    return s_ ? s_->usage : std::nullopt;
+}
+
+namespace {
+
+// Reaps an exited child (WNOHANG) with its resource usage. false: not waitable yet.
+bool reap(process::state& s, std::error_code& ec);
+
+}  // namespace
 const spawn_timings& process::timings() const noexcept { return s_->timings; }
 
 asio::awaitable<exit_status> process::wait() {
@@ -66,11 +78,11 @@ asio::awaitable<exit_status> process::wait() {
         detail::waitid_outcome r = co_await detail::uring_waitid(s.ex, s.pidfd.native_handle());
         if (r.error == asio::error::operation_aborted)
             throw std::system_error(r.error, "waiting for exit");
-        // A completion without a child in it (si_pid 0) reaped nothing: poll instead.
+        // A completion without a child in it (si_pid 0) told of nothing: poll instead.
         if (!r.error && r.info.si_pid != 0) {
-            s.timings.exit_observed = s.timings.reaped = sys::monotonic_ns();
-            s.status = exit_status::from_siginfo(r.info);
-            s.pidfd.close();
+            s.timings.exit_observed = sys::monotonic_ns();
+            std::error_code wec;
+            if (!reap(s, wec) && wec) throw std::system_error(wec, "waitid(P_PIDFD)");
         }
     }
     while (!s.status) {
@@ -78,32 +90,37 @@ asio::awaitable<exit_status> process::wait() {
                                                 use_tuple);
         if (ec == asio::error::operation_aborted) throw std::system_error(ec, "waiting for exit");
         s.timings.exit_observed = sys::monotonic_ns();
-        siginfo_t info;
-        if (auto wec = sys::waitid_pidfd(s.pidfd.native_handle(), info, WEXITED | WNOHANG))
-            throw std::system_error(wec, "waitid(P_PIDFD)");
-        if (info.si_pid == 0) continue;  // readable but not yet waitable: wait again
-        s.timings.reaped = sys::monotonic_ns();
-        s.status = exit_status::from_siginfo(info);
-        s.pidfd.close();
+        std::error_code wec;
+        if (!reap(s, wec) && wec) throw std::system_error(wec, "waitid(P_PIDFD)");
+        // not yet waitable although readable: wait again
     }
     co_return *s.status;
 }
 
 namespace {
 
+bool reap(process::state& s, std::error_code& ec) {
+    siginfo_t info;
+    struct rusage ru{};
+    ec = sys::waitid_pidfd(s.pidfd.native_handle(), info, WEXITED | WNOHANG, &ru);
+    if (ec || info.si_pid == 0) return false;
+    s.timings.reaped = sys::monotonic_ns();
+    s.status = exit_status::from_siginfo(info);
+    s.usage = ru;
+    s.pidfd.close();
+    s.ids.reset();  // nothing runs with the leased ids any more (see spawn_spec::ids)
+    return true;
+}
+
 // The poll path of on_exit(): pidfd readable, then waitid(WNOHANG); again if not waitable yet.
 void poll_exit(process::state& s, process::exit_callback done) {
     s.pidfd.async_wait(stream_descriptor::wait_read, [&s, done = std::move(done)](std::error_code ec) mutable {
         if (ec) return done(ec, {});
         s.timings.exit_observed = sys::monotonic_ns();
-        siginfo_t info;
-        if (auto wec = sys::waitid_pidfd(s.pidfd.native_handle(), info, WEXITED | WNOHANG))
-            return done(wec, {});
-        if (info.si_pid == 0) return poll_exit(s, std::move(done));
-        s.timings.reaped = sys::monotonic_ns();
-        s.status = exit_status::from_siginfo(info);
-        s.pidfd.close();
-        done({}, *s.status);
+        std::error_code wec;
+        if (reap(s, wec)) return done({}, *s.status);
+        if (wec) return done(wec, {});
+        poll_exit(s, std::move(done));
     });
 }
 
@@ -119,12 +136,13 @@ void process::on_exit(exit_callback done) {
     detail::uring_waitid_start(s.ex, s.pidfd.native_handle(),
                                [&s, done = std::move(done)](std::error_code ec, const siginfo_t& info) mutable {
         if (ec == asio::error::operation_aborted) return done(ec, {});
-        // A completion without a child in it (si_pid 0) reaped nothing: poll instead.
+        // A completion without a child in it (si_pid 0) told of nothing: poll instead.
         if (ec || info.si_pid == 0) return poll_exit(s, std::move(done));
-        s.timings.exit_observed = s.timings.reaped = sys::monotonic_ns();
-        s.status = exit_status::from_siginfo(info);
-        s.pidfd.close();
-        done({}, *s.status);
+        s.timings.exit_observed = sys::monotonic_ns();
+        std::error_code wec;
+        if (reap(s, wec)) return done({}, *s.status);
+        if (wec) return done(wec, {});
+        poll_exit(s, std::move(done));
     });
 }
 
@@ -184,9 +202,13 @@ asio::awaitable<void> process::write_stdin(std::string_view data) {
 void process::close_stdin() noexcept { s_->in.reset(); }
 
 asio::awaitable<process> spawn(asio::any_io_executor ex, prepared_spawn spec) {
+    return spawn(std::move(ex), std::move(spec), launch_extras{});
+}
+
+asio::awaitable<process> spawn(asio::any_io_executor ex, prepared_spawn spec, launch_extras extras) {
     launched_child child;
     spawn_failure failure;
-    if (!launch(spec, child, failure)) throw spawn_error(std::move(failure));
+    if (!launch(spec, child, failure, extras)) throw spawn_error(std::move(failure));
     // The report pipe reaches EOF when execve closes the child's end; until then the loop
     // is free for other work (the child's setup can take a millisecond with namespaces).
     std::byte buf[report_max_size];

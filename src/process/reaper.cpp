@@ -29,10 +29,10 @@ public:
         static fallback_reaper* r = new fallback_reaper;  // never destroyed: outlives statics
         return *r;
     }
-    void adopt(sys::unique_fd fd) {
+    void adopt(sys::unique_fd fd, std::shared_ptr<void> keep) {
         {
             std::lock_guard lock(mu_);
-            incoming_.push_back(std::move(fd));
+            incoming_.push_back({std::move(fd), std::move(keep)});
         }
         std::uint64_t one = 1;
         (void)!::write(wake_.get(), &one, sizeof one);
@@ -42,18 +42,22 @@ private:
     fallback_reaper() : wake_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
         std::thread([this] { loop(); }).detach();
     }
+    struct orphan {
+        sys::unique_fd fd;
+        std::shared_ptr<void> keep;
+    };
     void loop() {
-        std::vector<sys::unique_fd> fds;
+        std::vector<orphan> fds;
         for (;;) {
             std::vector<pollfd> pfds{{wake_.get(), POLLIN, 0}};
-            for (auto& f : fds) pfds.push_back({f.get(), POLLIN, 0});
+            for (auto& f : fds) pfds.push_back({f.fd.get(), POLLIN, 0});
             if (::poll(pfds.data(), pfds.size(), -1) < 0) continue;
             std::uint64_t n;
             (void)!::read(wake_.get(), &n, sizeof n);
             for (std::size_t i = fds.size(); i-- > 0;) {
                 if (!(pfds[i + 1].revents & (POLLIN | POLLHUP | POLLERR))) continue;
                 siginfo_t info;
-                sys::waitid_pidfd(fds[i].get(), info, WEXITED | WNOHANG);
+                sys::waitid_pidfd(fds[i].fd.get(), info, WEXITED | WNOHANG);
                 fds.erase(fds.begin() + static_cast<std::ptrdiff_t>(i));
                 --pending;
             }
@@ -63,24 +67,26 @@ private:
         }
     }
     std::mutex mu_;
-    std::vector<sys::unique_fd> incoming_;
+    std::vector<orphan> incoming_;
     sys::unique_fd wake_;
 };
 
 // Owns the wait; if destroyed before it completed, the duplicate goes to the fallback thread.
 struct reap_guard {
     sys::unique_fd dup;
+    std::shared_ptr<void> keep;
     bool done = false;
-    reap_guard(reap_guard&& o) noexcept : dup(std::move(o.dup)), done(std::exchange(o.done, true)) {}
-    explicit reap_guard(sys::unique_fd d) : dup(std::move(d)) {}
+    reap_guard(reap_guard&& o) noexcept
+        : dup(std::move(o.dup)), keep(std::move(o.keep)), done(std::exchange(o.done, true)) {}
+    reap_guard(sys::unique_fd d, std::shared_ptr<void> k) : dup(std::move(d)), keep(std::move(k)) {}
     ~reap_guard() {
-        if (!done && dup) fallback_reaper::instance().adopt(std::move(dup));
+        if (!done && dup) fallback_reaper::instance().adopt(std::move(dup), std::move(keep));
     }
 };
 
 }  // namespace
 
-void reap_in_background(asio::any_io_executor ex, sys::unique_fd pidfd) {
+void reap_in_background(asio::any_io_executor ex, sys::unique_fd pidfd, std::shared_ptr<void> keep) {
     ++pending;
     siginfo_t info;
     // Already exited: reap now, no loop round trip.
@@ -90,16 +96,17 @@ void reap_in_background(asio::any_io_executor ex, sys::unique_fd pidfd) {
     }
     sys::unique_fd dup(::fcntl(pidfd.get(), F_DUPFD_CLOEXEC, 3));
     if (!dup) {  // out of descriptors: the thread takes the original
-        fallback_reaper::instance().adopt(std::move(pidfd));
+        fallback_reaper::instance().adopt(std::move(pidfd), std::move(keep));
         return;
     }
     auto desc = std::make_shared<asio::posix::stream_descriptor>(ex, pidfd.release());
     desc->async_wait(asio::posix::stream_descriptor::wait_read,
-                     [desc, guard = reap_guard(std::move(dup))](std::error_code) mutable {
+                     [desc, guard = reap_guard(std::move(dup), std::move(keep))](std::error_code) mutable {
                          siginfo_t si;
                          if (!sys::waitid_pidfd(desc->native_handle(), si, WEXITED | WNOHANG) &&
                              si.si_pid != 0) {
                              guard.done = true;
+                             guard.keep.reset();
                              --pending;
                          }
                          // else: aborted (context shutting down); the guard hands it over.

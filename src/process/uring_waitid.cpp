@@ -169,7 +169,9 @@ public:
         sqe->opcode = op_waitid;
         sqe->fd = pidfd;
         sqe->len = P_PIDFD;
-        sqe->file_index = WEXITED;
+        // WNOWAIT: the ring only tells of the exit; the caller reaps with waitid(2), which
+        // also gives the child's resource usage (the ring's waitid has no rusage).
+        sqe->file_index = WEXITED | WNOWAIT;
         sqe->addr2 = reinterpret_cast<std::uint64_t>(&op->info);
         sqe->user_data = op->id;
         int r = io_uring_submit(&ring_);

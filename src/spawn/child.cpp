@@ -71,6 +71,13 @@ void check(const child_ctx& c, child_stage stage, unsigned index, bool ok) noexc
     if (!ok) fail(c, stage, index, errno);
 }
 
+constexpr int CAP_SETPCAP_NR = 8;
+
+bool has_setpcap() noexcept {
+    std::uint64_t eff = 0, perm = 0, inh = 0;
+    return !sys::capget(eff, perm, inh) && ((eff >> CAP_SETPCAP_NR) & 1) != 0;
+}
+
 void wait_for_maps(const child_ctx& c) noexcept {
     injection_point(c, child_stage::wait_maps);
     if (c.f.sync_read < 0) return;
@@ -82,6 +89,18 @@ void wait_for_maps(const child_ctx& c) noexcept {
     while (n < 0 && errno == EINTR);
     // The parent writes one byte once the maps are in place; EOF means it gave up.
     if (n != 1) fail(c, child_stage::wait_maps, 0, n == 0 ? ECANCELED : errno);
+}
+
+// Joins the job's v1 cgroups through descriptors root opened: the kernel checks the opener's
+// credentials, so this works from inside a new user namespace too, and the parent has
+// nothing to do (the vfork path stays open).
+void join_cgroups(const child_ctx& c) noexcept {
+    for (int i = 0; i < c.f.join_count; ++i) {
+        ssize_t n;
+        do n = ::write(c.f.join_fds[i], "0", 1);
+        while (n < 0 && errno == EINTR);
+        if (n != 1) fail(c, child_stage::cgroup_join, static_cast<unsigned>(i), n < 0 ? errno : EIO);
+    }
 }
 
 void write_own(const child_ctx& c, child_stage stage, const char* path, const char* text, std::size_t len) noexcept {
@@ -141,6 +160,11 @@ void mounts(const child_ctx& c) noexcept {
     if (c.p.make_private)
         check(c, child_stage::mount_private, 0,
               ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) == 0);
+    injection_point(c, child_stage::filesystem);
+    if (!c.p.fs_steps.empty()) {
+        unsigned failed = 0;
+        if (int e = run_fs_steps(c.p, failed)) fail(c, child_stage::filesystem, failed, e);
+    }
     injection_point(c, child_stage::mount_proc);
     if (c.p.mount_proc)
         check(c, child_stage::mount_proc, 0,
@@ -217,11 +241,89 @@ void limits(const child_ctx& c) noexcept {
         check(c, child_stage::rlimit, i++,
               ::setrlimit(static_cast<__rlimit_resource>(r.resource), &lim) == 0);
     }
+}
+
+// The job's ids, taken right after the maps and before any setup: files and mount points the
+// setup creates belong to the job, a new user namespace can represent the setup's own ids
+// (an unmapped one makes mkdir fail with EOVERFLOW), and the parent-death signal, which the
+// kernel clears on every change of ids, is set after it. The privileges the setup needs are
+// kept (PR_SET_KEEPCAPS and the effective set restored from the permitted one) until
+// capabilities() leaves only what the job keeps. setgroups, setresgid and setresuid are raw
+// syscalls: glibc's wrappers broadcast the change to the threads of the process, which in a
+// CLONE_VM child are the parent's.
+void set_ids(const child_ctx& c) noexcept {
+    injection_point(c, child_stage::set_ids);
+    const prepared_data& p = c.p;
+    if (!p.switch_ids) return;
+    check(c, child_stage::set_ids, 0, ::prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) == 0);
+    if (p.set_groups) {
+        static_assert(sizeof(gid_t) == sizeof(unsigned));
+        auto e = sys::setgroups_raw(p.groups.size(), reinterpret_cast<const gid_t*>(p.groups.data()));
+        if (e) fail(c, child_stage::set_ids, 1, e.value());
+    }
+    if (auto e = sys::setresgid_raw(p.gid, p.gid, p.gid)) fail(c, child_stage::set_ids, 2, e.value());
+    if (auto e = sys::setresuid_raw(p.uid, p.uid, p.uid)) fail(c, child_stage::set_ids, 3, e.value());
+    std::uint64_t eff = 0, perm = 0, inh = 0;
+    if (auto e = sys::capget(eff, perm, inh)) fail(c, child_stage::set_ids, 0, e.value());
+    if (eff != perm) {
+        if (auto e = sys::capset(perm, perm, inh)) fail(c, child_stage::set_ids, 0, e.value());
+    }
+}
+
+// Capabilities leave the bounding set while CAP_SETPCAP is still ours: whatever the job
+// execs later can never get them back. Then effective, permitted and inheritable become the
+// kept set; ambient gets it too for a non-root job (without file capabilities that is the
+// only way a set survives execve). A job that switched to a non-zero uid without a kept set
+// ends with none, as setuid(2) would leave it.
+void capabilities(const child_ctx& c) noexcept {
+    injection_point(c, child_stage::cap_bounding);
+    const prepared_data& p = c.p;
+    if (p.drop_caps) {
+        for (int cap = 0; cap <= p.last_cap; ++cap) {
+            if ((p.keep_caps >> cap) & 1) continue;
+            if (::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EINVAL) {
+                // Without CAP_SETPCAP (an unprivileged caller outside a user namespace) the set
+                // cannot shrink; no_new_privs then keeps anything in it from being gained.
+                if (errno == EPERM && !has_setpcap()) break;
+                fail(c, child_stage::cap_bounding, static_cast<unsigned>(cap), errno);
+            }
+        }
+    }
+    injection_point(c, child_stage::capabilities);
+    bool none_left = p.switch_ids && p.uid != 0 && !p.drop_caps;
+    if (!p.drop_caps && !none_left) return;
+    std::uint64_t keep = p.drop_caps ? p.keep_caps : 0;
+    if (auto e = sys::capset(keep, keep, keep)) fail(c, child_stage::capabilities, 0, e.value());
+    if (p.switch_ids) check(c, child_stage::capabilities, 0, ::prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0) == 0);
+    if (::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL)
+        fail(c, child_stage::capabilities, 1, errno);
+    if (p.uid == 0 || keep == 0) return;
+    for (int cap = 0; cap <= p.last_cap; ++cap)
+        if ((keep >> cap) & 1)
+            check(c, child_stage::capabilities, 2, ::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0) == 0);
+}
+
+void privileges_and_cwd(const child_ctx& c) noexcept {
+    const prepared_data& p = c.p;
     injection_point(c, child_stage::no_new_privs);
-    if (s.no_new_privs)
+    if (p.no_new_privs)
         check(c, child_stage::no_new_privs, 0, ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0);
+    // After the id switch: the job's own permissions decide whether it may be there.
     injection_point(c, child_stage::chdir);
-    if (!s.cwd.empty()) check(c, child_stage::chdir, 0, ::chdir(s.cwd.c_str()) == 0);
+    if (!p.fs_steps.empty()) {
+        if (!p.root_cwd.empty() && ::chdir(p.root_cwd.c_str()) != 0 && !p.root_cwd_optional)
+            fail(c, child_stage::chdir, 0, errno);
+    } else if (!p.spec.cwd.empty()) {
+        check(c, child_stage::chdir, 0, ::chdir(p.spec.cwd.c_str()) == 0);
+    }
+}
+
+// The filter goes on last, after the report that setup is done: a policy that refuses the
+// calls drover's own last steps make cannot strand the parent without a report.
+void seccomp(const child_ctx& c) noexcept {
+    injection_point(c, child_stage::seccomp);
+    if (!c.p.seccomp_prog) return;
+    if (auto e = sys::seccomp_set_filter(c.p.seccomp_prog)) fail(c, child_stage::seccomp, 0, e.value());
 }
 
 // Puts each source descriptor at its target. When a source is another move's target, every
@@ -291,6 +393,7 @@ void signals(const child_ctx& c) noexcept {
     injection_point(c, child_stage::exec);
     const prepared_data& p = c.p;
     report(c, child_stage::none, 0, 0);
+    seccomp(c);
     int err = ENOENT;
     bool saw_eacces = false;
     unsigned idx = 0, eacces_idx = 0;
@@ -316,18 +419,23 @@ void signals(const child_ctx& c) noexcept {
 void run_child(const launch_frame& frame) noexcept {
     child_ctx c{frame, *frame.plan, sys::monotonic_ns(), frame.report_write};
     wait_for_maps(c);
+    join_cgroups(c);
     write_own_maps(c);
+    set_ids(c);
     process_attributes(c);
     mounts(c);
     uts(c);
     loopback(c);
     time_namespace(c);
     limits(c);
+    capabilities(c);
+    privileges_and_cwd(c);
     descriptors(c);
     signals(c);
     if (!c.p.spec.exec) {
         injection_point(c, child_stage::exec);
         report(c, child_stage::none, 0, 0);
+        seccomp(c);
         ::_exit(0);
     }
     exec(c);

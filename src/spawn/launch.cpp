@@ -18,6 +18,7 @@
 #include <string>
 #include <string_view>
 
+#include "drover/spawn/id_pool.hpp"
 #include "drover/sys/syscalls.hpp"
 #include "plan.hpp"
 
@@ -96,11 +97,11 @@ std::shared_ptr<const prepared_data> prepare(spawn_spec spec) {
     d->user = n.has(ns::user);
     // Default maps (own ids as 0) the child may write itself; other maps need the parent's
     // privilege in its namespace, written while the child waits.
-    d->self_map = d->user && s.uid_map.empty() && s.gid_map.empty() && ::getuid() == ::geteuid() &&
-                  ::getgid() == ::getegid();
+    d->self_map = d->user && s.ids == userns_ids::own && s.uid_map.empty() && s.gid_map.empty() &&
+                  ::getuid() == ::geteuid() && ::getgid() == ::getegid();
     d->hold = (d->user && !d->self_map) || !s.join_cgroups.empty();
     d->new_pid = n.has(ns::pid);
-    if (d->user) {
+    if (d->user && s.ids == userns_ids::own) {
         d->uid_map_text = map_text(s.uid_map, ::getuid());
         d->gid_map_text = map_text(s.gid_map, ::getgid());
     }
@@ -115,10 +116,13 @@ std::shared_ptr<const prepared_data> prepare(spawn_spec spec) {
     d->make_private = n.has(ns::mnt);
     d->mount_proc = s.wants_proc();
     d->loopback = n.has(ns::net) && s.loopback_up;
-    for (const bind_mount& b : s.binds)
-        d->mounts.push_back({detail::mount_op::kind::bind, b.source, b.target, {}, b.read_only});
-    for (const tmpfs_mount& t : s.tmpfs)
-        d->mounts.push_back({detail::mount_op::kind::tmpfs, {}, t.target, t.options, false});
+    if (!s.fs.enabled) {
+        for (const bind_mount& b : s.binds)
+            d->mounts.push_back({detail::mount_op::kind::bind, b.source, b.target, {}, b.read_only});
+        for (const tmpfs_mount& t : s.tmpfs)
+            d->mounts.push_back({detail::mount_op::kind::tmpfs, {}, t.target, t.options, false});
+    }
+    detail::prepare_walls(*d);
     // clone3's CLONE_CLEAR_SIGHAND resets caught signals but keeps ignored ones ignored (a
     // server ignoring SIGPIPE would pass that on): note them once here, per prepared spec.
     for (int sig = 1; sig < NSIG; ++sig) {
@@ -166,8 +170,10 @@ std::error_code write_file(const char* path, const std::string& text) {
     return {};
 }
 
-// Writes uid_map, setgroups=deny (needed before an unprivileged gid_map) and gid_map.
-bool write_id_maps(const prepared_data& d, pid_t pid, spawn_failure& failure) {
+// Writes uid_map, setgroups=deny (needed before an unprivileged gid_map; a privileged parent
+// leaves setgroups allowed so that the child can drop the groups it inherited) and gid_map.
+bool write_id_maps(const prepared_data& d, pid_t pid, const std::string& uid_text, const std::string& gid_text,
+                   spawn_failure& failure) {
     char path[64];
     struct step {
         child_stage stage;
@@ -175,10 +181,11 @@ bool write_id_maps(const prepared_data& d, pid_t pid, spawn_failure& failure) {
         const std::string* text;
     };
     static const std::string deny = "deny";
-    const step steps[] = {{child_stage::uid_map, "uid_map", &d.uid_map_text},
-                          {child_stage::setgroups, "setgroups", &deny},
-                          {child_stage::gid_map, "gid_map", &d.gid_map_text}};
-    for (const step& s : steps) {
+    const step all[] = {{child_stage::uid_map, "uid_map", &uid_text},
+                        {child_stage::setgroups, "setgroups", &deny},
+                        {child_stage::gid_map, "gid_map", &gid_text}};
+    for (const step& s : all) {
+        if (s.stage == child_stage::setgroups && d.set_groups) continue;
         std::snprintf(path, sizeof path, "/proc/%d/%s", static_cast<int>(pid), s.file);
         if (std::error_code ec = write_file(path, *s.text)) {
             failure = parent_failure(s.stage, ec, path, d.spec.namespaces);
@@ -327,7 +334,7 @@ void force_clone_method(std::optional<clone_method> m) noexcept {
     forced_clone.store(m ? static_cast<int>(*m) : -1, std::memory_order_relaxed);
 }
 
-bool launch(const prepared_spawn& p, launched_child& child, spawn_failure& failure) {
+bool launch(const prepared_spawn& p, launched_child& child, spawn_failure& failure, const launch_extras& extras) {
     const prepared_data& d = p.data();
     child = launched_child{};
 
@@ -352,15 +359,29 @@ bool launch(const prepared_spawn& p, launched_child& child, spawn_failure& failu
     }
     sys::unique_fd child_ends[3];
     if (!plan_descriptors(d.spec, f, child, child_ends, failure)) return false;
+    // Host ids of the child's own: a range leased for as long as the process lives.
+    std::string auto_map;
+    if (d.user && d.spec.ids == userns_ids::automatic) {
+        auto lease = id_pool::global().acquire();
+        if (!lease) {
+            failure = parent_failure(child_stage::id_lease, lease.error(), id_pool::global().options().lock_dir,
+                                     d.spec.namespaces);
+            return false;
+        }
+        auto_map = "0 " + std::to_string(lease->first()) + " " + std::to_string(lease->size()) + "\n";
+        child.ids = std::make_shared<id_lease>(std::move(*lease));
+    }
     f.report_write = report->write.get();
     f.sync_read = sync.read.get();
+    f.join_fds = extras.join_fds;
+    f.join_count = extras.join_count;
 
     // CLONE_CLEAR_SIGHAND resets the parent's signal handlers in the child as it is created,
     // so no handler of the parent's can ever run there (without a loop of 64 sigaction calls).
     std::error_code ec;
     sys::clone3_args args;
     args.flags = d.clone_flags | CLONE_CLEAR_SIGHAND;
-    args.cgroup_fd = d.spec.cgroup_fd;
+    args.cgroup_fd = extras.cgroup_fd >= 0 ? extras.cgroup_fd : d.spec.cgroup_fd;
     child.timings.clone_start = sys::monotonic_ns();
     sys::clone3_result r;
     void* stack = use_vfork(d) ? vfork_stack.get() : nullptr;
@@ -392,7 +413,11 @@ bool launch(const prepared_spawn& p, launched_child& child, spawn_failure& failu
     // must not turn our write into SIGPIPE for the host process.
 
     if (d.hold) {
-        if ((d.user && !d.self_map && !write_id_maps(d, r.pid, failure)) || !join_cgroups(d, r.pid, failure)) {
+        bool automatic = d.spec.ids == userns_ids::automatic;
+        if ((d.user && !d.self_map &&
+             !write_id_maps(d, r.pid, automatic ? auto_map : d.uid_map_text, automatic ? auto_map : d.gid_map_text,
+                            failure)) ||
+            !join_cgroups(d, r.pid, failure)) {
             kill_and_reap(child.pidfd.get());
             child = launched_child{};
             return false;
@@ -428,7 +453,16 @@ std::string failure_detail(const prepared_data& d, child_stage stage, unsigned i
         case child_stage::close_fds:
             return "fd " + std::to_string(index);
         case child_stage::chdir:
-            return s.cwd;
+            return d.fs_steps.empty() ? s.cwd : d.root_cwd;
+        case child_stage::filesystem:
+            return index < d.fs_steps.size() ? d.fs_steps[index].what_for : std::string{};
+        case child_stage::set_ids: {
+            const char* what[] = {"(keepcaps)", "(setgroups)", "(setresgid)", "(setresuid)"};
+            return "uid " + std::to_string(d.uid) + " gid " + std::to_string(d.gid) + " " + what[std::min(index, 3u)];
+        }
+        case child_stage::capabilities:
+        case child_stage::cap_bounding:
+            return "keeping " + capability_set::from_bits(d.keep_caps).str();
         case child_stage::hostname:
             return s.hostname;
         case child_stage::exec:
@@ -476,7 +510,9 @@ bool conclude(const prepared_spawn& p, launched_child& child, std::span<const st
         auto stage = static_cast<child_stage>(bad->stage);
         failure = spawn_failure{stage, sys::errno_code(bad->err),
                                 failure_detail(d, stage, bad->index), {}};
-        failure.advice = kernel_advice(stage, bad->err, d.spec.namespaces);
+        failure.advice = stage == child_stage::filesystem && bad->index < d.fs_steps.size()
+                             ? detail::fs_advice(d.fs_steps[bad->index], bad->err)
+                             : kernel_advice(stage, bad->err, d.spec.namespaces);
     } else {
         failure = spawn_failure{child_stage::report, sys::errno_code(ECHILD),
                                 "the child died during setup: " +

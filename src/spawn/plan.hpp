@@ -23,6 +23,38 @@ struct mount_op {
     bool read_only = false;
 };
 
+/// One step of building a new root, in the order the child takes them. Paths are complete
+/// (the host's root is at /oldroot and the new one at /newroot while they run).
+struct fs_step {
+    enum class kind : std::uint8_t {
+        mount,        // mount(fstype, b, flags, data)
+        bind,         // mount(a, b, MS_BIND | flags)
+        setattr,      // mount_setattr(b, attr_flags, attr_set)
+        mkdir,        // mkdir(b, mode); an existing one is fine
+        make_target,  // b made to match a: a directory for a directory, else an empty file
+        make_file,    // b as an empty file (an existing one is fine)
+        symlink,      // symlink(a, b)
+        copy_fd,      // b created with mode, filled from fd
+        pivot,        // pivot_root(a, b), then chdir("/")
+        pivot_self,   // chdir(b), pivot_root(".", "."), umount2(".", MNT_DETACH), chdir("/")
+        umount,       // umount2(b, MNT_DETACH)
+    };
+    kind what = kind::mkdir;
+    std::string a;
+    std::string b;
+    std::string fstype;
+    std::string data;
+    unsigned long flags = 0;
+    std::uint64_t attr_set = 0;
+    unsigned attr_flags = 0;
+    int fd = -1;
+    unsigned mode = 0755;
+    /// A source that does not exist skips this step and the next `skip` steps (-try binds).
+    bool optional = false;
+    unsigned skip = 0;
+    std::string what_for;  // for people, in the parent only: "ro-bind /usr /usr: bind-mounting"
+};
+
 /// A spec, prepared: immutable once built, shared by every launch of it.
 struct prepared_data {
     spawn_spec spec;
@@ -39,6 +71,21 @@ struct prepared_data {
     std::string gid_map_text;
     std::string time_offsets_text;
     std::vector<mount_op> mounts;
+    std::vector<fs_step> fs_steps;     // a new root (empty: none)
+    std::string root_cwd;              // with a new root: chdir here after the switch ...
+    bool root_cwd_optional = false;    // ... or to / if it does not exist there
+
+    // Ids and capabilities.
+    bool switch_ids = false;           // setgroups/setresgid/setresuid before execve
+    bool set_groups = false;           // setgroups is allowed where the child runs
+    std::uint32_t uid = 0;
+    std::uint32_t gid = 0;
+    std::vector<unsigned> groups;      // gid_t
+    bool drop_caps = false;
+    std::uint64_t keep_caps = 0;
+    int last_cap = 40;
+    bool no_new_privs = false;
+    const void* seccomp_prog = nullptr;  // struct sock_fprog of spec.seccomp
     std::vector<int> ignored_signals;  // SIG_IGN in the caller when prepared: reset in the child
 
     // execve: candidates tried in order (PATH lookup), argv, env (empty env_ptrs with
@@ -65,12 +112,25 @@ struct launch_frame {
     char* const* envp = nullptr;
     pid_t parent_pid = 0;
     int sync_read = -1;    // the child waits here until its maps / cgroups are in place
+    const int* join_fds = nullptr;  // cgroup.procs (v1) to write "0" to
+    int join_count = 0;
     int report_write = -1;
     fd_move moves[3 + 16] = {};
     int move_count = 0;
     int max_target = 2;
     bool moves_conflict = false;  // some source is another move's target: go through high fds
 };
+
+/// The child's side of a new root: runs fs_steps in order. 0, or the errno of the step whose
+/// index is left in `failed`. Async-signal-safe.
+int run_fs_steps(const prepared_data& p, unsigned& failed) noexcept;
+
+/// Advice for a failed fs step (which permission, which kernel), or empty.
+std::string fs_advice(const fs_step& step, int err);
+
+/// Parent side: fs_steps, root_cwd and the id/capability fields of `d` from d.spec. Throws
+/// spec_error naming the field.
+void prepare_walls(prepared_data& d);
 
 /// The child's side: walks the plan, then execve. Never returns.
 [[noreturn]] void run_child(const launch_frame& frame) noexcept;

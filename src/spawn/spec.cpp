@@ -136,6 +136,24 @@ std::string validate(const spawn_spec& s) {
         if (s.tmpfs[i].target.empty() || s.tmpfs[i].target[0] != '/')
             return field + ": target must be an absolute path";
     }
+    if (s.fs.enabled && !n.has(ns::mnt)) return needs("fs", "mnt");
+    if (!s.fs.enabled && (!s.fs.ops.empty() || !s.fs.root_dir.empty() || s.fs.overlay || s.fs.read_only))
+        return "fs: ops, root_dir, overlay and read_only need fs.enabled";
+    for (std::size_t i = 0; i < s.fs.ops.size(); ++i) {
+        const fs_op& op = s.fs.ops[i];
+        std::string field = "fs.ops[" + std::to_string(i) + "] (" + std::string(fs_op_name(op.what)) + ")";
+        if (op.target.empty() || op.target[0] != '/') return field + ": target must be an absolute path";
+        if (op.target.find('\0') != std::string::npos || op.source.find('\0') != std::string::npos)
+            return field + ": a path contains a NUL byte";
+        if (op.target.size() > 4000 || op.source.size() > 4000) return field + ": path longer than 4000 bytes";
+    }
+    if (s.fs.ops.size() > 1000) return "fs.ops: more than 1000";
+    if (s.ids == userns_ids::automatic) {
+        if (!n.has(ns::user)) return "ids: automatic needs the user namespace";
+        if (!n.has(ns::pid))
+            return "ids: automatic needs the pid namespace (nothing may outlive the lease of its host ids)";
+        if (!s.uid_map.empty() || !s.gid_map.empty()) return "ids: automatic conflicts with uid_map/gid_map";
+    }
     if (s.monotonic_offset.count() != 0 && !n.has(ns::time)) return needs("monotonic_offset", "time");
     if (s.boottime_offset.count() != 0 && !n.has(ns::time)) return needs("boottime_offset", "time");
     const char* stream_names[] = {"stdin", "stdout", "stderr"};

@@ -18,7 +18,7 @@
 
 #include "drover/process/asio.hpp"
 #include "drover/process/process.hpp"
-#include "drover/supervise/cgroup.hpp"
+#include "drover/process/cgroup.hpp"
 #include "drover/sys/syscalls.hpp"
 
 namespace drover::supervise {

@@ -4,7 +4,10 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <sys/mount.h>
+#include <linux/capability.h>
+#include <linux/seccomp.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -23,6 +26,9 @@
 #endif
 #ifndef SYS_close_range
 #define SYS_close_range 436
+#endif
+#ifndef SYS_mount_setattr
+#define SYS_mount_setattr 442
 #endif
 #ifndef P_PIDFD
 #define P_PIDFD 3
@@ -142,6 +148,15 @@ std::error_code waitid_pidfd(int pidfd, siginfo_t& info, int options) noexcept {
     return check(rc);
 }
 
+std::error_code waitid_pidfd(int pidfd, siginfo_t& info, int options, struct rusage* usage) noexcept {
+    std::memset(&info, 0, sizeof info);
+    long rc;
+    do {
+        rc = ::syscall(SYS_waitid, P_PIDFD, pidfd, &info, options, usage);
+    } while (rc < 0 && errno == EINTR);
+    return check(rc);
+}
+
 std::error_code setns(int fd, int nstype) noexcept { return check(::setns(fd, nstype)); }
 
 std::error_code unshare(int flags) noexcept { return check(::unshare(flags)); }
@@ -166,6 +181,83 @@ std::error_code close_range(unsigned first, unsigned last, unsigned flags) noexc
 std::error_code prctl(int option, unsigned long a2, unsigned long a3, unsigned long a4,
                       unsigned long a5) noexcept {
     return check(::prctl(option, a2, a3, a4, a5));
+}
+
+namespace {
+// A raw syscall that returns -errno instead of touching errno (the caller's thread-local
+// errno is the parent thread's in a CLONE_VM child).
+long raw(long nr, long a1 = 0, long a2 = 0, long a3 = 0, long a4 = 0, long a5 = 0) noexcept {
+#if defined(__x86_64__)
+    long ret;
+    register long r10 asm("r10") = a4;
+    register long r8 asm("r8") = a5;
+    asm volatile("syscall"
+                 : "=a"(ret)
+                 : "0"(nr), "D"(a1), "S"(a2), "d"(a3), "r"(r10), "r"(r8)
+                 : "rcx", "r11", "memory");
+    return ret;
+#else
+    long rc = ::syscall(nr, a1, a2, a3, a4, a5);
+    return rc < 0 ? -errno : rc;
+#endif
+}
+
+std::error_code check_raw(long rc) noexcept {
+    return rc < 0 ? errno_code(static_cast<int>(-rc)) : std::error_code{};
+}
+
+// struct mount_attr (linux/mount.h, 5.12); glibc 2.36's headers clash with linux/mount.h.
+struct mount_attr_v0 {
+    std::uint64_t attr_set;
+    std::uint64_t attr_clr;
+    std::uint64_t propagation;
+    std::uint64_t userns_fd;
+};
+}  // namespace
+
+std::error_code mount_setattr(int dirfd, const char* path, unsigned flags, std::uint64_t attr_set,
+                              std::uint64_t attr_clr) noexcept {
+    mount_attr_v0 attr{attr_set, attr_clr, 0, 0};
+    return check_raw(raw(SYS_mount_setattr, dirfd, reinterpret_cast<long>(path), flags,
+                         reinterpret_cast<long>(&attr), sizeof attr));
+}
+
+std::error_code setresuid_raw(uid_t r, uid_t e, uid_t s) noexcept {
+    return check_raw(raw(SYS_setresuid, r, e, s));
+}
+
+std::error_code setresgid_raw(gid_t r, gid_t e, gid_t s) noexcept {
+    return check_raw(raw(SYS_setresgid, r, e, s));
+}
+
+std::error_code setgroups_raw(std::size_t n, const gid_t* groups) noexcept {
+    return check_raw(raw(SYS_setgroups, static_cast<long>(n), reinterpret_cast<long>(groups)));
+}
+
+std::error_code capset(std::uint64_t effective, std::uint64_t permitted, std::uint64_t inheritable) noexcept {
+    __user_cap_header_struct head{_LINUX_CAPABILITY_VERSION_3, 0};
+    __user_cap_data_struct data[2] = {
+        {static_cast<std::uint32_t>(effective), static_cast<std::uint32_t>(permitted),
+         static_cast<std::uint32_t>(inheritable)},
+        {static_cast<std::uint32_t>(effective >> 32), static_cast<std::uint32_t>(permitted >> 32),
+         static_cast<std::uint32_t>(inheritable >> 32)}};
+    return check_raw(raw(SYS_capset, reinterpret_cast<long>(&head), reinterpret_cast<long>(data)));
+}
+
+std::error_code capget(std::uint64_t& effective, std::uint64_t& permitted, std::uint64_t& inheritable,
+                       pid_t pid) noexcept {
+    __user_cap_header_struct head{_LINUX_CAPABILITY_VERSION_3, pid};
+    __user_cap_data_struct data[2] = {};
+    if (auto ec = check_raw(raw(SYS_capget, reinterpret_cast<long>(&head), reinterpret_cast<long>(data))))
+        return ec;
+    effective = data[0].effective | (std::uint64_t(data[1].effective) << 32);
+    permitted = data[0].permitted | (std::uint64_t(data[1].permitted) << 32);
+    inheritable = data[0].inheritable | (std::uint64_t(data[1].inheritable) << 32);
+    return {};
+}
+
+std::error_code seccomp_set_filter(const void* prog) noexcept {
+    return check_raw(raw(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, reinterpret_cast<long>(prog)));
 }
 
 result<pipe_fds> pipe(int extra_flags) noexcept {

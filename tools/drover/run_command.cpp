@@ -1,4 +1,5 @@
 // `drover run`: one command in any namespace combination, stdio on the terminal.
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <asio/co_spawn.hpp>
@@ -11,9 +12,14 @@
 #include <memory>
 #include <optional>
 
+#include <nlohmann/json.hpp>
+
 #include "command.hpp"
+#include "drover/process/cgroup.hpp"
+#include "drover/process/job.hpp"
 #include "drover/process/process.hpp"
 #include "drover/spawn/spawn_error.hpp"
+#include "drover/spawn/units.hpp"
 #include "ns_options.hpp"
 
 namespace drover::cli {
@@ -23,10 +29,19 @@ namespace {
 struct run_options {
     ns_options ns;
     bool timing = false;
+    std::string json_status_fd;
     std::vector<std::string> argv;
 };
 
-void print_timings(const spawn_timings& t) {
+// What run_child hands back: the status and, with limits, the verdict and usage.
+struct run_outcome {
+    int code = 0;
+    exit_status status;
+    job_outcome outcome;
+    spawn_timings timings;
+};
+
+void print_timings(const spawn_timings& t, const job_outcome& o) {
     stage_durations d = t.durations();
     auto ms = [](std::int64_t ns) { return static_cast<double>(ns) / 1e6; };
     auto a = d.as_array();
@@ -34,6 +49,37 @@ void print_timings(const spawn_timings& t) {
     for (std::size_t i = 0; i < a.size(); ++i)
         std::fprintf(stderr, " %s=%.3f", std::string(stage_durations::names[i]).c_str(), ms(a[i]));
     std::fprintf(stderr, " total=%.3f\n", ms(d.total));
+    std::fprintf(stderr, "drover: usage: verdict=%s wall=%.3f ms user=%.3f ms system=%.3f ms peak_memory=%s (%s)\n",
+                 std::string(verdict_name(o.why)).c_str(), ms(o.usage.wall_ns), ms(o.usage.user_ns),
+                 ms(o.usage.system_ns), o.usage.peak_memory ? human_bytes(*o.usage.peak_memory).c_str() : "unknown",
+                 std::string(o.usage.source).c_str());
+}
+
+nlohmann::json status_json(const run_outcome& r) {
+    nlohmann::json j;
+    auto ms = [](std::int64_t ns) { return static_cast<double>(ns) / 1e6; };
+    j["verdict"] = std::string(verdict_name(r.outcome.why));
+    j["detail"] = r.outcome.detail;
+    j["exit_code"] = r.status.exited() ? nlohmann::json(r.status.code()) : nlohmann::json();
+    j["signal"] = r.status.signaled() ? nlohmann::json(signal_name(r.status.signal())) : nlohmann::json();
+    j["wall_ms"] = ms(r.outcome.usage.wall_ns);
+    j["user_ms"] = ms(r.outcome.usage.user_ns);
+    j["system_ms"] = ms(r.outcome.usage.system_ns);
+    j["peak_memory_bytes"] = r.outcome.usage.peak_memory ? nlohmann::json(*r.outcome.usage.peak_memory) : nlohmann::json();
+    j["usage_source"] = std::string(r.outcome.usage.source);
+    nlohmann::json stages;
+    auto d = r.timings.durations();
+    auto a = d.as_array();
+    for (std::size_t i = 0; i < a.size(); ++i) stages[std::string(stage_durations::names[i])] = ms(a[i]);
+    j["spawn_ms"] = stages;
+    return j;
+}
+
+// The exit code for a job a limit ended: timeout(1)'s 124 for time limits, otherwise the
+// shell's code of the status (137 for a SIGKILL).
+int limit_exit_code(const run_outcome& r) {
+    if (r.outcome.why == verdict::wall_time || r.outcome.why == verdict::cpu_time) return 124;
+    return r.status.shell_code();
 }
 
 // Exit codes when the command never ran, after env(1): 127 not found, 126 not executable,
@@ -46,7 +92,7 @@ int start_failure_code(const spawn_error& e) {
     return 125;
 }
 
-asio::awaitable<int> run_child(spawn_spec spec, bool timing) {
+asio::awaitable<run_outcome> run_child(spawn_spec spec, job_limits limits, cgroup_tree* tree) {
     auto ex = co_await asio::this_coro::executor;
     bool foreground = spec.foreground;
     // Signals sent to drover go to the child through its pidfd. The set is installed before
@@ -57,34 +103,77 @@ asio::awaitable<int> run_child(spawn_spec spec, bool timing) {
     signals->add(SIGINT);
     signals->add(SIGQUIT);
     std::optional<process> child;
-    auto forward = [signals, &child](auto&& self, std::error_code ec, int sig) -> void {
+    // A signal that arrives while the spawn is still completing waits here for the child.
+    auto early = std::make_shared<std::vector<int>>();
+    auto forward = [signals, &child, early](auto&& self, std::error_code ec, int sig) -> void {
         if (ec) return;
         if (child) child->signal(sig);
+        else early->push_back(sig);
         signals->async_wait([self](std::error_code e, int s) { self(self, e, s); });
     };
     signals->async_wait([forward](std::error_code e, int s) { forward(forward, e, s); });
+    std::unique_ptr<limit_watch> watch;
     try {
-        child.emplace(co_await spawn(ex, std::move(spec)));
+        if (!limits.empty()) {
+            try {
+                watch = std::make_unique<limit_watch>(ex, limits, tree);
+            } catch (const std::system_error& e) {
+                throw spawn_error({child_stage::cgroup_join, e.code(), e.what(), {}});
+            }
+        }
+        // (GCC 12 miscompiles a conditional expression inside a co_await's arguments.)
+        launch_extras extras;
+        if (watch) extras = watch->extras();
+        prepared_spawn prepared(std::move(spec));
+        child.emplace(co_await spawn(ex, std::move(prepared), extras));
     } catch (...) {
         signals->cancel();
         throw;
     }
-    exit_status status = co_await child->wait();
+    for (int sig : *early) child->signal(sig);
+    if (watch) watch->arm(*child);
+    run_outcome r;
+    r.status = co_await child->wait();
     signals->cancel();
     if (foreground) {
         // Take the terminal back; as a background group that needs SIGTTOU ignored.
         std::signal(SIGTTOU, SIG_IGN);
         ::tcsetpgrp(STDIN_FILENO, ::getpgrp());
     }
-    if (timing) print_timings(child->timings());
-    co_return status.shell_code();
+    r.outcome = watch ? watch->finish(*child, false) : job_outcome_of(*child, limits, std::nullopt, nullptr, false);
+    r.timings = child->timings();
+    r.code = limits.empty() ? r.status.shell_code() : limit_exit_code(r);
+    co_return r;
 }
 
 int run_main(const run_options& o) {
     spawn_spec spec;
+    job_limits limits;
+    int status_fd = -1;
+    std::unique_ptr<cgroup_tree> tree;
+    std::unique_ptr<cgroup_guardian> guardian;
     try {
         spec.argv = o.argv;
         o.ns.apply(spec);
+        limits = o.ns.limits();
+        if (!o.json_status_fd.empty()) {
+            auto fd = parse_integer(o.json_status_fd, 0, 1 << 20);
+            if (!fd || ::fcntl(static_cast<int>(*fd), F_GETFD) < 0)
+                throw spec_error("--json-status-fd: '" + o.json_status_fd + "' is not an open descriptor");
+            status_fd = static_cast<int>(*fd);
+        }
+        if (limits.wants_cgroup()) {
+            tree = std::make_unique<cgroup_tree>("drover." + std::to_string(::getpid()));
+            if (tree->mode() != cgroup_mode::none) {
+                // Whatever is left in the job's cgroup dies if drover is killed.
+                guardian = std::make_unique<cgroup_guardian>(tree->roots());
+            } else {
+                if (std::string missing = apply_rlimit_fallbacks(spec, limits, false); !missing.empty())
+                    throw spec_error("limits: " + missing + ": " + tree->warning());
+                limits.own_cgroup = false;
+                limits.cgroup = {};
+            }
+        }
         // An interactive program gets the terminal (job control, ^C to it alone), as in a shell.
         spec.foreground = !spec.new_session && ::isatty(STDIN_FILENO) &&
                           ::tcgetpgrp(STDIN_FILENO) == ::getpgrp();
@@ -95,9 +184,25 @@ int run_main(const run_options& o) {
     }
     asio::io_context io;
     int code = 125;
-    asio::co_spawn(io, run_child(std::move(spec), o.timing), [&](std::exception_ptr ep, int c) {
+    asio::co_spawn(io, run_child(std::move(spec), limits, tree.get()), [&](std::exception_ptr ep, run_outcome r) {
         if (!ep) {
-            code = c;
+            code = r.code;
+            switch (r.outcome.why) {
+                case verdict::wall_time:
+                case verdict::cpu_time:
+                case verdict::memory:
+                case verdict::pids:
+                case verdict::output:
+                    print_error(r.outcome.detail);
+                    break;
+                default:
+                    break;
+            }
+            if (o.timing) print_timings(r.timings, r.outcome);
+            if (status_fd >= 0) {
+                std::string line = status_json(r).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+                (void)!::write(status_fd, line.data(), line.size());
+            }
             return;
         }
         try {
@@ -120,7 +225,9 @@ command_main add_run_command(CLI::App& app) {
     auto o = std::make_shared<run_options>();
     CLI::App* run = app.add_subcommand("run", "Run a command in new namespaces");
     o->ns.add_to(*run);
-    run->add_flag("--timing", o->timing, "print the duration of each spawn stage to stderr");
+    run->add_flag("--timing", o->timing, "print the duration of each spawn stage, the verdict and the usage to stderr");
+    run->add_option("--json-status-fd", o->json_status_fd,
+                    "write the verdict, exit status, usage and stage times as one JSON line to descriptor FD");
     run->add_option("command", o->argv, "the command and its arguments")->required();
     run->positionals_at_end();
     return [o] { return run_main(*o); };

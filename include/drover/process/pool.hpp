@@ -18,6 +18,7 @@
 #include <system_error>
 #include <vector>
 
+#include "drover/process/job.hpp"
 #include "drover/spawn/exit_status.hpp"
 #include "drover/spawn/launch.hpp"
 #include "drover/spawn/spawn_error.hpp"
@@ -38,6 +39,9 @@ enum class overflow_policy : unsigned char {
 struct output_limits {
     std::size_t max_bytes = 1 << 20;  ///< per stream and job
     overflow_policy policy = overflow_policy::truncate;
+    /// With truncate: stop the whole job once a stream goes past max_bytes (verdict output),
+    /// as a judge's output limit does.
+    bool kill = false;
 };
 
 /// The marker that ends truncated output: "\n[drover: N bytes of stdout dropped]\n".
@@ -80,6 +84,8 @@ struct job_result {
     /// pool_options::output_linger: the job ended without waiting for their EOF.
     bool output_cut = false;
     spawn_timings timings;         ///< the spawn's stage timestamps (of the attempt that ran)
+    /// Why it ended (also failed_to_start and cancelled), what it used, one line about it.
+    job_outcome outcome;
     std::int64_t queued_ns = 0;    ///< CLOCK_MONOTONIC: submitted
     std::int64_t started_ns = 0;   ///< first spawn attempt
     std::int64_t finished_ns = 0;  ///< reaped and both streams at EOF
@@ -123,6 +129,11 @@ struct pool_options {
     std::function<asio::awaitable<void>(const output_chunk&)> sink;
     /// Called when the throttle state changes (also back to none).
     std::function<void(const throttle_state&)> on_throttle;
+    /// Limits for every job (time, CPU, memory, processes, CPU share), enforced from outside.
+    job_limits limits;
+    /// Where jobs get their own cgroups when `limits` want them; null: the pool makes a
+    /// tree of its own (drover.<pid>.pool) on first need.
+    std::shared_ptr<cgroup_tree> cgroups;
 };
 
 /// Counters over the pool's life.

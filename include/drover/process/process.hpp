@@ -1,6 +1,7 @@
 // process: a child on an Asio executor — co_await its start, its exit, its output.
 #pragma once
 
+#include <sys/resource.h>
 #include <sys/types.h>
 
 #include <asio/any_io_executor.hpp>
@@ -51,6 +52,9 @@ public:
     [[nodiscard]] int pidfd() const noexcept;
     /// The exit status once reaped.
     [[nodiscard]] std::optional<exit_status> status() const noexcept;
+    /// The child's resource usage from waitid(2) once reaped (its own, and that of the
+    /// descendants it waited for).
+    [[nodiscard]] std::optional<struct rusage> usage() const noexcept;
     [[nodiscard]] const spawn_timings& timings() const noexcept;
 
     /// Waits for the exit (pidfd readable on the event loop), reaps with waitid(P_PIDFD) and
@@ -92,6 +96,9 @@ private:
 /// after reaping the child and closing every descriptor of the attempt.
 asio::awaitable<process> spawn(asio::any_io_executor ex, prepared_spawn spec);
 
+/// As above, with per-launch additions (a job's own cgroups; borrowed until it completes).
+asio::awaitable<process> spawn(asio::any_io_executor ex, prepared_spawn spec, launch_extras extras);
+
 /// Validates and prepares `spec` (throws spec_error), then as above.
 asio::awaitable<process> spawn(asio::any_io_executor ex, spawn_spec spec);
 
@@ -130,7 +137,8 @@ private:
 namespace detail {
 /// Reaps `pidfd`'s child in the background on `ex`; if the executor's context is destroyed
 /// first, a single process-wide thread reaps it instead.
-void reap_in_background(asio::any_io_executor ex, sys::unique_fd pidfd);
+/// `keep` (an id lease, say) is held until the child is reaped.
+void reap_in_background(asio::any_io_executor ex, sys::unique_fd pidfd, std::shared_ptr<void> keep = {});
 /// How many children the background reapers hold (for tests).
 std::size_t background_reaps_pending() noexcept;
 }  // namespace detail

@@ -12,6 +12,7 @@
 #include <string_view>
 
 #include "drover/spawn/exit_status.hpp"
+#include "drover/spawn/id_pool.hpp"
 #include "drover/spawn/spawn_error.hpp"
 #include "drover/spawn/spawn_spec.hpp"
 #include "drover/spawn/timings.hpp"
@@ -68,18 +69,31 @@ struct launched_child {
     sys::unique_fd stderr_pipe;  ///< read end, if stderr was a pipe
     sys::unique_fd report;       ///< read end of the child's close-on-exec report pipe
     spawn_timings timings;
+    /// With userns_ids::automatic: the host ids the child runs as, leased until it is reaped
+    /// (whoever reaps it drops this afterwards).
+    std::shared_ptr<id_lease> ids;
 };
 
 /// Size of one record on the report pipe; a reader needs at most two of them.
 inline constexpr std::size_t report_record_size = 24;
 inline constexpr std::size_t report_max_size = 2 * report_record_size;
 
+/// Per-launch additions to a prepared spec: a job's own cgroups, made for this one child.
+struct launch_extras {
+    int cgroup_fd = -1;            ///< a cgroup v2 directory (CLONE_INTO_CGROUP), instead of the spec's
+    /// cgroup.procs files of v1 hierarchies, open for writing (by root): the child writes "0"
+    /// to each as its first step, so it runs no code of the job outside them. Borrowed.
+    const int* join_fds = nullptr;
+    int join_count = 0;
+};
+
 /// Phase 1: clone3 a child from `p` and, for a user namespace with explicit maps or for v1
 /// cgroup joins, act for it while it waits, then let it go on. Returns false with `failure`
 /// filled if it could not; then no process and no descriptor is left behind. Safe to call
 /// from any thread (the child runs only async-signal-safe code until execve). On the vfork
 /// path (see clone_method) it returns once the child has reached execve or failed.
-bool launch(const prepared_spawn& p, launched_child& child, spawn_failure& failure);
+bool launch(const prepared_spawn& p, launched_child& child, spawn_failure& failure,
+            const launch_extras& extras = {});
 
 /// Phase 2: given everything read from `child.report` up to EOF (read at `eof_ns`), decide
 /// whether the child reached execve. On a failure the child has exited: it is reaped here,

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -12,6 +13,8 @@
 #include <vector>
 
 #include "drover/spawn/namespaces.hpp"
+#include "drover/spawn/sandbox.hpp"
+#include "drover/spawn/seccomp.hpp"
 #include "drover/spawn/stages.hpp"
 
 namespace drover {
@@ -99,7 +102,7 @@ struct spawn_spec {
     // What to run.
     std::vector<std::string> argv;  ///< argv[0] is looked up in PATH unless it has a '/'
     environment env;
-    std::string cwd;                ///< empty: the caller's working directory
+    std::string cwd;                ///< empty: the caller's (with a new root: if it exists there, else /)
 
     // Isolation.
     namespace_set namespaces;
@@ -113,6 +116,27 @@ struct spawn_spec {
     bool loopback_up = true;        ///< with net: bring `lo` up
     std::chrono::nanoseconds monotonic_offset{0};  ///< with time
     std::chrono::nanoseconds boottime_offset{0};   ///< with time
+
+    // Sandbox walls (sandbox.hpp, seccomp.hpp), applied in this order after the namespaces:
+    // root filesystem, ids, capabilities, no_new_privs, syscall filter (last before execve).
+    filesystem_spec fs;             ///< a root of the child's own (needs mnt)
+    /// With user: `own` writes uid_map/gid_map (or your ids as 0); `automatic` leases a range
+    /// of host ids of its own from id_pool::global() for the child's life (needs root and the
+    /// pid namespace, so that nothing with those ids outlives the lease).
+    userns_ids ids = userns_ids::own;
+    /// Become these ids before execve (inner ids with a user namespace). With a user namespace
+    /// and no value: the inner id your own maps to, else 0 if mapped, else the first mapped.
+    std::optional<std::uint32_t> uid;
+    std::optional<std::uint32_t> gid;
+    /// Supplementary groups after the switch; set where setgroups is allowed (root, or a
+    /// user namespace whose maps the parent wrote as root), cleared there when empty.
+    std::vector<std::uint32_t> groups;
+    /// Keep only these capabilities, in every set (bounding, permitted, effective,
+    /// inheritable, ambient); unset: unchanged. Implies no_new_privs.
+    std::optional<capability_set> capabilities;
+    /// Installed with seccomp(2) as the last step before execve; implies no_new_privs. The
+    /// program must allow execve, write and exit_group for drover's own last steps.
+    std::shared_ptr<const seccomp_program> seccomp;
 
     // Descriptors.
     stdio in = stdio::inherit();
@@ -144,11 +168,30 @@ struct spawn_spec {
     /// For tests: the child fails at this stage with EPERM instead of doing it.
     child_stage inject_failure = child_stage::none;
 
-    /// Whether /proc will be mounted afresh.
+    /// Whether /proc will be mounted afresh over the host's /proc (without a new root).
     [[nodiscard]] bool wants_proc() const {
+        if (fs.enabled) return false;
         return mount_proc.value_or(namespaces.has(ns::pid) && namespaces.has(ns::mnt));
     }
 };
+
+/// What `--sandbox` turns on (make_sandboxed); each field can be changed on the spec after.
+struct sandbox_preset {
+    bool share_net = false;     ///< keep the host's network (no net namespace)
+    std::string root_dir;       ///< a prepared root (read-only) instead of the host's / (read-only)
+    bool overlay = false;       ///< copy-on-write root: writable, changes gone with the job
+    /// Host ids of the job's own (userns_ids::automatic); default: when running as root.
+    std::optional<bool> automatic_ids;
+};
+
+/// Turns `spec` into a sandbox, as bubblewrap, nsjail and isolate build one: every namespace
+/// but time (net unless share_net: loopback only), a root of its own — the host's / (or
+/// root_dir) read-only, a minimal /dev, a fresh /proc with /proc/sys read-only, a tmpfs /tmp —
+/// no capabilities, drover's default seccomp policy, no_new_privs, host ids of its own (as
+/// root), a new session, and death with the spawning thread. Fs ops already in the spec are
+/// kept after the preset's, so they can add binds. Throws spec_error if the policy cannot
+/// be compiled (libseccomp missing a syscall name is not such a case).
+void make_sandboxed(spawn_spec& spec, const sandbox_preset& preset = {});
 
 /// Why `spec` cannot be spawned, naming the field ("hostname needs the uts namespace"), or
 /// an empty string if it can. Checks only what can be known without starting a process.

@@ -13,6 +13,7 @@ enum class child_stage : std::uint16_t {
     // in the parent
     prepare,
     pipes,
+    id_lease,
     clone,
     uid_map,
     setgroups,
@@ -21,6 +22,7 @@ enum class child_stage : std::uint16_t {
     report,
     // in the child, in order
     wait_maps,
+    set_ids,
     setsid,
     foreground,
     pdeathsig,
@@ -29,30 +31,36 @@ enum class child_stage : std::uint16_t {
     bind_mount,
     remount_ro,
     tmpfs,
+    filesystem,
     hostname,
     domainname,
     loopback,
     time_ns,
     time_offsets,
     rlimit,
+    cap_bounding,
+    capabilities,
     no_new_privs,
     chdir,
     fds,
     close_fds,
     signals,
+    seccomp,
     exec,
 };
 
 /// The child stages in execution order, for tests that inject a failure at each.
 inline constexpr child_stage child_stages[] = {
-    child_stage::wait_maps,  child_stage::setsid,       child_stage::foreground,
+    child_stage::wait_maps,  child_stage::set_ids,      child_stage::setsid,       child_stage::foreground,
     child_stage::pdeathsig,
     child_stage::mount_private, child_stage::mount_proc, child_stage::bind_mount,
-    child_stage::remount_ro, child_stage::tmpfs,        child_stage::hostname,
+    child_stage::remount_ro, child_stage::tmpfs,        child_stage::filesystem,
+    child_stage::hostname,
     child_stage::domainname, child_stage::loopback,     child_stage::time_ns,
-    child_stage::time_offsets, child_stage::rlimit,     child_stage::no_new_privs,
+    child_stage::time_offsets, child_stage::rlimit,     child_stage::cap_bounding,
+    child_stage::capabilities, child_stage::no_new_privs,
     child_stage::chdir,      child_stage::fds,          child_stage::close_fds,
-    child_stage::signals,    child_stage::exec,
+    child_stage::signals,    child_stage::seccomp,      child_stage::exec,
 };
 
 /// Short identifier ("hostname", "mount_proc").

@@ -13,6 +13,7 @@
 #include <string_view>
 #include <vector>
 
+#include "drover/process/cgroup.hpp"
 #include "drover/spawn/exit_status.hpp"
 #include "drover/spawn/spawn_spec.hpp"
 
@@ -78,14 +79,6 @@ enum class readiness : std::uint8_t {
     notify,    ///< the child writes "READY=1" to the descriptor named by $NOTIFY_FD (Type=notify)
 };
 
-/// cgroup limits of a service; unset means no limit.
-struct resource_limits {
-    std::optional<std::uint64_t> memory_max;  ///< bytes (memory.max / memory.limit_in_bytes)
-    std::optional<std::uint64_t> tasks_max;   ///< pids.max
-    std::optional<double> cpu_quota;          ///< CPUs (0.5 = half of one): cpu.max / cfs quota
-    [[nodiscard]] bool empty() const noexcept { return !memory_max && !tasks_max && !cpu_quota; }
-    friend bool operator==(const resource_limits&, const resource_limits&) = default;
-};
 
 /// The descriptor number a notify-type service writes "READY=1" to; also in $NOTIFY_FD.
 inline constexpr int notify_fd = 3;

@@ -8,6 +8,7 @@
 
 #include <linux/sched.h>  // struct clone_args, CLONE_* (kernel >= 5.3 headers)
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 
@@ -90,6 +91,35 @@ std::error_code close_range(unsigned first, unsigned last, unsigned flags) noexc
 /// prctl(2) with up to four arguments. Async-signal-safe.
 std::error_code prctl(int option, unsigned long a2 = 0, unsigned long a3 = 0,
                       unsigned long a4 = 0, unsigned long a5 = 0) noexcept;
+
+/// mount_setattr(2) (Linux >= 5.12): sets and clears MOUNT_ATTR_* on the mount at `path`
+/// (relative to `dirfd`), with AT_RECURSIVE in `flags` on every mount below it too.
+/// Async-signal-safe (raw syscall, no errno: the error is returned).
+std::error_code mount_setattr(int dirfd, const char* path, unsigned flags, std::uint64_t attr_set,
+                              std::uint64_t attr_clr) noexcept;
+
+/// The credential calls as raw syscalls. glibc's setresuid/setresgid/setgroups wrappers
+/// broadcast the change to every thread of the process (setxid), which in a CLONE_VM child
+/// would reach the parent's threads; these change only the calling task. Async-signal-safe.
+std::error_code setresuid_raw(uid_t r, uid_t e, uid_t s) noexcept;
+std::error_code setresgid_raw(gid_t r, gid_t e, gid_t s) noexcept;
+std::error_code setgroups_raw(std::size_t n, const gid_t* groups) noexcept;
+
+/// capset(2) of the calling task: effective, permitted and inheritable sets as 64-bit masks
+/// over CAP_* numbers. Async-signal-safe.
+std::error_code capset(std::uint64_t effective, std::uint64_t permitted, std::uint64_t inheritable) noexcept;
+
+/// capget(2) of the calling task (or of `pid`).
+std::error_code capget(std::uint64_t& effective, std::uint64_t& permitted, std::uint64_t& inheritable,
+                       pid_t pid = 0) noexcept;
+
+/// seccomp(SECCOMP_SET_MODE_FILTER, 0, prog) for the calling task. `prog` points to a
+/// struct sock_fprog. Async-signal-safe.
+std::error_code seccomp_set_filter(const void* prog) noexcept;
+
+/// waitid(P_PIDFD, …) that also returns the resource usage of the reaped child (the raw
+/// syscall's fifth argument, which glibc's waitid does not expose).
+std::error_code waitid_pidfd(int pidfd, siginfo_t& info, int options, struct rusage* usage) noexcept;
 
 /// pipe2(2) with O_CLOEXEC always added: {read end, write end}.
 struct pipe_fds {

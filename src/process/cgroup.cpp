@@ -1,5 +1,5 @@
 // cgroup: detection of the host's layout, drover's subtree, per-service cgroups and limits.
-#include "drover/supervise/cgroup.hpp"
+#include "drover/process/cgroup.hpp"
 
 #include <fcntl.h>
 #include <linux/magic.h>
@@ -21,7 +21,7 @@
 #define CGROUP2_SUPER_MAGIC 0x63677270
 #endif
 
-namespace drover::supervise {
+namespace drover {
 
 namespace {
 
@@ -154,6 +154,36 @@ cgroup_layout cgroup_layout::detect() {
 
 service_cgroup::~service_cgroup() {
     if (!v2_.empty() || !v1_.empty()) (void)remove();
+}
+
+launch_extras service_cgroup::extras() const noexcept {
+    launch_extras e;
+    e.cgroup_fd = dir_ ? dir_.get() : -1;
+    e.join_fds = v1_proc_fds_.empty() ? nullptr : v1_proc_fds_.data();
+    e.join_count = static_cast<int>(v1_proc_fds_.size());
+    return e;
+}
+
+cgroup_stats service_cgroup::stats() const {
+    cgroup_stats s;
+    if (!v2_.empty()) {
+        std::string cpu = read_file(v2_ + "/cpu.stat");
+        if (auto u = keyed_value(cpu, "user_usec")) s.user_ns = static_cast<std::int64_t>(*u) * 1000;
+        if (auto u = keyed_value(cpu, "system_usec")) s.system_ns = static_cast<std::int64_t>(*u) * 1000;
+        if (memory_v1_.empty()) {
+            std::string peak = read_file(v2_ + "/memory.peak");
+            std::uint64_t v = 0;
+            if (std::istringstream(peak) >> v) s.memory_peak = v;
+        }
+        if (pids_v1_.empty()) s.pids_limit_hits = keyed_value(read_file(v2_ + "/pids.events"), "max").value_or(0);
+    }
+    if (!memory_v1_.empty()) {
+        std::uint64_t v = 0;
+        if (std::istringstream(read_file(memory_v1_ + "/memory.max_usage_in_bytes")) >> v) s.memory_peak = v;
+    }
+    if (!pids_v1_.empty()) s.pids_limit_hits = keyed_value(read_file(pids_v1_ + "/pids.events"), "max").value_or(0);
+    s.oom_kills = oom_kills();
+    return s;
 }
 
 void service_cgroup::apply_to(spawn_spec& spec) const {
@@ -318,9 +348,16 @@ service_cgroup cgroup_tree::create(const std::string& service, const resource_li
         std::string d = root + "/" + leaf;
         if (auto ec = make_dir(d)) throw std::system_error(ec, "creating cgroup " + d);
         cg.v1_.push_back(d);
+        int procs = ::open((d + "/cgroup.procs").c_str(), O_WRONLY | O_CLOEXEC);
+        if (procs < 0) throw std::system_error(sys::last_error(), "opening " + d + "/cgroup.procs");
+        cg.v1_procs_.emplace_back(procs);
+        cg.v1_proc_fds_.push_back(procs);
         return d;
     };
-    if (limits.tasks_max) write_or_throw(v1(pids_root_, "pids") + "/pids.max", std::to_string(*limits.tasks_max));
+    if (limits.tasks_max) {
+        cg.pids_v1_ = v1(pids_root_, "pids");
+        write_or_throw(cg.pids_v1_ + "/pids.max", std::to_string(*limits.tasks_max));
+    }
     if (limits.memory_max) {
         std::string d = v1(memory_root_, "memory");
         cg.memory_v1_ = d;
@@ -366,4 +403,4 @@ void cgroup_tree::destroy() {
     }
 }
 
-}  // namespace drover::supervise
+}  // namespace drover

@@ -18,10 +18,10 @@
 #include <cerrno>
 #include <cstring>
 
-#include "drover/supervise/cgroup.hpp"
+#include "drover/process/cgroup.hpp"
 #include "drover/sys/syscalls.hpp"
 
-namespace drover::supervise {
+namespace drover {
 
 namespace {
 
@@ -167,4 +167,4 @@ cgroup_guardian::~cgroup_guardian() {
     (void)sys::waitid_pidfd(pidfd_.get(), info, WEXITED);
 }
 
-}  // namespace drover::supervise
+}  // namespace drover

@@ -1,4 +1,5 @@
-// cgroup: drover's own subtree of cgroups — one cgroup per service run, limits, whole-tree kill.
+// cgroup: drover's own subtree of cgroups — one cgroup per job or service run, limits,
+// accounting, whole-tree kill.
 //
 // Layouts handled:
 //  - pure v2 (/sys/fs/cgroup is cgroup2): <own cgroup>/drover.<pid>/<service>, limits through
@@ -17,11 +18,20 @@
 #include <system_error>
 #include <vector>
 
+#include "drover/spawn/launch.hpp"
 #include "drover/spawn/spawn_spec.hpp"
-#include "drover/supervise/service.hpp"
 #include "drover/sys/unique_fd.hpp"
 
-namespace drover::supervise {
+namespace drover {
+
+/// cgroup limits of a job or service; unset means no limit.
+struct resource_limits {
+    std::optional<std::uint64_t> memory_max;  ///< bytes (memory.max / memory.limit_in_bytes)
+    std::optional<std::uint64_t> tasks_max;   ///< pids.max
+    std::optional<double> cpu_quota;          ///< CPUs (0.5 = half of one): cpu.max / cfs quota
+    [[nodiscard]] bool empty() const noexcept { return !memory_max && !tasks_max && !cpu_quota; }
+    friend bool operator==(const resource_limits&, const resource_limits&) = default;
+};
 
 enum class cgroup_mode : std::uint8_t { none, v2, hybrid };
 std::string_view cgroup_mode_name(cgroup_mode m) noexcept;
@@ -40,8 +50,17 @@ struct cgroup_layout {
     static cgroup_layout detect();
 };
 
-/// One service run's cgroup(s). Owns the directories: remove() (and the destructor, best
-/// effort) deletes them once empty.
+/// What a cgroup counted over its life (read after its processes are gone).
+struct cgroup_stats {
+    std::optional<std::int64_t> user_ns;     ///< cpu.stat user_usec (every v2 cgroup has it)
+    std::optional<std::int64_t> system_ns;   ///< cpu.stat system_usec
+    std::optional<std::uint64_t> memory_peak;  ///< memory.peak (v2) or memory.max_usage_in_bytes (v1)
+    std::uint64_t oom_kills = 0;             ///< processes the OOM killer ended in it
+    std::uint64_t pids_limit_hits = 0;       ///< forks refused by pids.max (pids.events "max")
+};
+
+/// One service run's (or job's) cgroup(s). Owns the directories: remove() (and the
+/// destructor, best effort) deletes them once empty.
 class service_cgroup {
 public:
     service_cgroup() = default;
@@ -54,6 +73,12 @@ public:
     /// Sets spec.cgroup_fd and spec.join_cgroups so that the child is born in this cgroup.
     /// The fd stays owned here and must outlive the spawn.
     void apply_to(spawn_spec& spec) const;
+    /// The same for one launch of a prepared spec: the v2 directory for CLONE_INTO_CGROUP and
+    /// the v1 cgroup.procs files open for the child to join itself (no parent step, so the
+    /// spawn can stay posix_spawn-style). Valid while this object lives.
+    [[nodiscard]] launch_extras extras() const noexcept;
+    /// Counters for accounting and verdicts.
+    [[nodiscard]] cgroup_stats stats() const;
     /// The v2 directory ("" without v2).
     [[nodiscard]] const std::string& path() const noexcept { return v2_; }
     [[nodiscard]] bool valid() const noexcept { return !v2_.empty(); }
@@ -76,7 +101,10 @@ private:
     std::string v2_;
     sys::unique_fd dir_;
     std::vector<std::string> v1_;  ///< v1 directories (pids, memory, cpu) of this run
+    std::vector<sys::unique_fd> v1_procs_;  ///< their cgroup.procs, open for writing
+    std::vector<int> v1_proc_fds_;          ///< the same numbers, for launch_extras
     std::string memory_v1_;
+    std::string pids_v1_;
 };
 
 /// drover.<pid> (or another name) under this process's own cgroup in each hierarchy; creates
@@ -130,4 +158,14 @@ private:
     sys::unique_fd alive_;  ///< write end; its EOF is the guardian's signal
 };
 
+}  // namespace drover
+
+namespace drover::supervise {
+using drover::cgroup_guardian;
+using drover::cgroup_layout;
+using drover::cgroup_mode;
+using drover::cgroup_mode_name;
+using drover::cgroup_tree;
+using drover::resource_limits;
+using drover::service_cgroup;
 }  // namespace drover::supervise

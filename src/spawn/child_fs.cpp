@@ -1,0 +1,154 @@
+// The child's side of a new root: walks the prepared fs steps between clone3 and execve.
+//
+// ============================================================================================
+//  ASYNC-SIGNAL-SAFE ZONE (see child.cpp): raw syscalls and reads of the prepared plan only.
+//  Paths were completed in the parent; nothing here allocates, locks or throws.
+// ============================================================================================
+#include <fcntl.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "drover/sys/syscalls.hpp"
+#include "plan.hpp"
+
+namespace drover::detail {
+
+namespace {
+
+int err_of(std::error_code ec) noexcept { return ec ? ec.value() : 0; }
+
+int mkdir_ok(const char* path, unsigned mode) noexcept {
+    if (::mkdir(path, static_cast<mode_t>(mode)) == 0 || errno == EEXIST) return 0;
+    return errno;
+}
+
+int make_file(const char* path, unsigned mode) noexcept {
+    int fd = ::open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW, static_cast<mode_t>(mode));
+    if (fd < 0) return errno == EISDIR ? 0 : errno;  // the mount decides whether a directory will do
+    ::close(fd);
+    return 0;
+}
+
+int make_target(const fs_step& s) noexcept {
+    struct stat st{};
+    if (::stat(s.a.c_str(), &st) != 0) return errno;
+    if (S_ISDIR(st.st_mode)) return mkdir_ok(s.b.c_str(), 0755);
+    return make_file(s.b.c_str(), 0644);
+}
+
+// Copies what `fd` holds into a new file: from offset 0 where it can seek (so that every
+// launch of a prepared spec gets the whole content), else what is left to read.
+int copy_fd(const fs_step& s) noexcept {
+    int out = ::open(s.b.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW,
+                     static_cast<mode_t>(s.mode));
+    if (out < 0) return errno;
+    char buf[4096];
+    off_t off = 0;
+    bool seekable = true;
+    for (;;) {
+        ssize_t n = seekable ? ::pread(s.fd, buf, sizeof buf, off) : ::read(s.fd, buf, sizeof buf);
+        if (n < 0 && errno == ESPIPE && seekable) {
+            seekable = false;
+            continue;
+        }
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) {
+            int e = errno;
+            ::close(out);
+            return e;
+        }
+        if (n == 0) break;
+        off += n;
+        for (ssize_t done = 0; done < n;) {
+            ssize_t w = ::write(out, buf + done, static_cast<std::size_t>(n - done));
+            if (w < 0 && errno == EINTR) continue;
+            if (w <= 0) {
+                int e = w < 0 ? errno : EIO;
+                ::close(out);
+                return e;
+            }
+            done += w;
+        }
+    }
+    ::close(out);
+    return 0;
+}
+
+int step(const fs_step& s) noexcept {
+    using k = fs_step::kind;
+    switch (s.what) {
+        case k::mount:
+            if (::mount(s.a.empty() ? s.fstype.c_str() : s.a.c_str(), s.b.c_str(), s.fstype.c_str(), s.flags,
+                        s.data.empty() ? nullptr : s.data.c_str()) != 0)
+                return errno;
+            return 0;
+        case k::bind:
+            if (::mount(s.a.c_str(), s.b.c_str(), nullptr, MS_BIND | s.flags, nullptr) != 0) return errno;
+            return 0;
+        case k::setattr: {
+            int e = err_of(sys::mount_setattr(AT_FDCWD, s.b.c_str(), s.attr_flags, s.attr_set, 0));
+            if (e != ENOSYS) return e;
+            // Linux < 5.12: the top mount only, keeping the flags the kernel locked on it.
+            return ::mount(nullptr, s.b.c_str(), nullptr, MS_BIND | MS_REMOUNT | s.flags, nullptr) == 0 ? 0 : errno;
+        }
+        case k::mkdir:
+            return mkdir_ok(s.b.c_str(), s.mode);
+        case k::make_target:
+            return make_target(s);
+        case k::make_file:
+            return make_file(s.b.c_str(), s.mode);
+        case k::symlink:
+            return ::symlink(s.a.c_str(), s.b.c_str()) == 0 ? 0 : errno;
+        case k::copy_fd:
+            return copy_fd(s);
+        case k::pivot:
+            if (::syscall(SYS_pivot_root, s.a.c_str(), s.b.c_str()) != 0) return errno;
+            return ::chdir("/") == 0 ? 0 : errno;
+        case k::pivot_self:
+            // pivot_root(2)'s own recipe: with new and old root the same directory, the old
+            // root ends up mounted on top of the new one, and is detached at once.
+            if (::chdir(s.b.c_str()) != 0) return errno;
+            if (::syscall(SYS_pivot_root, ".", ".") != 0) return errno;
+            if (::umount2(".", MNT_DETACH) != 0) return errno;
+            return ::chdir("/") == 0 ? 0 : errno;
+        case k::umount:
+            return ::umount2(s.b.c_str(), MNT_DETACH) == 0 ? 0 : errno;
+    }
+    return EINVAL;
+}
+
+}  // namespace
+
+int run_fs_steps(const prepared_data& p, unsigned& failed) noexcept {
+    // Modes in the plan are meant as written (a /dev/shm of 1777): no umask while building.
+    mode_t old_mask = ::umask(0);
+    const auto& steps = p.fs_steps;
+    for (std::size_t i = 0; i < steps.size(); ++i) {
+        const fs_step& s = steps[i];
+        if (s.optional) {
+            struct stat st{};
+            if (::lstat(s.a.c_str(), &st) != 0) {
+                if (errno == ENOENT) {
+                    i += s.skip;
+                    continue;
+                }
+                failed = static_cast<unsigned>(i);
+                ::umask(old_mask);
+                return errno;
+            }
+        }
+        if (int e = step(s)) {
+            failed = static_cast<unsigned>(i);
+            ::umask(old_mask);
+            return e;
+        }
+    }
+    ::umask(old_mask);
+    return 0;
+}
+
+}  // namespace drover::detail

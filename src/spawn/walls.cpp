@@ -1,0 +1,429 @@
+// The sandbox walls, parent side: a spec's new root turned into the child's fs steps (paths
+// completed, parents to create listed), the ids to switch to, the capabilities to keep, and
+// the --sandbox preset.
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+#include "drover/spawn/spawn_error.hpp"
+#include "drover/spawn/spawn_spec.hpp"
+#include "plan.hpp"
+
+#ifndef AT_RECURSIVE
+#define AT_RECURSIVE 0x8000
+#endif
+
+namespace drover {
+
+namespace detail {
+
+namespace {
+
+// MOUNT_ATTR_* (linux/mount.h, 5.12); that header clashes with glibc 2.36's sys/mount.h.
+constexpr std::uint64_t attr_rdonly = 0x00000001;
+constexpr std::uint64_t attr_nosuid = 0x00000002;
+constexpr std::uint64_t attr_nodev = 0x00000004;
+constexpr std::uint64_t attr_noexec = 0x00000008;
+
+constexpr std::string_view old_root = "/oldroot";
+constexpr std::string_view new_root = "/newroot";
+
+// "/a//b/./c/" -> "/a/b/c"; "" for a path with a ".." component (it could climb out of the
+// new root while it is being built).
+std::string normalize(std::string_view p) {
+    std::string out;
+    std::size_t i = 0;
+    while (i < p.size()) {
+        while (i < p.size() && p[i] == '/') ++i;
+        std::size_t j = p.find('/', i);
+        if (j == std::string_view::npos) j = p.size();
+        std::string_view part = p.substr(i, j - i);
+        if (part == "..") return {};
+        if (!part.empty() && part != ".") {
+            out += '/';
+            out += part;
+        }
+        i = j;
+    }
+    return out.empty() ? "/" : out;
+}
+
+bool is_dir(const std::string& p) {
+    struct stat st{};
+    return ::stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+// A host directory to mount the staging tmpfs on: our own mount namespace gets a tmpfs over
+// it, the host sees nothing.
+std::string staging_dir() {
+    for (const char* d : {"/tmp", "/mnt", "/run", "/var/tmp", "/media", "/srv", "/opt", "/home"})
+        if (is_dir(d)) return d;
+    throw spec_error("fs: no directory to build the new root on (tried /tmp, /mnt, /run, /var/tmp, …)");
+}
+
+class step_builder {
+public:
+    explicit step_builder(std::vector<fs_step>& out) : out_(out) {}
+
+    fs_step& add(fs_step::kind k, std::string a, std::string b, std::string what_for) {
+        fs_step s;
+        s.what = k;
+        s.a = std::move(a);
+        s.b = std::move(b);
+        s.what_for = std::move(what_for);
+        out_.push_back(std::move(s));
+        return out_.back();
+    }
+    fs_step& mount(std::string fstype, std::string target, unsigned long flags, std::string data,
+                   std::string what_for) {
+        fs_step& s = add(fs_step::kind::mount, {}, std::move(target), std::move(what_for));
+        s.fstype = std::move(fstype);
+        s.flags = flags;
+        s.data = std::move(data);
+        return s;
+    }
+    // Makes `target` (and everything in the attr set) read-only etc. below it too.
+    fs_step& setattr(std::string target, std::uint64_t set, bool recursive, std::string what_for) {
+        fs_step& s = add(fs_step::kind::setattr, {}, std::move(target), std::move(what_for));
+        s.attr_set = set;
+        s.attr_flags = recursive ? AT_RECURSIVE : 0;
+        // The fallback without mount_setattr: a remount of the top mount.
+        s.flags = ((set & attr_rdonly) ? MS_RDONLY : 0) | ((set & attr_nosuid) ? MS_NOSUID : 0) |
+                  ((set & attr_nodev) ? MS_NODEV : 0) | ((set & attr_noexec) ? MS_NOEXEC : 0);
+        return s;
+    }
+    // mkdir for every directory above `inside` (a normalized path inside the new root).
+    void parents(const std::string& inside, const std::string& what_for) {
+        for (std::size_t pos = inside.find('/', 1); pos != std::string::npos; pos = inside.find('/', pos + 1))
+            add(fs_step::kind::mkdir, {}, std::string(new_root) + inside.substr(0, pos), what_for + ": creating a parent directory");
+    }
+
+private:
+    std::vector<fs_step>& out_;
+};
+
+std::string in_new(const std::string& inside) { return inside == "/" ? std::string(new_root) : std::string(new_root) + inside; }
+std::string in_old(const std::string& host) { return host == "/" ? std::string(old_root) : std::string(old_root) + host; }
+
+void add_op(step_builder& b, const fs_op& op, std::size_t index) {
+    std::string field = "fs.ops[" + std::to_string(index) + "] (" + std::string(fs_op_name(op.what)) + ")";
+    std::string target = normalize(op.target);
+    if (op.target.empty() || op.target[0] != '/') throw spec_error(field + ": target must be an absolute path");
+    if (target.empty()) throw spec_error(field + ": target must not contain '..'");
+    std::string label = std::string(fs_op_name(op.what)) + " " +
+                        (op.source.empty() ? std::string() : op.source + " ") + op.target;
+    std::string t = in_new(target);
+    using k = fs_op::kind;
+    switch (op.what) {
+        case k::bind:
+        case k::ro_bind:
+        case k::dev_bind: {
+            if (op.source.empty()) throw spec_error(field + ": empty source");
+            std::string source = normalize(op.source);
+            if (op.source[0] != '/' || source.empty())
+                throw spec_error(field + ": source must be an absolute path without '..'");
+            std::string s = in_old(source);
+            b.parents(target, label);
+            fs_step& mk = b.add(fs_step::kind::make_target, s, t, label + ": creating the mount point");
+            mk.optional = op.optional;
+            mk.skip = 2;
+            b.add(fs_step::kind::bind, s, t, label + ": bind-mounting").flags = MS_REC;
+            std::uint64_t set = attr_nosuid | (op.what == k::dev_bind ? 0 : attr_nodev) |
+                                (op.what == k::ro_bind ? attr_rdonly : 0);
+            b.setattr(t, set, true, label + (op.what == k::ro_bind ? ": making it read-only" : ": setting nosuid/nodev"));
+            break;
+        }
+        case k::dev: {
+            b.parents(target, label);
+            b.add(fs_step::kind::mkdir, {}, t, label + ": creating the directory");
+            b.mount("tmpfs", t, MS_NOSUID | MS_NODEV, "mode=0755", label + ": mounting its tmpfs");
+            for (const char* node : {"null", "zero", "full", "random", "urandom", "tty"}) {
+                std::string host = std::string(old_root) + "/dev/" + node;
+                std::string mine = t + "/" + node;
+                fs_step& mk = b.add(fs_step::kind::make_file, host, mine, label + ": creating " + node);
+                mk.mode = 0666;
+                mk.optional = true;  // a host without the node: the job goes without it too
+                mk.skip = 1;
+                b.add(fs_step::kind::bind, host, mine, label + ": binding /dev/" + node);
+            }
+            b.add(fs_step::kind::mkdir, {}, t + "/shm", label + ": creating shm").mode = 01777;
+            b.add(fs_step::kind::mkdir, {}, t + "/pts", label + ": creating pts");
+            b.mount("devpts", t + "/pts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=620",
+                    label + ": mounting a new devpts instance");
+            b.add(fs_step::kind::symlink, "pts/ptmx", t + "/ptmx", label + ": linking ptmx");
+            b.add(fs_step::kind::symlink, "/proc/self/fd", t + "/fd", label + ": linking fd");
+            b.add(fs_step::kind::symlink, "/proc/self/fd/0", t + "/stdin", label + ": linking stdin");
+            b.add(fs_step::kind::symlink, "/proc/self/fd/1", t + "/stdout", label + ": linking stdout");
+            b.add(fs_step::kind::symlink, "/proc/self/fd/2", t + "/stderr", label + ": linking stderr");
+            break;
+        }
+        case k::proc: {
+            b.parents(target, label);
+            b.add(fs_step::kind::mkdir, {}, t, label + ": creating the directory");
+            b.mount("proc", t, MS_NOSUID | MS_NODEV | MS_NOEXEC, {}, label + ": mounting procfs");
+            // What container runtimes keep read-only: kernel tunables, the SysRq trigger,
+            // interrupt affinity, bus devices.
+            for (const char* sub : {"sys", "sysrq-trigger", "irq", "bus"}) {
+                std::string p = t + "/" + sub;
+                fs_step& bs = b.add(fs_step::kind::bind, p, p, label + ": binding /" + sub + " on itself");
+                bs.flags = MS_REC;
+                bs.optional = true;
+                bs.skip = 1;
+                b.setattr(p, attr_rdonly | attr_nosuid | attr_nodev | attr_noexec, true,
+                          label + ": making /" + sub + " read-only");
+            }
+            break;
+        }
+        case k::tmpfs:
+            b.parents(target, label);
+            b.add(fs_step::kind::mkdir, {}, t, label + ": creating the directory");
+            b.mount("tmpfs", t, MS_NOSUID | MS_NODEV, op.options, label + ": mounting");
+            break;
+        case k::dir:
+            b.parents(target, label);
+            b.add(fs_step::kind::mkdir, {}, t, label + ": creating it").mode = op.mode ? op.mode : 0755;
+            break;
+        case k::symlink:
+            if (op.source.empty()) throw spec_error(field + ": empty link text");
+            b.parents(target, label);
+            b.add(fs_step::kind::symlink, op.source, t, label + ": creating the link");
+            break;
+        case k::file: {
+            if (op.fd < 0) throw spec_error(field + ": fd " + std::to_string(op.fd) + " is not a descriptor");
+            b.parents(target, label);
+            fs_step& s = b.add(fs_step::kind::copy_fd, {}, t, label + ": writing the file");
+            s.fd = op.fd;
+            s.mode = op.mode ? op.mode : 0644;
+            break;
+        }
+        case k::remount_ro:
+            b.setattr(t, attr_rdonly, true, label + ": making it read-only");
+            break;
+    }
+}
+
+bool binds_root(const fs_op& op) {
+    return (op.what == fs_op::kind::bind || op.what == fs_op::kind::ro_bind || op.what == fs_op::kind::dev_bind) &&
+           !op.optional && normalize(op.target) == "/";
+}
+
+void prepare_root(prepared_data& d) {
+    const spawn_spec& s = d.spec;
+    const filesystem_spec& fs = s.fs;
+    std::vector<fs_op> ops = fs.ops;
+    // Without a new root the spec's binds, tmpfs and /proc go over the host's paths; with
+    // one they are ops in it, after the ones given.
+    for (const bind_mount& bm : s.binds)
+        ops.push_back(bm.read_only ? fs_op::ro_bind(bm.source, bm.target) : fs_op::bind(bm.source, bm.target));
+    for (const tmpfs_mount& t : s.tmpfs) ops.push_back(fs_op::tmpfs(t.target, t.options));
+    if (s.mount_proc.value_or(false) &&
+        std::none_of(ops.begin(), ops.end(), [](const fs_op& o) { return o.what == fs_op::kind::proc; }))
+        ops.push_back(fs_op::proc("/proc"));
+
+    std::string root_dir;
+    if (!fs.root_dir.empty()) {
+        root_dir = normalize(fs.root_dir);
+        if (fs.root_dir[0] != '/' || root_dir.empty())
+            throw spec_error("fs.root_dir: must be an absolute path without '..'");
+        if (!is_dir(root_dir)) throw spec_error("fs.root_dir: " + fs.root_dir + " is not a directory");
+    }
+    if (fs.overlay && (root_dir.find_first_of(",:") != std::string::npos))
+        throw spec_error("fs.root_dir: an overlay lower directory may not contain ',' or ':'");
+    bool userns = s.namespaces.has(ns::user);
+    if (fs.overlay && root_dir.empty() && userns)
+        throw spec_error("fs.overlay: the host's / has mounts below it, which overlayfs cannot take as its lower "
+                         "layer inside a user namespace: give a root_dir (--root) that is one file system");
+
+    step_builder b(d.fs_steps);
+    std::string stage = staging_dir();
+    b.mount("tmpfs", stage, MS_NOSUID | MS_NODEV, "mode=0755", "mounting the staging tmpfs on " + stage);
+    b.add(fs_step::kind::mkdir, {}, stage + std::string(new_root), "creating the staging directories");
+    b.add(fs_step::kind::mkdir, {}, stage + std::string(old_root), "creating the staging directories");
+    b.add(fs_step::kind::pivot, stage, stage + std::string(old_root), "moving the host's root aside (pivot_root)");
+    std::string root_label = "the root";
+    if (fs.overlay) {
+        root_label = "the overlay root";
+        b.add(fs_step::kind::mkdir, {}, "/cow", root_label + ": creating its layers");
+        b.mount("tmpfs", "/cow", MS_NOSUID | MS_NODEV, "mode=0755", root_label + ": mounting the upper tmpfs");
+        b.add(fs_step::kind::mkdir, {}, "/cow/upper", root_label + ": creating its layers");
+        b.add(fs_step::kind::mkdir, {}, "/cow/work", root_label + ": creating its layers");
+        // In a user namespace overlayfs keeps its own metadata in user.* xattrs (trusted.* are
+        // the host's); tmpfs has them since Linux 6.6.
+        b.mount("overlay", std::string(new_root), MS_NOSUID,
+                "lowerdir=" + in_old(root_dir.empty() ? "/" : root_dir) +
+                    ",upperdir=/cow/upper,workdir=/cow/work" + (userns ? ",userxattr" : ""),
+                root_label + ": mounting overlayfs");
+    } else if (!root_dir.empty()) {
+        b.add(fs_step::kind::bind, in_old(root_dir), std::string(new_root), "binding " + fs.root_dir + " as the root")
+            .flags = MS_REC;
+        b.setattr(std::string(new_root), attr_nosuid | attr_nodev, true, "setting nosuid/nodev on " + fs.root_dir);
+    } else if (ops.empty() || !binds_root(ops.front())) {
+        b.mount("tmpfs", std::string(new_root), MS_NOSUID | MS_NODEV, "mode=0755", "mounting the root tmpfs");
+    }
+    for (std::size_t i = 0; i < ops.size(); ++i) add_op(b, ops[i], i);
+    if (fs.read_only) b.setattr(std::string(new_root), attr_rdonly, false, "making the root read-only");
+    b.add(fs_step::kind::umount, {}, std::string(old_root), "detaching the host's root");
+    b.add(fs_step::kind::pivot_self, {}, std::string(new_root), "entering the new root (pivot_root)");
+
+    if (!s.cwd.empty()) {
+        d.root_cwd = s.cwd;
+    } else {
+        char buf[4096];
+        if (::getcwd(buf, sizeof buf)) d.root_cwd = buf;
+        d.root_cwd_optional = true;
+    }
+}
+
+// The inner id a process runs as by default: the one its own outer id maps to, else 0 if
+// mapped, else the first mapped.
+std::uint32_t default_inner(const std::vector<id_range>& map, std::uint32_t own) {
+    for (const id_range& r : map)
+        if (own >= r.outer && own - r.outer < r.count) return r.inner + (own - r.outer);
+    for (const id_range& r : map)
+        if (r.inner == 0) return 0;
+    return map.empty() ? 0 : map.front().inner;
+}
+
+bool mapped(const std::vector<id_range>& map, std::uint32_t inner) {
+    return std::any_of(map.begin(), map.end(),
+                       [&](const id_range& r) { return inner >= r.inner && inner - r.inner < r.count; });
+}
+
+void prepare_ids(prepared_data& d) {
+    const spawn_spec& s = d.spec;
+    bool root = ::geteuid() == 0;
+    if (d.user) {
+        if (s.ids == userns_ids::automatic) {
+            // The parent (root) writes the maps: setgroups stays allowed, so the child can
+            // drop the supplementary groups it inherited from root.
+            d.set_groups = true;
+            d.uid = s.uid.value_or(0);
+            d.gid = s.gid.value_or(0);
+            d.switch_ids = true;
+        } else if (d.self_map) {
+            d.set_groups = false;  // the child denied setgroups to write its gid map
+            d.uid = s.uid.value_or(0);
+            d.gid = s.gid.value_or(0);
+            if (d.uid != 0) throw spec_error("uid: " + std::to_string(d.uid) + " is not mapped inside (only 0 is: add uid_map)");
+            if (d.gid != 0) throw spec_error("gid: " + std::to_string(d.gid) + " is not mapped inside (only 0 is: add gid_map)");
+            // The child is already inner 0 (its own ids are what 0 maps to).
+            d.switch_ids = !s.groups.empty();
+        } else {
+            d.set_groups = root;
+            std::vector<id_range> umap = s.uid_map, gmap = s.gid_map;
+            if (umap.empty()) umap = {{0, static_cast<std::uint32_t>(::getuid()), 1}};
+            if (gmap.empty()) gmap = {{0, static_cast<std::uint32_t>(::getgid()), 1}};
+            d.uid = s.uid.value_or(default_inner(umap, static_cast<std::uint32_t>(::getuid())));
+            d.gid = s.gid.value_or(default_inner(gmap, static_cast<std::uint32_t>(::getgid())));
+            if (!mapped(umap, d.uid)) throw spec_error("uid: " + std::to_string(d.uid) + " is not mapped inside by uid_map");
+            if (!mapped(gmap, d.gid)) throw spec_error("gid: " + std::to_string(d.gid) + " is not mapped inside by gid_map");
+            d.switch_ids = true;
+        }
+    } else {
+        d.set_groups = root;
+        d.switch_ids = s.uid.has_value() || s.gid.has_value() || !s.groups.empty();
+        d.uid = s.uid.value_or(static_cast<std::uint32_t>(::getuid()));
+        d.gid = s.gid.value_or(static_cast<std::uint32_t>(::getgid()));
+    }
+    if (!s.groups.empty() && !d.set_groups)
+        throw spec_error("groups: setgroups is denied here (a user namespace whose maps the child wrote for "
+                         "itself, or not root): supplementary groups cannot be set");
+    if (s.groups.size() > 64) throw spec_error("groups: more than 64");
+    for (std::uint32_t g : s.groups) {
+        if (d.user && s.ids == userns_ids::own && !d.self_map && !s.gid_map.empty() && !mapped(s.gid_map, g))
+            throw spec_error("groups: " + std::to_string(g) + " is not mapped inside by gid_map");
+        d.groups.push_back(g);
+    }
+}
+
+}  // namespace
+
+std::string fs_advice(const fs_step& step, int err) {
+    using k = fs_step::kind;
+    bool mounting = step.what == k::mount || step.what == k::bind || step.what == k::setattr ||
+                    step.what == k::pivot || step.what == k::pivot_self || step.what == k::umount;
+    switch (err) {
+        case EPERM:
+        case EACCES:
+            if (step.fstype == "proc")
+                return "a fresh /proc needs the pid namespace, created together with the user namespace, "
+                       "and a fully visible /proc on the host (nothing mounted over /proc/*)";
+            if (step.fstype == "overlay")
+                return "overlayfs in a user namespace needs Linux >= 5.11, and a lower layer the job's "
+                       "ids may read";
+            if (mounting)
+                return "mounting needs CAP_SYS_ADMIN over the mount namespace: give the job a user namespace "
+                       "(-U) or run as root";
+            if (step.what == k::mkdir || step.what == k::make_target || step.what == k::make_file)
+                return "the mount point does not exist and the job's ids may not create it: create it in the "
+                       "prepared root (or in the source of the mount above it)";
+            return "the job's ids may not write there";
+        case ENOENT:
+            if (step.what == k::make_target || step.what == k::bind)
+                return "the source does not exist (the -try forms skip a missing source)";
+            return {};
+        case EROFS:
+            return "the mount point does not exist and the file system above it is read-only: create it "
+                   "there, or mount a tmpfs on its parent first";
+        case ENOSYS:
+            return "mount_setattr needs Linux >= 5.12";
+        case EINVAL:
+            if (step.fstype == "overlay")
+                return "overlayfs refused the layers: the lower layer must be a directory on one file "
+                       "system and the kernel must support overlayfs in user namespaces (>= 5.11)";
+            if (step.what == k::pivot || step.what == k::pivot_self)
+                return "pivot_root needs the root and the new root on different mounts, none of them shared";
+            return {};
+        case ENOTDIR:
+            return "a directory is bound on a file or a file on a directory";
+        default:
+            return {};
+    }
+}
+
+void prepare_walls(prepared_data& d) {
+    const spawn_spec& s = d.spec;
+    if (s.fs.enabled) prepare_root(d);
+    prepare_ids(d);
+    d.last_cap = cap_last_cap();
+    if (s.capabilities) {
+        d.drop_caps = true;
+        d.keep_caps = s.capabilities->bits() & capability_set::all().bits();
+    }
+    if (s.seccomp) d.seccomp_prog = s.seccomp->fprog();
+    d.no_new_privs = s.no_new_privs || d.drop_caps || d.seccomp_prog != nullptr;
+}
+
+}  // namespace detail
+
+void make_sandboxed(spawn_spec& spec, const sandbox_preset& preset) {
+    spec.namespaces = namespace_set{ns::user, ns::pid, ns::mnt, ns::uts, ns::ipc, ns::cgroup};
+    if (!preset.share_net) spec.namespaces.add(ns::net);
+    spec.loopback_up = true;
+    if (spec.hostname.empty()) spec.hostname = "sandbox";
+    bool automatic = preset.automatic_ids.value_or(::geteuid() == 0);
+    spec.ids = automatic ? userns_ids::automatic : userns_ids::own;
+    spec.fs.enabled = true;
+    spec.fs.root_dir = preset.root_dir;
+    spec.fs.overlay = preset.overlay;
+    spec.fs.read_only = !preset.overlay;
+    std::vector<fs_op> ops;
+    if (preset.root_dir.empty() && !preset.overlay) ops.push_back(fs_op::ro_bind("/", "/"));
+    ops.push_back(fs_op::dev("/dev"));
+    ops.push_back(fs_op::proc("/proc"));
+    ops.push_back(fs_op::tmpfs("/tmp", "mode=1777"));
+    ops.insert(ops.end(), spec.fs.ops.begin(), spec.fs.ops.end());
+    spec.fs.ops = std::move(ops);
+    spec.mount_proc.reset();
+    spec.capabilities = capability_set{};
+    static const std::shared_ptr<const seccomp_program> default_filter =
+        seccomp_program::compile(seccomp_policy::builtin_default());
+    spec.seccomp = default_filter;
+    spec.no_new_privs = true;
+    spec.die_with_parent = true;
+    if (!spec.foreground) spec.new_session = true;
+}
+
+}  // namespace drover
