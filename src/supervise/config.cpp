@@ -8,6 +8,8 @@
 #include <sstream>
 #include <toml++/toml.h>
 
+#include "drover/spawn/units.hpp"
+
 namespace drover::supervise {
 
 namespace {
@@ -48,7 +50,8 @@ public:
             "exec", "type", "restart", "restart_sec", "restart_max_delay_sec", "restart_jitter",
             "timeout_stop_sec", "kill_signal", "after", "environment", "working_directory",
             "start_limit_burst", "start_limit_interval_sec", "failure_action", "memory_max", "tasks_max",
-            "cpu_quota", "namespaces", "hostname", "init"};
+            "cpu_quota", "namespaces", "hostname", "init", "sandbox", "share_net", "root", "bind", "ro_bind",
+            "tmpfs", "capabilities", "seccomp", "uid", "gid"};
         for (const auto& [k, v] : t_)
             if (!known.count(std::string(k.str())))
                 fail(file_, v, prefix_ + std::string(k.str()), "unknown field (see docs/supervise.md)");
@@ -118,6 +121,7 @@ public:
             }
         }
         if (auto v = str("hostname")) s_.spawn.hostname = *v;
+        read_sandbox();
         if (const toml::node* n = t_.get("init")) {
             if (!n->is_boolean()) fail(file_, *n, prefix_ + "init", std::string("expected a boolean, not ") + type_name(*n));
             if (*n->value<bool>()) {
@@ -183,6 +187,76 @@ private:
         }
         if (s_.spawn.argv.empty() || s_.spawn.argv[0].empty()) fail(file_, n, prefix_ + "exec", "empty command");
     }
+    // The walls: sandbox = true is drover run --sandbox; the other fields add to it or stand
+    // alone (binds need a mount namespace, which they then imply).
+    void read_sandbox() {
+        bool sandbox = false, share_net = false;
+        if (const toml::node* n = t_.get("sandbox")) sandbox = boolean(*n, "sandbox");
+        if (const toml::node* n = t_.get("share_net")) {
+            share_net = boolean(*n, "share_net");
+            if (!sandbox) fail(file_, *n, prefix_ + "share_net", "only with sandbox = true");
+        }
+        std::vector<fs_op> ops;
+        auto pairs = [&](const char* key, fs_op::kind k) {
+            const toml::node* n = t_.get(key);
+            if (!n) return;
+            for (const auto& v : strings(*n, key)) {
+                auto colon = v.find(':');
+                std::string src = v.substr(0, colon);
+                std::string dst = colon == std::string::npos ? src : v.substr(colon + 1);
+                if (k == fs_op::kind::tmpfs) ops.push_back(fs_op::tmpfs(src, colon == std::string::npos ? "" : dst));
+                else ops.push_back({k, src, dst});
+                if ((k == fs_op::kind::tmpfs ? src : dst).rfind('/', 0) != 0)
+                    fail(file_, *n, prefix_ + key, "expected absolute paths (\"SRC:DST\" or \"/path\")");
+            }
+        };
+        pairs("ro_bind", fs_op::kind::ro_bind);
+        pairs("bind", fs_op::kind::bind);
+        pairs("tmpfs", fs_op::kind::tmpfs);
+        std::string root;
+        if (auto v = str("root")) root = *v;
+        spawn_spec& sp = s_.spawn;
+        if (sandbox) {
+            sp.fs.ops = std::move(ops);
+            sandbox_preset preset;
+            preset.share_net = share_net;
+            preset.root_dir = root;
+            make_sandboxed(sp, preset);
+        } else if (!ops.empty() || !root.empty()) {
+            sp.namespaces.add(ns::mnt);
+            sp.fs.enabled = true;
+            sp.fs.root_dir = root;
+            sp.fs.ops = std::move(ops);
+        }
+        if (const toml::node* n = t_.get("capabilities")) {
+            capability_set keep;
+            for (const auto& name : strings(*n, "capabilities")) {
+                auto cap = parse_capability(name);
+                if (!cap) fail(file_, *n, prefix_ + "capabilities", "unknown capability \"" + name + "\" (NET_BIND_SERVICE, CAP_NET_RAW)");
+                keep.add(*cap);
+            }
+            sp.capabilities = keep;
+        }
+        if (auto v = str("seccomp")) {
+            try {
+                if (*v == "none") sp.seccomp.reset();
+                else if (*v == "default") sp.seccomp = seccomp_program::compile(seccomp_policy::builtin_default());
+                else sp.seccomp = seccomp_program::compile(seccomp_policy::load(*v));
+            } catch (const spec_error& e) {
+                fail(file_, *t_.get("seccomp"), prefix_ + "seccomp", e.what());
+            }
+        }
+        for (const char* key : {"uid", "gid"}) {
+            if (auto v = integer(key, 0, 4294967294LL)) {
+                if (key[0] == 'u') sp.uid = static_cast<std::uint32_t>(*v);
+                else sp.gid = static_cast<std::uint32_t>(*v);
+            }
+        }
+    }
+    bool boolean(const toml::node& n, const char* key) {
+        if (!n.is_boolean()) fail(file_, n, prefix_ + key, std::string("expected a boolean, not ") + type_name(n));
+        return *n.value<bool>();
+    }
     void read_environment() {
         const toml::node* n = t_.get("environment");
         if (!n) return;
@@ -240,38 +314,9 @@ config_error::config_error(std::string file, int line, int column, std::string f
     : std::runtime_error(locate(file, line, column, field, problem)),
       file_(std::move(file)), line_(line), column_(column), field_(std::move(field)) {}
 
-std::optional<std::uint64_t> parse_size(std::string_view t) {
-    if (t.empty()) return std::nullopt;
-    std::uint64_t v = 0;
-    std::size_t i = 0;
-    for (; i < t.size() && t[i] >= '0' && t[i] <= '9'; ++i) {
-        if (v > (UINT64_MAX - 9) / 10) return std::nullopt;
-        v = v * 10 + static_cast<std::uint64_t>(t[i] - '0');
-    }
-    if (i == 0) return std::nullopt;
-    std::string_view unit = t.substr(i);
-    int shift = 0;
-    if (unit.empty()) shift = 0;
-    else if (unit == "K" || unit == "k" || unit == "KiB") shift = 10;
-    else if (unit == "M" || unit == "MiB") shift = 20;
-    else if (unit == "G" || unit == "GiB") shift = 30;
-    else if (unit == "T" || unit == "TiB") shift = 40;
-    else return std::nullopt;
-    if (shift && v > (UINT64_MAX >> shift)) return std::nullopt;
-    return v << shift;
-}
+std::optional<std::uint64_t> parse_size(std::string_view t) { return drover::parse_size(t); }
 
-std::optional<int> parse_signal(std::string_view t) {
-    if (!t.empty() && t.find_first_not_of("0123456789") == std::string_view::npos) {
-        int v = std::stoi(std::string(t));
-        return v > 0 && v < NSIG ? std::optional<int>(v) : std::nullopt;
-    }
-    std::string name(t);
-    if (name.rfind("SIG", 0) != 0) name = "SIG" + name;
-    for (int s = 1; s < NSIG; ++s)
-        if (signal_name(s) == name) return s;
-    return std::nullopt;
-}
+std::optional<int> parse_signal(std::string_view t) { return drover::parse_signal(t); }
 
 std::optional<std::vector<std::string>> split_command(std::string_view t) {
     std::vector<std::string> out;

@@ -20,6 +20,8 @@
 
 #include "command.hpp"
 #include "drover/process/asio.hpp"
+#include "drover/process/cgroup.hpp"
+#include "drover/spawn/units.hpp"
 #include "drover/process/limits.hpp"
 #include "drover/process/pool.hpp"
 #include "drover/spawn/spawn_error.hpp"
@@ -36,7 +38,8 @@ struct parallel_options {
     bool json = false;
     bool progress = false;
     bool no_progress = false;
-    std::size_t max_output = 16 << 20;
+    std::string max_output = "16M";
+    std::string on_max_output = "truncate";
     std::vector<std::string> argv;
 };
 
@@ -67,6 +70,7 @@ int summary_exit_code(std::size_t failed) {
 
 std::string describe(const job_result& r) {
     if (r.failure) return r.failure->message();
+    if (!r.outcome.detail.empty()) return r.outcome.detail;
     return r.status ? r.status->str() : "unknown";
 }
 
@@ -80,8 +84,17 @@ nlohmann::json to_json(const job_result& r) {
         j["signal"] = r.status->signaled() ? nlohmann::json(signal_name(r.status->signal())) : nlohmann::json();
     }
     j["status"] = describe(r);
+    j["verdict"] = std::string(verdict_name(r.outcome.why));
     if (r.failure) j["failed_stage"] = std::string(stage_id(r.failure->stage));
     auto ms = [](std::int64_t ns) { return static_cast<double>(ns) / 1e6; };
+    if (r.status) {
+        const resource_usage& u = r.outcome.usage;
+        j["wall_ms"] = ms(u.wall_ns);
+        j["user_ms"] = ms(u.user_ns);
+        j["system_ms"] = ms(u.system_ns);
+        j["peak_memory_bytes"] = u.peak_memory ? nlohmann::json(*u.peak_memory) : nlohmann::json();
+        j["usage_source"] = std::string(u.source);
+    }
     j["queued_ms"] = ms(r.started_ns - r.queued_ns);
     j["duration_ms"] = ms(r.finished_ns - r.started_ns);
     if (r.status) {
@@ -195,16 +208,38 @@ private:
 
 int parallel_main(const parallel_options& o) {
     spawn_spec tmpl;
+    job_limits limits;
+    std::size_t max_output = 0;
+    std::shared_ptr<cgroup_tree> tree;
+    std::unique_ptr<cgroup_guardian> guardian;
+    sys::unique_fd jobs_cgroup;
     try {
         tmpl.argv = command_for(o.argv, "x");
         o.ns.apply(tmpl);
+        limits = o.ns.limits();
+        auto size = parse_size(o.max_output);
+        if (!size || *size == 0 || *size > (std::uint64_t{1} << 40))
+            throw spec_error("--max-output: '" + o.max_output + "' is not a size from 1 byte to 1T (64K, 16M)");
+        max_output = static_cast<std::size_t>(*size);
+        // Every job lives in drover's cgroup subtree, which a guardian empties if drover is
+        // killed: no job's descendant outlives the run, pid namespace or not.
+        tree = std::make_shared<cgroup_tree>("drover." + std::to_string(::getpid()));
+        if (tree->mode() != cgroup_mode::none) {
+            guardian = std::make_unique<cgroup_guardian>(tree->roots());
+            if (!limits.wants_cgroup()) {
+                std::string dir = tree->path() + "/jobs";
+                if (::mkdir(dir.c_str(), 0755) == 0) jobs_cgroup.reset(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+                tmpl.cgroup_fd = jobs_cgroup.get();
+            }
+        } else if (limits.wants_cgroup()) {
+            if (std::string missing = apply_rlimit_fallbacks(tmpl, limits, false); !missing.empty())
+                throw spec_error("limits: " + missing + ": " + tree->warning());
+            limits.own_cgroup = false;
+            limits.cgroup = {};
+        }
         if (std::string problem = validate(tmpl); !problem.empty()) throw spec_error(problem);
     } catch (const spec_error& e) {
         print_error(std::string("parallel: ") + e.what());
-        return usage_exit;
-    }
-    if (o.max_output == 0) {
-        print_error("parallel: --max-output: must be > 0");
         return usage_exit;
     }
     raise_nofile_limit();
@@ -219,7 +254,9 @@ int parallel_main(const parallel_options& o) {
 
     asio::io_context io;
     auto ex = io.get_executor();
-    pool_options popt{.concurrency = jobs, .output = {o.max_output, overflow_policy::truncate}};
+    pool_options popt{.concurrency = jobs, .output = {max_output, overflow_policy::truncate, o.on_max_output == "kill"}};
+    popt.limits = limits;
+    if (limits.wants_cgroup()) popt.cgroups = tree;
     popt.on_throttle = [&](const throttle_state& t) { throttle_text = t.reason(); };
     auto pool = std::make_shared<job_pool>(ex, popt);
     line_source input(ex);
@@ -336,7 +373,10 @@ command_main add_parallel_command(CLI::App& app) {
         ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 20));
     p->add_flag("--json", o->json, "one JSON line per job: input, status, timings, stdout, stderr");
     p->add_option("--max-output", o->max_output,
-                  "bytes kept per job and stream; more is dropped with a marker (default 16 MiB)");
+                  "bytes kept per job and stream (64K, 16M); more is dropped with a marker (default 16M)");
+    p->add_option("--on-max-output", o->on_max_output,
+                  "truncate (default): keep running, drop the rest; kill: stop the job (verdict output)")
+        ->check(CLI::IsMember({"truncate", "kill"}));
     p->add_flag("--progress", o->progress, "progress bar on stderr even if it is not a terminal");
     p->add_flag("--no-progress", o->no_progress, "no progress bar");
     o->ns.add_to(*p);
