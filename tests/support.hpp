@@ -17,6 +17,10 @@ inline constexpr const char* helper = DROVER_TEST_HELPER;
 /// The static child of the mass tests: `blocker CODE [TEXT]` (see tests/helper/blocker.c).
 inline constexpr const char* blocker = DROVER_TEST_BLOCKER;
 inline constexpr const char* cli = DROVER_CLI;
+/// The sandbox attacker (see tests/helper/escape.c).
+inline constexpr const char* escape = DROVER_TEST_ESCAPE;
+/// Where tests leave reports for people (the build directory).
+inline constexpr const char* report_dir = DROVER_TEST_REPORT_DIR;
 
 /// Runs `make(executor)` (a function returning asio::awaitable<T>) on a new io_context and
 /// returns its result, rethrowing its exception.
