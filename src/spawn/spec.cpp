@@ -146,6 +146,14 @@ std::string validate(const spawn_spec& s) {
         if (op.target.find('\0') != std::string::npos || op.source.find('\0') != std::string::npos)
             return field + ": a path contains a NUL byte";
         if (op.target.size() > 4000 || op.source.size() > 4000) return field + ": path longer than 4000 bytes";
+        // A ".." could climb out of the new root while it is being built.
+        std::string_view t = op.target;
+        for (std::size_t pos = 0; pos <= t.size();) {
+            std::size_t end = t.find('/', pos);
+            if (end == std::string_view::npos) end = t.size();
+            if (t.substr(pos, end - pos) == "..") return field + ": target must not contain '..'";
+            pos = end + 1;
+        }
     }
     if (s.fs.ops.size() > 1000) return "fs.ops: more than 1000";
     if (s.ids == userns_ids::automatic) {

@@ -22,7 +22,6 @@ CLI::Option* repeatable(CLI::App* g, const std::string& name, std::vector<std::s
 }  // namespace
 
 void ns_options::add_to(CLI::App& app) {
-    app_ = &app;
     auto* g = app.add_option_group("Namespaces", "as in unshare(1)");
     g->add_flag("-U,--user", user, "new user namespace");
     g->add_flag("-p,--pid", pid, "new PID namespace (the command is PID 1)");
@@ -34,6 +33,8 @@ void ns_options::add_to(CLI::App& app) {
     g->add_flag("-T,--time", time, "new time namespace");
 
     auto* sb = app.add_option_group("Sandbox", "the walls of a sandbox, as bubblewrap builds them");
+    // An option group parses its own options: the order they came in is recorded there.
+    app_ = sb;
     sb->add_flag("--sandbox", sandbox,
                  "all namespaces but time, the host's / read-only (or --root), private /dev, fresh /proc, "
                  "tmpfs /tmp, loopback-only network, no capabilities, default seccomp policy, "

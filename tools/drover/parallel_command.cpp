@@ -238,6 +238,7 @@ int parallel_main(const parallel_options& o) {
             limits.cgroup = {};
         }
         if (std::string problem = validate(tmpl); !problem.empty()) throw spec_error(problem);
+        prepared_spawn check(tmpl);  // what only preparing finds (ids, roots) fails here, before any input
     } catch (const spec_error& e) {
         print_error(std::string("parallel: ") + e.what());
         return usage_exit;

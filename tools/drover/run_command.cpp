@@ -92,9 +92,9 @@ int start_failure_code(const spawn_error& e) {
     return 125;
 }
 
-asio::awaitable<run_outcome> run_child(spawn_spec spec, job_limits limits, cgroup_tree* tree) {
+asio::awaitable<run_outcome> run_child(prepared_spawn prepared, job_limits limits, cgroup_tree* tree) {
     auto ex = co_await asio::this_coro::executor;
-    bool foreground = spec.foreground;
+    bool foreground = prepared.spec().foreground;
     // Signals sent to drover go to the child through its pidfd. The set is installed before
     // the spawn so that none is lost (or kills drover) while the child starts. On a terminal
     // the child has the foreground, so ^C reaches it alone and is not sent twice.
@@ -124,7 +124,6 @@ asio::awaitable<run_outcome> run_child(spawn_spec spec, job_limits limits, cgrou
         // (GCC 12 miscompiles a conditional expression inside a co_await's arguments.)
         launch_extras extras;
         if (watch) extras = watch->extras();
-        prepared_spawn prepared(std::move(spec));
         child.emplace(co_await spawn(ex, std::move(prepared), extras));
     } catch (...) {
         signals->cancel();
@@ -148,6 +147,7 @@ asio::awaitable<run_outcome> run_child(spawn_spec spec, job_limits limits, cgrou
 
 int run_main(const run_options& o) {
     spawn_spec spec;
+    std::optional<prepared_spawn> prepared;
     job_limits limits;
     int status_fd = -1;
     std::unique_ptr<cgroup_tree> tree;
@@ -174,17 +174,20 @@ int run_main(const run_options& o) {
                 limits.cgroup = {};
             }
         }
-        // An interactive program gets the terminal (job control, ^C to it alone), as in a shell.
-        spec.foreground = !spec.new_session && ::isatty(STDIN_FILENO) &&
-                          ::tcgetpgrp(STDIN_FILENO) == ::getpgrp();
+        // An interactive program gets the terminal (job control, ^C to it alone), as in a shell
+        // (a sandbox too: its seccomp filter refuses TIOCSTI, so the terminal cannot be typed into).
+        spec.foreground = !o.ns.new_session && ::isatty(STDIN_FILENO) && ::tcgetpgrp(STDIN_FILENO) == ::getpgrp();
+        if (spec.foreground) spec.new_session = false;
         if (std::string problem = validate(spec); !problem.empty()) throw spec_error(problem);
+        // Everything about the spec that can be known without a process is checked here.
+        prepared.emplace(std::move(spec));
     } catch (const spec_error& e) {
         print_error(std::string("run: ") + e.what());
         return usage_exit;
     }
     asio::io_context io;
     int code = 125;
-    asio::co_spawn(io, run_child(std::move(spec), limits, tree.get()), [&](std::exception_ptr ep, run_outcome r) {
+    asio::co_spawn(io, run_child(std::move(*prepared), limits, tree.get()), [&](std::exception_ptr ep, run_outcome r) {
         if (!ep) {
             code = r.code;
             switch (r.outcome.why) {

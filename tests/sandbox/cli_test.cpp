@@ -1,0 +1,146 @@
+// The sandbox and limit flags as a user types them: every bad value is one located line and
+// exit 2 with nothing started; good ones reach the job (seen from inside); parallel's JSON
+// carries each job's verdict; the supervisor's sandbox fields.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "drover/supervise/config.hpp"
+#include "support.hpp"
+
+namespace drover {
+namespace {
+
+namespace fs = std::filesystem;
+
+run_result drover(std::vector<std::string> args, std::string input = {}) {
+    std::vector<std::string> argv = {test::cli};
+    argv.insert(argv.end(), args.begin(), args.end());
+    spawn_spec s = test::piped(argv);
+    s.in = stdio::pipe();
+    return test::run_spec(s, std::move(input));
+}
+
+struct temp_file {
+    std::string path;
+    explicit temp_file(const std::string& text) {
+        path = "/tmp/drover-cli-" + std::to_string(::getpid()) + "-" + std::to_string(counter++);
+        std::ofstream(path) << text;
+    }
+    ~temp_file() { std::remove(path.c_str()); }
+    static inline int counter = 0;
+};
+
+TEST(SandboxCli, BadValuesAreOneLineExitTwoAndStartNothing) {
+    const std::string marker = "/tmp/drover-sandbox-cli-marker-" + std::to_string(::getpid());
+    temp_file policy("[[rule]]\naction = \"kill\"\nsyscalls = [\"nope\"]\nbogus = 1\n");
+    struct bad {
+        std::vector<std::string> flags;
+        std::string message;
+    };
+    const bad cases[] = {
+        {{"--timeout", "-1"}, "drover: run: --timeout: '-1' is not a positive duration (2, 1.5s, 500ms, 1m; at most a year)\n"},
+        {{"--timeout", "nan"}, "drover: run: --timeout: 'nan' is not a positive duration (2, 1.5s, 500ms, 1m; at most a year)\n"},
+        {{"--timeout", "1e999"}, "drover: run: --timeout: '1e999' is not a positive duration (2, 1.5s, 500ms, 1m; at most a year)\n"},
+        {{"--timeout", "0"}, "drover: run: --timeout: '0' is not a positive duration (2, 1.5s, 500ms, 1m; at most a year)\n"},
+        {{"--cpu-time", "99999999999"}, "drover: run: --cpu-time: '99999999999' is not a positive duration (2, 1.5s, 500ms, 1m; at most a year)\n"},
+        {{"--timeout-signal", "SIGNOPE"}, "drover: run: --timeout-signal: 'SIGNOPE' is not a signal (TERM, SIGKILL, 9)\n"},
+        {{"--memory-max", "12Q"}, "drover: run: --memory-max: '12Q' is not a size of at least 4096 bytes (256M, 1G)\n"},
+        {{"--memory-max", "99999999999999999999"}, "drover: run: --memory-max: '99999999999999999999' is not a size of at least 4096 bytes (256M, 1G)\n"},
+        {{"--pids-max", "0"}, "drover: run: --pids-max: '0' is not a number from 1 to 4194304\n"},
+        {{"--cpu", "inf%"}, "drover: run: --cpu: 'inf%' is not a CPU share (50%, 0.5, 2; more than 0, at most 1024)\n"},
+        {{"--cpu", "1e308%"}, "drover: run: --cpu: '1e308%' is not a CPU share (50%, 0.5, 2; more than 0, at most 1024)\n"},
+        {{"--cap-add", "FOO"}, "drover: run: --cap-add: 'FOO' is not a capability (CAP_NET_RAW, net_raw, ALL)\n"},
+        {{"--uid", "4294967295"}, "drover: run: --uid: '4294967295' is not an id from 0 to 4294967294\n"},
+        {{"--uid", "-1"}, "drover: run: --uid: '-1' is not an id from 0 to 4294967294\n"},
+        {{"--rlimit", "nofile=-1"}, "drover: run: --rlimit: '-1' is not a number from 0 to 9223372036854775807 or 'unlimited'\n"},
+        {{"-T", "--monotonic", "1e300"}, "drover: run: --monotonic: '1e300' is not a number of seconds within +-1e9\n"},
+        {{"--share-net"}, "drover: run: --share-net: only with --sandbox\n"},
+        {{"--dev", "dev"}, "drover: run: --dev: 'dev': the target must be an absolute path\n"},
+        {{"--file", "x:/a"}, "drover: run: --file: 'x' is not a descriptor number\n"},
+        {{"--json-status-fd", "987"}, "drover: run: --json-status-fd: '987' is not an open descriptor\n"},
+        {{"--seccomp", "/no/such/policy"}, "drover: run: /no/such/policy: cannot read the seccomp policy: No such file or directory\n"},
+        {{"--seccomp", policy.path}, "drover: run: " + policy.path + ":4:9: rule[1].bogus: unknown field (action, syscalls, args)\n"},
+        {{"--sandbox", "--tmpfs", "/tmp/../../x"}, "drover: run: fs.ops[4] (tmpfs): target must not contain '..'\n"},
+    };
+    for (const auto& c : cases) {
+        std::vector<std::string> args = {"run"};
+        args.insert(args.end(), c.flags.begin(), c.flags.end());
+        args.insert(args.end(), {"--", "/bin/touch", marker});
+        auto r = drover(args);
+        EXPECT_EQ(r.status.code(), 2) << c.message;
+        EXPECT_EQ(r.err, c.message);
+        EXPECT_FALSE(fs::exists(marker)) << "started despite: " << c.message;
+        std::remove(marker.c_str());
+    }
+    auto p = drover({"parallel", "--max-output", "-1", "--", "/bin/true"});
+    EXPECT_EQ(p.status.code(), 2);
+    EXPECT_EQ(p.err, "drover: parallel: --max-output: '-1' is not a size from 1 byte to 1T (64K, 16M)\n");
+}
+
+TEST(SandboxCli, UserNamespaceRangesNeedRoot) {
+    if (::geteuid() != 0 || ::access("/usr/bin/setpriv", X_OK) != 0) GTEST_SKIP() << "needs root and setpriv";
+    auto r = test::run_spec(test::piped({"/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--",
+                                         test::cli, "run", "--userns", "auto", "-p", "--", "/bin/true"}));
+    EXPECT_EQ(r.status.code(), 2);
+    EXPECT_NE(r.err.find("--userns auto: needs root"), std::string::npos) << r.err;
+}
+
+TEST(SandboxCli, FlagsReachTheJob) {
+    auto r = drover({"run", "--sandbox", "--cap-add", "NET_RAW,sys_ptrace", "--hostname", "judge", "--setenv", "X=1",
+                     "--tmpfs", "/work:size=1m", "--dir", "/work/in", "--symlink", "/work/in:/work/link", "--", "/bin/sh",
+                     "-c", "grep CapEff /proc/self/status; hostname; echo $X; readlink /work/link; df -k /work | tail -1 | awk '{print $2}'"});
+    EXPECT_EQ(r.out, "CapEff:\t0000000000082000\njudge\n1\n/work/in\n1024\n") << r.err;
+    auto s = drover({"run", "--seccomp", "default", "--", "/bin/sh", "-c", "grep ^Seccomp: /proc/self/status"});
+    EXPECT_EQ(s.out, "Seccomp:\t2\n") << s.err;
+    auto none = drover({"run", "--sandbox", "--seccomp", "none", "--", "/bin/sh", "-c", "grep ^Seccomp: /proc/self/status"});
+    EXPECT_EQ(none.out, "Seccomp:\t0\n") << none.err;
+}
+
+TEST(SandboxCli, ParallelReportsEachJobsVerdict) {
+    auto r = drover({"parallel", "--json", "--no-progress", "--sandbox", "--timeout", "0.5", "--", test::escape, "{}", "5"},
+                    "--spin\n--hog\n");
+    std::map<std::string, std::string> verdicts;
+    std::istringstream in(r.out);
+    std::string line;
+    while (std::getline(in, line)) {
+        auto j = nlohmann::json::parse(line);
+        verdicts[j["input"]] = j["verdict"];
+        EXPECT_TRUE(j.contains("wall_ms") && j.contains("user_ms") && j.contains("peak_memory_bytes")) << line;
+    }
+    EXPECT_EQ(verdicts["--spin"], "timeout") << r.out << r.err;
+    EXPECT_EQ(verdicts["--hog"], "ok") << r.out << r.err;
+    EXPECT_EQ(r.status.code(), 1);  // one job failed
+}
+
+TEST(SandboxCli, SupervisedServicesTakeTheSandboxFields) {
+    auto c = supervise::parse_config(R"([service.web]
+exec = "/bin/true"
+sandbox = true
+capabilities = ["NET_BIND_SERVICE"]
+ro_bind = ["/srv/site:/site"]
+tmpfs = ["/cache:size=8m"]
+)", "svc.toml");
+    const spawn_spec& s = c.services.at(0).spawn;
+    EXPECT_TRUE(s.fs.enabled);
+    EXPECT_TRUE(s.namespaces.has(ns::net));
+    EXPECT_TRUE(s.seccomp);
+    ASSERT_TRUE(s.capabilities);
+    EXPECT_EQ(s.capabilities->bits(), 1u << 10);
+    ASSERT_GE(s.fs.ops.size(), 2u);
+    EXPECT_EQ(s.fs.ops[s.fs.ops.size() - 2].source, "/srv/site");
+    EXPECT_EQ(s.fs.ops.back().options, "size=8m");
+    try {
+        supervise::parse_config("[service.x]\nexec = \"/bin/true\"\ncapabilities = [\"FLY\"]\n", "svc.toml");
+        FAIL();
+    } catch (const supervise::config_error& e) {
+        EXPECT_STREQ(e.what(), "svc.toml:3:16: service.x.capabilities: unknown capability \"FLY\" (NET_BIND_SERVICE, CAP_NET_RAW)");
+    }
+}
+
+}  // namespace
+}  // namespace drover
