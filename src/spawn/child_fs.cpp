@@ -33,12 +33,21 @@ int make_file(const char* path, unsigned mode) noexcept {
     return 0;
 }
 
-int make_target(const fs_step& s) noexcept {
+int make_target(const fs_step& s, int captured) noexcept {
     struct stat st{};
-    if (::stat(s.a.c_str(), &st) != 0) return errno;
+    if ((captured >= 0 ? ::fstat(captured, &st) : ::stat(s.a.c_str(), &st)) != 0) return errno;
     if (S_ISDIR(st.st_mode)) return mkdir_ok(s.b.c_str(), 0755);
     return make_file(s.b.c_str(), 0644);
 }
+
+// The new mount API as raw syscalls (glibc 2.36 has no wrappers for them).
+constexpr long nr_open_tree = 428;
+constexpr long nr_move_mount = 429;
+constexpr unsigned open_tree_clone = 1;
+constexpr unsigned move_mount_f_empty_path = 0x00000004;
+#ifndef AT_RECURSIVE
+constexpr unsigned AT_RECURSIVE = 0x8000;
+#endif
 
 // Copies what `fd` holds into a new file: from offset 0 where it can seek (so that every
 // launch of a prepared spec gets the whole content), else what is left to read.
@@ -78,8 +87,9 @@ int copy_fd(const fs_step& s) noexcept {
     return 0;
 }
 
-int step(const fs_step& s) noexcept {
+int step(const fs_step& s, int* slots) noexcept {
     using k = fs_step::kind;
+    int captured = s.slot >= 0 ? slots[s.slot] : -1;
     switch (s.what) {
         case k::mount:
             if (::mount(s.a.empty() ? s.fstype.c_str() : s.a.c_str(), s.b.c_str(), s.fstype.c_str(), s.flags,
@@ -90,6 +100,8 @@ int step(const fs_step& s) noexcept {
             if (::mount(s.a.c_str(), s.b.c_str(), nullptr, MS_BIND | s.flags, nullptr) != 0) return errno;
             return 0;
         case k::setattr: {
+            if (captured >= 0)  // a detached tree: set its flags before it is attached
+                return err_of(sys::mount_setattr(captured, "", s.attr_flags | AT_EMPTY_PATH, s.attr_set, 0));
             int e = err_of(sys::mount_setattr(AT_FDCWD, s.b.c_str(), s.attr_flags, s.attr_set, 0));
             if (e != ENOSYS) return e;
             // Linux < 5.12: the top mount only, keeping the flags the kernel locked on it.
@@ -98,7 +110,7 @@ int step(const fs_step& s) noexcept {
         case k::mkdir:
             return mkdir_ok(s.b.c_str(), s.mode);
         case k::make_target:
-            return make_target(s);
+            return make_target(s, captured);
         case k::make_file:
             return make_file(s.b.c_str(), s.mode);
         case k::symlink:
@@ -117,6 +129,16 @@ int step(const fs_step& s) noexcept {
             return ::chdir("/") == 0 ? 0 : errno;
         case k::umount:
             return ::umount2(s.b.c_str(), MNT_DETACH) == 0 ? 0 : errno;
+        case k::capture: {
+            long fd = ::syscall(nr_open_tree, AT_FDCWD, s.a.c_str(), open_tree_clone | AT_RECURSIVE | O_CLOEXEC);
+            if (fd < 0) return errno;
+            slots[s.slot] = static_cast<int>(fd);
+            return 0;
+        }
+        case k::attach:
+            if (::syscall(nr_move_mount, captured, "", AT_FDCWD, s.b.c_str(), move_mount_f_empty_path) != 0)
+                return errno;
+            return 0;
     }
     return EINVAL;
 }
@@ -126,9 +148,14 @@ int step(const fs_step& s) noexcept {
 int run_fs_steps(const prepared_data& p, unsigned& failed) noexcept {
     // Modes in the plan are meant as written (a /dev/shm of 1777): no umask while building.
     mode_t old_mask = ::umask(0);
+    int slots[max_fs_slots];
+    for (int& fd : slots) fd = -1;
+    int result = 0;
     const auto& steps = p.fs_steps;
     for (std::size_t i = 0; i < steps.size(); ++i) {
         const fs_step& s = steps[i];
+        // A step on a captured source that was missing (a -try bind) has nothing to act on.
+        if (s.slot >= 0 && s.what != fs_step::kind::capture && slots[s.slot] < 0) continue;
         if (s.optional) {
             struct stat st{};
             if (::lstat(s.a.c_str(), &st) != 0) {
@@ -137,18 +164,20 @@ int run_fs_steps(const prepared_data& p, unsigned& failed) noexcept {
                     continue;
                 }
                 failed = static_cast<unsigned>(i);
-                ::umask(old_mask);
-                return errno;
+                result = errno;
+                break;
             }
         }
-        if (int e = step(s)) {
+        if (int e = step(s, slots)) {
             failed = static_cast<unsigned>(i);
-            ::umask(old_mask);
-            return e;
+            result = e;
+            break;
         }
     }
+    for (int fd : slots)
+        if (fd >= 0) ::close(fd);
     ::umask(old_mask);
-    return 0;
+    return result;
 }
 
 }  // namespace drover::detail

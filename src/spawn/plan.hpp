@@ -38,6 +38,8 @@ struct fs_step {
         pivot,        // pivot_root(a, b), then chdir("/")
         pivot_self,   // chdir(b), pivot_root(".", "."), umount2(".", MNT_DETACH), chdir("/")
         umount,       // umount2(b, MNT_DETACH)
+        capture,      // open_tree(a, OPEN_TREE_CLONE | AT_RECURSIVE) into capture slot `slot`
+        attach,       // move_mount(the tree in `slot`, b)
     };
     kind what = kind::mkdir;
     std::string a;
@@ -52,6 +54,9 @@ struct fs_step {
     /// A source that does not exist skips this step and the next `skip` steps (-try binds).
     bool optional = false;
     unsigned skip = 0;
+    /// With a captured source: the slot holding it (make_target, setattr and attach act on
+    /// the captured tree; an empty slot, from a missing -try source, skips the step).
+    int slot = -1;
     std::string what_for;  // for people, in the parent only: "ro-bind /usr /usr: bind-mounting"
 };
 
@@ -72,6 +77,7 @@ struct prepared_data {
     std::string time_offsets_text;
     std::vector<mount_op> mounts;
     std::vector<fs_step> fs_steps;     // a new root (empty: none)
+    unsigned fs_slots = 0;             // captured sources the steps use (at most max_fs_slots)
     std::string root_cwd;              // with a new root: chdir here after the switch ...
     bool root_cwd_optional = false;    // ... or to / if it does not exist there
 
@@ -120,6 +126,9 @@ struct launch_frame {
     int max_target = 2;
     bool moves_conflict = false;  // some source is another move's target: go through high fds
 };
+
+/// Captured sources a plan may hold (the child keeps their descriptors on its stack).
+inline constexpr unsigned max_fs_slots = 64;
 
 /// The child's side of a new root: runs fs_steps in order. 0, or the errno of the step whose
 /// index is left in `failed`. Async-signal-safe.

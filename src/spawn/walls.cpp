@@ -63,9 +63,30 @@ std::string staging_dir() {
     throw spec_error("fs: no directory to build the new root on (tried /tmp, /mnt, /run, /var/tmp, …)");
 }
 
+// Where the steps put things. Pivot mode (a prepared root, an overlay, an empty tmpfs): the
+// new root is built at /newroot while the host's root sits at /oldroot, then pivoted into.
+// In-place mode (the ops start with a bind of the host's / on /, as a sandbox's do): the
+// host's tree in the job's own mount namespace is the root; ops mount over its paths, and
+// every bind source is captured (open_tree) before the first op mounts anything, so sources
+// are the host's as in pivot mode. In-place needs no staging tmpfs, no pivot and no
+// unmount of a tree (each unmount waits for an RCU grace period).
 class step_builder {
 public:
-    explicit step_builder(std::vector<fs_step>& out) : out_(out) {}
+    step_builder(std::vector<fs_step>& out, bool in_place) : out_(out), in_place_(in_place) {}
+
+    [[nodiscard]] bool in_place() const noexcept { return in_place_; }
+    [[nodiscard]] unsigned slots() const noexcept { return slots_; }
+    std::vector<fs_step> take_captures() { return std::move(captures_); }
+
+    // A path inside the new root, and a host path, as the steps see them.
+    [[nodiscard]] std::string target(const std::string& inside) const {
+        if (in_place_) return inside;
+        return inside == "/" ? std::string(new_root) : std::string(new_root) + inside;
+    }
+    [[nodiscard]] std::string source(const std::string& host) const {
+        if (in_place_) return host;
+        return host == "/" ? std::string(old_root) : std::string(old_root) + host;
+    }
 
     fs_step& add(fs_step::kind k, std::string a, std::string b, std::string what_for) {
         fs_step s;
@@ -97,15 +118,47 @@ public:
     // mkdir for every directory above `inside` (a normalized path inside the new root).
     void parents(const std::string& inside, const std::string& what_for) {
         for (std::size_t pos = inside.find('/', 1); pos != std::string::npos; pos = inside.find('/', pos + 1))
-            add(fs_step::kind::mkdir, {}, std::string(new_root) + inside.substr(0, pos), what_for + ": creating a parent directory");
+            add(fs_step::kind::mkdir, {}, target(inside.substr(0, pos)), what_for + ": creating a parent directory");
+    }
+    // In-place mode: a host source captured before any op runs; returns its slot.
+    int capture(const std::string& host, bool optional, const std::string& what_for) {
+        fs_step s;
+        s.what = fs_step::kind::capture;
+        s.a = host;
+        s.slot = static_cast<int>(slots_++);
+        s.optional = optional;
+        s.what_for = what_for + ": taking the source";
+        captures_.push_back(std::move(s));
+        return static_cast<int>(slots_ - 1);
+    }
+    // Binds host `src` on `dst` (both as the steps see them), then sets `attrs` below it.
+    void bind(const std::string& host, const std::string& dst, bool optional, unsigned long rec, std::uint64_t attrs,
+              bool make_file, const std::string& what_for) {
+        if (in_place_) {
+            int slot = capture(host, optional, what_for);
+            fs_step& mk = add(make_file ? fs_step::kind::make_file : fs_step::kind::make_target, host, dst,
+                              what_for + ": creating the mount point");
+            mk.slot = slot;
+            mk.mode = 0666;
+            if (attrs) setattr({}, attrs, rec != 0, what_for + ": setting its flags").slot = slot;
+            add(fs_step::kind::attach, {}, dst, what_for + ": mounting it").slot = slot;
+            return;
+        }
+        fs_step& mk = add(make_file ? fs_step::kind::make_file : fs_step::kind::make_target, source(host), dst,
+                          what_for + ": creating the mount point");
+        mk.optional = optional;
+        mk.skip = attrs ? 2 : 1;
+        mk.mode = 0666;
+        add(fs_step::kind::bind, source(host), dst, what_for + ": bind-mounting").flags = rec;
+        if (attrs) setattr(dst, attrs, rec != 0, what_for + ": setting its flags");
     }
 
 private:
     std::vector<fs_step>& out_;
+    bool in_place_;
+    unsigned slots_ = 0;
+    std::vector<fs_step> captures_;
 };
-
-std::string in_new(const std::string& inside) { return inside == "/" ? std::string(new_root) : std::string(new_root) + inside; }
-std::string in_old(const std::string& host) { return host == "/" ? std::string(old_root) : std::string(old_root) + host; }
 
 void add_op(step_builder& b, const fs_op& op, std::size_t index) {
     std::string field = "fs.ops[" + std::to_string(index) + "] (" + std::string(fs_op_name(op.what)) + ")";
@@ -114,7 +167,7 @@ void add_op(step_builder& b, const fs_op& op, std::size_t index) {
     if (target.empty()) throw spec_error(field + ": target must not contain '..'");
     std::string label = std::string(fs_op_name(op.what)) + " " +
                         (op.source.empty() ? std::string() : op.source + " ") + op.target;
-    std::string t = in_new(target);
+    std::string t = b.target(target);
     using k = fs_op::kind;
     switch (op.what) {
         case k::bind:
@@ -124,29 +177,33 @@ void add_op(step_builder& b, const fs_op& op, std::size_t index) {
             std::string source = normalize(op.source);
             if (op.source[0] != '/' || source.empty())
                 throw spec_error(field + ": source must be an absolute path without '..'");
-            std::string s = in_old(source);
             b.parents(target, label);
-            fs_step& mk = b.add(fs_step::kind::make_target, s, t, label + ": creating the mount point");
-            mk.optional = op.optional;
-            mk.skip = 2;
-            b.add(fs_step::kind::bind, s, t, label + ": bind-mounting").flags = MS_REC;
             std::uint64_t set = attr_nosuid | (op.what == k::dev_bind ? 0 : attr_nodev) |
                                 (op.what == k::ro_bind ? attr_rdonly : 0);
-            b.setattr(t, set, true, label + (op.what == k::ro_bind ? ": making it read-only" : ": setting nosuid/nodev"));
+            b.bind(source, t, op.optional, MS_REC, set, false, label);
             break;
         }
         case k::dev: {
             b.parents(target, label);
             b.add(fs_step::kind::mkdir, {}, t, label + ": creating the directory");
+            // In place, the host's nodes are taken before the tmpfs covers them.
+            const char* nodes[] = {"null", "zero", "full", "random", "urandom", "tty"};
+            int slots[6] = {-1, -1, -1, -1, -1, -1};
+            if (b.in_place())
+                for (int i = 0; i < 6; ++i)
+                    slots[i] = b.capture(std::string("/dev/") + nodes[i], true, label + ": /dev/" + nodes[i]);
             b.mount("tmpfs", t, MS_NOSUID | MS_NODEV, "mode=0755", label + ": mounting its tmpfs");
-            for (const char* node : {"null", "zero", "full", "random", "urandom", "tty"}) {
-                std::string host = std::string(old_root) + "/dev/" + node;
-                std::string mine = t + "/" + node;
-                fs_step& mk = b.add(fs_step::kind::make_file, host, mine, label + ": creating " + node);
-                mk.mode = 0666;
-                mk.optional = true;  // a host without the node: the job goes without it too
-                mk.skip = 1;
-                b.add(fs_step::kind::bind, host, mine, label + ": binding /dev/" + node);
+            for (int i = 0; i < 6; ++i) {
+                std::string mine = t + "/" + nodes[i];
+                if (b.in_place()) {
+                    fs_step& mk = b.add(fs_step::kind::make_file, {}, mine, label + ": creating " + nodes[i]);
+                    mk.slot = slots[i];
+                    mk.mode = 0666;
+                    b.add(fs_step::kind::attach, {}, mine, label + ": binding /dev/" + nodes[i]).slot = slots[i];
+                } else {
+                    // A host without the node: the job goes without it too.
+                    b.bind(std::string("/dev/") + nodes[i], mine, true, 0, 0, true, label + ": /dev/" + nodes[i]);
+                }
             }
             b.add(fs_step::kind::mkdir, {}, t + "/shm", label + ": creating shm").mode = 01777;
             b.add(fs_step::kind::mkdir, {}, t + "/pts", label + ": creating pts");
@@ -206,7 +263,22 @@ void add_op(step_builder& b, const fs_op& op, std::size_t index) {
 
 bool binds_root(const fs_op& op) {
     return (op.what == fs_op::kind::bind || op.what == fs_op::kind::ro_bind || op.what == fs_op::kind::dev_bind) &&
-           !op.optional && normalize(op.target) == "/";
+           !op.optional && normalize(op.target) == "/" && normalize(op.source) == "/";
+}
+
+// Sources an in-place build captures: one per bind, six per /dev.
+unsigned slots_needed(const std::vector<fs_op>& ops) {
+    unsigned n = 0;
+    for (std::size_t i = 1; i < ops.size(); ++i) {
+        switch (ops[i].what) {
+            case fs_op::kind::bind:
+            case fs_op::kind::ro_bind:
+            case fs_op::kind::dev_bind: ++n; break;
+            case fs_op::kind::dev: n += 6; break;
+            default: break;
+        }
+    }
+    return n;
 }
 
 void prepare_root(prepared_data& d) {
@@ -236,36 +308,54 @@ void prepare_root(prepared_data& d) {
         throw spec_error("fs.overlay: the host's / has mounts below it, which overlayfs cannot take as its lower "
                          "layer inside a user namespace: give a root_dir (--root) that is one file system");
 
-    step_builder b(d.fs_steps);
-    std::string stage = staging_dir();
-    b.mount("tmpfs", stage, MS_NOSUID | MS_NODEV, "mode=0755", "mounting the staging tmpfs on " + stage);
-    b.add(fs_step::kind::mkdir, {}, stage + std::string(new_root), "creating the staging directories");
-    b.add(fs_step::kind::mkdir, {}, stage + std::string(old_root), "creating the staging directories");
-    b.add(fs_step::kind::pivot, stage, stage + std::string(old_root), "moving the host's root aside (pivot_root)");
-    std::string root_label = "the root";
-    if (fs.overlay) {
-        root_label = "the overlay root";
-        b.add(fs_step::kind::mkdir, {}, "/cow", root_label + ": creating its layers");
-        b.mount("tmpfs", "/cow", MS_NOSUID | MS_NODEV, "mode=0755", root_label + ": mounting the upper tmpfs");
-        b.add(fs_step::kind::mkdir, {}, "/cow/upper", root_label + ": creating its layers");
-        b.add(fs_step::kind::mkdir, {}, "/cow/work", root_label + ": creating its layers");
-        // In a user namespace overlayfs keeps its own metadata in user.* xattrs (trusted.* are
-        // the host's); tmpfs has them since Linux 6.6.
-        b.mount("overlay", std::string(new_root), MS_NOSUID,
-                "lowerdir=" + in_old(root_dir.empty() ? "/" : root_dir) +
-                    ",upperdir=/cow/upper,workdir=/cow/work" + (userns ? ",userxattr" : ""),
-                root_label + ": mounting overlayfs");
-    } else if (!root_dir.empty()) {
-        b.add(fs_step::kind::bind, in_old(root_dir), std::string(new_root), "binding " + fs.root_dir + " as the root")
-            .flags = MS_REC;
-        b.setattr(std::string(new_root), attr_nosuid | attr_nodev, true, "setting nosuid/nodev on " + fs.root_dir);
-    } else if (ops.empty() || !binds_root(ops.front())) {
-        b.mount("tmpfs", std::string(new_root), MS_NOSUID | MS_NODEV, "mode=0755", "mounting the root tmpfs");
+    bool in_place = root_dir.empty() && !fs.overlay && !ops.empty() && binds_root(ops.front()) &&
+                    slots_needed(ops) <= max_fs_slots;
+    std::vector<fs_step> body;
+    step_builder b(body, in_place);
+    if (in_place) {
+        // The host's tree is the root: the first op only sets its flags, all the way down.
+        const fs_op& first = ops.front();
+        std::uint64_t set = attr_nosuid | (first.what == fs_op::kind::dev_bind ? 0 : attr_nodev) |
+                            (first.what == fs_op::kind::ro_bind ? attr_rdonly : 0);
+        std::string label = std::string(fs_op_name(first.what)) + " " + first.source + " " + first.target;
+        b.setattr("/", set, true, label + ": setting the flags of every mount");
+        for (std::size_t i = 1; i < ops.size(); ++i) add_op(b, ops[i], i);
+        if (fs.read_only) b.setattr("/", attr_rdonly, false, "making the root read-only");
+        d.fs_steps = b.take_captures();
+        d.fs_steps.insert(d.fs_steps.end(), std::make_move_iterator(body.begin()), std::make_move_iterator(body.end()));
+        d.fs_slots = b.slots();
+    } else {
+        std::string stage = staging_dir();
+        b.mount("tmpfs", stage, MS_NOSUID | MS_NODEV, "mode=0755", "mounting the staging tmpfs on " + stage);
+        b.add(fs_step::kind::mkdir, {}, stage + std::string(new_root), "creating the staging directories");
+        b.add(fs_step::kind::mkdir, {}, stage + std::string(old_root), "creating the staging directories");
+        b.add(fs_step::kind::pivot, stage, stage + std::string(old_root), "moving the host's root aside (pivot_root)");
+        std::string root_label = "the root";
+        if (fs.overlay) {
+            root_label = "the overlay root";
+            b.add(fs_step::kind::mkdir, {}, "/cow", root_label + ": creating its layers");
+            b.mount("tmpfs", "/cow", MS_NOSUID | MS_NODEV, "mode=0755", root_label + ": mounting the upper tmpfs");
+            b.add(fs_step::kind::mkdir, {}, "/cow/upper", root_label + ": creating its layers");
+            b.add(fs_step::kind::mkdir, {}, "/cow/work", root_label + ": creating its layers");
+            // In a user namespace overlayfs keeps its own metadata in user.* xattrs (trusted.*
+            // are the host's); tmpfs has them since Linux 6.6.
+            b.mount("overlay", std::string(new_root), MS_NOSUID,
+                    "lowerdir=" + b.source(root_dir.empty() ? "/" : root_dir) +
+                        ",upperdir=/cow/upper,workdir=/cow/work" + (userns ? ",userxattr" : ""),
+                    root_label + ": mounting overlayfs");
+        } else if (!root_dir.empty()) {
+            b.add(fs_step::kind::bind, b.source(root_dir), std::string(new_root), "binding " + fs.root_dir + " as the root")
+                .flags = MS_REC;
+            b.setattr(std::string(new_root), attr_nosuid | attr_nodev, true, "setting nosuid/nodev on " + fs.root_dir);
+        } else if (ops.empty() || !binds_root(ops.front())) {
+            b.mount("tmpfs", std::string(new_root), MS_NOSUID | MS_NODEV, "mode=0755", "mounting the root tmpfs");
+        }
+        for (std::size_t i = 0; i < ops.size(); ++i) add_op(b, ops[i], i);
+        if (fs.read_only) b.setattr(std::string(new_root), attr_rdonly, false, "making the root read-only");
+        b.add(fs_step::kind::umount, {}, std::string(old_root), "detaching the host's root");
+        b.add(fs_step::kind::pivot_self, {}, std::string(new_root), "entering the new root (pivot_root)");
+        d.fs_steps = std::move(body);
     }
-    for (std::size_t i = 0; i < ops.size(); ++i) add_op(b, ops[i], i);
-    if (fs.read_only) b.setattr(std::string(new_root), attr_rdonly, false, "making the root read-only");
-    b.add(fs_step::kind::umount, {}, std::string(old_root), "detaching the host's root");
-    b.add(fs_step::kind::pivot_self, {}, std::string(new_root), "entering the new root (pivot_root)");
 
     if (!s.cwd.empty()) {
         d.root_cwd = s.cwd;
