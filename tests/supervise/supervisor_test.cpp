@@ -3,6 +3,7 @@
 // reload diff, bounded logging and the JSON state.
 #include <gtest/gtest.h>
 
+#include "drover/supervise/config.hpp"
 #include "drover/supervise/json.hpp"
 #include "supervise_support.hpp"
 
@@ -490,6 +491,37 @@ TEST(Supervisor, CgroupsAreRemovedWhenTheSupervisorGoes) {
     });
     if (roots.empty()) GTEST_SKIP() << "no cgroups on this host";
     for (const auto& r : roots) EXPECT_FALSE(drover::test::exists(r)) << r;
+}
+
+}  // namespace
+}  // namespace drover::supervise
+
+namespace drover::supervise {
+namespace {
+
+// A service from `sandbox = true` runs behind the same walls as drover run --sandbox, seen
+// from inside: no capabilities, the filter on, a read-only root, its own hostname and pids.
+TEST(Supervisor, ASandboxedServiceRunsBehindTheWalls) {
+    auto c = parse_config(R"([service.boxed]
+exec = ["/bin/sh", "-c", "grep -E '^(CapEff|Seccomp):' /proc/self/status; hostname; echo $$; touch /etc/x 2>&1 | grep -c Read-only"]
+restart = "no"
+sandbox = true
+)", "svc.toml");
+    auto [log, sink] = drover::test::capture_logger();
+    drover::test::run_on_loop([&, log = log](asio::any_io_executor ex) -> asio::awaitable<void> {
+        supervisor sup(ex, quiet(log));
+        sup.add(c.services.at(0));
+        co_await sup.start();
+        co_await sup.wait_until([](const supervisor_status& st) { return st.services[0].state == service_state::exited; }, 5s);
+        co_await drover::test::sleep_for(50ms);  // let the readers drain to EOF
+        co_await sup.stop();
+    });
+    auto lines = drover::test::service_lines(*sink, "boxed");
+    ASSERT_EQ(lines.size(), 7u);
+    std::vector<std::string> inside(lines.begin() + 1, lines.end() - 1);  // between "started" and "exited"
+    std::vector<std::string> want = {"CapEff:\t0000000000000000", "Seccomp:\t2", "sandbox", "1", "1"};
+    EXPECT_EQ(inside, want);
+    EXPECT_EQ(lines.back(), "exited with code 0");
 }
 
 }  // namespace
