@@ -312,7 +312,7 @@ std::vector<std::string> cgroup_tree::roots() const {
     return r;
 }
 
-service_cgroup cgroup_tree::create(const std::string& service, const resource_limits& limits) {
+service_cgroup cgroup_tree::create(const std::string& service, const resource_limits& limits, bool account_memory) {
     service_cgroup cg;
     if (mode_ == cgroup_mode::none) {
         if (!limits.empty()) throw std::system_error(sys::errno_code(ENOTSUP), "limits need cgroups: " + warning_);
@@ -363,6 +363,8 @@ service_cgroup cgroup_tree::create(const std::string& service, const resource_li
         cg.memory_v1_ = d;
         write_or_throw(d + "/memory.limit_in_bytes", std::to_string(*limits.memory_max));
         (void)write_file(d + "/memory.memsw.limit_in_bytes", std::to_string(*limits.memory_max));
+    } else if (account_memory && !memory_root_.empty()) {
+        cg.memory_v1_ = v1(memory_root_, "memory");
     }
     if (limits.cpu_quota) {
         std::string d = v1(cpu_root_, "cpu");

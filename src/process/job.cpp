@@ -57,7 +57,7 @@ std::string human_bytes(std::uint64_t b) {
 limit_watch::limit_watch(asio::any_io_executor ex, job_limits limits, cgroup_tree* tree)
     : ex_(std::move(ex)), limits_(std::move(limits)), wall_(ex_), grace_(ex_), cpu_(ex_) {
     if (limits_.wants_cgroup() && tree && tree->mode() != cgroup_mode::none)
-        cg_ = std::make_unique<service_cgroup>(tree->create("job", limits_.cgroup));
+        cg_ = std::make_unique<service_cgroup>(tree->create("job", limits_.cgroup, true));
 }
 
 limit_watch::~limit_watch() {
@@ -143,9 +143,11 @@ job_outcome job_outcome_of(const process& p, const job_limits& limits_, std::opt
     const spawn_timings& t = p.timings();
     if (t.exit_observed > t.exec_done && t.exec_done > 0) o.usage.wall_ns = t.exit_observed - t.exec_done;
     if (auto ru = p.usage()) {
+        // Not ru_maxrss: execve records the memory the child left behind (a copy of the
+        // spawner's, or the spawner's own on the posix_spawn path) as the child's high-water
+        // mark, so it tells the spawner's size, not the job's. Peak memory needs a cgroup.
         o.usage.user_ns = timeval_ns(ru->ru_utime);
         o.usage.system_ns = timeval_ns(ru->ru_stime);
-        o.usage.peak_memory = static_cast<std::uint64_t>(ru->ru_maxrss) * 1024;
     }
     if (cs && cs->user_ns && cs->system_ns) {
         o.usage.user_ns = *cs->user_ns;

@@ -38,6 +38,7 @@ struct child_ctx {
     const prepared_data& p;
     std::int64_t start;
     int report_fd;  // f.report_write, or where descriptors() moved it out of the targets' way
+    int* fs_slots;  // the new root's captured sources (max_fs_slots)
 };
 
 void write_all(int fd, const void* buf, std::size_t len) noexcept {
@@ -155,15 +156,17 @@ unsigned long locked_flags(const char* target) noexcept {
     return static_cast<unsigned long>(st.f_flags) & keep;
 }
 
+// Before the job's ids are taken: mounts over the host's paths (no new root), and the sources
+// a new root will bind, taken with the caller's own access (root may bind its 0700 directories).
 void mounts(const child_ctx& c) noexcept {
     injection_point(c, child_stage::mount_private);
     if (c.p.make_private)
         check(c, child_stage::mount_private, 0,
               ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) == 0);
-    injection_point(c, child_stage::filesystem);
     if (!c.p.fs_steps.empty()) {
         unsigned failed = 0;
-        if (int e = run_fs_steps(c.p, failed)) fail(c, child_stage::filesystem, failed, e);
+        if (int e = run_fs_captures(c.p, c.fs_slots, failed))
+            fail(c, child_stage::filesystem, failed | capture_index_bit, e);
     }
     injection_point(c, child_stage::mount_proc);
     if (c.p.mount_proc)
@@ -190,6 +193,14 @@ void mounts(const child_ctx& c) noexcept {
         }
         ++i;
     }
+}
+
+// After the ids are taken: files and mount points the new root needs belong to the job.
+void new_root(const child_ctx& c) noexcept {
+    injection_point(c, child_stage::filesystem);
+    if (c.p.fs_steps.empty()) return;
+    unsigned failed = 0;
+    if (int e = run_fs_steps(c.p, c.fs_slots, failed)) fail(c, child_stage::filesystem, failed, e);
 }
 
 void uts(const child_ctx& c) noexcept {
@@ -417,13 +428,15 @@ void signals(const child_ctx& c) noexcept {
 }  // namespace
 
 void run_child(const launch_frame& frame) noexcept {
-    child_ctx c{frame, *frame.plan, sys::monotonic_ns(), frame.report_write};
+    int slots[max_fs_slots];
+    child_ctx c{frame, *frame.plan, sys::monotonic_ns(), frame.report_write, slots};
     wait_for_maps(c);
     join_cgroups(c);
     write_own_maps(c);
+    mounts(c);
     set_ids(c);
     process_attributes(c);
-    mounts(c);
+    new_root(c);
     uts(c);
     loopback(c);
     time_namespace(c);

@@ -117,9 +117,6 @@ int step(const fs_step& s, int* slots) noexcept {
             return ::symlink(s.a.c_str(), s.b.c_str()) == 0 ? 0 : errno;
         case k::copy_fd:
             return copy_fd(s);
-        case k::pivot:
-            if (::syscall(SYS_pivot_root, s.a.c_str(), s.b.c_str()) != 0) return errno;
-            return ::chdir("/") == 0 ? 0 : errno;
         case k::pivot_self:
             // pivot_root(2)'s own recipe: with new and old root the same directory, the old
             // root ends up mounted on top of the new one, and is detached at once.
@@ -145,17 +142,29 @@ int step(const fs_step& s, int* slots) noexcept {
 
 }  // namespace
 
-int run_fs_steps(const prepared_data& p, unsigned& failed) noexcept {
+int run_fs_captures(const prepared_data& p, int* slots, unsigned& failed) noexcept {
+    for (unsigned i = 0; i < max_fs_slots; ++i) slots[i] = -1;
+    const auto& caps = p.fs_captures;
+    for (std::size_t i = 0; i < caps.size(); ++i) {
+        const fs_step& s = caps[i];
+        if (int e = step(s, slots)) {
+            if (e == ENOENT && s.optional) continue;  // a -try source that is not there
+            failed = static_cast<unsigned>(i);
+            return e;
+        }
+    }
+    return 0;
+}
+
+int run_fs_steps(const prepared_data& p, int* slots, unsigned& failed) noexcept {
     // Modes in the plan are meant as written (a /dev/shm of 1777): no umask while building.
     mode_t old_mask = ::umask(0);
-    int slots[max_fs_slots];
-    for (int& fd : slots) fd = -1;
     int result = 0;
     const auto& steps = p.fs_steps;
     for (std::size_t i = 0; i < steps.size(); ++i) {
         const fs_step& s = steps[i];
         // A step on a captured source that was missing (a -try bind) has nothing to act on.
-        if (s.slot >= 0 && s.what != fs_step::kind::capture && slots[s.slot] < 0) continue;
+        if (s.slot >= 0 && slots[s.slot] < 0) continue;
         if (s.optional) {
             struct stat st{};
             if (::lstat(s.a.c_str(), &st) != 0) {
@@ -174,8 +183,8 @@ int run_fs_steps(const prepared_data& p, unsigned& failed) noexcept {
             break;
         }
     }
-    for (int fd : slots)
-        if (fd >= 0) ::close(fd);
+    for (unsigned i = 0; i < max_fs_slots; ++i)
+        if (slots[i] >= 0) ::close(slots[i]);
     ::umask(old_mask);
     return result;
 }

@@ -454,8 +454,11 @@ std::string failure_detail(const prepared_data& d, child_stage stage, unsigned i
             return "fd " + std::to_string(index);
         case child_stage::chdir:
             return d.fs_steps.empty() ? s.cwd : d.root_cwd;
-        case child_stage::filesystem:
-            return index < d.fs_steps.size() ? d.fs_steps[index].what_for : std::string{};
+        case child_stage::filesystem: {
+            const auto& list = (index & detail::capture_index_bit) ? d.fs_captures : d.fs_steps;
+            unsigned i = index & ~detail::capture_index_bit;
+            return i < list.size() ? list[i].what_for : std::string{};
+        }
         case child_stage::set_ids: {
             const char* what[] = {"(keepcaps)", "(setgroups)", "(setresgid)", "(setresuid)"};
             return "uid " + std::to_string(d.uid) + " gid " + std::to_string(d.gid) + " " + what[std::min(index, 3u)];
@@ -510,9 +513,13 @@ bool conclude(const prepared_spawn& p, launched_child& child, std::span<const st
         auto stage = static_cast<child_stage>(bad->stage);
         failure = spawn_failure{stage, sys::errno_code(bad->err),
                                 failure_detail(d, stage, bad->index), {}};
-        failure.advice = stage == child_stage::filesystem && bad->index < d.fs_steps.size()
-                             ? detail::fs_advice(d.fs_steps[bad->index], bad->err)
-                             : kernel_advice(stage, bad->err, d.spec.namespaces);
+        if (stage == child_stage::filesystem) {
+            const auto& list = (bad->index & detail::capture_index_bit) ? d.fs_captures : d.fs_steps;
+            unsigned i = bad->index & ~detail::capture_index_bit;
+            failure.advice = i < list.size() ? detail::fs_advice(list[i], bad->err) : std::string{};
+        } else {
+            failure.advice = kernel_advice(stage, bad->err, d.spec.namespaces);
+        }
     } else {
         failure = spawn_failure{child_stage::report, sys::errno_code(ECHILD),
                                 "the child died during setup: " +

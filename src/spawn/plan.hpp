@@ -24,7 +24,7 @@ struct mount_op {
 };
 
 /// One step of building a new root, in the order the child takes them. Paths are complete
-/// (the host's root is at /oldroot and the new one at /newroot while they run).
+/// (in stage mode the new root is at the stage directory while it is built).
 struct fs_step {
     enum class kind : std::uint8_t {
         mount,        // mount(fstype, b, flags, data)
@@ -35,7 +35,6 @@ struct fs_step {
         make_file,    // b as an empty file (an existing one is fine)
         symlink,      // symlink(a, b)
         copy_fd,      // b created with mode, filled from fd
-        pivot,        // pivot_root(a, b), then chdir("/")
         pivot_self,   // chdir(b), pivot_root(".", "."), umount2(".", MNT_DETACH), chdir("/")
         umount,       // umount2(b, MNT_DETACH)
         capture,      // open_tree(a, OPEN_TREE_CLONE | AT_RECURSIVE) into capture slot `slot`
@@ -76,6 +75,7 @@ struct prepared_data {
     std::string gid_map_text;
     std::string time_offsets_text;
     std::vector<mount_op> mounts;
+    std::vector<fs_step> fs_captures;  // sources taken before the ids change (open_tree)
     std::vector<fs_step> fs_steps;     // a new root (empty: none)
     unsigned fs_slots = 0;             // captured sources the steps use (at most max_fs_slots)
     std::string root_cwd;              // with a new root: chdir here after the switch ...
@@ -128,11 +128,16 @@ struct launch_frame {
 };
 
 /// Captured sources a plan may hold (the child keeps their descriptors on its stack).
-inline constexpr unsigned max_fs_slots = 64;
+inline constexpr unsigned max_fs_slots = 256;
 
-/// The child's side of a new root: runs fs_steps in order. 0, or the errno of the step whose
-/// index is left in `failed`. Async-signal-safe.
-int run_fs_steps(const prepared_data& p, unsigned& failed) noexcept;
+/// The child's side of a new root, part one: takes the sources (fs_captures) into `slots`
+/// (max_fs_slots of them, -1 where a -try source is missing). 0, or the errno of the capture
+/// whose index is left in `failed`. Async-signal-safe.
+int run_fs_captures(const prepared_data& p, int* slots, unsigned& failed) noexcept;
+
+/// Part two: runs fs_steps in order, then closes the slots. 0, or the errno of the step
+/// whose index is left in `failed`. Async-signal-safe.
+int run_fs_steps(const prepared_data& p, int* slots, unsigned& failed) noexcept;
 
 /// Advice for a failed fs step (which permission, which kernel), or empty.
 std::string fs_advice(const fs_step& step, int err);
@@ -143,6 +148,9 @@ void prepare_walls(prepared_data& d);
 
 /// The child's side: walks the plan, then execve. Never returns.
 [[noreturn]] void run_child(const launch_frame& frame) noexcept;
+
+/// The report index of a failed capture (fs_captures[i]) is i | capture_index_bit.
+inline constexpr unsigned capture_index_bit = 0x8000;
 
 /// A record on the report pipe.
 struct child_report {

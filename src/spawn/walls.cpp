@@ -27,8 +27,6 @@ constexpr std::uint64_t attr_nosuid = 0x00000002;
 constexpr std::uint64_t attr_nodev = 0x00000004;
 constexpr std::uint64_t attr_noexec = 0x00000008;
 
-constexpr std::string_view old_root = "/oldroot";
-constexpr std::string_view new_root = "/newroot";
 
 // "/a//b/./c/" -> "/a/b/c"; "" for a path with a ".." component (it could climb out of the
 // new root while it is being built).
@@ -55,37 +53,39 @@ bool is_dir(const std::string& p) {
     return ::stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-// A host directory to mount the staging tmpfs on: our own mount namespace gets a tmpfs over
-// it, the host sees nothing.
-std::string staging_dir() {
-    for (const char* d : {"/tmp", "/mnt", "/run", "/var/tmp", "/media", "/srv", "/opt", "/home"})
-        if (is_dir(d)) return d;
+// A host directory to build the new root on: the job's own mount namespace gets a mount over
+// it, the host sees nothing. Not one that holds the prepared root (an overlay names its lower
+// layer by path).
+std::string staging_dir(const std::string& avoid) {
+    for (const char* d : {"/tmp", "/mnt", "/run", "/var/tmp", "/media", "/srv", "/opt", "/home"}) {
+        std::string dir = d;
+        bool holds = !avoid.empty() && (avoid == dir || avoid.rfind(dir + "/", 0) == 0);
+        if (!holds && is_dir(dir)) return dir;
+    }
     throw spec_error("fs: no directory to build the new root on (tried /tmp, /mnt, /run, /var/tmp, …)");
 }
 
-// Where the steps put things. Pivot mode (a prepared root, an overlay, an empty tmpfs): the
-// new root is built at /newroot while the host's root sits at /oldroot, then pivoted into.
-// In-place mode (the ops start with a bind of the host's / on /, as a sandbox's do): the
-// host's tree in the job's own mount namespace is the root; ops mount over its paths, and
-// every bind source is captured (open_tree) before the first op mounts anything, so sources
-// are the host's as in pivot mode. In-place needs no staging tmpfs, no pivot and no
-// unmount of a tree (each unmount waits for an RCU grace period).
+// Where the steps put things. Every bind source (and /dev's nodes, and a prepared root) is
+// captured with open_tree before the job's ids are taken and before anything is mounted: the
+// caller's own access decides what may be bound (root may bind its 0700 directories), and
+// no mount of the setup can hide a source. Then:
+// - in-place mode (the ops start with a bind of the host's / on /, as a sandbox's do): the
+//   host's tree in the job's own mount namespace is the root; ops mount over its paths. No
+//   staging, no pivot, no unmount of a tree (each unmount waits for an RCU grace period).
+// - stage mode (a prepared root, an overlay, an empty tmpfs): the new root is built on a
+//   mount at a host directory of the job's mount namespace (the stage), then pivoted into.
 class step_builder {
 public:
-    step_builder(std::vector<fs_step>& out, bool in_place) : out_(out), in_place_(in_place) {}
+    step_builder(std::vector<fs_step>& out, std::vector<fs_step>& captures, bool in_place, std::string stage)
+        : out_(out), captures_(captures), in_place_(in_place), stage_(std::move(stage)) {}
 
     [[nodiscard]] bool in_place() const noexcept { return in_place_; }
     [[nodiscard]] unsigned slots() const noexcept { return slots_; }
-    std::vector<fs_step> take_captures() { return std::move(captures_); }
 
-    // A path inside the new root, and a host path, as the steps see them.
+    // A path inside the new root as the steps see it.
     [[nodiscard]] std::string target(const std::string& inside) const {
         if (in_place_) return inside;
-        return inside == "/" ? std::string(new_root) : std::string(new_root) + inside;
-    }
-    [[nodiscard]] std::string source(const std::string& host) const {
-        if (in_place_) return host;
-        return host == "/" ? std::string(old_root) : std::string(old_root) + host;
+        return inside == "/" ? stage_ : stage_ + inside;
     }
 
     fs_step& add(fs_step::kind k, std::string a, std::string b, std::string what_for) {
@@ -120,8 +120,10 @@ public:
         for (std::size_t pos = inside.find('/', 1); pos != std::string::npos; pos = inside.find('/', pos + 1))
             add(fs_step::kind::mkdir, {}, target(inside.substr(0, pos)), what_for + ": creating a parent directory");
     }
-    // In-place mode: a host source captured before any op runs; returns its slot.
+    // A host source, captured before the ids change; returns its slot.
     int capture(const std::string& host, bool optional, const std::string& what_for) {
+        if (slots_ >= max_fs_slots)
+            throw spec_error("fs.ops: more than " + std::to_string(max_fs_slots) + " sources to bind");
         fs_step s;
         s.what = fs_step::kind::capture;
         s.a = host;
@@ -131,33 +133,24 @@ public:
         captures_.push_back(std::move(s));
         return static_cast<int>(slots_ - 1);
     }
-    // Binds host `src` on `dst` (both as the steps see them), then sets `attrs` below it.
-    void bind(const std::string& host, const std::string& dst, bool optional, unsigned long rec, std::uint64_t attrs,
+    // Binds host `src` on `dst` (as the steps see it), with `attrs` set below it first.
+    void bind(const std::string& host, const std::string& dst, bool optional, bool recursive, std::uint64_t attrs,
               bool make_file, const std::string& what_for) {
-        if (in_place_) {
-            int slot = capture(host, optional, what_for);
-            fs_step& mk = add(make_file ? fs_step::kind::make_file : fs_step::kind::make_target, host, dst,
-                              what_for + ": creating the mount point");
-            mk.slot = slot;
-            mk.mode = 0666;
-            if (attrs) setattr({}, attrs, rec != 0, what_for + ": setting its flags").slot = slot;
-            add(fs_step::kind::attach, {}, dst, what_for + ": mounting it").slot = slot;
-            return;
-        }
-        fs_step& mk = add(make_file ? fs_step::kind::make_file : fs_step::kind::make_target, source(host), dst,
+        int slot = capture(host, optional, what_for);
+        fs_step& mk = add(make_file ? fs_step::kind::make_file : fs_step::kind::make_target, host, dst,
                           what_for + ": creating the mount point");
-        mk.optional = optional;
-        mk.skip = attrs ? 2 : 1;
+        mk.slot = slot;
         mk.mode = 0666;
-        add(fs_step::kind::bind, source(host), dst, what_for + ": bind-mounting").flags = rec;
-        if (attrs) setattr(dst, attrs, rec != 0, what_for + ": setting its flags");
+        if (attrs) setattr({}, attrs, recursive, what_for + ": setting its flags").slot = slot;
+        add(fs_step::kind::attach, {}, dst, what_for + ": mounting it").slot = slot;
     }
 
 private:
     std::vector<fs_step>& out_;
+    std::vector<fs_step>& captures_;
     bool in_place_;
+    std::string stage_;
     unsigned slots_ = 0;
-    std::vector<fs_step> captures_;
 };
 
 void add_op(step_builder& b, const fs_op& op, std::size_t index) {
@@ -180,30 +173,24 @@ void add_op(step_builder& b, const fs_op& op, std::size_t index) {
             b.parents(target, label);
             std::uint64_t set = attr_nosuid | (op.what == k::dev_bind ? 0 : attr_nodev) |
                                 (op.what == k::ro_bind ? attr_rdonly : 0);
-            b.bind(source, t, op.optional, MS_REC, set, false, label);
+            b.bind(source, t, op.optional, true, set, false, label);
             break;
         }
         case k::dev: {
             b.parents(target, label);
             b.add(fs_step::kind::mkdir, {}, t, label + ": creating the directory");
-            // In place, the host's nodes are taken before the tmpfs covers them.
+            // The host's nodes are taken before the tmpfs can cover them; a host without one:
+            // the job goes without it too.
             const char* nodes[] = {"null", "zero", "full", "random", "urandom", "tty"};
-            int slots[6] = {-1, -1, -1, -1, -1, -1};
-            if (b.in_place())
-                for (int i = 0; i < 6; ++i)
-                    slots[i] = b.capture(std::string("/dev/") + nodes[i], true, label + ": /dev/" + nodes[i]);
+            int slots[6];
+            for (int i = 0; i < 6; ++i) slots[i] = b.capture(std::string("/dev/") + nodes[i], true, label + ": /dev/" + nodes[i]);
             b.mount("tmpfs", t, MS_NOSUID | MS_NODEV, "mode=0755", label + ": mounting its tmpfs");
             for (int i = 0; i < 6; ++i) {
                 std::string mine = t + "/" + nodes[i];
-                if (b.in_place()) {
-                    fs_step& mk = b.add(fs_step::kind::make_file, {}, mine, label + ": creating " + nodes[i]);
-                    mk.slot = slots[i];
-                    mk.mode = 0666;
-                    b.add(fs_step::kind::attach, {}, mine, label + ": binding /dev/" + nodes[i]).slot = slots[i];
-                } else {
-                    // A host without the node: the job goes without it too.
-                    b.bind(std::string("/dev/") + nodes[i], mine, true, 0, 0, true, label + ": /dev/" + nodes[i]);
-                }
+                fs_step& mk = b.add(fs_step::kind::make_file, {}, mine, label + ": creating " + nodes[i]);
+                mk.slot = slots[i];
+                mk.mode = 0666;
+                b.add(fs_step::kind::attach, {}, mine, label + ": binding /dev/" + nodes[i]).slot = slots[i];
             }
             b.add(fs_step::kind::mkdir, {}, t + "/shm", label + ": creating shm").mode = 01777;
             b.add(fs_step::kind::mkdir, {}, t + "/pts", label + ": creating pts");
@@ -266,21 +253,6 @@ bool binds_root(const fs_op& op) {
            !op.optional && normalize(op.target) == "/" && normalize(op.source) == "/";
 }
 
-// Sources an in-place build captures: one per bind, six per /dev.
-unsigned slots_needed(const std::vector<fs_op>& ops) {
-    unsigned n = 0;
-    for (std::size_t i = 1; i < ops.size(); ++i) {
-        switch (ops[i].what) {
-            case fs_op::kind::bind:
-            case fs_op::kind::ro_bind:
-            case fs_op::kind::dev_bind: ++n; break;
-            case fs_op::kind::dev: n += 6; break;
-            default: break;
-        }
-    }
-    return n;
-}
-
 void prepare_root(prepared_data& d) {
     const spawn_spec& s = d.spec;
     const filesystem_spec& fs = s.fs;
@@ -308,10 +280,9 @@ void prepare_root(prepared_data& d) {
         throw spec_error("fs.overlay: the host's / has mounts below it, which overlayfs cannot take as its lower "
                          "layer inside a user namespace: give a root_dir (--root) that is one file system");
 
-    bool in_place = root_dir.empty() && !fs.overlay && !ops.empty() && binds_root(ops.front()) &&
-                    slots_needed(ops) <= max_fs_slots;
-    std::vector<fs_step> body;
-    step_builder b(body, in_place);
+    bool in_place = root_dir.empty() && !fs.overlay && !ops.empty() && binds_root(ops.front());
+    std::string stage = in_place ? std::string() : staging_dir(root_dir);
+    step_builder b(d.fs_steps, d.fs_captures, in_place, stage);
     if (in_place) {
         // The host's tree is the root: the first op only sets its flags, all the way down.
         const fs_op& first = ops.front();
@@ -321,41 +292,30 @@ void prepare_root(prepared_data& d) {
         b.setattr("/", set, true, label + ": setting the flags of every mount");
         for (std::size_t i = 1; i < ops.size(); ++i) add_op(b, ops[i], i);
         if (fs.read_only) b.setattr("/", attr_rdonly, false, "making the root read-only");
-        d.fs_steps = b.take_captures();
-        d.fs_steps.insert(d.fs_steps.end(), std::make_move_iterator(body.begin()), std::make_move_iterator(body.end()));
-        d.fs_slots = b.slots();
     } else {
-        std::string stage = staging_dir();
-        b.mount("tmpfs", stage, MS_NOSUID | MS_NODEV, "mode=0755", "mounting the staging tmpfs on " + stage);
-        b.add(fs_step::kind::mkdir, {}, stage + std::string(new_root), "creating the staging directories");
-        b.add(fs_step::kind::mkdir, {}, stage + std::string(old_root), "creating the staging directories");
-        b.add(fs_step::kind::pivot, stage, stage + std::string(old_root), "moving the host's root aside (pivot_root)");
-        std::string root_label = "the root";
         if (fs.overlay) {
-            root_label = "the overlay root";
-            b.add(fs_step::kind::mkdir, {}, "/cow", root_label + ": creating its layers");
-            b.mount("tmpfs", "/cow", MS_NOSUID | MS_NODEV, "mode=0755", root_label + ": mounting the upper tmpfs");
-            b.add(fs_step::kind::mkdir, {}, "/cow/upper", root_label + ": creating its layers");
-            b.add(fs_step::kind::mkdir, {}, "/cow/work", root_label + ": creating its layers");
-            // In a user namespace overlayfs keeps its own metadata in user.* xattrs (trusted.*
-            // are the host's); tmpfs has them since Linux 6.6.
-            b.mount("overlay", std::string(new_root), MS_NOSUID,
-                    "lowerdir=" + b.source(root_dir.empty() ? "/" : root_dir) +
-                        ",upperdir=/cow/upper,workdir=/cow/work" + (userns ? ",userxattr" : ""),
-                    root_label + ": mounting overlayfs");
+            // The layers live on a tmpfs of their own, mounted at the stage and then covered by
+            // the overlay (which keeps them reachable). In a user namespace overlayfs keeps its
+            // own metadata in user.* xattrs (trusted.* are the host's); tmpfs has them since
+            // Linux 6.6.
+            std::string label = "the overlay root";
+            b.mount("tmpfs", stage, MS_NOSUID | MS_NODEV, "mode=0755", label + ": mounting the upper tmpfs");
+            b.add(fs_step::kind::mkdir, {}, stage + "/upper", label + ": creating its layers");
+            b.add(fs_step::kind::mkdir, {}, stage + "/work", label + ": creating its layers");
+            b.mount("overlay", stage, MS_NOSUID,
+                    "lowerdir=" + (root_dir.empty() ? std::string("/") : root_dir) + ",upperdir=" + stage +
+                        "/upper,workdir=" + stage + "/work" + (userns ? ",userxattr" : ""),
+                    label + ": mounting overlayfs");
         } else if (!root_dir.empty()) {
-            b.add(fs_step::kind::bind, b.source(root_dir), std::string(new_root), "binding " + fs.root_dir + " as the root")
-                .flags = MS_REC;
-            b.setattr(std::string(new_root), attr_nosuid | attr_nodev, true, "setting nosuid/nodev on " + fs.root_dir);
+            b.bind(root_dir, stage, false, true, attr_nosuid | attr_nodev, false, "binding " + fs.root_dir + " as the root");
         } else if (ops.empty() || !binds_root(ops.front())) {
-            b.mount("tmpfs", std::string(new_root), MS_NOSUID | MS_NODEV, "mode=0755", "mounting the root tmpfs");
+            b.mount("tmpfs", stage, MS_NOSUID | MS_NODEV, "mode=0755", "mounting the root tmpfs");
         }
         for (std::size_t i = 0; i < ops.size(); ++i) add_op(b, ops[i], i);
-        if (fs.read_only) b.setattr(std::string(new_root), attr_rdonly, false, "making the root read-only");
-        b.add(fs_step::kind::umount, {}, std::string(old_root), "detaching the host's root");
-        b.add(fs_step::kind::pivot_self, {}, std::string(new_root), "entering the new root (pivot_root)");
-        d.fs_steps = std::move(body);
+        if (fs.read_only) b.setattr(stage, attr_rdonly, false, "making the root read-only");
+        b.add(fs_step::kind::pivot_self, {}, stage, "entering the new root (pivot_root)");
     }
+    d.fs_slots = b.slots();
 
     if (!s.cwd.empty()) {
         d.root_cwd = s.cwd;
@@ -433,10 +393,14 @@ void prepare_ids(prepared_data& d) {
 std::string fs_advice(const fs_step& step, int err) {
     using k = fs_step::kind;
     bool mounting = step.what == k::mount || step.what == k::bind || step.what == k::setattr ||
-                    step.what == k::pivot || step.what == k::pivot_self || step.what == k::umount;
+                    step.what == k::pivot_self || step.what == k::umount || step.what == k::capture ||
+                    step.what == k::attach;
     switch (err) {
         case EPERM:
         case EACCES:
+            if (step.what == k::capture)
+                return "drover's own ids may not reach the source (sources are taken with the caller's "
+                       "access, before the job's ids)";
             if (step.fstype == "proc")
                 return "a fresh /proc needs the pid namespace, created together with the user namespace, "
                        "and a fully visible /proc on the host (nothing mounted over /proc/*)";
@@ -451,7 +415,7 @@ std::string fs_advice(const fs_step& step, int err) {
                        "prepared root (or in the source of the mount above it)";
             return "the job's ids may not write there";
         case ENOENT:
-            if (step.what == k::make_target || step.what == k::bind)
+            if (step.what == k::capture || step.what == k::make_target || step.what == k::bind)
                 return "the source does not exist (the -try forms skip a missing source)";
             return {};
         case EROFS:
@@ -463,7 +427,7 @@ std::string fs_advice(const fs_step& step, int err) {
             if (step.fstype == "overlay")
                 return "overlayfs refused the layers: the lower layer must be a directory on one file "
                        "system and the kernel must support overlayfs in user namespaces (>= 5.11)";
-            if (step.what == k::pivot || step.what == k::pivot_self)
+            if (step.what == k::pivot_self)
                 return "pivot_root needs the root and the new root on different mounts, none of them shared";
             return {};
         case ENOTDIR:

@@ -259,6 +259,20 @@ TEST(Root, TheCallersDirectoryIsKeptWhereItExistsElseSlash) {
     EXPECT_EQ(r.out, "/\n") << r.err;
 }
 
+TEST(Root, SourcesAreTakenWithTheCallersAccessAndTheJobsPermissionsStillHold) {
+    if (::geteuid() != 0) GTEST_SKIP() << "automatic ids need root";
+    host_dir priv("private", 0700);  // root's alone
+    std::ofstream(priv.path + "/secret") << "s\n";
+    spawn_spec s = test::piped({"/bin/sh", "-c", "ls /private 2>&1 | grep -c 'Permission denied'"}, {ns::user, ns::pid, ns::mnt});
+    s.ids = userns_ids::automatic;
+    s.fs.enabled = true;
+    s.fs.ops = {fs_op::ro_bind("/", "/"), fs_op::tmpfs("/tmp"), fs_op::ro_bind(priv.path, "/tmp/private"),
+                fs_op::symlink("/tmp/private", "/tmp/link")};
+    s.argv[2] = "ls /tmp/private 2>&1 | grep -c 'Permission denied'";
+    auto r = test::run_spec(s);  // the bind is made (root may reach its own directory)...
+    EXPECT_EQ(r.out, "1\n") << r.err;  // ...and the job, with host ids of its own, still may not read it
+}
+
 TEST(Root, AMissingSourceNamesTheOpAndWhatToDo) {
     spawn_spec s = minimal_root({"/bin/true"});
     s.fs.ops.push_back(fs_op::ro_bind("/no/such/source", "/opt"));

@@ -126,7 +126,9 @@ public:
     /// A fresh cgroup for one run of `service` with `limits`. Throws std::system_error naming
     /// the file on failure; limits asked for on a host without the controller are an error
     /// too (a service must not silently run unlimited).
-    service_cgroup create(const std::string& service, const resource_limits& limits);
+    /// `account_memory`: on hybrid hosts also a v1 memory cgroup without a limit, so that the
+    /// peak memory of the run is known (v2 counts it with the memory controller only).
+    service_cgroup create(const std::string& service, const resource_limits& limits, bool account_memory = false);
 
     /// Kills everything under the subtree and removes it (best effort, bounded wait).
     void destroy();

@@ -70,7 +70,9 @@ struct resource_usage {
     std::int64_t wall_ns = 0;                  ///< execve -> exit observed
     std::int64_t user_ns = 0;                  ///< CPU in user mode, whole job where known
     std::int64_t system_ns = 0;                ///< CPU in the kernel
-    std::optional<std::uint64_t> peak_memory;  ///< bytes: cgroup peak, else largest RSS
+    /// bytes: the peak of the job's cgroup (memory.peak, or memory.max_usage_in_bytes on v1);
+    /// unset without one (waitid's ru_maxrss holds the spawner's size, not the job's).
+    std::optional<std::uint64_t> peak_memory;
     /// "cgroup" when CPU and memory are the cgroup's (the whole tree), "rusage" when they
     /// come from waitid(2) (the child and the descendants it waited for).
     std::string_view source = "rusage";
