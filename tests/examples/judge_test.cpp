@@ -171,7 +171,7 @@ TEST_F(Judge, SampleTable) {
 }
 
 // As a user drover has no cgroup: the time limit still holds, memory is RLIMIT_AS (the hog's
-// own allocation fails, and the judge infers MLE from its peak), the table is the same.
+// own allocation fails, and the judge infers MLE from what it says on stderr), the table is the same.
 TEST_F(Judge, SampleTableAsUnprivilegedUser) {
     if (::geteuid() != 0) GTEST_SKIP() << "SampleTable already ran as an unprivileged user";
     if (!executable("/usr/bin/setpriv")) GTEST_SKIP() << "setpriv(1) from util-linux is missing";
