@@ -38,13 +38,7 @@ bool is_dir(const std::string& path) {
 }
 
 std::error_code write_file(const std::string& path, const std::string& text) {
-    int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
-    if (fd < 0) return sys::last_error();
-    sys::unique_fd owner(fd);
-    ssize_t n = ::write(fd, text.data(), text.size());
-    if (n < 0) return sys::last_error();
-    if (static_cast<std::size_t>(n) != text.size()) return sys::errno_code(EIO);
-    return {};
+    return sys::write_file(path.c_str(), text.data(), text.size());
 }
 
 void write_or_throw(const std::string& path, const std::string& text) {

@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "drover/process/process.hpp"
+#include "drover/spawn/spawn_error.hpp"
 
 namespace drover {
 
@@ -56,8 +57,18 @@ std::string human_bytes(std::uint64_t b) {
 
 limit_watch::limit_watch(asio::any_io_executor ex, job_limits limits, cgroup_tree* tree)
     : ex_(std::move(ex)), limits_(std::move(limits)), wall_(ex_), grace_(ex_), cpu_(ex_) {
-    if (limits_.wants_cgroup() && tree && tree->mode() != cgroup_mode::none)
-        cg_ = std::make_unique<service_cgroup>(tree->create("job", limits_.cgroup, true));
+    if (limits_.wants_cgroup() && tree && tree->mode() != cgroup_mode::none) {
+        try {
+            cg_ = std::make_unique<service_cgroup>(tree->create("job", limits_.cgroup, true));
+        } catch (const std::system_error& e) {
+            // what() is "writing 'X' to FILE: <errno text>": the errno goes in the code.
+            std::string what = e.what();
+            std::string suffix = ": " + e.code().message();
+            if (what.size() > suffix.size() && what.compare(what.size() - suffix.size(), suffix.size(), suffix) == 0)
+                what.resize(what.size() - suffix.size());
+            throw spawn_error({child_stage::job_cgroup, e.code(), what, {}});
+        }
+    }
 }
 
 limit_watch::~limit_watch() {

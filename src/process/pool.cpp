@@ -214,14 +214,9 @@ struct job_pool::impl : std::enable_shared_from_this<impl> {
         std::optional<spawn_failure> failed;
         std::unique_ptr<limit_watch> watch;
         try {
-            if (!p.opt.limits.empty()) {
-                try {
-                    watch = std::make_unique<limit_watch>(p.ex, p.opt.limits,
-                                                          p.opt.limits.wants_cgroup() ? p.cgroups() : nullptr);
-                } catch (const std::system_error& e) {
-                    throw spawn_error({child_stage::cgroup_join, e.code(), e.what(), {}});
-                }
-            }
+            if (!p.opt.limits.empty())
+                watch = std::make_unique<limit_watch>(p.ex, p.opt.limits,
+                                                      p.opt.limits.wants_cgroup() ? p.cgroups() : nullptr);
             // (GCC 12 miscompiles a conditional expression inside a co_await's arguments.)
             launch_extras extras;
             if (watch) extras = watch->extras();

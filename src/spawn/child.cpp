@@ -82,14 +82,21 @@ bool has_setpcap() noexcept {
 void wait_for_maps(const child_ctx& c) noexcept {
     injection_point(c, child_stage::wait_maps);
     if (c.f.sync_read < 0) return;
+    // On the posix_spawn path the launching thread is held in clone3: another thread of the
+    // parent writes the maps, once it hears from us (it knows our pid from the kernel).
+    if (c.f.ready_write >= 0) {
+        ssize_t w;
+        do w = ::write(c.f.ready_write, "1", 1);
+        while (w < 0 && errno == EINTR);
+    }
     // Our copies of both ends are close-on-exec and harmless: the parent sends a byte rather
     // than relying on EOF, so closing them here would only cost syscalls.
     char byte = 0;
     ssize_t n;
     do n = ::read(c.f.sync_read, &byte, 1);
     while (n < 0 && errno == EINTR);
-    // The parent writes one byte once the maps are in place; EOF means it gave up.
-    if (n != 1) fail(c, child_stage::wait_maps, 0, n == 0 ? ECANCELED : errno);
+    // The parent writes 1 once the maps are in place, 0 if it could not; EOF: it gave up.
+    if (n != 1 || byte != 1) fail(c, child_stage::wait_maps, 0, n < 0 ? errno : ECANCELED);
 }
 
 // Joins the job's v1 cgroups through descriptors root opened: the kernel checks the opener's

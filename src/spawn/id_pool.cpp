@@ -79,8 +79,7 @@ id_lease& id_lease::operator=(id_lease&& o) noexcept {
 }
 
 id_lease::~id_lease() {
-    lock_.reset();  // the flock goes with the descriptor
-    if (pool_) pool_->release(index_);
+    if (pool_) pool_->release(index_, std::move(lock_));
 }
 
 id_pool::id_pool(id_pool_options options) : opt_(std::move(options)), used_(opt_.ranges, false) {}
@@ -111,6 +110,19 @@ sys::result<id_lease> id_pool::acquire() {
     if (opt_.range_size == 0 || opt_.ranges == 0 ||
         std::uint64_t(opt_.first) + std::uint64_t(opt_.ranges) * opt_.range_size > 0xFFFFFFFFULL)
         return sys::errno_code(EINVAL);
+    if (!idle_.empty()) {
+        auto [i, fd] = std::move(idle_.back());
+        idle_.pop_back();
+        used_[i] = true;
+        ++leased_;
+        id_lease l;
+        l.pool_ = this;
+        l.index_ = i;
+        l.first_ = opt_.first + i * opt_.range_size;
+        l.size_ = opt_.range_size;
+        l.lock_ = std::move(fd);
+        return l;
+    }
     if (!opt_.lock_dir.empty() && !dir_ready_) {
         if (auto ec = make_dirs(opt_.lock_dir)) return ec;
         dir_ready_ = true;
@@ -143,11 +155,12 @@ sys::result<id_lease> id_pool::acquire() {
     return sys::errno_code(EAGAIN);
 }
 
-void id_pool::release(std::uint32_t index) {
-    std::lock_guard lock(mu_);
+void id_pool::release(std::uint32_t index, sys::unique_fd lock) {
+    std::lock_guard guard(mu_);
     if (index < used_.size() && used_[index]) {
         used_[index] = false;
         --leased_;
+        if (lock || opt_.lock_dir.empty()) idle_.emplace_back(index, std::move(lock));
     }
 }
 

@@ -11,6 +11,11 @@
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <thread>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -162,12 +167,7 @@ spawn_failure parent_failure(child_stage stage, std::error_code ec, std::string 
 }
 
 std::error_code write_file(const char* path, const std::string& text) {
-    sys::unique_fd fd(::open(path, O_WRONLY | O_CLOEXEC));
-    if (!fd) return sys::last_error();
-    ssize_t n = ::write(fd.get(), text.data(), text.size());
-    if (n < 0) return sys::last_error();
-    if (static_cast<std::size_t>(n) != text.size()) return sys::errno_code(EIO);
-    return {};
+    return sys::write_file(path, text.data(), text.size());
 }
 
 // Writes uid_map, setgroups=deny (needed before an unprivileged gid_map; a privileged parent
@@ -213,6 +213,95 @@ void kill_and_reap(int pidfd) {
     siginfo_t info;
     sys::waitid_pidfd(pidfd, info, WEXITED);
 }
+
+// A thread of drover's that does the parent's part (id maps, v1 cgroup joins) for a child
+// spawned posix_spawn-style, while the launching thread is held in clone3(CLONE_VFORK). The
+// kernel stores the child's pid (CLONE_PARENT_SETTID) before the child runs; the child says
+// on `ready` that it is up and waits on `sync`. Without this, such a child would need the
+// fork path, which copies the parent's page tables (0.3 ms and more per spawn).
+class map_writer {
+public:
+    struct request {
+        pid_t pid_slot = 0;  // the kernel writes the child's pid here
+        int ready_read = -1;
+        int sync_write = -1;
+        std::function<bool(pid_t, spawn_failure&)> work;
+        bool ok = false;
+        bool done = false;
+        spawn_failure failure;
+        std::int64_t written_ns = 0;
+    };
+
+    // The process-wide writer, or nullptr if its thread cannot be started.
+    static map_writer* instance() noexcept {
+        static map_writer* w = [] () -> map_writer* {
+            try {
+                return new map_writer;  // never destroyed: it outlives every launch
+            } catch (...) {
+                return nullptr;
+            }
+        }();
+        return w;
+    }
+
+    void submit(request* r) {
+        {
+            std::lock_guard lock(mu_);
+            queue_.push_back(r);
+        }
+        work_.notify_one();
+    }
+
+    void wait(request* r) {
+        std::unique_lock lock(mu_);
+        done_.wait(lock, [r] { return r->done; });
+    }
+
+private:
+    map_writer() { std::thread([this] { loop(); }).detach(); }
+
+    void loop() {
+        // Its signals are the process's business, not this thread's.
+        sigset_t all;
+        ::sigfillset(&all);
+        ::pthread_sigmask(SIG_BLOCK, &all, nullptr);
+        for (;;) {
+            request* r;
+            {
+                std::unique_lock lock(mu_);
+                work_.wait(lock, [this] { return !queue_.empty(); });
+                r = queue_.front();
+                queue_.pop_front();
+            }
+            serve(*r);
+            {
+                std::lock_guard lock(mu_);
+                r->done = true;
+            }
+            done_.notify_all();
+        }
+    }
+
+    static void serve(request& r) {
+        char byte = 0;
+        ssize_t n;
+        do n = ::read(r.ready_read, &byte, 1);
+        while (n < 0 && errno == EINTR);
+        if (n != 1) {  // no child (clone3 failed), or it died before it was up
+            r.failure = spawn_failure{child_stage::report, sys::errno_code(ECHILD), "the child ended before its maps", {}};
+            return;
+        }
+        pid_t pid = std::atomic_ref<pid_t>(r.pid_slot).load(std::memory_order_acquire);
+        r.ok = r.work(pid, r.failure);
+        r.written_ns = sys::monotonic_ns();
+        char go = r.ok ? 1 : 0;
+        (void)!::write(r.sync_write, &go, 1);  // the launching thread keeps the read end open
+    }
+
+    std::mutex mu_;
+    std::condition_variable work_, done_;
+    std::deque<request*> queue_;
+};
 
 // Builds the fd moves of one launch; returns the parent's ends of the pipes in `child`.
 bool plan_descriptors(const spawn_spec& s, detail::launch_frame& f, launched_child& child,
@@ -287,13 +376,13 @@ bool vfork_allowed_by_env() noexcept {
     return allowed;
 }
 
-// Whether this spec can take the vfork path: the parent has nothing to do between clone3 and
-// execve (no explicit id maps, no cgroup joins), and no time namespace: entering one remaps
-// the vDSO time page of the entering task's memory, which with CLONE_VM would be ours.
+// Whether this spec can take the vfork path: no time namespace (entering one remaps the vDSO
+// time page of the entering task's memory, which with CLONE_VM would be ours). What the parent
+// must do before execve (explicit id maps, v1 cgroup joins) the map writer thread does.
 bool use_vfork(const prepared_data& d) noexcept {
     int forced = forced_clone.load(std::memory_order_relaxed);
     if (forced == static_cast<int>(clone_method::fork)) return false;
-    return !d.hold && !d.spec.namespaces.has(ns::time) && vfork_allowed_by_build() && vfork_allowed_by_env() &&
+    return !d.spec.namespaces.has(ns::time) && vfork_allowed_by_build() && vfork_allowed_by_env() &&
            !vfork_refused.load(std::memory_order_relaxed);
 }
 
@@ -376,15 +465,43 @@ bool launch(const prepared_spawn& p, launched_child& child, spawn_failure& failu
     f.join_fds = extras.join_fds;
     f.join_count = extras.join_count;
 
+    // The parent's part of a held child: id maps (the leased range, or explicit ones) and v1
+    // cgroup joins by path.
+    bool automatic = d.spec.ids == userns_ids::automatic;
+    auto parents_part = [&](pid_t pid, spawn_failure& fail) {
+        return (!d.user || d.self_map ||
+                write_id_maps(d, pid, automatic ? auto_map : d.uid_map_text, automatic ? auto_map : d.gid_map_text,
+                              fail)) &&
+               join_cgroups(d, pid, fail);
+    };
+
     // CLONE_CLEAR_SIGHAND resets the parent's signal handlers in the child as it is created,
     // so no handler of the parent's can ever run there (without a loop of 64 sigaction calls).
     std::error_code ec;
     sys::clone3_args args;
     args.flags = d.clone_flags | CLONE_CLEAR_SIGHAND;
     args.cgroup_fd = extras.cgroup_fd >= 0 ? extras.cgroup_fd : d.spec.cgroup_fd;
+    void* stack = use_vfork(d) ? vfork_stack.get() : nullptr;
+    // A held child on the posix_spawn path: the map writer does the parent's part.
+    map_writer::request mapping;
+    sys::pipe_fds ready;
+    if (stack && d.hold) {
+        map_writer* writer = map_writer::instance();
+        auto rp = writer ? sys::pipe() : sys::result<sys::pipe_fds>(sys::errno_code(EAGAIN));
+        if (!rp) {
+            stack = nullptr;  // no writer thread or no descriptors for it: the fork path will do
+        } else {
+            ready = std::move(*rp);
+            mapping.ready_read = ready.read.get();
+            mapping.sync_write = sync.write.get();
+            mapping.work = parents_part;
+            f.ready_write = ready.write.get();
+            args.parent_tid = &mapping.pid_slot;
+            writer->submit(&mapping);
+        }
+    }
     child.timings.clone_start = sys::monotonic_ns();
     sys::clone3_result r;
-    void* stack = use_vfork(d) ? vfork_stack.get() : nullptr;
     if (stack) {
         // Returns once the child has called execve or exited; `f` stays valid until then.
         r = sys::clone3_vm(args, stack, child_stack::size, vfork_child_entry, &f, ec);
@@ -399,6 +516,20 @@ bool launch(const prepared_spawn& p, launched_child& child, spawn_failure& failu
     }
     child.method = stack ? clone_method::vfork : clone_method::fork;
     child.timings.clone_end = sys::monotonic_ns();
+    if (mapping.work) {
+        // Our copy of the child's end: closing it lets the writer see EOF if no child ever
+        // said it was up (clone3 failed, or the child died first).
+        ready.write.reset();
+        map_writer::instance()->wait(&mapping);
+        if (!ec && !mapping.ok && mapping.ready_read >= 0 && mapping.failure.stage != child_stage::report) {
+            // The maps could not be written: say why, not that the child gave up waiting.
+            kill_and_reap(r.pidfd);
+            ::close(r.pidfd);
+            child = launched_child{};
+            failure = mapping.failure;
+            return false;
+        }
+    }
 
     if (ec) {
         child = launched_child{};
@@ -412,23 +543,21 @@ bool launch(const prepared_spawn& p, launched_child& child, spawn_failure& failu
     // sync.read stays open until the byte is written: a child that died before reading it
     // must not turn our write into SIGPIPE for the host process.
 
-    if (d.hold) {
-        bool automatic = d.spec.ids == userns_ids::automatic;
-        if ((d.user && !d.self_map &&
-             !write_id_maps(d, r.pid, automatic ? auto_map : d.uid_map_text, automatic ? auto_map : d.gid_map_text,
-                            failure)) ||
-            !join_cgroups(d, r.pid, failure)) {
+    if (d.hold && !mapping.work) {
+        if (!parents_part(r.pid, failure)) {
             kill_and_reap(child.pidfd.get());
             child = launched_child{};
             return false;
         }
         char go = 1;
         (void)!::write(sync.write.get(), &go, 1);
-        sync.write.reset();
-        sync.read.reset();
     }
+    sync.write.reset();
+    sync.read.reset();
     // With nothing to write (no explicit maps, no cgroup joins) the stage has no length.
-    child.timings.maps_written = d.hold ? sys::monotonic_ns() : child.timings.clone_end;
+    child.timings.maps_written = mapping.work && mapping.written_ns ? mapping.written_ns
+                                 : d.hold                          ? sys::monotonic_ns()
+                                                                   : child.timings.clone_end;
     child.report = std::move(report->read);
     return true;
 }
@@ -498,9 +627,11 @@ bool conclude(const prepared_spawn& p, launched_child& child, std::span<const st
     child.report.reset();
     if (child.method == clone_method::vfork && child.timings.child_start > 0) {
         // clone3 returned only after the child's setup: on the stage timeline the clone ends
-        // where the child started, and the child was never held (no maps to write).
+        // where the child started; its maps were written (by the map writer) before it went
+        // on, or it was never held.
+        bool held = child.timings.maps_written != child.timings.clone_end;
         child.timings.clone_end = std::min(child.timings.clone_end, child.timings.child_start);
-        child.timings.maps_written = child.timings.clone_end;
+        if (!held) child.timings.maps_written = child.timings.clone_end;
     }
     if (saw_any && !bad) {
         child.timings.exec_done = eof_ns;

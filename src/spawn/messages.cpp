@@ -30,6 +30,7 @@ constexpr stage_words stage_table[] = {
     {child_stage::prepare, "prepare", "preparing the spawn"},
     {child_stage::pipes, "pipes", "creating pipes"},
     {child_stage::id_lease, "id_lease", "leasing a range of host ids"},
+    {child_stage::job_cgroup, "job_cgroup", "making the job's cgroup:"},
     {child_stage::clone, "clone", "creating the process (clone3)"},
     {child_stage::uid_map, "uid_map", "writing the uid map"},
     {child_stage::setgroups, "setgroups", "denying setgroups"},

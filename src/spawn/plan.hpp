@@ -118,6 +118,7 @@ struct launch_frame {
     char* const* envp = nullptr;
     pid_t parent_pid = 0;
     int sync_read = -1;    // the child waits here until its maps / cgroups are in place
+    int ready_write = -1;  // posix_spawn path: the child says here that it is up (map writer)
     const int* join_fds = nullptr;  // cgroup.procs (v1) to write "0" to
     int join_count = 0;
     int report_write = -1;

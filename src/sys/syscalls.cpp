@@ -51,6 +51,10 @@ clone3_result clone3(const clone3_args& args, std::error_code& ec) noexcept {
         ca.flags |= CLONE_INTO_CGROUP;
         ca.cgroup = static_cast<std::uint64_t>(args.cgroup_fd);
     }
+    if (args.parent_tid) {
+        ca.flags |= CLONE_PARENT_SETTID;
+        ca.parent_tid = reinterpret_cast<std::uint64_t>(args.parent_tid);
+    }
     // The size is the kernel's CLONE_ARGS_SIZE_VER2 when cgroup is used, VER0 otherwise, so
     // that kernels 5.3..5.6 accept plain calls.
     std::size_t size = args.cgroup_fd >= 0 ? sizeof ca : 64;
@@ -106,6 +110,10 @@ clone3_result clone3_vm(const clone3_args& args, void* stack, std::size_t stack_
     if (args.cgroup_fd >= 0) {
         ca.flags |= CLONE_INTO_CGROUP;
         ca.cgroup = static_cast<std::uint64_t>(args.cgroup_fd);
+    }
+    if (args.parent_tid) {
+        ca.flags |= CLONE_PARENT_SETTID;
+        ca.parent_tid = reinterpret_cast<std::uint64_t>(args.parent_tid);
     }
     std::size_t size = args.cgroup_fd >= 0 ? sizeof ca : 64;
     long rc = clone3_raw_vm(&ca, size, fn, arg);
@@ -258,6 +266,20 @@ std::error_code capget(std::uint64_t& effective, std::uint64_t& permitted, std::
 
 std::error_code seccomp_set_filter(const void* prog) noexcept {
     return check_raw(raw(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, reinterpret_cast<long>(prog)));
+}
+
+std::error_code write_file(const char* path, const void* data, std::size_t len) noexcept {
+    int fd;
+    do fd = ::open(path, O_WRONLY | O_CLOEXEC);
+    while (fd < 0 && errno == EINTR);
+    if (fd < 0) return last_error();
+    unique_fd owner(fd);
+    ssize_t n;
+    do n = ::write(fd, data, len);
+    while (n < 0 && errno == EINTR);
+    if (n < 0) return last_error();
+    if (static_cast<std::size_t>(n) != len) return errno_code(EIO);
+    return {};
 }
 
 result<pipe_fds> pipe(int extra_flags) noexcept {

@@ -264,10 +264,7 @@ int main(int argc, char** argv) {
     if (wanted("mount_tmpfs")) expect_fail("mount_tmpfs", mount("tmpfs", "/mnt", "tmpfs", 0, NULL), "mount tmpfs on /mnt");
     if (wanted("umount_proc")) expect_fail("umount_proc", umount2("/proc", MNT_DETACH), "umount /proc");
     if (wanted("new_mount_api")) expect_fail("new_mount_api", syscall(430 /* fsopen */, "tmpfs", 0), "fsopen(tmpfs)");
-    if (wanted("chroot")) {
-        mkdir("/tmp/drover-chroot", 0755);
-        expect_fail("chroot", chroot("/tmp/drover-chroot"), "chroot");
-    }
+    if (wanted("chroot")) expect_fail("chroot", chroot("/"), "chroot");  /* needs CAP_SYS_CHROOT */
     if (wanted("pivot_root")) expect_fail("pivot_root", syscall(SYS_pivot_root, "/tmp", "/tmp"), "pivot_root");
     /* Other processes. */
     if (wanted("see_host_process")) {
@@ -409,18 +406,20 @@ int main(int argc, char** argv) {
         else report("host_devices", "blocked", "none of /dev/vda, sda, nvme0n1, mem, kmsg, port, kvm opens");
     }
     if (wanted("mknod")) {
-        unlink("/tmp/drover-blk");
-        if (mknod("/tmp/drover-blk", S_IFBLK | 0600, makedev(8, 0)) != 0) {
+        /* In a directory of its own: under a sandbox without a tmpfs /tmp this is the host's. */
+        char node[64];
+        snprintf(node, sizeof node, "/tmp/drover-blk-%d", (int)getpid());
+        if (mknod(node, S_IFBLK | 0600, makedev(8, 0)) != 0) {
             report("mknod", "blocked", "mknod block device: %s", strerror(errno));
         } else {
-            int fd = open("/tmp/drover-blk", O_RDONLY | O_CLOEXEC);
+            int fd = open(node, O_RDONLY | O_CLOEXEC);
             if (fd >= 0) {
                 close(fd);
                 report("mknod", "ESCAPED", "made and opened a block device node");
             } else {
                 report("mknod", "blocked", "made a node, opening it: %s", strerror(errno));
             }
-            unlink("/tmp/drover-blk");
+            unlink(node);
         }
     }
     /* Capabilities. */

@@ -95,7 +95,7 @@ struct job_outcome {
 class limit_watch {
 public:
     /// `tree` may be null when limits.wants_cgroup() is false; otherwise it makes the job's
-    /// cgroup (and throws std::system_error naming the file if it cannot).
+    /// cgroup (and throws spawn_error, stage job_cgroup, naming the file if it cannot).
     limit_watch(asio::any_io_executor ex, job_limits limits, cgroup_tree* tree);
     ~limit_watch();
     limit_watch(const limit_watch&) = delete;

@@ -37,7 +37,8 @@ struct id_pool_options {
 class id_pool;
 
 /// One leased range: host ids first..first+size-1. The range returns to the pool when the
-/// lease is destroyed (keep it until every process that ran with those ids is gone).
+/// lease is destroyed (keep it until every process that ran with those ids is gone); the
+/// process keeps its lock on it for the next job until the pool goes away.
 class id_lease {
 public:
     id_lease() = default;
@@ -80,10 +81,13 @@ public:
 
 private:
     friend class id_lease;
-    void release(std::uint32_t index);
+    void release(std::uint32_t index, sys::unique_fd lock);
     id_pool_options opt_;
     mutable std::mutex mu_;
     std::vector<bool> used_;
+    // Ranges this process has locked before and no job uses now: their flocks are kept, so
+    // the next job takes one without a syscall (other processes still cannot have them).
+    std::vector<std::pair<std::uint32_t, sys::unique_fd>> idle_;
     std::uint32_t next_ = 0;
     std::size_t leased_ = 0;
     bool dir_ready_ = false;

@@ -14,6 +14,7 @@ enum class child_stage : std::uint16_t {
     prepare,
     pipes,
     id_lease,
+    job_cgroup,
     clone,
     uid_map,
     setgroups,

@@ -36,6 +36,8 @@ struct clone3_args {
     std::uint64_t flags = 0;       ///< CLONE_* flags; CLONE_PIDFD is added by clone3().
     int exit_signal = SIGCHLD;     ///< signal to the parent at exit; SIGCHLD keeps waitid simple
     int cgroup_fd = -1;            ///< with CLONE_INTO_CGROUP: a cgroup v2 directory fd
+    /// With CLONE_PARENT_SETTID: where the kernel stores the child's pid before the child runs.
+    pid_t* parent_tid = nullptr;
 };
 
 /// What clone3 gives the parent: the child's pid (0 in the child) and its pidfd.
@@ -120,6 +122,11 @@ std::error_code seccomp_set_filter(const void* prog) noexcept;
 /// waitid(P_PIDFD, …) that also returns the resource usage of the reaped child (the raw
 /// syscall's fifth argument, which glibc's waitid does not expose).
 std::error_code waitid_pidfd(int pidfd, siginfo_t& info, int options, struct rusage* usage) noexcept;
+
+/// Writes `len` bytes to the file at `path` in one write(2), as kernel files (cgroup, /proc)
+/// take a value; open and write are retried on EINTR (a signal, or io_uring's task work,
+/// interrupts them on some kernel files). EIO if the write was short.
+std::error_code write_file(const char* path, const void* data, std::size_t len) noexcept;
 
 /// pipe2(2) with O_CLOEXEC always added: {read end, write end}.
 struct pipe_fds {
