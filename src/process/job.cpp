@@ -10,6 +10,7 @@
 
 #include "drover/process/process.hpp"
 #include "drover/spawn/spawn_error.hpp"
+#include "drover/sys/result.hpp"
 
 namespace drover {
 
@@ -57,7 +58,14 @@ std::string human_bytes(std::uint64_t b) {
 
 limit_watch::limit_watch(asio::any_io_executor ex, job_limits limits, cgroup_tree* tree)
     : ex_(std::move(ex)), limits_(std::move(limits)), wall_(ex_), grace_(ex_), cpu_(ex_) {
-    if (limits_.wants_cgroup() && tree && tree->mode() != cgroup_mode::none) {
+    bool have_tree = tree && tree->mode() != cgroup_mode::none;
+    if (!limits_.cgroup.empty() && !have_tree)
+        // Never a silent "unlimited": the caller may put rlimits in the spec instead.
+        throw spawn_error({child_stage::job_cgroup, sys::errno_code(ENOTSUP), "memory, pids and CPU share limits",
+                           std::string("they need a cgroup (root, or a delegated one)") +
+                               (tree ? ": " + tree->warning() : std::string()) +
+                               "; apply_rlimit_fallbacks() puts rlimits in the spec instead"});
+    if (limits_.wants_cgroup() && have_tree) {
         try {
             cg_ = std::make_unique<service_cgroup>(tree->create("job", limits_.cgroup, true));
         } catch (const std::system_error& e) {

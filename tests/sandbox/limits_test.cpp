@@ -131,6 +131,22 @@ TEST(Limits, AJobWithinItsLimitsIsOkAndAccounted) {
     EXPECT_FALSE(pool_cgroups_left());
 }
 
+TEST(Limits, CgroupLimitsWithoutACgroupAreRefusedNotIgnored) {
+    pool_options o;
+    o.limits.cgroup.memory_max = 64ULL << 20;
+    o.cgroups = std::make_shared<cgroup_tree>("unused", cgroup_layout{});  // no cgroups on this "host"
+    auto results = test::run_on_loop([&](asio::any_io_executor ex) {
+        std::vector<prepared_spawn> specs{prepared_spawn(test::piped({test::escape, "--hog", "8"}))};
+        return run_jobs(ex, std::move(specs), o);
+    });
+    const job_result& r = results.at(0);
+    EXPECT_EQ(r.outcome.why, verdict::failed_to_start);
+    ASSERT_TRUE(r.failure);
+    EXPECT_EQ(r.failure->stage, child_stage::job_cgroup);
+    EXPECT_EQ(r.failure->code.value(), ENOTSUP);
+    EXPECT_NE(r.failure->advice.find("apply_rlimit_fallbacks"), std::string::npos) << r.failure->advice;
+}
+
 TEST(Limits, FailuresAndExitCodesHaveTheirOwnVerdicts) {
     job_result bad = run_one(test::piped({"/no/such/program"}), {});
     EXPECT_EQ(bad.outcome.why, verdict::failed_to_start);

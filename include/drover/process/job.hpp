@@ -94,8 +94,10 @@ struct job_outcome {
 ///   ... on exit: w.finish(proc, output_exceeded) -> job_outcome
 class limit_watch {
 public:
-    /// `tree` may be null when limits.wants_cgroup() is false; otherwise it makes the job's
-    /// cgroup (and throws spawn_error, stage job_cgroup, naming the file if it cannot).
+    /// Makes the job's cgroup in `tree` when limits.wants_cgroup() (throws spawn_error, stage
+    /// job_cgroup, naming the file if it cannot). Cgroup limits without a usable tree throw
+    /// too (ENOTSUP): put rlimits in the spec instead (apply_rlimit_fallbacks), never nothing.
+    /// Without a tree, cpu_time holds only through the RLIMIT_CPU the caller put in the spec.
     limit_watch(asio::any_io_executor ex, job_limits limits, cgroup_tree* tree);
     ~limit_watch();
     limit_watch(const limit_watch&) = delete;
