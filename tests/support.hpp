@@ -106,6 +106,27 @@ inline run_result sh(const std::string& script, namespace_set n = {},
     return run_spec(std::move(s));
 }
 
+/// Whether uid/gid 65534 (through setpriv from util-linux) can run `path`: a checkout under a
+/// directory others may not enter (/root, say) keeps the unprivileged tests from running.
+inline bool nobody_can_run(const std::string& path) {
+    if (::geteuid() != 0 || ::access("/usr/bin/setpriv", X_OK) != 0) return false;
+    spawn_spec s;
+    s.argv = {"/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--", "/bin/sh", "-c",
+              "test -x \"$1\"", "sh", path};
+    s.out = stdio::null();
+    s.err = stdio::null();
+    try {
+        return run_spec(std::move(s)).status.success();
+    } catch (...) {
+        return false;
+    }
+}
+
+/// The reason to give when nobody_can_run() is false.
+inline std::string nobody_skip_reason(const std::string& path) {
+    return "needs root, setpriv(1) and a build uid 65534 can run (" + path + ")";
+}
+
 /// Trims one trailing newline.
 inline std::string chomp(std::string s) {
     while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();

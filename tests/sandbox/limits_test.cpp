@@ -179,7 +179,8 @@ nlohmann::json cli_status(std::vector<std::string> flags, std::vector<std::strin
 }
 
 TEST(Limits, AsAnUnprivilegedUserTimeLimitsStillHoldAndSaySo) {
-    if (::geteuid() != 0 || ::access("/usr/bin/setpriv", X_OK) != 0) GTEST_SKIP() << "needs root and setpriv to become a user";
+    if (!test::nobody_can_run(test::cli) || !test::nobody_can_run(test::escape))
+        GTEST_SKIP() << test::nobody_skip_reason(test::cli);
     auto t = cli_status({"--sandbox", "--timeout", "0.3"}, {test::escape, "--spin", "30"}, true);
     EXPECT_EQ(t["verdict"], "timeout") << t.dump();
     EXPECT_EQ(t["exit"], 124);
