@@ -80,6 +80,11 @@ public:
         : out_(out), captures_(captures), in_place_(in_place), stage_(std::move(stage)) {}
 
     [[nodiscard]] bool in_place() const noexcept { return in_place_; }
+    /// Whether the job could run as host uid 0, for which /proc's tunables need read-only binds:
+    /// the kernel lets host root write them whatever its capabilities (sysctl permissions go by
+    /// uid alone). A job with host ids of its own, or a caller's who is not root, meets root's
+    /// 0644/0200 there as "other", and the binds would only cost four mounts.
+    bool guard_proc = true;
     [[nodiscard]] unsigned slots() const noexcept { return slots_; }
 
     // A path inside the new root as the steps see it.
@@ -209,6 +214,7 @@ void add_op(step_builder& b, const fs_op& op, std::size_t index) {
             b.mount("proc", t, MS_NOSUID | MS_NODEV | MS_NOEXEC, {}, label + ": mounting procfs");
             // What container runtimes keep read-only: kernel tunables, the SysRq trigger,
             // interrupt affinity, bus devices.
+            if (!b.guard_proc) break;
             for (const char* sub : {"sys", "sysrq-trigger", "irq", "bus"}) {
                 std::string p = t + "/" + sub;
                 fs_step& bs = b.add(fs_step::kind::bind, p, p, label + ": binding /" + sub + " on itself");
@@ -283,6 +289,7 @@ void prepare_root(prepared_data& d) {
     bool in_place = root_dir.empty() && !fs.overlay && !ops.empty() && binds_root(ops.front());
     std::string stage = in_place ? std::string() : staging_dir(root_dir);
     step_builder b(d.fs_steps, d.fs_captures, in_place, stage);
+    b.guard_proc = ::geteuid() == 0 && !(userns && s.ids == userns_ids::automatic);
     if (in_place) {
         // The host's tree is the root: the first op only sets its flags, all the way down.
         const fs_op& first = ops.front();
