@@ -70,13 +70,17 @@ public:
         if (auto v = seconds("restart_sec")) s_.backoff.initial = *v;
         if (auto v = seconds("restart_max_delay_sec")) s_.backoff.max = *v;
         if (auto v = number("restart_jitter")) {
-            if (*v < 0 || *v > 1) fail(file_, *t_.get("restart_jitter"), prefix_ + "restart_jitter", "expected a fraction within 0..1");
+            if (!(*v >= 0 && *v <= 1))  // NaN too
+                fail(file_, *t_.get("restart_jitter"), prefix_ + "restart_jitter", "expected a fraction within 0..1");
             s_.backoff.jitter = *v;
         }
         if (auto v = seconds("timeout_stop_sec")) s_.stop_timeout = *v;
         if (const toml::node* n = t_.get("kill_signal")) {
             std::optional<int> sig;
-            if (auto i = n->value<std::int64_t>(); i && n->is_integer()) sig = static_cast<int>(*i);
+            if (n->is_integer()) {
+                std::int64_t i = n->as_integer()->get();
+                if (i > 0 && i < NSIG) sig = static_cast<int>(i);
+            }
             else if (auto sv = n->value<std::string>()) sig = parse_signal(*sv);
             if (!sig || *sig <= 0 || *sig >= NSIG) fail(file_, *n, prefix_ + "kill_signal", "expected a signal such as \"SIGTERM\" or 15");
             s_.stop_signal = *sig;
@@ -102,16 +106,11 @@ public:
         }
         if (auto v = integer("tasks_max", 1, 4194304)) s_.limits.tasks_max = static_cast<std::uint64_t>(*v);
         if (auto v = str("cpu_quota")) {
-            double pct = 0;
-            std::size_t used = 0;
-            try {
-                pct = std::stod(*v, &used);
-            } catch (const std::exception&) {
-                used = 0;
-            }
-            if (used == 0 || used + 1 != v->size() || v->back() != '%' || !(pct > 0))
-                fail(file_, *t_.get("cpu_quota"), prefix_ + "cpu_quota", "expected a percentage of one CPU such as \"50%\" or \"200%\"");
-            s_.limits.cpu_quota = pct / 100.0;
+            auto share = parse_cpu_share(*v);
+            if (!share || v->back() != '%')
+                fail(file_, *t_.get("cpu_quota"), prefix_ + "cpu_quota",
+                     "expected a percentage of one CPU such as \"50%\" or \"200%\" (more than 0, at most 102400%)");
+            s_.limits.cpu_quota = *share;
         }
         if (const toml::node* n = t_.get("namespaces")) {
             for (const auto& name : strings(*n, "namespaces")) {
@@ -147,7 +146,10 @@ private:
         const toml::node* n = t_.get(key);
         if (!n) return std::nullopt;
         if (!n->is_number()) fail(file_, *n, prefix_ + key, std::string("expected a number, not ") + type_name(*n));
-        return *n->value<double>();
+        // An integer that a double cannot hold exactly (2^63-1, 2^53+1) still has a value:
+        // toml++'s value<double>() would give none.
+        if (n->is_integer()) return static_cast<double>(n->as_integer()->get());
+        return n->as_floating_point()->get();
     }
     std::optional<nanoseconds> seconds(const char* key) {
         auto v = number(key);
@@ -384,11 +386,18 @@ config parse_config(std::string_view text, const std::string& file, const config
 }
 
 config load_config(const std::string& path, const config_options& options) {
-    std::ifstream in(path);
+    // Bounded: a configuration is text of a few KiB, not /dev/zero.
+    constexpr std::size_t max_bytes = 1 << 20;
+    std::ifstream in(path, std::ios::binary);
     if (!in) throw config_error(path, 0, 0, "", std::string("cannot read the file: ") + std::strerror(errno));
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return parse_config(ss.str(), path, options);
+    std::string text;
+    char buf[65536];
+    while (in.read(buf, sizeof buf) || in.gcount() > 0) {
+        text.append(buf, static_cast<std::size_t>(in.gcount()));
+        if (text.size() > max_bytes) throw config_error(path, 0, 0, "", "larger than 1 MiB: not a configuration");
+    }
+    if (in.bad()) throw config_error(path, 0, 0, "", std::string("cannot read the file: ") + std::strerror(errno));
+    return parse_config(text, path, options);
 }
 
 }  // namespace drover::supervise

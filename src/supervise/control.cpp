@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <asio/co_spawn.hpp>
+#include <asio/steady_timer.hpp>
 #include <asio/detached.hpp>
 #include <asio/local/stream_protocol.hpp>
 #include <asio/read_until.hpp>
@@ -27,6 +28,12 @@ using asio::local::stream_protocol;
 namespace {
 
 constexpr std::size_t max_request = 4096;
+// A client has this long to send its request line; a slow or idle one is dropped.
+constexpr auto request_timeout = std::chrono::seconds(2);
+// Connections served at once; more wait in the listen queue.
+constexpr std::size_t max_connections = 256;
+// The client's limit on an answer (a status of thousands of services fits).
+constexpr std::size_t max_answer = 16 << 20;
 
 sockaddr_un socket_address(const std::string& path) {
     sockaddr_un a{};
@@ -68,6 +75,10 @@ struct control_server::impl : std::enable_shared_from_this<impl> {
     std::string path;
     stream_protocol::acceptor acceptor;
     bool closed = false;
+    std::size_t connections = 0;
+    asio::steady_timer room{ex};  // wakes the accept loop when a connection ends
+    dev_t socket_dev = 0;         // the socket file we made: removed only if it is still ours
+    ino_t socket_ino = 0;
 
     asio::awaitable<nlohmann::json> handle(std::string line) {
         nlohmann::json out;
@@ -93,11 +104,28 @@ struct control_server::impl : std::enable_shared_from_this<impl> {
         co_return out;
     }
 
+    // Reads one request line within request_timeout; nullopt if none came.
+    asio::awaitable<std::optional<std::string>> read_request(stream_protocol::socket& sock) {
+        asio::steady_timer deadline(ex, request_timeout);
+        deadline.async_wait([&sock](std::error_code ec) {
+            if (!ec) sock.cancel();  // the read below ends with operation_aborted
+        });
+        std::string buf;
+        auto [ec, n] = co_await asio::async_read_until(sock, asio::dynamic_buffer(buf, max_request), '\n', use_tuple);
+        deadline.cancel();
+        if (ec) co_return std::nullopt;
+        co_return buf.substr(0, n - 1);
+    }
+
     asio::awaitable<void> serve(stream_protocol::socket sock) {
         auto self = shared_from_this();
         nlohmann::json answer;
         ucred cred{};
         socklen_t len = sizeof cred;
+        // The request is read even when it will be refused, so that the client sees the answer
+        // (closing on an unread request makes its write fail with EPIPE or its read with ECONNRESET).
+        std::optional<std::string> line = co_await read_request(sock);
+        if (!line) co_return;
         if (::getsockopt(sock.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
             answer = {{"ok", false}, {"error", "cannot read the peer's credentials"}};
         } else if (cred.uid != 0 && cred.uid != ::geteuid()) {
@@ -105,25 +133,35 @@ struct control_server::impl : std::enable_shared_from_this<impl> {
                       {"error", "permission denied: uid " + std::to_string(cred.uid) +
                                     " is neither root nor the supervisor's uid " + std::to_string(::geteuid())}};
         } else {
-            std::string buf;
-            auto [ec, n] = co_await asio::async_read_until(sock, asio::dynamic_buffer(buf, max_request), '\n', use_tuple);
-            if (ec) co_return;
-            std::string line = buf.substr(0, n - 1);
-            answer = co_await handle(line);
+            answer = co_await handle(*line);
         }
-        std::string text = answer.dump() + "\n";
+        // Names and errors may carry bytes that are not UTF-8 (a request echoed back): replaced.
+        std::string text = answer.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
         (void)co_await asio::async_write(sock, asio::buffer(text), use_tuple);
     }
 
     asio::awaitable<void> accept_loop() {
         auto self = shared_from_this();
         while (!closed) {
+            if (connections >= max_connections) {
+                room.expires_at(asio::steady_timer::time_point::max());
+                (void)co_await room.async_wait(use_tuple);
+                continue;
+            }
             auto [ec, sock] = co_await acceptor.async_accept(use_tuple);
             if (ec) {
                 if (ec == asio::error::operation_aborted || closed) co_return;
+                // Out of descriptors (EMFILE, ENFILE) or memory: accepting again at once would
+                // spin; the pending connection waits in the queue meanwhile.
+                room.expires_after(std::chrono::milliseconds(100));
+                (void)co_await room.async_wait(use_tuple);
                 continue;
             }
-            asio::co_spawn(ex, serve(std::move(sock)), asio::detached);
+            ++connections;
+            asio::co_spawn(ex, serve(std::move(sock)), [self](std::exception_ptr) {
+                --self->connections;
+                self->room.cancel();
+            });
         }
     }
 };
@@ -131,6 +169,10 @@ struct control_server::impl : std::enable_shared_from_this<impl> {
 control_server::control_server(asio::any_io_executor ex, supervisor& sup, std::string path)
     : p_(std::make_shared<impl>(ex, sup, std::move(path))) {
     const std::string& p = p_->path;
+    // Never removes what is not a socket: a path that names a file is a mistake, not a leftover.
+    struct stat st{};
+    if (::lstat(p.c_str(), &st) == 0 && !S_ISSOCK(st.st_mode))
+        throw std::system_error(sys::errno_code(EEXIST), "control socket " + p + ": exists and is not a socket");
     std::error_code ec;
     if (auto fd = connect_to(p, ec); fd)
         throw std::system_error(sys::errno_code(EADDRINUSE), "control socket " + p + ": another supervisor answers there");
@@ -149,6 +191,10 @@ control_server::control_server(asio::any_io_executor ex, supervisor& sup, std::s
         throw std::system_error(e.code(), "control socket " + p);
     }
     ::chmod(p.c_str(), 0666);
+    if (::lstat(p.c_str(), &st) == 0) {
+        p_->socket_dev = st.st_dev;
+        p_->socket_ino = st.st_ino;
+    }
     asio::co_spawn(ex, p_->accept_loop(), asio::detached);
 }
 
@@ -156,7 +202,11 @@ control_server::~control_server() {
     p_->closed = true;
     std::error_code ec;
     p_->acceptor.close(ec);
-    ::unlink(p_->path.c_str());
+    p_->room.cancel();
+    struct stat st{};
+    if (::lstat(p_->path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode) && st.st_dev == p_->socket_dev &&
+        st.st_ino == p_->socket_ino)
+        ::unlink(p_->path.c_str());
 }
 
 const std::string& control_server::path() const noexcept { return p_->path; }
@@ -165,9 +215,14 @@ std::string control_request(const std::string& path, const std::string& request)
     std::error_code ec;
     sys::unique_fd fd = connect_to(path, ec);
     if (!fd) throw std::system_error(ec, "connecting to " + path + " (is `drover supervise` running?)");
+    // A supervisor that hangs must not hang the client.
+    timeval tv{30, 0};
+    ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    ::setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
     std::string line = request + "\n";
     for (std::size_t off = 0; off < line.size();) {
-        ssize_t n = ::write(fd.get(), line.data() + off, line.size() - off);
+        // MSG_NOSIGNAL: a server that went away is an error, not a SIGPIPE.
+        ssize_t n = ::send(fd.get(), line.data() + off, line.size() - off, MSG_NOSIGNAL);
         if (n < 0 && errno == EINTR) continue;
         if (n < 0) throw std::system_error(sys::last_error(), "writing to " + path);
         off += static_cast<std::size_t>(n);
@@ -180,6 +235,7 @@ std::string control_request(const std::string& path, const std::string& request)
         if (n < 0) throw std::system_error(sys::last_error(), "reading from " + path);
         if (n == 0) break;
         answer.append(buf, static_cast<std::size_t>(n));
+        if (answer.size() > max_answer) throw std::system_error(sys::errno_code(EMSGSIZE), "the answer from " + path);
     }
     if (!answer.empty() && answer.back() == '\n') answer.pop_back();
     return answer;

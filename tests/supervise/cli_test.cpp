@@ -8,6 +8,7 @@
 
 #include <asio/detached.hpp>
 #include <filesystem>
+#include <thread>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <regex>
@@ -214,6 +215,107 @@ TEST_F(SuperviseCli, CtlStatusStartStopRestartAndOtherUidsAreRefused) {
     EXPECT_NE(r.nobody.find("permission denied: uid 65534"), std::string::npos) << r.nobody;
     EXPECT_EQ(r.sup_status, exit_status::exited_with(0));
     EXPECT_FALSE(fs::exists(sock()));  // removed on the way out
+}
+
+// A server on the socket that answers `answer` to one request (another program, another
+// version of drover): ctl must report it, never crash.
+class fake_server {
+public:
+    fake_server(const std::string& path, std::string answer) : answer_(std::move(answer)) {
+        fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        sockaddr_un a{};
+        a.sun_family = AF_UNIX;
+        std::memcpy(a.sun_path, path.c_str(), path.size() + 1);
+        ::unlink(path.c_str());
+        if (::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(fd_, 4) != 0) return;
+        thread_ = std::thread([this] {
+            int c = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
+            if (c < 0) return;
+            char buf[256];
+            (void)!::read(c, buf, sizeof buf);
+            (void)!::send(c, answer_.data(), answer_.size(), MSG_NOSIGNAL);
+            ::close(c);
+        });
+    }
+    ~fake_server() {
+        if (thread_.joinable()) thread_.join();
+        ::close(fd_);
+    }
+
+private:
+    int fd_ = -1;
+    std::string answer_;
+    std::thread thread_;
+};
+
+TEST_F(SuperviseCli, CtlReportsMalformedAnswersInsteadOfCrashing) {
+    const char* shapes[] = {
+        "{\"ok\":\"yes\"}\n", "{\"ok\":true}\n", "{\"ok\":false}\n", "{\"ok\":false,\"error\":3}\n",
+        "{\"ok\":true,\"status\":[]}\n", "{\"ok\":true,\"status\":{\"services\":3}}\n",
+        "{\"ok\":true,\"status\":{\"services\":[3]}}\n",
+        "{\"ok\":true,\"status\":{\"services\":[{\"name\":1,\"pid\":\"x\",\"uptime_sec\":1e300,\"last_exit\":[]}]}}\n",
+        "[1,2]\n", "not json\n", "", "\"ok\"\n"};
+    for (const char* shape : shapes) {
+        int code = 0;
+        std::string err;
+        {
+            fake_server server(sock(), shape);
+            auto r = drover::test::run_spec(ctl_spec(sock(), "status"));
+            code = r.status.shell_code();
+            err = r.err;
+        }
+        EXPECT_TRUE(code == 0 || code == 1) << "answer " << shape << ": exit " << code << " " << err;
+        EXPECT_EQ(err.find("terminate"), std::string::npos) << err;
+    }
+}
+
+TEST_F(SuperviseCli, AControlSocketPathThatNamesAFileIsRefusedAndTheFileKept) {
+    std::string file = (dir_ / "precious").string();
+    std::ofstream(file) << "keep me\n";
+    std::string cfg = write_config("[service.a]\nexec = [\"" + std::string(drover::test::helper) + "\", \"exit\", \"0\"]\n");
+    spawn_spec s;
+    s.argv = {drover::test::cli, "supervise", cfg, "--socket", file};
+    s.out = stdio::pipe();
+    s.err = stdio::pipe();
+    auto r = drover::test::run_spec(s);
+    EXPECT_NE(r.status.code(), 0);
+    EXPECT_NE(r.err.find("exists and is not a socket"), std::string::npos) << r.err;
+    std::ifstream in(file);
+    std::string line;
+    std::getline(in, line);
+    EXPECT_EQ(line, "keep me");
+}
+
+TEST_F(SuperviseCli, IdleConnectionsDoNotStopOthersFromBeingAnswered) {
+    std::string cfg = write_config("[service.a]\nexec = [\"" + std::string(drover::test::helper) +
+                                   "\", \"sleep\", \"30\"]\ntimeout_stop_sec = 0.5\n");
+    auto r = drover::test::run_on_loop([&](asio::any_io_executor ex) -> asio::awaitable<std::string> {
+        process sup = co_await spawn(ex, supervise_spec(cfg));
+        started_.push_back(sup.pid());
+        line_reader reader(*sup.stdout_pipe());
+        std::vector<std::string> lines;
+        co_await read_until(reader, lines, [](const auto& ls) { return !ls.empty() && ls.back().find("[a] started") != std::string::npos; });
+        // 100 clients connect and say nothing: the others are answered at once, and they are
+        // dropped after the request timeout.
+        std::vector<int> idle;
+        for (int i = 0; i < 100; ++i) {
+            int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+            sockaddr_un a{};
+            a.sun_family = AF_UNIX;
+            std::memcpy(a.sun_path, sock().c_str(), sock().size() + 1);
+            if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) idle.push_back(fd);
+            else ::close(fd);
+        }
+        auto answer = co_await run(ex, ctl_spec(sock(), "status --json"));
+        for (int fd : idle) ::close(fd);
+        sup.signal(SIGTERM);
+        asio::co_spawn(ex, read_until(reader, lines, [](const auto&) { return false; }), asio::detached);
+        co_await sup.wait();
+        co_return answer.out;
+    });
+    auto j = nlohmann::json::parse(r, nullptr, false);
+    ASSERT_FALSE(j.is_discarded()) << r;
+    EXPECT_EQ(j["services"][0]["state"], "running");
 }
 
 TEST_F(SuperviseCli, SighupReloadsTheFile) {

@@ -58,8 +58,34 @@ INSTANTIATE_TEST_SUITE_P(
         bad_case{"[service.web]\nrestart = \"always\"\n", 1, 1, "service.web", "missing field 'exec'"},
         bad_case{"[service.a]\nexec = \"x\"\nafter = \"b\"\n[service.b]\nexec = \"x\"\nafter = \"a\"\n", 3, 9, "service.a.after", "cycle"},
         bad_case{"[services.web]\nexec = \"x\"\n", 1, 1, "services", "unknown table"},
-        bad_case{"[service.web]\nexec = \"x\"\nrestart = \n", 3, 11, "", ""}),  // TOML syntax
+        bad_case{"[service.web]\nexec = \"x\"\nrestart = \n", 3, 11, "", ""},  // TOML syntax
+        // Numbers a person (or a fuzzer) types that must not wrap, clamp or crash.
+        bad_case{"[service.web]\nexec = \"x\"\nkill_signal = \"99999999999\"\n", 3, 15, "service.web.kill_signal", "signal"},
+        bad_case{"[service.web]\nexec = \"x\"\nkill_signal = \"18446744073709551616\"\n", 3, 15, "service.web.kill_signal", "signal"},
+        bad_case{"[service.web]\nexec = \"x\"\nkill_signal = 4294967305\n", 3, 15, "service.web.kill_signal", "signal"},
+        bad_case{"[service.web]\nexec = \"x\"\ncpu_quota = \"inf%\"\n", 3, 13, "service.web.cpu_quota", "50%"},
+        bad_case{"[service.web]\nexec = \"x\"\ncpu_quota = \"1e308%\"\n", 3, 13, "service.web.cpu_quota", "50%"},
+        bad_case{"[service.web]\nexec = \"x\"\nrestart_jitter = nan\n", 3, 18, "service.web.restart_jitter", "fraction"},
+        bad_case{"[service.web]\nexec = \"x\"\ntimeout_stop_sec = 9223372036854775807\n", 3, 20, "service.web.timeout_stop_sec", "seconds"},
+        bad_case{"[service.web]\nexec = \"x\"\nrestart_sec = -9223372036854775808\n", 3, 15, "service.web.restart_sec", "seconds"}),
     [](const auto& param) { return "case" + std::to_string(param.index); });
+
+TEST(ConfigNumbers, IntegersADoubleCannotHoldStillReadAsWhatTheySay) {
+    // 2^53+1 seconds is out of range (not 0); 2 is 2.
+    EXPECT_THROW(parse_config("[service.web]\nexec = \"x\"\nrestart_sec = 9007199254740993\n", "t.toml"), config_error);
+    auto c = parse_config("[service.web]\nexec = \"x\"\nrestart_sec = 2\ntimeout_stop_sec = 3\n", "t.toml");
+    EXPECT_EQ(c.services.at(0).backoff.initial, std::chrono::seconds(2));
+    EXPECT_EQ(c.services.at(0).stop_timeout, std::chrono::seconds(3));
+}
+
+TEST(ConfigFile, ReadingIsBounded) {
+    try {
+        load_config("/dev/zero");
+        FAIL() << "read /dev/zero as a configuration";
+    } catch (const config_error& e) {
+        EXPECT_NE(std::string(e.what()).find("larger than 1 MiB"), std::string::npos) << e.what();
+    }
+}
 
 TEST(Config, ReadsEveryField) {
     auto c = parse_config(R"([supervisor]

@@ -1,5 +1,6 @@
 // `drover ctl [--socket PATH] status [--json] | start|stop|restart NAME`: talk to a running
 // `drover supervise` over its unix socket.
+#include <cmath>
 #include <cstdio>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -17,16 +18,37 @@ struct ctl_options {
     std::vector<std::string> args;
 };
 
-void print_table(const nlohmann::json& status) {
+// The answer's fields, each checked for its type: a malformed answer (another program on the
+// socket, a different version) is reported, never a crash.
+std::string str_of(const nlohmann::json& j, const char* key, const char* fallback = "-") {
+    auto it = j.find(key);
+    return it != j.end() && it->is_string() ? it->get<std::string>() : fallback;
+}
+
+long long int_of(const nlohmann::json& j, const char* key) {
+    auto it = j.find(key);
+    return it != j.end() && it->is_number_integer() ? it->get<long long>() : 0;
+}
+
+bool print_table(const nlohmann::json& status) {
+    auto services = status.find("services");
+    if (!status.is_object() || services == status.end() || !services->is_array()) return false;
     std::printf("%-20s %-9s %8s %8s %10s  %s\n", "NAME", "STATE", "PID", "RESTARTS", "UPTIME", "LAST EXIT");
-    for (const auto& s : status["services"]) {
-        std::string uptime = s["uptime_sec"].is_number() ? std::to_string(static_cast<long long>(s["uptime_sec"].get<double>())) + "s" : "-";
-        std::string last = s["last_exit"].is_object() ? s["last_exit"]["text"].get<std::string>() : "-";
-        if (!s["error"].get<std::string>().empty()) last += " (" + s["error"].get<std::string>() + ")";
-        std::printf("%-20s %-9s %8d %8u %10s  %s\n", s["name"].get<std::string>().c_str(),
-                    s["state"].get<std::string>().c_str(), s["pid"].get<int>(), s["restarts"].get<unsigned>(),
-                    uptime.c_str(), last.c_str());
+    for (const auto& s : *services) {
+        if (!s.is_object()) return false;
+        auto up = s.find("uptime_sec");
+        std::string uptime = up != s.end() && up->is_number() && std::isfinite(up->get<double>()) && up->get<double>() >= 0 &&
+                                     up->get<double>() < 1e15
+                                 ? std::to_string(static_cast<long long>(up->get<double>())) + "s"
+                                 : "-";
+        auto le = s.find("last_exit");
+        std::string last = le != s.end() && le->is_object() ? str_of(*le, "text") : "-";
+        std::string error = str_of(s, "error", "");
+        if (!error.empty()) last += " (" + error + ")";
+        std::printf("%-20s %-9s %8lld %8lld %10s  %s\n", str_of(s, "name").c_str(), str_of(s, "state").c_str(),
+                    int_of(s, "pid"), int_of(s, "restarts"), uptime.c_str(), last.c_str());
     }
+    return true;
 }
 
 int ctl_main(const ctl_options& o) {
@@ -46,17 +68,27 @@ int ctl_main(const ctl_options& o) {
         return 1;
     }
     nlohmann::json j = nlohmann::json::parse(answer, nullptr, false);
-    if (j.is_discarded() || !j.contains("ok")) {
+    auto ok = j.is_object() ? j.find("ok") : j.end();
+    if (j.is_discarded() || !j.is_object() || ok == j.end() || !ok->is_boolean()) {
         print_error("ctl: unreadable answer from " + path);
         return 1;
     }
-    if (!j["ok"].get<bool>()) {
-        print_error("ctl: " + j["error"].get<std::string>());
+    if (!ok->get<bool>()) {
+        print_error("ctl: " + str_of(j, "error", "the supervisor refused without saying why"));
         return 1;
     }
     if (is_status) {
-        if (o.json) std::printf("%s\n", j["status"].dump(2).c_str());
-        else print_table(j["status"]);
+        auto st = j.find("status");
+        if (st == j.end() || !st->is_object()) {
+            print_error("ctl: unreadable answer from " + path + " (no status)");
+            return 1;
+        }
+        if (o.json) {
+            std::printf("%s\n", st->dump(2, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+        } else if (!print_table(*st)) {
+            print_error("ctl: unreadable answer from " + path + " (status has no services list)");
+            return 1;
+        }
     }
     return 0;
 }

@@ -36,7 +36,17 @@ int main(int argc, char** argv) {
         print_error(which + e.what());
         return usage_exit;
     }
-    for (CLI::App* sub : app.get_subcommands())
-        if (auto it = commands.find(sub->get_name()); it != commands.end()) return it->second();
+    // Whatever a subcommand did not handle ends as one line and a failure code, never as
+    // std::terminate and a core dump.
+    try {
+        for (CLI::App* sub : app.get_subcommands())
+            if (auto it = commands.find(sub->get_name()); it != commands.end()) return it->second();
+    } catch (const std::exception& e) {
+        print_error(e.what());
+        return 125;
+    } catch (...) {
+        print_error("unexpected error");
+        return 125;
+    }
     return usage_exit;
 }

@@ -114,13 +114,7 @@ asio::awaitable<run_outcome> run_child(prepared_spawn prepared, job_limits limit
     signals->async_wait([forward](std::error_code e, int s) { forward(forward, e, s); });
     std::unique_ptr<limit_watch> watch;
     try {
-        if (!limits.empty()) {
-            try {
-                watch = std::make_unique<limit_watch>(ex, limits, tree);
-            } catch (const std::system_error& e) {
-                throw spawn_error({child_stage::cgroup_join, e.code(), e.what(), {}});
-            }
-        }
+        if (!limits.empty()) watch = std::make_unique<limit_watch>(ex, limits, tree);
         // (GCC 12 miscompiles a conditional expression inside a co_await's arguments.)
         launch_extras extras;
         if (watch) extras = watch->extras();
