@@ -39,12 +39,17 @@ int run_init(const std::vector<std::string>& argv) {
     // Outside a PID namespace, orphans still come to us instead of to the host's init.
     if (::getpid() != 1) (void)::prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
 
+    pid_t parent = ::getpid();
     pid_t child = ::fork();
     if (child < 0) {
         std::fprintf(stderr, "drover init: fork: %s\n", std::strerror(errno));
         return 125;
     }
     if (child == 0) {
+        // Outside a pid namespace nothing else ends the command with us: a SIGKILLed init
+        // must not leave it running.
+        ::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+        if (::getppid() != parent) ::_exit(125);
         ::sigprocmask(SIG_SETMASK, &old, nullptr);
         ::execvp(args[0], args.data());
         int e = errno;

@@ -170,6 +170,9 @@ struct supervisor::impl : std::enable_shared_from_this<impl> {
     }
 
     std::shared_ptr<stream_descriptor> own(service_rt& s, stream_descriptor* from) {
+        // Streams of earlier runs are gone by now: forget them, so that a service restarted
+        // a million times holds two entries, not two million.
+        std::erase_if(s.streams, [](const std::weak_ptr<stream_descriptor>& w) { return w.expired(); });
         auto p = std::make_shared<stream_descriptor>(std::move(*from));
         s.streams.push_back(p);
         return p;

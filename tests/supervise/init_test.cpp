@@ -1,9 +1,11 @@
 // `drover init` tests: orphans reaped inside a PID namespace (with a control run without
 // init), signals forwarded to the child, the child's status passed on.
 #include <gtest/gtest.h>
+#include <poll.h>
 
 #include "drover/process/process.hpp"
 #include "drover/spawn/spawn_error.hpp"
+#include "drover/sys/syscalls.hpp"
 #include "supervise_support.hpp"
 
 namespace drover::supervise {
@@ -100,6 +102,39 @@ TEST(Init, ForwardsSignalsToTheChild) {
     EXPECT_EQ(r.lines[0], "ready");
     EXPECT_EQ(r.lines[1], "got USR1");
     EXPECT_EQ(r.st, exit_status::exited_with(7));
+}
+
+}  // namespace
+}  // namespace drover::supervise
+
+namespace drover::supervise {
+namespace {
+
+// Outside a pid namespace nothing but init itself ties the command to it: a SIGKILLed init
+// must take the command along (the parent-death signal).
+TEST(Init, ASigkilledInitOutsideAPidNamespaceTakesTheCommandAlong) {
+    spawn_spec spec;
+    spec.argv = {"/bin/sh", "-c", "echo $$; exec sleep 30"};
+    spec.init_program = drover::test::cli;
+    spec.out = stdio::pipe();
+    sys::unique_fd command;  // a pidfd of the command, taken while init still holds it
+    drover::test::run_on_loop([&](asio::any_io_executor ex) -> asio::awaitable<void> {
+        process p = co_await spawn(ex, spec);
+        line_reader lines(*p.stdout_pipe());
+        auto first = co_await lines.next();  // the command's pid: it runs
+        if (first) {
+            if (auto fd = sys::pidfd_open(static_cast<pid_t>(std::stol(*first)))) command = std::move(*fd);
+        }
+        p.signal(SIGKILL);  // init, not the command
+        co_await p.wait();
+    });
+    ASSERT_TRUE(command) << "the command never ran";
+    // Its pidfd turns readable when it exits: the kernel sends it the parent-death signal as
+    // init exits. A second is plenty; the test is bounded either way.
+    pollfd pfd{command.get(), POLLIN, 0};
+    bool gone = ::poll(&pfd, 1, 1000) == 1;
+    EXPECT_TRUE(gone) << "the command outlived its init";
+    if (!gone) sys::pidfd_send_signal(command.get(), SIGKILL);
 }
 
 }  // namespace
