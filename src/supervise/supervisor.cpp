@@ -68,6 +68,7 @@ struct service_rt {
     restart_tracker tracker;
     asio::steady_timer wake;  // backoff delay; cancelled by stop
     std::vector<std::weak_ptr<stream_descriptor>> streams;
+    unsigned start_failures = 0;  // consecutive runs that could not even start
 };
 
 struct supervisor::impl : std::enable_shared_from_this<impl> {
@@ -207,6 +208,12 @@ struct supervisor::impl : std::enable_shared_from_this<impl> {
             log->error("[{}] cannot start: {}", s->spec.name, s->error);
             co_return std::nullopt;
         }
+        if (!s->want) {
+            // A stop came while it was being spawned: it gets the stop signal now, as a running
+            // service would have (stop_one's deadline is already counting).
+            set_state(*s, service_state::stopping);
+            (void)s->proc->signal(s->spec.stop_signal);
+        }
         s->cg = &cg;
         s->error.clear();
         process& proc = *s->proc;
@@ -261,6 +268,16 @@ struct supervisor::impl : std::enable_shared_from_this<impl> {
                     break;
                 }
                 auto delay = s->tracker.next(s->started_at, clock::now(), unit_random());
+                // A start that failed (out of descriptors, processes, memory) is retried no
+                // sooner than this, whatever restart_sec says: 10 ms doubling to 5 s, so that
+                // a zero delay cannot become a busy loop against a limit.
+                if (!st) {
+                    auto floor = std::chrono::milliseconds(10 << std::min(s->start_failures, 9u));
+                    ++s->start_failures;
+                    if (delay && *delay < floor) delay = std::chrono::duration_cast<nanoseconds>(floor);
+                } else {
+                    s->start_failures = 0;
+                }
                 if (!delay) {
                     s->want = false;
                     s->error = "restart limit reached: more than " + std::to_string(s->spec.intensity.burst) +
@@ -308,16 +325,50 @@ struct supervisor::impl : std::enable_shared_from_this<impl> {
         if (!s->runner) co_return;
         service_rt* raw = s.get();
         const std::function<bool()> ended = [raw] { return !raw->runner; };
+        // A service still being spawned has no process to signal yet: run_once signals it as
+        // soon as the spawn completes, and the same deadline holds for it.
         if (s->proc && !s->proc->status()) {
             set_state(*s, service_state::stopping);
             (void)s->proc->signal(s->spec.stop_signal);
-            if (co_await wait_for(ended, clock::now() + s->spec.stop_timeout)) co_return;
-            log->warn("[{}] did not stop within {:.3f} s: killing it", s->spec.name,
-                      std::chrono::duration<double>(s->spec.stop_timeout).count());
+        }
+        if (co_await wait_for(ended, clock::now() + s->spec.stop_timeout)) co_return;
+        log->warn("[{}] did not stop within {:.3f} s: killing it", s->spec.name,
+                  std::chrono::duration<double>(s->spec.stop_timeout).count());
+        if (s->cg) (void)s->cg->kill_all();
+        if (s->proc) (void)s->proc->signal(SIGKILL);
+        // SIGKILL ends it; what is left (its cgroup emptied, its pipes drained) is bounded too.
+        while (!co_await wait_for(ended, clock::now() + std::chrono::seconds(1))) {
             if (s->cg) (void)s->cg->kill_all();
             if (s->proc) (void)s->proc->signal(SIGKILL);
         }
-        co_await wait_for(ended, clock::time_point::max());
+    }
+
+    // Stops `list` (in start order) by levels of `after`: a level only once every service that
+    // starts after it is stopped, each level's services at once. 100 services that ignore the
+    // stop signal take one stop timeout, not a hundred.
+    awaitable<void> stop_all(const std::vector<std::shared_ptr<service_rt>>& list) {
+        std::map<const service_rt*, int> level;
+        int top = 0;
+        for (const auto& s : list) {  // start order: dependencies come first
+            int l = 0;
+            for (const auto& dep : s->spec.after)
+                for (const auto& d : list)
+                    if (d->spec.name == dep) l = std::max(l, level[d.get()] + 1);
+            level[s.get()] = l;
+            top = std::max(top, l);
+        }
+        for (int l = top; l >= 0; --l) {
+            std::size_t pending = 0;
+            for (const auto& s : list) {
+                if (level[s.get()] != l) continue;
+                ++pending;
+                asio::co_spawn(ex, stop_one(s), [this, &pending](std::exception_ptr) {
+                    --pending;
+                    changed.notify_all();
+                });
+            }
+            co_await wait_for([&pending] { return pending == 0; }, clock::time_point::max());
+        }
     }
 
     // Start order: each service after those it names in `after` (Kahn's algorithm, stable).
@@ -415,7 +466,7 @@ awaitable<void> supervisor::stop() {
         s->wake.cancel();
     }
     p_->changed.notify_all();
-    for (auto it = list.rbegin(); it != list.rend(); ++it) co_await p_->stop_one(*it);
+    co_await p_->stop_all(list);
 }
 
 awaitable<void> supervisor::start_service(std::string name) {

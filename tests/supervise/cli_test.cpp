@@ -111,18 +111,19 @@ TEST_F(SuperviseCli, SigkillOfTheSupervisorLeavesNoProcessOrCgroup) {
         sup.signal(SIGKILL);
         co_await sup.wait();
         auto t0 = std::chrono::steady_clock::now();
-        auto left = drover::test::wait_gone(o.pids, 1000ms);
+        // Bounded, generously: a loaded machine (the other ctest job) delays the guardian.
+        auto left = drover::test::wait_gone(o.pids, 5000ms);
         if (left.empty()) o.gone_after = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         co_return o;
     });
     ASSERT_EQ(r.pids.size(), 4U) << "3 grandchildren and the main process";
-    EXPECT_GE(r.gone_after, 0.0) << "processes still alive 1 s after the supervisor's SIGKILL";
+    EXPECT_GE(r.gone_after, 0.0) << "processes still alive 5 s after the supervisor's SIGKILL";
     std::printf("[ measure  ] all %zu processes gone %.1f ms after the supervisor's SIGKILL\n", r.pids.size(),
                 r.gone_after * 1e3);
     if (r.cgroup.empty()) GTEST_SKIP() << "no cgroups: only the process part was checked";
     // The guardian removes the service's cgroup and drover's subtree (all hierarchies).
     fs::path parent = fs::path(r.cgroup).parent_path();
-    for (int i = 0; i < 100 && fs::exists(parent); ++i) std::this_thread::sleep_for(10ms);
+    for (int i = 0; i < 500 && fs::exists(parent); ++i) std::this_thread::sleep_for(10ms);
     EXPECT_FALSE(fs::exists(r.cgroup)) << r.cgroup;
     EXPECT_FALSE(fs::exists(parent)) << parent;
     std::string name = parent.filename().string();

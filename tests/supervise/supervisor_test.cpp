@@ -526,3 +526,67 @@ sandbox = true
 
 }  // namespace
 }  // namespace drover::supervise
+
+namespace drover::supervise {
+namespace {
+
+// A stop that comes while services are still being spawned reaches them as soon as they run:
+// nothing is left waiting for a signal that was never sent.
+TEST(Supervisor, AStopDuringStartupEndsEveryService) {
+    auto [log, sink] = drover::test::capture_logger();
+    auto states = drover::test::run_on_loop([&, log = log](asio::any_io_executor ex) -> asio::awaitable<supervisor_status> {
+        supervisor sup(ex, quiet(log));
+        for (int i = 0; i < 40; ++i) {
+            auto s = svc("s" + std::to_string(i), {helper, "sleep", "30"});
+            s.stop_timeout = 2s;
+            sup.add(s);
+        }
+        co_await sup.start();  // runners are going; most are still spawning
+        co_await sup.stop();
+        co_return sup.status();
+    });
+    for (const auto& s : states.services) EXPECT_EQ(s.state, service_state::stopped) << s.name;
+}
+
+// Services of one level stop at once: ten that ignore SIGTERM take one stop timeout, not ten.
+TEST(Supervisor, StopIsParallelWithinALevelAndOrderedAcrossLevels) {
+    auto [log, sink] = drover::test::capture_logger();
+    double seconds_taken = 0;
+    drover::test::run_on_loop([&, log = log](asio::any_io_executor ex) -> asio::awaitable<void> {
+        supervisor sup(ex, quiet(log));
+        auto base = svc("base", {helper, "sleep", "30"});
+        base.stop_timeout = 1s;
+        sup.add(base);
+        for (int i = 0; i < 10; ++i) {
+            auto s = svc("stuck" + std::to_string(i), {helper, "ignore-term", "30"});
+            s.stop_timeout = 1s;
+            s.after = {"base"};
+            sup.add(s);
+        }
+        co_await sup.start();
+        // Each stuck service says "ready" once it ignores SIGTERM.
+        auto ready = [&] {
+            std::size_t n = 0;
+            for (const auto& l : sink->lines()) n += l.rfind("[stuck", 0) == 0 && l.find("] ready") != std::string::npos;
+            return n;
+        };
+        for (int i = 0; i < 1000 && ready() < 10; ++i) co_await drover::test::sleep_for(10ms);
+        EXPECT_EQ(ready(), 10u);
+        auto t0 = clock::now();
+        co_await sup.stop();
+        seconds_taken = std::chrono::duration<double>(clock::now() - t0).count();
+    });
+    // Serial would be 10 s; in levels it is the stuck ones' 1 s, then base's moment.
+    EXPECT_LT(seconds_taken, 5.0);
+    // base (level 0) stopped only after every stuck service (level 1) had ended.
+    auto lines = sink->lines();
+    std::size_t last_stuck = 0, base_end = 0;
+    for (std::size_t i = 0; i < lines.size(); ++i) {
+        if (lines[i].rfind("[stuck", 0) == 0 && lines[i].find("killed by") != std::string::npos) last_stuck = i;
+        if (lines[i].rfind("[base] killed by", 0) == 0) base_end = i;
+    }
+    EXPECT_GT(base_end, last_stuck);
+}
+
+}  // namespace
+}  // namespace drover::supervise

@@ -14,6 +14,7 @@
 
 #include "command.hpp"
 #include "drover/process/asio.hpp"
+#include "drover/process/limits.hpp"
 #include "drover/supervise/config.hpp"
 #include "drover/supervise/control.hpp"
 #include "drover/supervise/supervisor.hpp"
@@ -76,6 +77,10 @@ int supervise_main(const supervise_options& o) {
         return usage_exit;
     }
     std::signal(SIGPIPE, SIG_IGN);
+    // About four descriptors per service (pidfd, two log pipes, the cgroup): the usual soft
+    // limit of 1024 would stop at a few hundred services.
+    if (auto r = raise_nofile_limit(); r.error && r.soft < 4096)
+        print_error("supervise: cannot raise RLIMIT_NOFILE above " + std::to_string(r.soft) + ": " + r.error.message());
     auto log = std::make_shared<spdlog::logger>("drover", std::make_shared<spdlog::sinks::stdout_sink_mt>());
     log->set_pattern("%Y-%m-%d %H:%M:%S.%e %l %v");
     log->flush_on(spdlog::level::trace);
