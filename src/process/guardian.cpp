@@ -149,6 +149,9 @@ cgroup_guardian::cgroup_guardian(const std::vector<std::string>& roots) {
     for (const auto& r : roots) raw.push_back(r.c_str());
     std::error_code ec;
     sys::clone3_args args;
+    // No handler of the supervisor's may run in the guardian (it would act on copies of the
+    // supervisor's state, and on descriptors it shares, such as Asio's signal pipe).
+    args.flags = CLONE_CLEAR_SIGHAND;
     sys::clone3_result r = sys::clone3(args, ec);
     if (ec) throw std::system_error(ec, "starting the cgroup guardian (clone3)");
     if (r.pid == 0) {

@@ -193,7 +193,7 @@ asio::awaitable<void> process::write_stdin(std::string_view data) {
         }
         if (errno == EINTR) continue;
         if (errno != EAGAIN && errno != EWOULDBLOCK)
-            throw std::system_error(std::error_code(errno, std::system_category()), "writing to the child's stdin");
+            throw std::system_error(sys::last_error(), "writing to the child's stdin");
         auto [ec] = co_await in.async_wait(stream_descriptor::wait_write, use_tuple);
         if (ec) throw std::system_error(ec, "writing to the child's stdin");
     }
@@ -205,10 +205,29 @@ asio::awaitable<process> spawn(asio::any_io_executor ex, prepared_spawn spec) {
     return spawn(std::move(ex), std::move(spec), launch_extras{});
 }
 
+namespace {
+
+// Until a spawned child is handed to its process object it belongs to the spawning frame: a
+// frame cancelled or destroyed mid-spawn (its loop destroyed) kills the child and reaps it.
+// SIGKILL ends it within moments, so the wait is short even on the loop's thread.
+struct unhanded_child {
+    launched_child& child;
+    bool armed = true;
+    ~unhanded_child() {
+        if (!armed || !child.pidfd) return;
+        (void)sys::pidfd_send_signal(child.pidfd.get(), SIGKILL);
+        siginfo_t info;
+        (void)sys::waitid_pidfd(child.pidfd.get(), info, WEXITED);
+    }
+};
+
+}  // namespace
+
 asio::awaitable<process> spawn(asio::any_io_executor ex, prepared_spawn spec, launch_extras extras) {
     launched_child child;
     spawn_failure failure;
     if (!launch(spec, child, failure, extras)) throw spawn_error(std::move(failure));
+    unhanded_child guard{child};
     // The report pipe reaches EOF when execve closes the child's end; until then the loop
     // is free for other work (the child's setup can take a millisecond with namespaces).
     std::byte buf[report_max_size];
@@ -218,10 +237,14 @@ asio::awaitable<process> spawn(asio::any_io_executor ex, prepared_spawn spec, la
         while (got < sizeof buf) {
             auto [ec, n] = co_await report.async_read_some(
                 asio::buffer(buf + got, sizeof buf - got), use_tuple);
+            // Cancelled: the child may already run its program, which conclude() would wait
+            // for; the guard ends it instead.
+            if (ec == asio::error::operation_aborted) throw std::system_error(ec, "spawning");
             if (ec || n == 0) break;
             got += n;
         }
     }
+    guard.armed = false;
     if (!conclude(spec, child, std::span<const std::byte>(buf, got), sys::monotonic_ns(), failure))
         throw spawn_error(std::move(failure));
     co_return process(std::move(ex), std::move(child));

@@ -382,8 +382,8 @@ bool vfork_allowed_by_env() noexcept {
 bool use_vfork(const prepared_data& d) noexcept {
     int forced = forced_clone.load(std::memory_order_relaxed);
     if (forced == static_cast<int>(clone_method::fork)) return false;
-    return !d.spec.namespaces.has(ns::time) && vfork_allowed_by_build() && vfork_allowed_by_env() &&
-           !vfork_refused.load(std::memory_order_relaxed);
+    return !d.spec.namespaces.has(ns::time) && !d.setup_may_block && vfork_allowed_by_build() &&
+           vfork_allowed_by_env() && !vfork_refused.load(std::memory_order_relaxed);
 }
 
 // The stack a vfork child runs on until its execve: one per thread (the thread is suspended
@@ -401,7 +401,11 @@ public:
             void* m = ::mmap(nullptr, size + guard, PROT_READ | PROT_WRITE,
                              MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK | MAP_NORESERVE, -1, 0);
             if (m == MAP_FAILED) return nullptr;
-            ::mprotect(m, guard, PROT_NONE);
+            // Without its guard page an overflow would run into whatever is mapped below.
+            if (::mprotect(m, guard, PROT_NONE) != 0) {
+                ::munmap(m, size + guard);
+                return nullptr;
+            }
             base_ = m;
         }
         return static_cast<char*>(base_) + guard;
@@ -504,7 +508,15 @@ bool launch(const prepared_spawn& p, launched_child& child, spawn_failure& failu
     sys::clone3_result r;
     if (stack) {
         // Returns once the child has called execve or exited; `f` stays valid until then.
+        // Every signal is blocked around it, as glibc's posix_spawn does: a ^Z or SIGSTOP-able
+        // signal taken by the child before execve would otherwise keep this thread (the event
+        // loop's) frozen, and a handler of ours must not run on the child's stack. The child
+        // clears its mask before execve (signals stage).
+        sigset_t all, old;
+        ::sigfillset(&all);
+        ::pthread_sigmask(SIG_BLOCK, &all, &old);
         r = sys::clone3_vm(args, stack, child_stack::size, vfork_child_entry, &f, ec);
+        ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
         if (ec == std::errc::invalid_argument || ec == std::errc::function_not_supported) {
             vfork_refused.store(true, std::memory_order_relaxed);
             stack = nullptr;

@@ -92,6 +92,9 @@ struct prepared_data {
     int last_cap = 40;
     bool no_new_privs = false;
     const void* seccomp_prog = nullptr;  // struct sock_fprog of spec.seccomp
+    /// The child's setup may wait on something outside drover's control (a file op reading a
+    /// pipe): the fork path, so that a setup that waits never holds the launching thread.
+    bool setup_may_block = false;
     std::vector<int> ignored_signals;  // SIG_IGN in the caller when prepared: reset in the child
 
     // execve: candidates tried in order (PATH lookup), argv, env (empty env_ptrs with

@@ -85,6 +85,8 @@ public:
     /// uid alone). A job with host ids of its own, or a caller's who is not root, meets root's
     /// 0644/0200 there as "other", and the binds would only cost four mounts.
     bool guard_proc = true;
+    /// A file op reads from something that is not a regular file (see prepared_data).
+    bool setup_may_block = false;
     [[nodiscard]] unsigned slots() const noexcept { return slots_; }
 
     // A path inside the new root as the steps see it.
@@ -242,6 +244,11 @@ void add_op(step_builder& b, const fs_op& op, std::size_t index) {
             break;
         case k::file: {
             if (op.fd < 0) throw spec_error(field + ": fd " + std::to_string(op.fd) + " is not a descriptor");
+            struct stat st{};
+            if (::fstat(op.fd, &st) != 0) throw spec_error(field + ": fd " + std::to_string(op.fd) + " is not open");
+            // A pipe or a socket is read until its writer closes it: maybe never, maybe only
+            // after the spawn returns. That wait must not hold the launching thread.
+            if (!S_ISREG(st.st_mode)) b.setup_may_block = true;
             b.parents(target, label);
             fs_step& s = b.add(fs_step::kind::copy_fd, {}, t, label + ": writing the file");
             s.fd = op.fd;
@@ -323,6 +330,7 @@ void prepare_root(prepared_data& d) {
         b.add(fs_step::kind::pivot_self, {}, stage, "entering the new root (pivot_root)");
     }
     d.fs_slots = b.slots();
+    d.setup_may_block = b.setup_may_block;
 
     if (!s.cwd.empty()) {
         d.root_cwd = s.cwd;

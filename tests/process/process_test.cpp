@@ -6,9 +6,13 @@
 
 #include <asio/detached.hpp>
 #include <asio/steady_timer.hpp>
+#include <asio/bind_cancellation_slot.hpp>
+#include <asio/cancellation_signal.hpp>
+#include <fstream>
 #include <sstream>
 
 #include "drover/process/asio.hpp"
+#include "drover/sys/syscalls.hpp"
 #include "support.hpp"
 
 namespace drover {
@@ -365,6 +369,83 @@ TEST(Process, WritingToAGoneChildsStdinGivesEpipeNotSigpipe) {
     ::sigaction(SIGPIPE, &old, nullptr);
     EXPECT_EQ(got, std::errc::broken_pipe) << got.message();
     EXPECT_EQ(::sigismember(&pending, SIGPIPE), 0);
+}
+
+}  // namespace
+}  // namespace drover
+
+namespace drover {
+namespace {
+
+// A child held in its setup (reading a file op's content from a pipe nobody writes to), so
+// that a spawn of it stays pending as long as the test wants.
+struct held_child_spec {
+    sys::pipe_fds feed = *sys::pipe();
+    spawn_spec spec;
+    held_child_spec() {
+        spec = test::piped({"/bin/true"}, {ns::user, ns::mnt});
+        spec.fs.enabled = true;
+        spec.fs.ops = {fs_op::tmpfs("/"), fs_op::file(feed.read.get(), "/held")};
+    }
+};
+
+// Pids of this process's children (live or zombie).
+std::size_t children_of_this_process() {
+    std::size_t n = 0;
+    std::ifstream in("/proc/self/task/" + std::to_string(::getpid()) + "/children");
+    pid_t p;
+    while (in >> p) ++n;
+    return n;
+}
+
+TEST(Process, ACancelledSpawnKillsAndReapsItsChild) {
+    held_child_spec held;
+    int fds = open_fd_count();
+    std::size_t before = children_of_this_process();
+    auto cancelled = run_on_loop([&](asio::any_io_executor ex) -> awaitable<bool> {
+        asio::cancellation_signal cancel;
+        bool got_abort = false;
+        bool done = false;
+        auto attempt = [&]() -> awaitable<void> { (void)co_await spawn(ex, held.spec); };
+        asio::co_spawn(ex, attempt(), asio::bind_cancellation_slot(cancel.slot(), [&](std::exception_ptr e) {
+            done = true;
+            try {
+                if (e) std::rethrow_exception(e);
+            } catch (const std::system_error& err) {
+                got_abort = err.code() == asio::error::operation_aborted;
+            }
+        }));
+        // The child is in its setup now, or soon: cancel the spawn.
+        asio::steady_timer t(ex, std::chrono::milliseconds(50));
+        co_await t.async_wait(asio::use_awaitable);
+        EXPECT_FALSE(done) << "the held child's spawn completed";
+        cancel.emit(asio::cancellation_type::terminal);
+        for (int i = 0; i < 200 && !done; ++i) {
+            asio::steady_timer w(ex, std::chrono::milliseconds(5));
+            co_await w.async_wait(asio::use_awaitable);
+        }
+        co_return got_abort;
+    });
+    EXPECT_TRUE(cancelled);
+    EXPECT_EQ(children_of_this_process(), before) << "the cancelled spawn's child is still there (or a zombie)";
+    EXPECT_EQ(zombie_children(), 0);
+    EXPECT_EQ(open_fd_count(), fds);
+}
+
+TEST(Process, ALoopDestroyedMidSpawnLeavesNoChild) {
+    held_child_spec held;
+    std::size_t before = children_of_this_process();
+    {
+        asio::io_context io;
+        auto ex = io.get_executor();
+        auto attempt = [&]() -> awaitable<void> { (void)co_await spawn(ex, held.spec); };
+        asio::co_spawn(io, attempt(), [](std::exception_ptr) {});
+        // Run until the spawn waits for the child's report; then the loop goes away.
+        for (int i = 0; i < 20; ++i) io.run_for(std::chrono::milliseconds(5));
+        EXPECT_EQ(children_of_this_process(), before + 1);
+    }
+    EXPECT_EQ(children_of_this_process(), before);
+    EXPECT_EQ(zombie_children(), 0);
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "drover/spawn/launch.hpp"
+#include "drover/sys/syscalls.hpp"
 #include "support.hpp"
 
 namespace drover {
@@ -54,6 +55,20 @@ TEST(CloneMethod, SpecsWithNothingForTheParentToDoTakeTheVforkPath) {
     EXPECT_EQ(method_of(mapped), clone_method::vfork);
     // Entering a time namespace remaps the vDSO page of the memory it runs in: not ours.
     EXPECT_EQ(method_of(true_in({ns::user, ns::time})), clone_method::fork);
+    // A file op that reads a pipe may wait for its writer: that wait must not hold us.
+    auto feed = *sys::pipe();
+    (void)!::write(feed.write.get(), "x", 1);
+    feed.write.reset();
+    spawn_spec piped_file = true_in({ns::user, ns::mnt});
+    piped_file.fs.enabled = true;
+    piped_file.fs.ops = {fs_op::tmpfs("/"), fs_op::file(feed.read.get(), "/f")};
+    piped_file.argv = {"/proc/self/exe"};  // not in the empty root: only the method matters
+    prepared_spawn p(piped_file);
+    launched_child child;
+    spawn_failure failure;
+    ASSERT_TRUE(launch(p, child, failure)) << failure.message();
+    EXPECT_EQ(child.method, clone_method::fork);
+    (void)await_exec(p, child, failure);
 }
 
 TEST(CloneMethod, ForcingForkWins) {
