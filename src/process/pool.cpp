@@ -13,6 +13,7 @@
 #include <asio/posix/stream_descriptor.hpp>
 #include <asio/use_awaitable.hpp>
 #include <algorithm>
+#include <set>
 #include <stdexcept>
 #include <unordered_map>
 
@@ -91,6 +92,20 @@ struct job_pool::impl : std::enable_shared_from_this<impl> {
     std::size_t base_fds = 0;
     struct live_job;
     std::unordered_map<std::size_t, live_job*> running_jobs;  // for signal()
+    // Signals of signal_all() sent while spawns were in flight: each such job gets them as
+    // soon as its spawn completes. `signal_base` is the log index of signals.front();
+    // entries no in-flight spawn needs any more are dropped.
+    std::deque<int> signals;
+    std::size_t signal_base = 0;
+    std::multiset<std::size_t> spawn_marks;  // log positions the in-flight spawns started at
+
+    void trim_signals() {
+        std::size_t keep_from = spawn_marks.empty() ? signal_base + signals.size() : *spawn_marks.begin();
+        while (signal_base < keep_from && !signals.empty()) {
+            signals.pop_front();
+            ++signal_base;
+        }
+    }
     // One read buffer for all jobs: a job's data is copied out before anything is awaited.
     std::vector<char> scratch = std::vector<char>(64 * 1024);
 
@@ -166,7 +181,9 @@ struct job_pool::impl : std::enable_shared_from_this<impl> {
                 ++in_flight;
                 st.live = live();
                 st.peak_live = std::max(st.peak_live, st.live);
-                asio::co_spawn(ex, run_job(self, std::move(j)), asio::detached);
+                // Marked now, not when run_job first runs: a signal_all() in between reaches it.
+                auto mark = spawn_marks.insert(signal_base + signals.size());
+                asio::co_spawn(ex, run_job(self, std::move(j), mark), asio::detached);
                 continue;
             }
             wake.expires_at(hold_until ? *hold_until : asio::steady_timer::time_point::max());
@@ -206,7 +223,8 @@ struct job_pool::impl : std::enable_shared_from_this<impl> {
 
     // Spawns one job (a coroutine only while the spawn is in flight: at most
     // spawn_parallelism of them), then hands the child to a callback-driven live_job.
-    static asio::awaitable<void> run_job(std::shared_ptr<impl> self, queued j) {
+    static asio::awaitable<void> run_job(std::shared_ptr<impl> self, queued j,
+                                         std::multiset<std::size_t>::iterator mark) {
         impl& p = *self;
         ++j.attempts;
         if (j.started_ns == 0) j.started_ns = sys::monotonic_ns();
@@ -228,6 +246,12 @@ struct job_pool::impl : std::enable_shared_from_this<impl> {
         } catch (const std::exception& e) {
             failed = spawn_failure{child_stage::none, sys::errno_code(EIO), e.what(), {}};
         }
+        // What signal_all() sent while this job was being spawned reaches it now.
+        if (child)
+            for (std::size_t i = *mark; i < p.signal_base + p.signals.size(); ++i)
+                (void)child->signal(p.signals[i - p.signal_base]);
+        p.spawn_marks.erase(mark);
+        p.trim_signals();
         --p.in_flight;
         if (failed) {
             if (is_capacity_failure(*failed) && p.requeue(j, *failed)) {
@@ -249,7 +273,20 @@ struct job_pool::impl : std::enable_shared_from_this<impl> {
         p.backoff = p.opt.retry_min;
         if (p.thr.why == throttle_state::kind::spawn_error) p.set_throttle({});
         p.notify();  // a spawn slot is free again
-        live_job::start(self, std::move(*child), p.base_result(j), std::move(watch));
+        try {
+            live_job::start(self, std::move(*child), p.base_result(j), std::move(watch));
+        } catch (const std::exception& e) {
+            // (Out of memory, say.) The job still gets its one result, and run() its count;
+            // the child, if it was moved in already, is reaped by its process object.
+            --p.running;
+            job_result r = p.base_result(j);
+            r.outcome.why = verdict::failed_to_start;
+            r.outcome.detail = std::string("tracking the job: ") + e.what();
+            r.failure = spawn_failure{child_stage::none, sys::errno_code(ENOMEM), r.outcome.detail, {}};
+            r.finished_ns = sys::monotonic_ns();
+            p.notify();
+            p.deliver(std::move(r));
+        }
     }
 
     // One running job: its child, its result so far, and what it still waits for (the exit
@@ -337,7 +374,10 @@ struct job_pool::impl : std::enable_shared_from_this<impl> {
             if (streaming && !s.sink_failed) return read_for_sink(s);
             std::string& keep_in = s.which == 1 ? r.out : r.err;
             std::size_t& dropped = s.which == 1 ? r.out_dropped : r.err_dropped;
-            for (;;) {
+            // At most 16 reads (1 MiB) per wakeup: a child that writes as fast as it is read
+            // must not keep the loop from every other job.
+            for (int reads = 0;; ++reads) {
+                if (reads == 16) return arm(shared_from_this(), s);
                 ssize_t n = ::read(s.d->native_handle(), p.scratch.data(), p.scratch.size());
                 if (n < 0 && errno == EINTR) continue;
                 if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
@@ -495,9 +535,17 @@ std::error_code job_pool::signal(std::size_t index, int sig) noexcept {
 }
 
 std::size_t job_pool::signal_all(int sig) noexcept {
+    impl& p = *impl_;
     std::size_t reached = 0;
-    for (auto& [index, job] : impl_->running_jobs)
+    for (auto& [index, job] : p.running_jobs)
         if (!job->child.signal(sig)) ++reached;
+    // Jobs still being spawned get it as soon as they run.
+    if (!p.spawn_marks.empty()) {
+        try {
+            p.signals.push_back(sig);
+        } catch (...) {
+        }
+    }
     return reached;
 }
 

@@ -176,6 +176,10 @@ public:
         sqe->user_data = op->id;
         int r = io_uring_submit(&ring_);
         if (r < 0) {
+            // The SQE may still sit in the ring, to be submitted with the next one: it must not
+            // point at the siginfo of an operation that is about to be freed.
+            io_uring_prep_nop(sqe);
+            sqe->user_data = ignored_user_data;
             lock.unlock();
             fail_now(std::move(op->handler), ex, sys::errno_code(-r));
             return;

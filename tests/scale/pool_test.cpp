@@ -4,6 +4,7 @@
 #include <sys/resource.h>
 
 #include <asio/detached.hpp>
+#include <asio/post.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/use_awaitable.hpp>
 #include <chrono>
@@ -331,6 +332,50 @@ TEST(job_pool, cancel_queued_reports_every_unstarted_job_and_signal_all_reaches_
     EXPECT_EQ(killed, 2u);
     EXPECT_EQ(never_started, 4u);
     EXPECT_EQ(test::zombie_children(), 0);
+}
+
+}  // namespace
+}  // namespace drover
+
+namespace drover {
+namespace {
+
+// signal_all() reaches jobs that are still being spawned, as soon as they run: a stop that
+// comes early still stops everything.
+TEST(job_pool, signal_all_reaches_jobs_still_being_spawned) {
+    // Their setup reads a file op from this pipe to EOF; its write end lives only in another
+    // process (a child copies every descriptor of ours until execve, so an end we kept would
+    // never let EOF come), which the test ends to let the spawns go on.
+    auto feed = *sys::pipe();
+    spawn_spec holder;
+    holder.argv = {"/bin/sleep", "30"};
+    holder.out = stdio::from_fd(feed.write.get());
+    launched_child writer = launch_sync(prepared_spawn(holder));
+    feed.write.reset();
+    spawn_spec s = test::piped({"/bin/sleep", "30"}, {ns::user, ns::mnt});
+    s.fs.enabled = true;
+    s.fs.ops = {fs_op::ro_bind("/", "/"), fs_op::tmpfs("/tmp"), fs_op::file(feed.read.get(), "/tmp/fed")};
+    std::vector<job_result> results;
+    test::run_on_loop([&](asio::any_io_executor ex) -> asio::awaitable<void> {
+        job_pool pool(ex, {.concurrency = 4});
+        for (int i = 0; i < 4; ++i) pool.submit(prepared_spawn(s));
+        pool.close();
+        asio::co_spawn(ex, pool.run([&](job_result r) { results.push_back(std::move(r)); }), asio::detached);
+        // Once the queue is empty all four are being spawned (held in their setup by the pipe).
+        while (pool.queued() > 0) co_await asio::post(ex, asio::use_awaitable);
+        EXPECT_EQ(pool.signal_all(SIGTERM), 0u);  // none runs yet
+        sys::pidfd_send_signal(writer.pidfd.get(), SIGKILL);  // EOF: they exec sleep, and get the SIGTERM
+        for (int i = 0; i < 1000 && results.size() < 4; ++i) {
+            asio::steady_timer w(ex, std::chrono::milliseconds(10));
+            co_await w.async_wait(asio::use_awaitable);
+        }
+    });
+    wait_blocking(writer);
+    ASSERT_EQ(results.size(), 4u);
+    for (const auto& r : results) {
+        ASSERT_TRUE(r.status) << (r.failure ? r.failure->message() : "");
+        EXPECT_EQ(r.status->signal(), SIGTERM) << r.status->str();
+    }
 }
 
 }  // namespace

@@ -26,7 +26,10 @@ struct fs_op {
         tmpfs,       ///< a tmpfs; `options` as for mount -o (size=64m,mode=1777)
         dir,         ///< a directory (mode `mode`)
         symlink,     ///< a symlink at `target` whose text is `source`
-        file,        ///< a file at `target` holding what is read from `fd` (mode `mode`)
+        file,        ///< a file at `target` holding what is read from `fd` (mode `mode`): a
+                     ///< regular file from its start, else to EOF — a pipe's write ends must be
+                     ///< closed in the spawning process (the child holds a copy of each until
+                     ///< execve), and such a spec takes the fork path (the wait is the child's)
         remount_ro,  ///< make the mount at `target` and everything below it read-only
     };
     kind what = kind::bind;
