@@ -71,6 +71,42 @@ struct service_rt {
     unsigned start_failures = 0;  // consecutive runs that could not even start
 };
 
+// Start order: each service after those it names in `after` (Kahn's algorithm, stable).
+static std::vector<std::size_t> start_order(const std::vector<const service_spec*>& specs, std::string* problem) {
+    std::map<std::string, std::size_t> index;
+    for (std::size_t i = 0; i < specs.size(); ++i) index[specs[i]->name] = i;
+    std::vector<std::size_t> out;
+    std::vector<bool> done(specs.size());
+    while (out.size() < specs.size()) {
+        bool progress = false;
+        for (std::size_t i = 0; i < specs.size(); ++i) {
+            if (done[i]) continue;
+            bool ok = true;
+            for (const auto& a : specs[i]->after) {
+                auto it = index.find(a);
+                if (it == index.end()) {
+                    if (problem) *problem = specs[i]->name + ": after: unknown service '" + a + "'";
+                    return {};
+                }
+                if (!done[it->second]) ok = false;
+            }
+            if (ok) {
+                done[i] = true;
+                out.push_back(i);
+                progress = true;
+            }
+        }
+        if (!progress) {
+            std::string cycle;
+            for (std::size_t i = 0; i < specs.size(); ++i)
+                if (!done[i]) cycle += (cycle.empty() ? "" : ", ") + specs[i]->name;
+            if (problem) *problem = "after: dependency cycle among " + cycle;
+            return {};
+        }
+    }
+    return out;
+}
+
 struct supervisor::impl : std::enable_shared_from_this<impl> {
     impl(asio::any_io_executor e, supervisor_options o)
         : ex(e), opt(std::move(o)), rng(opt.seed) {
@@ -371,47 +407,12 @@ struct supervisor::impl : std::enable_shared_from_this<impl> {
         }
     }
 
-    // Start order: each service after those it names in `after` (Kahn's algorithm, stable).
-    static std::vector<std::size_t> order(const std::vector<service_spec*>& specs, std::string* problem) {
-        std::map<std::string, std::size_t> index;
-        for (std::size_t i = 0; i < specs.size(); ++i) index[specs[i]->name] = i;
-        std::vector<std::size_t> out;
-        std::vector<bool> done(specs.size());
-        while (out.size() < specs.size()) {
-            bool progress = false;
-            for (std::size_t i = 0; i < specs.size(); ++i) {
-                if (done[i]) continue;
-                bool ok = true;
-                for (const auto& a : specs[i]->after) {
-                    auto it = index.find(a);
-                    if (it == index.end()) {
-                        if (problem) *problem = specs[i]->name + ": after: unknown service '" + a + "'";
-                        return {};
-                    }
-                    if (!done[it->second]) ok = false;
-                }
-                if (ok) {
-                    done[i] = true;
-                    out.push_back(i);
-                    progress = true;
-                }
-            }
-            if (!progress) {
-                std::string cycle;
-                for (std::size_t i = 0; i < specs.size(); ++i)
-                    if (!done[i]) cycle += (cycle.empty() ? "" : ", ") + specs[i]->name;
-                if (problem) *problem = "after: dependency cycle among " + cycle;
-                return {};
-            }
-        }
-        return out;
-    }
 
     std::vector<std::shared_ptr<service_rt>> ordered(std::string* problem = nullptr) const {
-        std::vector<service_spec*> specs;
+        std::vector<const service_spec*> specs;
         for (const auto& s : services) specs.push_back(&s->spec);
         std::vector<std::shared_ptr<service_rt>> out;
-        for (std::size_t i : order(specs, problem)) out.push_back(services[i]);
+        for (std::size_t i : start_order(specs, problem)) out.push_back(services[i]);
         return out;
     }
 
@@ -431,6 +432,19 @@ struct supervisor::impl : std::enable_shared_from_this<impl> {
         guardian.reset();  // then the guardian has nothing left to do
     }
 };
+
+std::string check_services(const std::vector<service_spec>& services) {
+    std::set<std::string> names;
+    std::vector<const service_spec*> specs;
+    for (const auto& s : services) {
+        if (std::string e = validate(s); !e.empty()) return s.name + ": " + e;
+        if (!names.insert(s.name).second) return s.name + ": defined twice";
+        specs.push_back(&s);
+    }
+    std::string problem;
+    (void)start_order(specs, &problem);
+    return problem;
+}
 
 supervisor::supervisor(asio::any_io_executor ex, supervisor_options options)
     : p_(std::make_shared<impl>(ex, std::move(options))) {}
@@ -490,16 +504,14 @@ awaitable<void> supervisor::restart_service(std::string name) {
 
 awaitable<void> supervisor::reload(std::vector<service_spec> next) {
     // Check the whole new set before touching anything.
+    if (std::string problem = check_services(next); !problem.empty()) throw std::invalid_argument(problem);
     std::set<std::string> names;
-    std::vector<service_spec*> specs;
+    std::vector<const service_spec*> specs;
     for (auto& s : next) {
-        if (std::string e = validate(s); !e.empty()) throw std::invalid_argument(s.name + ": " + e);
-        if (!names.insert(s.name).second) throw std::invalid_argument(s.name + ": defined twice");
+        names.insert(s.name);
         specs.push_back(&s);
     }
-    std::string problem;
-    auto order = impl::order(specs, &problem);
-    if (!problem.empty()) throw std::invalid_argument(problem);
+    auto order = start_order(specs, nullptr);
 
     // Removed: stop in reverse order, then forget.
     auto old = p_->ordered();
@@ -514,7 +526,7 @@ awaitable<void> supervisor::reload(std::vector<service_spec> next) {
     std::vector<std::shared_ptr<service_rt>> to_start;
     std::vector<std::shared_ptr<service_rt>> result;
     for (std::size_t i : order) {
-        service_spec& spec = *specs[i];
+        service_spec& spec = next[i];  // specs[i] points at it
         auto cur = p_->find(spec.name);
         if (cur && !spec.fingerprint.empty() && spec.fingerprint == cur->spec.fingerprint) {
             result.push_back(cur);

@@ -7,6 +7,8 @@
 #include <sys/wait.h>
 
 #include <asio/detached.hpp>
+#include <algorithm>
+#include <optional>
 #include <filesystem>
 #include <thread>
 #include <fstream>
@@ -369,6 +371,87 @@ TEST_F(SuperviseCli, SighupReloadsTheFile) {
     ASSERT_FALSE(r.after_bad.is_discarded());
     EXPECT_EQ(pid_of(r.after_bad, "keep"), pid_of(r.after, "keep"));
     EXPECT_EQ(pid_of(r.after_bad, "add"), pid_of(r.after, "add"));
+}
+
+}  // namespace
+}  // namespace drover::supervise
+
+namespace drover::supervise {
+namespace {
+
+// `drover supervise --check`: 0 for a good file, 2 with a located error for a bad one, and it
+// starts nothing (no service, no control socket).
+TEST_F(SuperviseCli, CheckValidatesWithoutStartingAnything) {
+    auto check = [&](const std::string& cfg) {
+        return drover::test::run_spec(drover::test::piped({drover::test::cli, "supervise", "--check", cfg, "--socket", sock()}, {}));
+    };
+    std::string marker = (dir_ / "ran").string();
+    std::string good = write_config("[service.a]\nexec = [\"/bin/touch\", \"" + marker + "\"]\n[service.b]\nexec = \"/bin/true\"\nafter = [\"a\"]\n", "good.toml");
+    auto ok = check(good);
+    EXPECT_EQ(ok.status.code(), 0) << ok.err;
+    EXPECT_NE(ok.out.find("ok, 2 services"), std::string::npos) << ok.out;
+
+    std::string typo = write_config("[service.a]\nexec = \"/bin/true\"\nrestart_sec = \"soon\"\n", "typo.toml");
+    auto bad = check(typo);
+    EXPECT_EQ(bad.status.code(), 2);
+    EXPECT_NE(bad.err.find("typo.toml:3:"), std::string::npos) << bad.err;
+    EXPECT_EQ(std::count(bad.err.begin(), bad.err.end(), '\n'), 1) << "one line: " << bad.err;
+
+    std::string cycle = write_config("[service.a]\nexec = \"/bin/true\"\nafter = [\"b\"]\n[service.b]\nexec = \"/bin/true\"\nafter = [\"a\"]\n", "cycle.toml");
+    auto cyc = check(cycle);
+    EXPECT_EQ(cyc.status.code(), 2);
+    EXPECT_NE(cyc.err.find("dependency cycle"), std::string::npos) << cyc.err;
+
+    std::string unknown = write_config("[service.a]\nexec = \"/bin/true\"\nafter = [\"nope\"]\n", "unknown.toml");
+    auto unk = check(unknown);
+    EXPECT_EQ(unk.status.code(), 2);
+    EXPECT_NE(unk.err.find("nope"), std::string::npos) << unk.err;
+
+    EXPECT_FALSE(fs::exists(marker)) << "--check started a service";
+    EXPECT_FALSE(fs::exists(sock())) << "--check opened a control socket";
+}
+
+// A SIGTERM that comes while the services are still being started stops everything (it was
+// lost, and later ones ignored, when it reached a child between clone3 and execve).
+TEST_F(SuperviseCli, SigtermWhileServicesStartStopsEverything) {
+    std::string h = drover::test::helper;
+    std::string text;
+    for (int i = 0; i < 60; ++i)
+        text += "[service.s" + std::to_string(i) + "]\nexec = [\"" + h + "\", \"sleep\", \"30\"]\n";
+    std::string cfg = write_config(text);
+    // At the first service's start, at the tenth's and at the fortieth's.
+    for (int at : {1, 10, 40}) {
+        struct out_t {
+            std::vector<pid_t> pids;
+            std::optional<exit_status> status;
+        };
+        auto r = drover::test::run_on_loop([&](asio::any_io_executor ex) -> asio::awaitable<out_t> {
+            out_t o;
+            process sup = co_await spawn(ex, supervise_spec(cfg));
+            started_.push_back(sup.pid());
+            line_reader reader(*sup.stdout_pipe());
+            std::vector<std::string> lines;
+            std::regex started_re("\\] started, pid ([0-9]+)");
+            auto count_started = [&](const std::vector<std::string>& ls) {
+                int n = 0;
+                for (const auto& l : ls) n += std::regex_search(l, started_re);
+                return n;
+            };
+            co_await read_until(reader, lines, [&](const auto& ls) { return count_started(ls) >= at; });
+            sup.signal(SIGTERM);
+            co_await read_until(reader, lines, [](const auto&) { return false; });  // to EOF
+            o.status = co_await sup.wait();
+            std::smatch m;
+            for (const auto& l : lines)
+                if (std::regex_search(l, m, started_re)) o.pids.push_back(std::stoi(m[1]));
+            co_return o;
+        });
+        ASSERT_TRUE(r.status);
+        EXPECT_EQ(r.status->code(), 0) << "after SIGTERM at start " << at << ": " << r.status->str();
+        EXPECT_GE(r.pids.size(), static_cast<std::size_t>(at));
+        started_.insert(started_.end(), r.pids.begin(), r.pids.end());
+        EXPECT_TRUE(drover::test::wait_gone(r.pids, 5000ms).empty()) << "a service outlived the supervisor";
+    }
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <asio/io_context.hpp>
 #include <asio/signal_set.hpp>
 #include <csignal>
+#include <cstdio>
 #include <memory>
 #include <spdlog/logger.h>
 #include <spdlog/sinks/stdout_sinks.h>
@@ -30,6 +31,7 @@ struct supervise_options {
     std::string socket;
     bool no_cgroups = false;
     bool no_control = false;
+    bool check = false;
 };
 
 std::string self_exe() {
@@ -75,6 +77,16 @@ int supervise_main(const supervise_options& o) {
     } catch (const sv::config_error& e) {
         print_error(std::string("supervise: ") + e.what());
         return usage_exit;
+    }
+    // The whole set as start would see it (unknown `after`, cycles, duplicates), starting nothing.
+    if (std::string problem = sv::check_services(cfg.services); !problem.empty()) {
+        print_error("supervise: " + o.file + ": " + problem);
+        return usage_exit;
+    }
+    if (o.check) {
+        std::printf("%s: ok, %zu service%s\n", o.file.c_str(), cfg.services.size(),
+                    cfg.services.size() == 1 ? "" : "s");
+        return 0;
     }
     std::signal(SIGPIPE, SIG_IGN);
     // About four descriptors per service (pidfd, two log pipes, the cgroup): the usual soft
@@ -145,6 +157,7 @@ command_main add_supervise_command(CLI::App& app) {
                                            "$XDG_RUNTIME_DIR/drover/supervise.sock, /run/drover/supervise.sock for root)");
     sub->add_flag("--no-cgroups", o->no_cgroups, "do not put services in cgroups (no limits, no whole-tree kill)");
     sub->add_flag("--no-control", o->no_control, "do not listen on a control socket");
+    sub->add_flag("--check", o->check, "validate the file and exit: 0, or 2 with located errors");
     return [o] { return supervise_main(*o); };
 }
 

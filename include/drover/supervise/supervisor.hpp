@@ -40,6 +40,10 @@ struct supervisor_options {
     std::function<void(const std::string& service)> on_fatal;
 };
 
+/// Checks a whole service set as start() and reload() would, starting nothing: each service
+/// valid, names unique, every `after` known, no cycle. Empty if fine, else one line.
+[[nodiscard]] std::string check_services(const std::vector<service_spec>& services);
+
 /// Owns services and runs them on `ex`. Every member must be called on the executor's thread
 /// (a single-threaded io_context is the intended use). Destroying a supervisor that still has
 /// running services kills their trees (SIGKILL) without waiting for graceful stop: call
