@@ -3,6 +3,7 @@
 #include <map>
 
 #include "command.hpp"
+#include "drover/sys/kernel.hpp"
 
 namespace drover::cli {
 
@@ -38,6 +39,13 @@ int main(int argc, char** argv) {
     }
     // Whatever a subcommand did not handle ends as one line and a failure code, never as
     // std::terminate and a core dump.
+    // Said once, up front, instead of an ENOSYS from whichever stage first needs the feature
+    // (`ctl` only talks to a socket).
+    if (app.get_subcommands().front()->get_name() != "ctl")
+        if (const std::string& missing = drover::sys::missing_kernel_features(); !missing.empty()) {
+            print_error(missing);
+            return 125;
+        }
     try {
         for (CLI::App* sub : app.get_subcommands())
             if (auto it = commands.find(sub->get_name()); it != commands.end()) return it->second();
