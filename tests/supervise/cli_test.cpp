@@ -456,3 +456,54 @@ TEST_F(SuperviseCli, SigtermWhileServicesStartStopsEverything) {
 
 }  // namespace
 }  // namespace drover::supervise
+
+namespace drover::supervise {
+namespace {
+
+long rss_anon_kb(pid_t pid) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+    for (std::string line; std::getline(in, line);)
+        if (line.rfind("RssAnon:", 0) == 0) return std::stol(line.substr(8));
+    return -1;
+}
+
+// The guardian is forked before the file is read: its copy of the supervisor's memory does not
+// grow with the config (it held every parsed service before: 0.46 -> 2.3 MB at 500 services).
+TEST_F(SuperviseCli, TheGuardianDoesNotCopyTheConfig) {
+    std::string env;
+    for (int i = 0; i < 6; ++i) env += std::string(i ? ", " : "") + "\"V" + std::to_string(i) + "=" + std::string(100000, 'x') + "\"";
+    std::string cfg = write_config("[service.a]\nexec = [\"" + std::string(drover::test::helper) +
+                                   "\", \"sleep\", \"30\"]\nenvironment = [" + env + "]\n");
+    struct out_t {
+        long supervisor_kb = -1, guardian_kb = -1;
+    };
+    auto r = drover::test::run_on_loop([&](asio::any_io_executor ex) -> asio::awaitable<out_t> {
+        out_t o;
+        process sup = co_await spawn(ex, supervise_spec(cfg));
+        started_.push_back(sup.pid());
+        line_reader reader(*sup.stdout_pipe());
+        std::vector<std::string> lines;
+        co_await read_until(reader, lines, [](const auto& ls) {
+            return !ls.empty() && ls.back().find("[a] started") != std::string::npos;
+        });
+        std::ifstream children("/proc/" + std::to_string(sup.pid()) + "/task/" + std::to_string(sup.pid()) + "/children");
+        for (pid_t c; children >> c;) {
+            std::ifstream comm("/proc/" + std::to_string(c) + "/comm");
+            std::string name;
+            comm >> name;
+            if (name == "drover") o.guardian_kb = rss_anon_kb(c);  // the service runs the helper
+        }
+        o.supervisor_kb = rss_anon_kb(sup.pid());
+        sup.signal(SIGTERM);
+        co_await read_until(reader, lines, [](const auto&) { return false; });
+        co_await sup.wait();
+        co_return o;
+    });
+    if (r.guardian_kb < 0) GTEST_SKIP() << "no guardian (no usable cgroups here)";
+    std::printf("[ measure  ] supervisor %ld KiB anonymous, guardian %ld KiB\n", r.supervisor_kb, r.guardian_kb);
+    // The file's 600 KB is held more than once by the supervisor, never by the guardian.
+    EXPECT_LT(r.guardian_kb + 600, r.supervisor_kb);
+}
+
+}  // namespace
+}  // namespace drover::supervise

@@ -10,6 +10,7 @@
 #include <csignal>
 #include <cstdio>
 #include <memory>
+#include <optional>
 #include <spdlog/logger.h>
 #include <spdlog/sinks/stdout_sinks.h>
 
@@ -68,24 +69,31 @@ asio::awaitable<int> supervise(sv::supervisor& sup, const supervise_options& o, 
     co_return fatal ? 1 : 0;
 }
 
-int supervise_main(const supervise_options& o) {
-    sv::config_options copts;
-    copts.init_program = self_exe();
+// Reads and checks the file; nullopt (the error printed) if it cannot run as it is.
+std::optional<sv::config> read_config(const supervise_options& o, const sv::config_options& copts) {
     sv::config cfg;
     try {
         cfg = sv::load_config(o.file, copts);
     } catch (const sv::config_error& e) {
         print_error(std::string("supervise: ") + e.what());
-        return usage_exit;
+        return std::nullopt;
     }
     // The whole set as start would see it (unknown `after`, cycles, duplicates), starting nothing.
     if (std::string problem = sv::check_services(cfg.services); !problem.empty()) {
         print_error("supervise: " + o.file + ": " + problem);
-        return usage_exit;
+        return std::nullopt;
     }
+    return cfg;
+}
+
+int supervise_main(const supervise_options& o) {
+    sv::config_options copts;
+    copts.init_program = self_exe();
     if (o.check) {
-        std::printf("%s: ok, %zu service%s\n", o.file.c_str(), cfg.services.size(),
-                    cfg.services.size() == 1 ? "" : "s");
+        auto cfg = read_config(o, copts);
+        if (!cfg) return usage_exit;
+        std::printf("%s: ok, %zu service%s\n", o.file.c_str(), cfg->services.size(),
+                    cfg->services.size() == 1 ? "" : "s");
         return 0;
     }
     std::signal(SIGPIPE, SIG_IGN);
@@ -108,9 +116,20 @@ int supervise_main(const supervise_options& o) {
         fatal = true;
         ::raise(SIGTERM);
     };
+    // The supervisor (and with it the guardian, a fork of this process) before the file: the
+    // guardian's copy of our memory stays small whatever the config holds. A bad file then
+    // removes the empty cgroup subtree again and ends the guardian.
     std::unique_ptr<sv::supervisor> sup;
     try {
         sup = std::make_unique<sv::supervisor>(io.get_executor(), so);
+    } catch (const std::exception& e) {
+        print_error(std::string("supervise: ") + e.what());
+        return 1;
+    }
+    auto cfg_read = read_config(o, copts);
+    if (!cfg_read) return usage_exit;
+    sv::config& cfg = *cfg_read;
+    try {
         for (auto& s : cfg.services) sup->add(std::move(s));
     } catch (const std::exception& e) {
         print_error(std::string("supervise: ") + e.what());
