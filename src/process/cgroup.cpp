@@ -205,11 +205,12 @@ std::error_code service_cgroup::kill_all() const {
     for (int round = 0; round < 50; ++round) {
         auto list = pids();
         if (list.empty()) break;
+        // Rounds without waiting (this may run on an event loop): each catches what forked
+        // since the last; killed processes still listed are killed again, harmlessly.
         for (pid_t p : list) {
             auto fd = sys::pidfd_open(p);
             if (fd) (void)sys::pidfd_send_signal(fd->get(), SIGKILL);
         }
-        std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
     if (!v2_.empty()) (void)write_file(v2_ + "/cgroup.freeze", "0");
     return {};
@@ -227,15 +228,16 @@ std::uint64_t service_cgroup::oom_kills() const {
     return 0;
 }
 
-std::error_code service_cgroup::remove() {
+template <class Remove>
+std::error_code service_cgroup::remove_with(Remove remove_one) {
     std::error_code first;
     dir_.reset();
     if (!v2_.empty()) {
-        if (auto ec = remove_dir(v2_)) first = ec;
+        if (auto ec = remove_one(v2_)) first = ec;
         else v2_.clear();
     }
     for (auto it = v1_.begin(); it != v1_.end();) {
-        if (auto ec = remove_dir(*it)) {
+        if (auto ec = remove_one(*it)) {
             if (!first) first = ec;
             ++it;
         } else {
@@ -243,6 +245,15 @@ std::error_code service_cgroup::remove() {
         }
     }
     return first;
+}
+
+std::error_code service_cgroup::remove() { return remove_with(remove_dir); }
+
+std::error_code service_cgroup::try_remove() {
+    return remove_with([](const std::string& path) -> std::error_code {
+        if (::rmdir(path.c_str()) == 0 || errno == ENOENT) return {};
+        return sys::last_error();
+    });
 }
 
 // ---- cgroup_tree ------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 // bounded buffers and awaits its exit, and the throttle that holds spawns back when capacity
 // runs out.
 #include "drover/process/pool.hpp"
+#include "drover/process/cgroup_wait.hpp"
 
 #include <fcntl.h>
 #include <sys/resource.h>
@@ -483,7 +484,9 @@ struct job_pool::impl : std::enable_shared_from_this<impl> {
             r.timings = child.timings();
             if (watch) {
                 r.outcome = watch->finish(child, output_exceeded);
-                watch.reset();  // removes the job's cgroup
+                // Removed once empty, off this path: what finish() killed may take a moment.
+                retire(p.ex, watch->release_cgroup());
+                watch.reset();
             } else {
                 r.outcome = job_outcome_of(child, p.opt.limits, std::nullopt, nullptr, output_exceeded);
             }

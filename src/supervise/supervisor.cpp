@@ -19,6 +19,7 @@
 #include "drover/process/asio.hpp"
 #include "drover/process/process.hpp"
 #include "drover/process/cgroup.hpp"
+#include "drover/process/cgroup_wait.hpp"
 #include "drover/sys/syscalls.hpp"
 
 namespace drover::supervise {
@@ -271,11 +272,12 @@ struct supervisor::impl : std::enable_shared_from_this<impl> {
         // What the main process left behind (double-forked daemons) goes with it.
         if (cg.valid()) {
             if (cg.populated()) (void)cg.kill_all();
-            // The kernel gives no completion for cgroup.kill here: poll, briefly and bounded.
-            for (int i = 0; i < 400 && cg.populated(); ++i)
-                co_await changed.wait(clock::now() + std::chrono::milliseconds(5));
+            // Waits on cgroup.events (inotify) for the killed to be gone, bounded; the loop
+            // keeps serving the other services meanwhile.
+            (void)co_await async_wait_empty(cg, std::chrono::seconds(2));
             s->oom = cg.oom_kills() > 0;
-            if (auto ec = cg.remove()) log->warn("[{}] cannot remove cgroup {}: {}", s->spec.name, cg.path(), ec.message());
+            if (auto ec = co_await async_remove(cg, std::chrono::seconds(1)))
+                log->warn("[{}] cannot remove cgroup {}: {}", s->spec.name, cg.path(), ec.message());
         } else {
             s->oom = false;
         }

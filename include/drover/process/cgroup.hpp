@@ -93,11 +93,17 @@ public:
     /// How many times the OOM killer killed a process in it (memory.events oom_kill or
     /// v1 memory.oom_control oom_kill).
     [[nodiscard]] std::uint64_t oom_kills() const;
-    /// Removes the directories; EBUSY while processes remain.
+    /// Removes the directories; EBUSY while processes remain. Retries EBUSY briefly,
+    /// blocking (for destructors and shutdown); on an event loop use async_remove().
     std::error_code remove();
+    /// Removes what can be removed now, each directory once: EBUSY while the kernel still
+    /// counts a process. Never waits.
+    std::error_code try_remove();
 
 private:
     friend class cgroup_tree;
+    template <class Remove>
+    std::error_code remove_with(Remove remove_one);
     std::string v2_;
     sys::unique_fd dir_;
     std::vector<std::string> v1_;  ///< v1 directories (pids, memory, cpu) of this run

@@ -107,6 +107,8 @@ public:
     [[nodiscard]] launch_extras extras() const noexcept;
     /// The job's cgroup, if it has one.
     [[nodiscard]] const service_cgroup* cgroup() const noexcept { return cg_.get(); }
+    /// Hands the cgroup over (after finish(), to remove it with retire()).
+    [[nodiscard]] std::unique_ptr<service_cgroup> release_cgroup() noexcept { return std::move(cg_); }
 
     /// Starts the deadlines for `p`, which must outlive the watch's use of it (until
     /// finish()); `on_kill` (optional) runs when the watch stops the job itself.
