@@ -6,7 +6,6 @@
 #include <unistd.h>
 
 #include <asio/co_spawn.hpp>
-#include <asio/detached.hpp>
 #include <asio/posix/stream_descriptor.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/this_coro.hpp>
@@ -92,7 +91,9 @@ void retire(asio::any_io_executor ex, std::unique_ptr<service_cgroup> cg) {
         [](std::unique_ptr<service_cgroup> c) -> asio::awaitable<void> {
             (void)co_await async_remove(*c, std::chrono::seconds(2));
         }(std::move(cg)),
-        asio::detached);
+        // Only an allocation can fail here; the cgroup then goes with the frame (blocking
+        // remove) or with its tree.
+        on_escape([](const std::string&) {}));
 }
 
 }  // namespace drover

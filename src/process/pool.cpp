@@ -91,6 +91,7 @@ struct job_pool::impl : std::enable_shared_from_this<impl> {
     std::chrono::milliseconds backoff;
     std::optional<asio::steady_timer::time_point> hold_until;
     std::size_t base_fds = 0;
+    std::exception_ptr escaped;  // from a job's coroutine: rethrown by run()
     struct live_job;
     std::unordered_map<std::size_t, live_job*> running_jobs;  // for signal()
     // Signals of signal_all() sent while spawns were in flight: each such job gets them as
@@ -162,6 +163,7 @@ struct job_pool::impl : std::enable_shared_from_this<impl> {
     asio::awaitable<void> dispatch() {
         auto self = shared_from_this();
         for (;;) {
+            if (escaped) std::rethrow_exception(escaped);
             if (closed && queue.empty() && live() == 0) break;
             if (hold_until && asio::steady_timer::clock_type::now() >= *hold_until) hold_until.reset();
             bool can = !queue.empty() && live() < opt.concurrency &&
@@ -184,7 +186,12 @@ struct job_pool::impl : std::enable_shared_from_this<impl> {
                 st.peak_live = std::max(st.peak_live, st.live);
                 // Marked now, not when run_job first runs: a signal_all() in between reaches it.
                 auto mark = spawn_marks.insert(signal_base + signals.size());
-                asio::co_spawn(ex, run_job(self, std::move(j), mark), asio::detached);
+                // What escapes a job's coroutine (on_done threw, say) ends run() with it.
+                asio::co_spawn(ex, run_job(self, std::move(j), mark), [self](std::exception_ptr e) {
+                    if (!e) return;
+                    if (!self->escaped) self->escaped = e;
+                    self->notify();
+                });
                 continue;
             }
             wake.expires_at(hold_until ? *hold_until : asio::steady_timer::time_point::max());

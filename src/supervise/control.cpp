@@ -13,6 +13,7 @@
 #include <asio/read_until.hpp>
 #include <asio/write.hpp>
 #include <cstdlib>
+#include <cstdio>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
@@ -195,7 +196,10 @@ control_server::control_server(asio::any_io_executor ex, supervisor& sup, std::s
         p_->socket_dev = st.st_dev;
         p_->socket_ino = st.st_ino;
     }
-    asio::co_spawn(ex, p_->accept_loop(), asio::detached);
+    // Should accepting itself fail (out of memory), say so: drover ctl would meet silence.
+    asio::co_spawn(ex, p_->accept_loop(), on_escape([path = p](const std::string& what) {
+        std::fprintf(stderr, "drover: control socket %s: no longer accepting: %s\n", path.c_str(), what.c_str());
+    }));
 }
 
 control_server::~control_server() {

@@ -169,6 +169,13 @@ struct supervisor::impl : std::enable_shared_from_this<impl> {
 
     double unit_random() { return std::uniform_real_distribution<double>(0.0, 1.0)(rng); }
 
+    // Completion of a service's coroutines: what escapes one is logged, never dropped.
+    auto escaped(std::string name) {
+        return on_escape([log = log, name = std::move(name)](const std::string& what) {
+            log->error("[{}] supervisor error: {}", name, what);
+        });
+    }
+
     awaitable<void> log_lines(std::shared_ptr<stream_descriptor> stream, std::string name, bool err) {
         try {
             line_reader lines(*stream, opt.max_line);
@@ -256,14 +263,14 @@ struct supervisor::impl : std::enable_shared_from_this<impl> {
         process& proc = *s->proc;
         log->info("[{}] started, pid {}", s->spec.name, proc.pid());
         if (proc.stdout_pipe())
-            asio::co_spawn(ex, log_lines(own(*s, proc.stdout_pipe()), s->spec.name, false), asio::detached);
+            asio::co_spawn(ex, log_lines(own(*s, proc.stdout_pipe()), s->spec.name, false), escaped(s->spec.name));
         if (proc.stderr_pipe())
-            asio::co_spawn(ex, log_lines(own(*s, proc.stderr_pipe()), s->spec.name, true), asio::detached);
+            asio::co_spawn(ex, log_lines(own(*s, proc.stderr_pipe()), s->spec.name, true), escaped(s->spec.name));
         std::shared_ptr<stream_descriptor> notify_stream;
         if (notify) {
             notify->write.reset();  // the child holds the only write end now
             notify_stream = std::make_shared<stream_descriptor>(ex, notify->read.release());
-            asio::co_spawn(ex, watch_notify(notify_stream, s, &proc), asio::detached);
+            asio::co_spawn(ex, watch_notify(notify_stream, s, &proc), escaped(s->spec.name));
         } else {
             set_state(*s, service_state::running);
         }
@@ -337,6 +344,11 @@ struct supervisor::impl : std::enable_shared_from_this<impl> {
             s->error = e.what();
             log->error("[{}] supervisor error: {}", s->spec.name, s->error);
             s->state = service_state::failed;
+        } catch (...) {
+            s->want = false;
+            s->error = "an exception that is not a std::exception";
+            log->error("[{}] supervisor error: {}", s->spec.name, s->error);
+            s->state = service_state::failed;
         }
         if (s->state != service_state::failed && s->state != service_state::exited)
             s->state = service_state::stopped;
@@ -353,7 +365,7 @@ struct supervisor::impl : std::enable_shared_from_this<impl> {
         s->tracker.reset();
         s->restarts = 0;
         s->error.clear();
-        asio::co_spawn(ex, runner(s), asio::detached);
+        asio::co_spawn(ex, runner(s), escaped(s->spec.name));
     }
 
     awaitable<void> stop_one(std::shared_ptr<service_rt> s) {

@@ -380,3 +380,27 @@ TEST(job_pool, signal_all_reaches_jobs_still_being_spawned) {
 
 }  // namespace
 }  // namespace drover
+
+namespace drover {
+namespace {
+
+// An exception that escapes a job's coroutine (here from on_done, for a job that failed to
+// start) ends run() with it: it was dropped by asio::detached, and run() returned as if all
+// had gone well.
+TEST(job_pool, an_exception_from_on_done_ends_run_with_it) {
+    std::string caught;
+    test::run_on_loop([&](asio::any_io_executor ex) -> asio::awaitable<void> {
+        job_pool pool(ex, {.concurrency = 2});
+        pool.submit(prepared_spawn(test::piped({"/no/such/program"})));
+        pool.close();
+        try {
+            co_await pool.run([](job_result) { throw std::runtime_error("on_done failed"); });
+        } catch (const std::runtime_error& e) {
+            caught = e.what();
+        }
+    });
+    EXPECT_EQ(caught, "on_done failed");
+}
+
+}  // namespace
+}  // namespace drover

@@ -170,7 +170,8 @@ public:
     void close();
 
     /// Runs the queue; calls `on_done` once per job as it finishes, in completion order.
-    /// Returns when closed and done. Call once.
+    /// Returns when closed and done. Call once. An exception from `on_done` ends run() with
+    /// it (jobs still running keep running: signal_all() and a second loop pass end them).
     asio::awaitable<void> run(std::function<void(job_result)> on_done);
 
     /// Sends `sig` to job `index` through its pidfd; ESRCH if it is not running (queued,
