@@ -23,6 +23,7 @@
 #include <cstring>
 
 #include "drover/sys/syscalls.hpp"
+#include "child_sys.hpp"
 #include "plan.hpp"
 
 #ifndef CLOSE_RANGE_CLOEXEC
@@ -44,7 +45,7 @@ struct child_ctx {
 void write_all(int fd, const void* buf, std::size_t len) noexcept {
     const char* c = static_cast<const char*>(buf);
     while (len > 0) {
-        ssize_t n = ::write(fd, c, len);
+        ssize_t n = raw_write(fd, c, len);
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) return;
         c += n;
@@ -86,14 +87,14 @@ void wait_for_maps(const child_ctx& c) noexcept {
     // parent writes the maps, once it hears from us (it knows our pid from the kernel).
     if (c.f.ready_write >= 0) {
         ssize_t w;
-        do w = ::write(c.f.ready_write, "1", 1);
+        do w = raw_write(c.f.ready_write, "1", 1);
         while (w < 0 && errno == EINTR);
     }
     // Our copies of both ends are close-on-exec and harmless: the parent sends a byte rather
     // than relying on EOF, so closing them here would only cost syscalls.
     char byte = 0;
     ssize_t n;
-    do n = ::read(c.f.sync_read, &byte, 1);
+    do n = raw_read(c.f.sync_read, &byte, 1);
     while (n < 0 && errno == EINTR);
     // The parent writes 1 once the maps are in place, 0 if it could not; EOF: it gave up.
     if (n != 1 || byte != 1) fail(c, child_stage::wait_maps, 0, n < 0 ? errno : ECANCELED);
@@ -105,17 +106,17 @@ void wait_for_maps(const child_ctx& c) noexcept {
 void join_cgroups(const child_ctx& c) noexcept {
     for (int i = 0; i < c.f.join_count; ++i) {
         ssize_t n;
-        do n = ::write(c.f.join_fds[i], "0", 1);
+        do n = raw_write(c.f.join_fds[i], "0", 1);
         while (n < 0 && errno == EINTR);
         if (n != 1) fail(c, child_stage::cgroup_join, static_cast<unsigned>(i), n < 0 ? errno : EIO);
     }
 }
 
 void write_own(const child_ctx& c, child_stage stage, const char* path, const char* text, std::size_t len) noexcept {
-    int fd = ::open(path, O_WRONLY | O_CLOEXEC);
+    int fd = raw_open(path, O_WRONLY | O_CLOEXEC);
     check(c, stage, 0, fd >= 0);
-    check(c, stage, 0, ::write(fd, text, len) == static_cast<ssize_t>(len));
-    ::close(fd);
+    check(c, stage, 0, raw_write(fd, text, len) == static_cast<ssize_t>(len));
+    raw_close(fd);
 }
 
 // The default maps (our own uid and gid as 0) are ones a process may write for itself in its
@@ -231,7 +232,7 @@ void loopback(const child_ctx& c) noexcept {
     check(c, child_stage::loopback, 0, ::ioctl(sock, SIOCGIFFLAGS, &req) == 0);
     req.ifr_flags = static_cast<short>(req.ifr_flags | IFF_UP);
     check(c, child_stage::loopback, 0, ::ioctl(sock, SIOCSIFFLAGS, &req) == 0);
-    ::close(sock);
+    raw_close(sock);
 }
 
 // Offsets of a time namespace can only be written before any process is in it, so the child
@@ -242,12 +243,12 @@ void time_namespace(const child_ctx& c) noexcept {
     injection_point(c, child_stage::time_offsets);
     if (!c.p.unshare_time) return;
     check(c, child_stage::time_ns, 0, ::unshare(CLONE_NEWTIME) == 0);
-    int fd = ::open("/proc/self/timens_offsets", O_WRONLY | O_CLOEXEC);
+    int fd = raw_open("/proc/self/timens_offsets", O_WRONLY | O_CLOEXEC);
     check(c, child_stage::time_offsets, 0, fd >= 0);
     const std::string& t = c.p.time_offsets_text;
     check(c, child_stage::time_offsets, 0,
-          ::write(fd, t.data(), t.size()) == static_cast<ssize_t>(t.size()));
-    ::close(fd);
+          raw_write(fd, t.data(), t.size()) == static_cast<ssize_t>(t.size()));
+    raw_close(fd);
 }
 
 void limits(const child_ctx& c) noexcept {
@@ -359,21 +360,21 @@ void descriptors(child_ctx& c) noexcept {
     // The report pipe may sit where the spec wants a descriptor (fd 7 of pass_fds, say): move
     // it above every target first, or a dup2 would silence it.
     if (f.report_write <= f.max_target) {
-        int moved = ::fcntl(f.report_write, F_DUPFD_CLOEXEC, floor);
+        int moved = raw_fcntl(f.report_write, F_DUPFD_CLOEXEC, floor);
         check(c, child_stage::fds, static_cast<unsigned>(f.report_write), moved >= 0);
         c.report_fd = moved;
         floor = moved + 1;
     }
     if (f.moves_conflict) {
         for (int i = 0; i < f.move_count; ++i) {
-            sources[i] = ::fcntl(sources[i], F_DUPFD_CLOEXEC, floor);
+            sources[i] = raw_fcntl(sources[i], F_DUPFD_CLOEXEC, floor);
             check(c, child_stage::fds, static_cast<unsigned>(f.moves[i].target), sources[i] >= 0);
         }
     }
     for (int i = 0; i < f.move_count; ++i) {
         int target = f.moves[i].target;
         if (sources[i] == target)  // already in place: only let it survive execve
-            check(c, child_stage::fds, static_cast<unsigned>(target), ::fcntl(target, F_SETFD, 0) == 0);
+            check(c, child_stage::fds, static_cast<unsigned>(target), raw_fcntl(target, F_SETFD, 0) == 0);
         else
             check(c, child_stage::fds, static_cast<unsigned>(target), ::dup2(sources[i], target) >= 0);
     }
@@ -385,7 +386,7 @@ void descriptors(child_ctx& c) noexcept {
     for (int fd = 3; fd <= f.max_target; ++fd) {
         bool named = false;
         for (int i = 0; i < f.move_count; ++i) named = named || f.moves[i].target == fd;
-        if (!named && ::fcntl(fd, F_SETFD, FD_CLOEXEC) < 0 && errno != EBADF)
+        if (!named && raw_fcntl(fd, F_SETFD, FD_CLOEXEC) < 0 && errno != EBADF)
             fail(c, child_stage::close_fds, static_cast<unsigned>(fd), errno);
     }
 }

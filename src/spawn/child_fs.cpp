@@ -13,6 +13,7 @@
 #include <cerrno>
 
 #include "drover/sys/syscalls.hpp"
+#include "child_sys.hpp"
 #include "plan.hpp"
 
 namespace drover::detail {
@@ -27,9 +28,9 @@ int mkdir_ok(const char* path, unsigned mode) noexcept {
 }
 
 int make_file(const char* path, unsigned mode) noexcept {
-    int fd = ::open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW, static_cast<mode_t>(mode));
+    int fd = raw_open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW, static_cast<mode_t>(mode));
     if (fd < 0) return errno == EISDIR ? 0 : errno;  // the mount decides whether a directory will do
-    ::close(fd);
+    raw_close(fd);
     return 0;
 }
 
@@ -52,14 +53,14 @@ constexpr unsigned AT_RECURSIVE = 0x8000;
 // Copies what `fd` holds into a new file: from offset 0 where it can seek (so that every
 // launch of a prepared spec gets the whole content), else what is left to read.
 int copy_fd(const fs_step& s) noexcept {
-    int out = ::open(s.b.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW,
+    int out = raw_open(s.b.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW,
                      static_cast<mode_t>(s.mode));
     if (out < 0) return errno;
     char buf[4096];
     off_t off = 0;
     bool seekable = true;
     for (;;) {
-        ssize_t n = seekable ? ::pread(s.fd, buf, sizeof buf, off) : ::read(s.fd, buf, sizeof buf);
+        ssize_t n = seekable ? raw_pread(s.fd, buf, sizeof buf, off) : raw_read(s.fd, buf, sizeof buf);
         if (n < 0 && errno == ESPIPE && seekable) {
             seekable = false;
             continue;
@@ -67,23 +68,23 @@ int copy_fd(const fs_step& s) noexcept {
         if (n < 0 && errno == EINTR) continue;
         if (n < 0) {
             int e = errno;
-            ::close(out);
+            raw_close(out);
             return e;
         }
         if (n == 0) break;
         off += n;
         for (ssize_t done = 0; done < n;) {
-            ssize_t w = ::write(out, buf + done, static_cast<std::size_t>(n - done));
+            ssize_t w = raw_write(out, buf + done, static_cast<std::size_t>(n - done));
             if (w < 0 && errno == EINTR) continue;
             if (w <= 0) {
                 int e = w < 0 ? errno : EIO;
-                ::close(out);
+                raw_close(out);
                 return e;
             }
             done += w;
         }
     }
-    ::close(out);
+    raw_close(out);
     return 0;
 }
 
@@ -184,7 +185,7 @@ int run_fs_steps(const prepared_data& p, int* slots, unsigned& failed) noexcept 
         }
     }
     for (unsigned i = 0; i < max_fs_slots; ++i)
-        if (slots[i] >= 0) ::close(slots[i]);
+        if (slots[i] >= 0) raw_close(slots[i]);
     ::umask(old_mask);
     return result;
 }
