@@ -10,6 +10,7 @@
 
 #include <asio/post.hpp>
 #include <atomic>
+#include <condition_variable>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -22,6 +23,17 @@ namespace drover::detail {
 namespace {
 
 std::atomic<std::size_t> pending{0};
+std::mutex reaped_mu;
+std::condition_variable reaped_cv;
+
+// One background reap done: wakes wait_background_reaps().
+void reaped_one() {
+    {
+        std::lock_guard lock(reaped_mu);
+        --pending;
+    }
+    reaped_cv.notify_all();
+}
 
 class fallback_reaper {
 public:
@@ -59,7 +71,7 @@ private:
                 siginfo_t info;
                 sys::waitid_pidfd(fds[i].fd.get(), info, WEXITED | WNOHANG);
                 fds.erase(fds.begin() + static_cast<std::ptrdiff_t>(i));
-                --pending;
+                reaped_one();
             }
             std::lock_guard lock(mu_);
             for (auto& f : incoming_) fds.push_back(std::move(f));
@@ -91,7 +103,7 @@ void reap_in_background(asio::any_io_executor ex, sys::unique_fd pidfd, std::sha
     siginfo_t info;
     // Already exited: reap now, no loop round trip.
     if (!sys::waitid_pidfd(pidfd.get(), info, WEXITED | WNOHANG) && info.si_pid != 0) {
-        --pending;
+        reaped_one();
         return;
     }
     sys::unique_fd dup(::fcntl(pidfd.get(), F_DUPFD_CLOEXEC, 3));
@@ -107,12 +119,17 @@ void reap_in_background(asio::any_io_executor ex, sys::unique_fd pidfd, std::sha
                              si.si_pid != 0) {
                              guard.done = true;
                              guard.keep.reset();
-                             --pending;
+                             reaped_one();
                          }
                          // else: aborted (context shutting down); the guard hands it over.
                      });
 }
 
 std::size_t background_reaps_pending() noexcept { return pending.load(); }
+
+bool wait_background_reaps(std::chrono::milliseconds limit) {
+    std::unique_lock lock(reaped_mu);
+    return reaped_cv.wait_for(lock, limit, [] { return pending.load() == 0; });
+}
 
 }  // namespace drover::detail

@@ -70,6 +70,7 @@ struct service_rt {
     asio::steady_timer wake;  // backoff delay; cancelled by stop
     std::vector<std::weak_ptr<stream_descriptor>> streams;
     unsigned start_failures = 0;  // consecutive runs that could not even start
+    unsigned logging = 0;         // output streams still being read and logged
 };
 
 // Start order: each service after those it names in `after` (Kahn's algorithm, stable).
@@ -176,16 +177,20 @@ struct supervisor::impl : std::enable_shared_from_this<impl> {
         });
     }
 
-    awaitable<void> log_lines(std::shared_ptr<stream_descriptor> stream, std::string name, bool err) {
+    awaitable<void> log_lines(std::shared_ptr<stream_descriptor> stream, std::shared_ptr<service_rt> s, bool err) {
+        // s->logging was counted up by the caller, before this first runs.
+        auto self = shared_from_this();
         try {
             line_reader lines(*stream, opt.max_line);
             while (auto line = co_await lines.next()) {
-                if (err) log->warn("[{}] {}", name, *line);
-                else log->info("[{}] {}", name, *line);
+                if (err) log->warn("[{}] {}", s->spec.name, *line);
+                else log->info("[{}] {}", s->spec.name, *line);
             }
         } catch (const std::exception&) {
             // The stream was closed under us (shutdown) or failed: stop logging it.
         }
+        --s->logging;
+        changed.notify_all();
     }
 
     // Reads sd_notify-style assignments ("READY=1\n") from the notify pipe.
@@ -262,10 +267,14 @@ struct supervisor::impl : std::enable_shared_from_this<impl> {
         s->error.clear();
         process& proc = *s->proc;
         log->info("[{}] started, pid {}", s->spec.name, proc.pid());
-        if (proc.stdout_pipe())
-            asio::co_spawn(ex, log_lines(own(*s, proc.stdout_pipe()), s->spec.name, false), escaped(s->spec.name));
-        if (proc.stderr_pipe())
-            asio::co_spawn(ex, log_lines(own(*s, proc.stderr_pipe()), s->spec.name, true), escaped(s->spec.name));
+        if (proc.stdout_pipe()) {
+            ++s->logging;
+            asio::co_spawn(ex, log_lines(own(*s, proc.stdout_pipe()), s, false), escaped(s->spec.name));
+        }
+        if (proc.stderr_pipe()) {
+            ++s->logging;
+            asio::co_spawn(ex, log_lines(own(*s, proc.stderr_pipe()), s, true), escaped(s->spec.name));
+        }
         std::shared_ptr<stream_descriptor> notify_stream;
         if (notify) {
             notify->write.reset();  // the child holds the only write end now
@@ -288,6 +297,12 @@ struct supervisor::impl : std::enable_shared_from_this<impl> {
         } else {
             s->oom = false;
         }
+        // Its last lines are logged before it counts as ended (a status or a test that looks
+        // after the exit sees them all); a survivor holding the pipes (no cgroup) is logged on
+        // after the bound, as before.
+        service_rt* raw = s.get();
+        const std::function<bool()> drained = [raw] { return raw->logging == 0; };
+        (void)co_await wait_for(drained, clock::now() + std::chrono::seconds(1));
         s->cg = nullptr;
         s->proc.reset();
         s->last_exit = st;

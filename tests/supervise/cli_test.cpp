@@ -125,7 +125,7 @@ TEST_F(SuperviseCli, SigkillOfTheSupervisorLeavesNoProcessOrCgroup) {
     if (r.cgroup.empty()) GTEST_SKIP() << "no cgroups: only the process part was checked";
     // The guardian removes the service's cgroup and drover's subtree (all hierarchies).
     fs::path parent = fs::path(r.cgroup).parent_path();
-    for (int i = 0; i < 500 && fs::exists(parent); ++i) std::this_thread::sleep_for(10ms);
+    EXPECT_TRUE(drover::test::wait_removed(parent.string(), 5000ms)) << parent;
     EXPECT_FALSE(fs::exists(r.cgroup)) << r.cgroup;
     EXPECT_FALSE(fs::exists(parent)) << parent;
     std::string name = parent.filename().string();

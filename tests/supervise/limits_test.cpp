@@ -41,7 +41,6 @@ limit_run run_limited(const std::string& script, resource_limits limits) {
                 return x == service_state::exited || x == service_state::failed;
             },
             20s);
-        co_await drover::test::sleep_for(50ms);  // let the log readers drain
         out.status = sup.status().services[0];
         co_await sup.stop();
         co_return out;

@@ -2,11 +2,17 @@
 #pragma once
 
 #include <signal.h>
+#include <poll.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <asio/steady_timer.hpp>
 #include <asio/this_coro.hpp>
+#include <algorithm>
 #include <chrono>
+#include <functional>
 #include <fstream>
 #include <mutex>
 #include <spdlog/logger.h>
@@ -35,17 +41,41 @@ public:
         std::lock_guard<std::mutex> g(mutex_);
         return lines_;
     }
+    /// Called after each new line (on the thread that logs it: the supervisor's loop).
+    void on_line(std::function<void()> f) {
+        std::lock_guard<std::mutex> g(mutex_);
+        on_line_ = std::move(f);
+    }
 
 protected:
     void sink_it_(const spdlog::details::log_msg& msg) override {
         lines_.emplace_back(msg.payload.data(), msg.payload.size());
         if (std::getenv("DROVER_TEST_LOG")) std::fprintf(stderr, "log: %s\n", lines_.back().c_str());
+        if (on_line_) on_line_();
     }
     void flush_() override {}
 
 private:
     std::vector<std::string> lines_;
+    std::function<void()> on_line_;
 };
+
+/// Waits until `pred(sink.lines())` holds or `timeout` passes; woken by each new line (the
+/// supervisor logs on the loop this runs on), never by polling. Returns whether it held.
+inline asio::awaitable<bool> wait_for_lines(capture_sink& sink,
+                                            std::function<bool(const std::vector<std::string>&)> pred,
+                                            std::chrono::milliseconds timeout) {
+    asio::steady_timer t(co_await asio::this_coro::executor);
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    sink.on_line([&t] { t.cancel(); });
+    bool held = false;
+    while (!(held = pred(sink.lines())) && std::chrono::steady_clock::now() < deadline) {
+        t.expires_at(deadline);
+        (void)co_await t.async_wait(use_tuple);
+    }
+    sink.on_line(nullptr);
+    co_return held;
+}
 
 inline std::pair<std::shared_ptr<spdlog::logger>, std::shared_ptr<capture_sink>> capture_logger() {
     auto sink = std::make_shared<capture_sink>();
@@ -68,17 +98,21 @@ inline std::vector<std::string> service_lines(capture_sink& sink, const std::str
     return out;
 }
 
-/// Polls until `n` numeric lines (pids) were logged for `service`, or the timeout.
+/// The numeric lines (pids) logged for `service`.
+inline std::vector<pid_t> pids_in(capture_sink& sink, const std::string& service) {
+    std::vector<pid_t> pids;
+    for (const auto& l : service_lines(sink, service))
+        if (!l.empty() && l.size() < 10 && l.find_first_not_of("0123456789") == std::string::npos)
+            pids.push_back(std::stoi(l));
+    return pids;
+}
+
+/// Waits until `n` numeric lines (pids) were logged for `service`, or the timeout.
 inline asio::awaitable<std::vector<pid_t>> logged_pids(capture_sink& sink, const std::string& service,
                                                        std::size_t n, std::chrono::milliseconds timeout) {
-    auto deadline = std::chrono::steady_clock::now() + timeout;
-    for (;;) {
-        std::vector<pid_t> pids;
-        for (const auto& l : service_lines(sink, service))
-            if (!l.empty() && l.find_first_not_of("0123456789") == std::string::npos) pids.push_back(std::stoi(l));
-        if (pids.size() >= n || std::chrono::steady_clock::now() > deadline) co_return pids;
-        co_await sleep_for(std::chrono::milliseconds(10));
-    }
+    auto enough = [&sink, service, n](const std::vector<std::string>&) { return pids_in(sink, service).size() >= n; };
+    (void)co_await wait_for_lines(sink, enough, timeout);
+    co_return pids_in(sink, service);
 }
 
 /// Whether `pid` is alive and not a zombie.
@@ -90,16 +124,46 @@ inline bool alive(pid_t pid) {
     return close != std::string::npos && close + 2 < line.size() && line[close + 2] != 'Z' && line[close + 2] != 'X';
 }
 
-/// Waits (bounded) until none of `pids` is alive; returns the ones still alive.
+/// Waits (bounded) until none of `pids` is alive; returns the ones still alive. Waits on
+/// pidfds (readable once the process has exited, child of ours or not), not by polling.
 inline std::vector<pid_t> wait_gone(const std::vector<pid_t>& pids, std::chrono::milliseconds timeout) {
     auto deadline = std::chrono::steady_clock::now() + timeout;
-    for (;;) {
-        std::vector<pid_t> left;
-        for (pid_t p : pids)
-            if (alive(p)) left.push_back(p);
-        if (left.empty() || std::chrono::steady_clock::now() > deadline) return left;
-        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    std::vector<int> fds;
+    for (pid_t p : pids) {
+        int fd = static_cast<int>(::syscall(SYS_pidfd_open, p, 0));
+        if (fd >= 0) fds.push_back(fd);  // else: already gone (ESRCH)
     }
+    for (int fd : fds) {
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+        pollfd pfd{fd, POLLIN, 0};
+        while (::poll(&pfd, 1, static_cast<int>(std::max<long long>(0, left.count()))) < 0 && errno == EINTR) {
+        }
+        ::close(fd);
+    }
+    std::vector<pid_t> still;
+    for (pid_t p : pids)
+        if (alive(p)) still.push_back(p);
+    return still;
+}
+
+/// Waits (bounded) until `path` no longer exists, woken by inotify (IN_DELETE_SELF) rather
+/// than by polling. Whether it is gone.
+inline bool wait_removed(const std::string& path, std::chrono::milliseconds timeout) {
+    int fd = ::inotify_init1(IN_CLOEXEC);
+    if (fd < 0) return false;
+    bool gone = ::inotify_add_watch(fd, path.c_str(), IN_DELETE_SELF) < 0 && errno == ENOENT;
+    struct stat st {};
+    if (!gone) gone = ::stat(path.c_str(), &st) != 0;
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (!gone) {
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+        if (left.count() <= 0) break;
+        pollfd pfd{fd, POLLIN, 0};
+        if (::poll(&pfd, 1, static_cast<int>(left.count())) < 0 && errno != EINTR) break;
+        gone = ::stat(path.c_str(), &st) != 0;
+    }
+    ::close(fd);
+    return gone;
 }
 
 inline bool exists(const std::string& path) {

@@ -199,12 +199,13 @@ stop_result start_then_stop(service_spec spec, std::size_t wait_pids = 0, std::s
         co_await sup.wait_until([](const supervisor_status& s) { return s.services[0].state == service_state::running; }, 5s);
         r.cgroup = sup.status().services[0].cgroup;
         if (wait_pids) r.grandchildren = co_await drover::test::logged_pids(*sink, spec.name, wait_pids, 5000ms);
-        if (!wait_line.empty())
-            for (int i = 0; i < 500; ++i) {
+        if (!wait_line.empty()) {
+            auto logged = [&](const std::vector<std::string>&) {
                 auto lines = drover::test::service_lines(*sink, spec.name);
-                if (std::find(lines.begin(), lines.end(), wait_line) != lines.end()) break;
-                co_await drover::test::sleep_for(10ms);
-            }
+                return std::find(lines.begin(), lines.end(), wait_line) != lines.end();
+            };
+            (void)co_await drover::test::wait_for_lines(*sink, logged, 5000ms);
+        }
         auto t0 = clock::now();
         co_await sup.stop();
         r.stop_seconds = seconds(clock::now() - t0);
@@ -289,7 +290,9 @@ TEST(Supervisor, AServiceAfterANotifyServiceStartsOnlyOnceItIsReady) {
         seen out;
         auto t0 = clock::now();
         co_await sup.start();
-        co_await drover::test::sleep_for(100ms);
+        // a runs but is not ready yet (0.3 s): b, after it, must still wait. (Without the
+        // order b would have been started beside a by now.)
+        co_await sup.wait_until([](const supervisor_status& s) { return s.find("a")->state == service_state::starting; }, 5s);
         out.b_while_a_starting = sup.status().find("b")->state;
         co_await sup.wait_until([](const supervisor_status& s) { return s.find("b")->pid != 0; }, 5s);
         out.b_start = seconds(clock::now() - t0);
@@ -384,7 +387,6 @@ TEST(Supervisor, OutputIsLoggedPerServiceInBoundedLines) {
         sup.add(s);
         co_await sup.start();
         co_await sup.wait_until([](const supervisor_status& st) { return st.services[0].state == service_state::exited; }, 5s);
-        co_await drover::test::sleep_for(50ms);  // let the readers drain to EOF
         co_await sup.stop();
     });
     auto lines = drover::test::service_lines(*sink, "talker");
@@ -513,7 +515,6 @@ sandbox = true
         sup.add(c.services.at(0));
         co_await sup.start();
         co_await sup.wait_until([](const supervisor_status& st) { return st.services[0].state == service_state::exited; }, 5s);
-        co_await drover::test::sleep_for(50ms);  // let the readers drain to EOF
         co_await sup.stop();
     });
     auto lines = drover::test::service_lines(*sink, "boxed");
@@ -570,7 +571,8 @@ TEST(Supervisor, StopIsParallelWithinALevelAndOrderedAcrossLevels) {
             for (const auto& l : sink->lines()) n += l.rfind("[stuck", 0) == 0 && l.find("] ready") != std::string::npos;
             return n;
         };
-        for (int i = 0; i < 1000 && ready() < 10; ++i) co_await drover::test::sleep_for(10ms);
+        auto all_ready = [&](const std::vector<std::string>&) { return ready() >= 10; };
+        (void)co_await drover::test::wait_for_lines(*sink, all_ready, 10000ms);
         EXPECT_EQ(ready(), 10u);
         auto t0 = clock::now();
         co_await sup.stop();

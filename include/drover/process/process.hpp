@@ -4,6 +4,7 @@
 #include <sys/resource.h>
 #include <sys/types.h>
 
+#include <chrono>
 #include <asio/any_io_executor.hpp>
 #include <asio/awaitable.hpp>
 #include <asio/posix/stream_descriptor.hpp>
@@ -141,6 +142,8 @@ namespace detail {
 void reap_in_background(asio::any_io_executor ex, sys::unique_fd pidfd, std::shared_ptr<void> keep = {});
 /// How many children the background reapers hold (for tests).
 std::size_t background_reaps_pending() noexcept;
+/// Waits until the background reapers hold no child, at most `limit`; whether they got there.
+bool wait_background_reaps(std::chrono::milliseconds limit);
 }  // namespace detail
 
 }  // namespace drover
