@@ -15,6 +15,7 @@
 #include <sstream>
 #include <thread>
 
+#include "drover/sys/fault.hpp"
 #include "drover/sys/syscalls.hpp"
 
 #ifndef CGROUP2_SUPER_MAGIC
@@ -38,6 +39,7 @@ bool is_dir(const std::string& path) {
 }
 
 std::error_code write_file(const std::string& path, const std::string& text) {
+    if (int e = sys::injected_fault(sys::fault_site::cgroup_write)) return sys::errno_code(e);
     return sys::write_file(path.c_str(), text.data(), text.size());
 }
 

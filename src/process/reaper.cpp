@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "drover/process/process.hpp"
+#include "drover/sys/fault.hpp"
 #include "drover/sys/syscalls.hpp"
 
 namespace drover::detail {
@@ -106,7 +107,7 @@ void reap_in_background(asio::any_io_executor ex, sys::unique_fd pidfd, std::sha
         reaped_one();
         return;
     }
-    sys::unique_fd dup(::fcntl(pidfd.get(), F_DUPFD_CLOEXEC, 3));
+    sys::unique_fd dup(sys::injected_fault(sys::fault_site::pidfd_dup) ? -1 : ::fcntl(pidfd.get(), F_DUPFD_CLOEXEC, 3));
     if (!dup) {  // out of descriptors: the thread takes the original
         fallback_reaper::instance().adopt(std::move(pidfd), std::move(keep));
         return;

@@ -21,6 +21,7 @@
 #include <string_view>
 #include <unordered_map>
 
+#include "drover/sys/fault.hpp"
 #include "drover/process/asio.hpp"
 #include "drover/process/exit_waiter.hpp"
 #include "drover/sys/result.hpp"
@@ -174,7 +175,8 @@ public:
         sqe->file_index = WEXITED | WNOWAIT;
         sqe->addr2 = reinterpret_cast<std::uint64_t>(&op->info);
         sqe->user_data = op->id;
-        int r = io_uring_submit(&ring_);
+        int e = sys::injected_fault(sys::fault_site::uring_submit);  // before: as if refused
+        int r = e ? -e : io_uring_submit(&ring_);
         if (r < 0) {
             // The SQE may still sit in the ring, to be submitted with the next one: it must not
             // point at the siginfo of an operation that is about to be freed.

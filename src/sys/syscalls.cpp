@@ -1,5 +1,6 @@
 // Thin syscall wrappers; see include/drover/sys/syscalls.hpp.
 #include "drover/sys/syscalls.hpp"
+#include "drover/sys/fault.hpp"
 
 #include <fcntl.h>
 #include <sched.h>
@@ -58,6 +59,10 @@ clone3_result clone3(const clone3_args& args, std::error_code& ec) noexcept {
     // The size is the kernel's CLONE_ARGS_SIZE_VER2 when cgroup is used, VER0 otherwise, so
     // that kernels 5.3..5.6 accept plain calls.
     std::size_t size = args.cgroup_fd >= 0 ? sizeof ca : 64;
+    if (int e = injected_fault(fault_site::clone3)) {
+        ec = errno_code(e);
+        return {};
+    }
     long rc = ::syscall(SYS_clone3, &ca, size);
     if (rc < 0) {
         ec = last_error();
@@ -116,6 +121,10 @@ clone3_result clone3_vm(const clone3_args& args, void* stack, std::size_t stack_
         ca.parent_tid = reinterpret_cast<std::uint64_t>(args.parent_tid);
     }
     std::size_t size = args.cgroup_fd >= 0 ? sizeof ca : 64;
+    if (int e = injected_fault(fault_site::clone3)) {
+        ec = errno_code(e);
+        return {};
+    }
     long rc = clone3_raw_vm(&ca, size, fn, arg);
     if (rc < 0) {
         ec = errno_code(static_cast<int>(-rc));
@@ -284,6 +293,7 @@ std::error_code write_file(const char* path, const void* data, std::size_t len) 
 
 result<pipe_fds> pipe(int extra_flags) noexcept {
     int fds[2];
+    if (int e = injected_fault(fault_site::pipe2)) return errno_code(e);
     if (::pipe2(fds, O_CLOEXEC | extra_flags) < 0) return last_error();
     return pipe_fds{unique_fd(fds[0]), unique_fd(fds[1])};
 }
