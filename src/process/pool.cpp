@@ -6,6 +6,7 @@
 #include "drover/process/cgroup_wait.hpp"
 
 #include <fcntl.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -310,6 +311,9 @@ struct job_pool::impl : std::enable_shared_from_this<impl> {
             std::unique_ptr<char[]> buf;
             std::size_t fill = 0;
             bool sink_failed = false;
+            // Bytes that were in the pipe when the exit was seen and are not read yet: the
+            // rest of what the child itself wrote (and perhaps a descendant's, before it).
+            std::size_t owed = 0;
         };
 
         std::shared_ptr<impl> pool;
@@ -318,7 +322,9 @@ struct job_pool::impl : std::enable_shared_from_this<impl> {
         job_result r;
         stream out, err;
         unsigned pending = 0;  // exit wait + streams not yet at EOF
-        std::unique_ptr<asio::steady_timer> linger;  // from the exit, while a stream is open
+        // From the exit and once the pipes held nothing more of it, while a stream is open.
+        std::unique_ptr<asio::steady_timer> linger;
+        bool has_exited = false;
         std::unique_ptr<limit_watch> watch;          // with job limits
         bool output_exceeded = false;                 // the output limit stopped it
 
@@ -347,10 +353,32 @@ struct job_pool::impl : std::enable_shared_from_this<impl> {
             });
         }
 
-        // What the child wrote before its exit is in the pipes now; a descendant holding them
-        // gets output_linger to finish before they are closed.
+        // What the child wrote before its exit is in the pipes now: it is read in full, however
+        // slow the sink (it used to be cut when a sink held a chunk past the linger). Then a
+        // descendant holding the pipes gets output_linger to finish before they are closed.
         void exited() {
             if (--pending == 0) return finish();
+            has_exited = true;
+            for (stream* s : {&out, &err}) {
+                int n = 0;
+                if (!s->d || !s->d->is_open()) continue;
+                if (::ioctl(s->d->native_handle(), FIONREAD, &n) == 0 && n > 0)
+                    s->owed = static_cast<std::size_t>(n);
+            }
+            start_linger();
+        }
+
+        // Counts `n` bytes read from `s` against what it owes from before the exit.
+        void consumed(stream& s, std::size_t n) {
+            if (s.owed == 0) return;
+            s.owed -= std::min(n, s.owed);
+            if (s.owed == 0) start_linger();
+        }
+
+        void start_linger() {
+            if (!has_exited || linger || pending == 0) return;
+            for (stream* s : {&out, &err})
+                if (s->owed > 0 && s->d && s->d->is_open()) return;
             linger = std::make_unique<asio::steady_timer>(pool->ex, pool->opt.output_linger);
             linger->async_wait([j = shared_from_this()](std::error_code ec) {
                 if (ec || j->pending == 0) return;
@@ -398,6 +426,7 @@ struct job_pool::impl : std::enable_shared_from_this<impl> {
                 }
                 if (n == 0) return stream_done(s);
                 auto got = static_cast<std::size_t>(n);
+                consumed(s, got);
                 std::size_t keep = streaming ? 0 : std::min(got, max - std::min(max, keep_in.size()));
                 keep_in.append(p.scratch.data(), keep);
                 dropped += got - keep;
@@ -426,6 +455,7 @@ struct job_pool::impl : std::enable_shared_from_this<impl> {
                     break;
                 }
                 s.fill += static_cast<std::size_t>(n);
+                consumed(s, static_cast<std::size_t>(n));
             }
             if (s.fill == 0) {
                 if (eof || r.output_cut) return stream_done(s);
@@ -473,6 +503,7 @@ struct job_pool::impl : std::enable_shared_from_this<impl> {
 
         void stream_done(stream& s) {
             s.buf.reset();
+            s.owed = 0;
             s.d->close();  // EOF or given up: a descendant writing more gets EPIPE
             std::size_t dropped = s.which == 1 ? r.out_dropped : r.err_dropped;
             std::string& text = s.which == 1 ? r.out : r.err;
@@ -482,7 +513,8 @@ struct job_pool::impl : std::enable_shared_from_this<impl> {
         }
 
         void done_one() {
-            if (--pending == 0) finish();
+            if (--pending == 0) return finish();
+            start_linger();  // the other stream may have been waiting for this one's bytes
         }
 
         void finish() {

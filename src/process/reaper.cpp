@@ -71,7 +71,11 @@ private:
                 if (!(pfds[i + 1].revents & (POLLIN | POLLHUP | POLLERR))) continue;
                 siginfo_t info;
                 sys::waitid_pidfd(fds[i].fd.get(), info, WEXITED | WNOHANG);
+                orphan reaped = std::move(fds[i]);
                 fds.erase(fds.begin() + static_cast<std::ptrdiff_t>(i));
+                // `keep` goes last: whoever waits for its release (a lease's owner, a test
+                // counting descriptors) must find nothing of the child left.
+                reaped.fd.reset();
                 reaped_one();
             }
             std::lock_guard lock(mu_);
@@ -118,9 +122,13 @@ void reap_in_background(asio::any_io_executor ex, sys::unique_fd pidfd, std::sha
                          siginfo_t si;
                          if (!sys::waitid_pidfd(desc->native_handle(), si, WEXITED | WNOHANG) &&
                              si.si_pid != 0) {
+                             // As above: descriptors and the count first, `keep` last.
                              guard.done = true;
-                             guard.keep.reset();
+                             guard.dup.reset();
+                             std::error_code ignored;
+                             desc->close(ignored);
                              reaped_one();
+                             guard.keep.reset();
                          }
                          // else: aborted (context shutting down); the guard hands it over.
                      });

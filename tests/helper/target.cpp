@@ -87,6 +87,9 @@ int spawn_orphans(int n, int secs) {
     for (int i = 0; i < n; ++i) {
         int p[2];
         if (::pipe(p) != 0) return 6;
+        // The pids printed so far must not sit in a buffer both processes own: a child
+        // that flushes it on exit (a sanitizer's runtime does) would print them again.
+        std::fflush(stdout);
         pid_t mid = ::fork();
         if (mid == 0) {
             pid_t grand = ::fork();

@@ -8,6 +8,7 @@
 #include <asio/steady_timer.hpp>
 #include <asio/use_awaitable.hpp>
 #include <chrono>
+#include <utility>
 #include <vector>
 
 #include "drover/process/limits.hpp"
@@ -280,6 +281,31 @@ TEST(job_pool, a_grandchild_holding_the_pipes_does_not_hold_the_job_past_the_lin
     EXPECT_TRUE(r.output_cut);
     EXPECT_FALSE(r.failure);
     EXPECT_LT(took, 20'000'000'000LL);  // well before the grandchild's 30 s
+}
+
+// The linger is for descendants: a sink that holds a chunk past it still gets everything
+// the child wrote before its exit (the rest sat in the pipe), and the job is not cut.
+TEST(job_pool, a_sink_slower_than_the_linger_still_gets_all_the_child_wrote) {
+    constexpr std::size_t bytes = 48 * 1024, cap = 16 * 1024;  // both streams fit in their pipes
+    std::size_t got[2] = {};
+    bool first = true;
+    pool_options o{.concurrency = 1, .output = {cap, overflow_policy::backpressure}};
+    o.output_linger = 1ms;
+    o.sink = [&](const output_chunk& c) -> asio::awaitable<void> {
+        got[c.stream - 1] += c.data.size();
+        if (std::exchange(first, false)) {
+            // Held until long after the child has exited (it never waits for us).
+            asio::steady_timer t(co_await asio::this_coro::executor, 300ms);
+            co_await t.async_wait(asio::use_awaitable);
+        }
+    };
+    auto results = run_pool({helper_job("flood", std::to_string(bytes))}, o);
+    ASSERT_EQ(results.size(), 1u);
+    EXPECT_TRUE(results[0].ok());
+    EXPECT_FALSE(results[0].failure);
+    EXPECT_EQ(got[0], bytes);
+    EXPECT_EQ(got[1], bytes);
+    EXPECT_FALSE(results[0].output_cut);
 }
 
 TEST(job_pool, a_job_whose_output_ends_with_its_exit_is_not_cut) {
