@@ -220,6 +220,9 @@ seccomp_policy parse_json(std::string_view text, std::string_view name) {
         root = nlohmann::json::parse(text);
     } catch (const nlohmann::json::parse_error& e) {
         fail_at(name, "byte " + std::to_string(e.byte), "", "not valid JSON");
+    } catch (const nlohmann::json::out_of_range&) {
+        // A number beyond a double (1e400) is nlohmann's out_of_range, which has no position.
+        fail_at(name, "number", "", "out of range (beyond a double, such as 1e400)");
     }
     if (!root.is_object()) fail_at(name, "1", "", "expected a JSON object");
     policy_reader r{name, {}};
