@@ -16,7 +16,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     app.require_subcommand(1);
     // Registering the flags is most of the work (CLI11 compares each new name with all the
     // others): only the command named first is, unless the first argument names none.
-    std::string_view first = args.empty() ? "" : args.front();
+    std::string first = args.empty() ? std::string() : args.front();
     bool any = first != "run" && first != "parallel" && first != "bench";
     cli::command_check run, parallel, bench;
     if (any || first == "run") cli::add_run_command(app, &run);
