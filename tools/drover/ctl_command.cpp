@@ -91,7 +91,16 @@ int ctl_main(const ctl_options& o) {
 }  // namespace
 
 ctl_reading read_ctl_answer(std::string_view answer, const std::string& path, bool status, bool json) {
-    nlohmann::json j = nlohmann::json::parse(answer, nullptr, false);
+    // A status is four levels deep. Printing JSON recurses once per level, so an answer nested
+    // deeper than this (up to the 16 MiB read) is refused instead of overflowing the stack.
+    constexpr int max_depth = 64;
+    bool too_deep = false;
+    auto depth_check = [&too_deep](int depth, nlohmann::json::parse_event_t, nlohmann::json&) {
+        too_deep = too_deep || depth > max_depth;
+        return !too_deep;  // what is past the limit is not even built
+    };
+    nlohmann::json j = nlohmann::json::parse(answer, depth_check, false);
+    if (too_deep) return {{}, "unreadable answer from " + path + " (nested more than 64 levels deep)"};
     auto ok = j.is_object() ? j.find("ok") : j.end();
     if (j.is_discarded() || !j.is_object() || ok == j.end() || !ok->is_boolean())
         return {{}, "unreadable answer from " + path};
