@@ -16,10 +16,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         supervise::config c = supervise::parse_config(fuzz::text(data, size), "fuzz.toml", options);
         expect(!c.services.empty(), "a config runs at least one service");
         for (const auto& s : c.services) {
-            expect(!s.spawn.argv.empty() && !s.spawn.argv[0].empty(), "every service has a command");
+            expect(!s.spawn.argv.empty() && !s.spawn.argv[0].empty(),
+                   "every service has a command");
             expect(validate(s.spawn).empty(), "every service's spec is valid");
             expect(s.backoff.jitter >= 0 && s.backoff.jitter <= 1, "restart_jitter within 0..1");
-            expect(s.backoff.initial.count() >= 0 && s.backoff.max.count() >= 0 && s.stop_timeout.count() >= 0,
+            expect(s.backoff.initial.count() >= 0 && s.backoff.max.count() >= 0 &&
+                       s.stop_timeout.count() >= 0,
                    "no negative time");
             // The restart delays the supervisor will compute from these numbers.
             for (unsigned attempt : {0u, 1u, 2u, 10u, 63u, 64u, 1000u, ~0u})
@@ -28,7 +30,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         }
     } catch (const supervise::config_error& e) {
         expect(e.line() >= 0 && e.column() >= 0, "config_error: a location");
-        expect(std::string_view(e.what()).starts_with("fuzz.toml:"), "config_error: names the file");
+        expect(std::string_view(e.what()).starts_with("fuzz.toml:"),
+               "config_error: names the file");
     }
     return 0;
 }

@@ -11,7 +11,8 @@ using fuzz::expect;
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     if (size == 0) return 0;
     bool status = data[0] & 1, json = data[0] & 2;
-    cli::ctl_reading r = cli::read_ctl_answer(fuzz::text(data + 1, size - 1), "fuzz.sock", status, json);
+    cli::ctl_reading r =
+        cli::read_ctl_answer(fuzz::text(data + 1, size - 1), "fuzz.sock", status, json);
     expect(r.out.empty() || r.error.empty(), "either printed or refused, not both");
     if (!status) expect(r.out.empty(), "an action prints nothing");
     return 0;

@@ -30,7 +30,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         s.last_error = std::string(line);
         s.uptime = std::chrono::nanoseconds(static_cast<std::int64_t>(size) * 1'000'000'007);
         if (size % 3 == 1) s.last_exit = exit_status::exited_with(static_cast<int>(size % 256));
-        if (size % 3 == 2) s.last_exit = exit_status::killed_by(static_cast<int>(size % 64) + 1, size % 2);
+        if (size % 3 == 2)
+            s.last_exit = exit_status::killed_by(static_cast<int>(size % 64) + 1, size % 2);
         st.services.push_back(s);
         answer = {{"ok", true}, {"status", to_json(st)}};
     } catch (const std::invalid_argument& e) {
@@ -41,7 +42,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     sent.pop_back();
     for (bool json : {false, true}) {
         cli::ctl_reading r = cli::read_ctl_answer(sent, "fuzz.sock", status, json);
-        expect(!r.error.starts_with("unreadable answer"), "ctl reads every answer the server writes");
+        expect(!r.error.starts_with("unreadable answer"),
+               "ctl reads every answer the server writes");
         expect(answer["ok"] == (r.error.empty()), "ctl sees the refusal exactly when there is one");
     }
     return 0;

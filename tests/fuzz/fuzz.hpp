@@ -25,7 +25,9 @@ inline void expect(bool holds, const char* what) {
 }
 
 /// Whether `s` is one line (an error message printed after "drover: ").
-inline bool one_line(std::string_view s) { return s.find('\n') == std::string_view::npos; }
+inline bool one_line(std::string_view s) {
+    return s.find('\n') == std::string_view::npos;
+}
 
 /// The input as arguments: one per line, NUL also ending one (a corpus file reads as a
 /// command line written one word per line).

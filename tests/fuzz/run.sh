@@ -17,8 +17,8 @@ parallel=${DROVER_FUZZ_PARALLEL:-1}
 
 if [ "${DROVER_FUZZ_NO_BUILD:-0}" != 1 ]; then
   # CC/CXX choose the compiler when the build directory is first configured.
-  CC=clang-14 CXX=clang++-14 DROVER_BUILD_DIR="$build" DROVER_BUILD_TYPE=Fuzz DROVER_BUILD_TARGETS=drover_fuzz \
-    DROVER_EXTRA_PACKAGES="clang-14 libclang-rt-14-dev" \
+  CC=clang-14 CXX=clang++-14 DROVER_BUILD_DIR="$build" DROVER_BUILD_TYPE=Fuzz \
+    DROVER_BUILD_TARGETS=drover_fuzz DROVER_EXTRA_PACKAGES="clang-14 libclang-rt-14-dev" \
     DROVER_CMAKE_ARGS="-DDROVER_FUZZ=ON -DDROVER_BUILD_TESTS=OFF -DDROVER_BUILD_BENCH=OFF" \
     bash tools/bootstrap.sh
 fi

@@ -15,7 +15,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         for (const seccomp_rule& r : p.rules) {
             expect(!r.syscalls.empty(), "every rule names a syscall");
             for (const seccomp_arg& a : r.args) expect(a.index <= 5, "argument index within 0..5");
-            expect(seccomp_action::parse(r.action.str()) == r.action, "the action's text reads back");
+            expect(seccomp_action::parse(r.action.str()) == r.action,
+                   "the action's text reads back");
         }
         auto prog = seccomp_program::compile(p);
         expect(prog->instructions() >= 1 && prog->instructions() <= 4096, "1..4096 instructions");

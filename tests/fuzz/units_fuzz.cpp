@@ -34,7 +34,8 @@ void durations(std::string_view t) {
     auto d = parse_duration(t);
     if (d) expect(d->count() >= 0 && *d <= hours(24 * 366), "parse_duration: within 0..max");
     auto small = parse_duration(t, seconds(1));
-    if (small) expect(small->count() >= 0 && *small <= seconds(1), "parse_duration: within a given max");
+    if (small)
+        expect(small->count() >= 0 && *small <= seconds(1), "parse_duration: within a given max");
     auto big = parse_duration(t, nanoseconds::max());
     if (big) expect(big->count() >= 0, "parse_duration: not negative with the largest max");
 }
@@ -46,7 +47,8 @@ void integers(std::string_view t) {
         auto v = parse_integer(t, lo, hi);
         if (!v) continue;
         expect(*v >= lo && *v <= hi, "parse_integer: within lo..hi");
-        expect(parse_integer(std::to_string(*v), lo, hi) == v, "parse_integer: the number printed reads back");
+        expect(parse_integer(std::to_string(*v), lo, hi) == v,
+               "parse_integer: the number printed reads back");
     }
 }
 
@@ -65,10 +67,12 @@ void cpu_shares(std::string_view t) {
 
 void names(std::string_view t) {
     if (auto r = parse_id_range(t)) {
-        std::string back = std::to_string(r->inner) + ":" + std::to_string(r->outer) + ":" + std::to_string(r->count);
+        std::string back = std::to_string(r->inner) + ":" + std::to_string(r->outer) + ":" +
+                           std::to_string(r->count);
         expect(parse_id_range(back) == r, "parse_id_range: its text reads back");
     }
-    if (auto r = parse_rlimit(t)) expect(parse_rlimit(rlimit_name(*r)) == r, "parse_rlimit: its name reads back");
+    if (auto r = parse_rlimit(t))
+        expect(parse_rlimit(rlimit_name(*r)) == r, "parse_rlimit: its name reads back");
     if (auto c = parse_capability(t))
         expect(parse_capability(capability_name(*c)) == c, "parse_capability: its name reads back");
     if (auto n = parse_ns(t)) expect(parse_ns(ns_name(*n)) == n, "parse_ns: its name reads back");
@@ -78,7 +82,8 @@ void names(std::string_view t) {
     if (auto p = supervise::parse_restart_policy(t))
         expect(supervise::parse_restart_policy(supervise::restart_policy_name(*p)) == p,
                "parse_restart_policy: its name reads back");
-    if (auto a = seccomp_action::parse(t)) expect(seccomp_action::parse(a->str()) == a, "seccomp_action: its text reads back");
+    if (auto a = seccomp_action::parse(t))
+        expect(seccomp_action::parse(a->str()) == a, "seccomp_action: its text reads back");
 }
 
 void commands(std::string_view t) {
@@ -88,8 +93,10 @@ void commands(std::string_view t) {
         for (const std::string& w : *argv) {
             again += '\'';
             for (char c : w) {
-                if (c == '\'') again += "'\\''";
-                else again += c;
+                if (c == '\'')
+                    again += "'\\''";
+                else
+                    again += c;
             }
             again += "' ";
         }
@@ -97,11 +104,13 @@ void commands(std::string_view t) {
     }
     if (auto w = bench::parse_workload(t)) {
         if (w->how != bench::workload::kind::exec_static)
-            expect(bench::parse_workload(w->str()).has_value(), "parse_workload: its text reads back");
+            expect(bench::parse_workload(w->str()).has_value(),
+                   "parse_workload: its text reads back");
     }
     std::vector<namespace_set> sets;
     std::string bad;
-    if (bench::parse_ns_selection(t, sets, bad)) expect(!sets.empty(), "parse_ns_selection: at least one set");
+    if (bench::parse_ns_selection(t, sets, bad))
+        expect(!sets.empty(), "parse_ns_selection: at least one set");
 }
 
 }  // namespace

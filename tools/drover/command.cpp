@@ -5,6 +5,8 @@
 
 namespace drover::cli {
 
-void print_error(const std::string& what) { std::fprintf(stderr, "drover: %s\n", what.c_str()); }
+void print_error(const std::string& what) {
+    std::fprintf(stderr, "drover: %s\n", what.c_str());
+}
 
 }  // namespace drover::cli
