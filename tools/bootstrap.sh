@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what drover needs from Debian 12's archive (only what is missing), then configures
-# and builds. Environment: DROVER_BUILD_DIR (default build), DROVER_CMAKE_ARGS (extra flags).
+# and builds. Environment: DROVER_BUILD_DIR (default build), DROVER_CMAKE_ARGS (extra flags),
+# DROVER_EXTRA_PACKAGES (more packages, e.g. the fuzz build's clang-14 libclang-rt-14-dev),
+# DROVER_BUILD_TARGETS (build only these targets; default all).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +13,8 @@ packages=(
   # used by tests and the benchmark: peers to compare with, tools a user would look with
   util-linux bubblewrap runc procps iproute2 bsdutils
 )
+# shellcheck disable=SC2206
+packages+=(${DROVER_EXTRA_PACKAGES:-})
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -25,4 +29,6 @@ fi
 build=${DROVER_BUILD_DIR:-build}
 # shellcheck disable=SC2086
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=${DROVER_BUILD_TYPE:-RelWithDebInfo} ${DROVER_CMAKE_ARGS:-}
-cmake --build "$build" -j "$(nproc)"
+targets=()
+for t in ${DROVER_BUILD_TARGETS:-}; do targets+=(--target "$t"); done
+cmake --build "$build" -j "$(nproc)" "${targets[@]}"

@@ -1,4 +1,6 @@
 // JSON for a bench_report, both ways (the round trip is tested); schema in docs/bench-schema.md.
+#include <cstdint>
+#include <limits>
 #include <stdexcept>
 
 #include "bench/report.hpp"
@@ -20,21 +22,75 @@ const json& field(const json& j, const char* name) {
     return j.at(name);
 }
 
+// The readers check each value's type and range and say which field is wrong: nlohmann's
+// get<>() would throw its own type_error, or turn -1 into a huge count and 3.7 into 3.
+[[noreturn]] void wrong(const char* name, const char* expected) {
+    throw std::runtime_error(std::string("bench JSON: field \"") + name + "\" is not " + expected);
+}
+
+std::string text_of(const json& v, const char* name) {
+    if (!v.is_string()) wrong(name, "a string");
+    return v.get<std::string>();
+}
+
+double number_of(const json& v, const char* name) {
+    if (!v.is_number()) wrong(name, "a number");
+    return v.get<double>();
+}
+
+bool flag_of(const json& v, const char* name) {
+    if (!v.is_boolean()) wrong(name, "true or false");
+    return v.get<bool>();
+}
+
+// An integer that fits in Int: exactly, with no wrap-around.
+template <class Int>
+Int integer_of(const json& v, const char* name) {
+    using limits = std::numeric_limits<Int>;
+    if (v.is_number_unsigned() || (v.is_number_integer() && v.get<std::int64_t>() >= 0)) {
+        auto u = v.get<std::uint64_t>();
+        if (u <= static_cast<std::uint64_t>(limits::max())) return static_cast<Int>(u);
+    } else if (v.is_number_integer()) {
+        auto i = v.get<std::int64_t>();
+        if constexpr (limits::is_signed)
+            if (i >= static_cast<std::int64_t>(limits::min())) return static_cast<Int>(i);
+    }
+    wrong(name, limits::is_signed ? "an integer in range" : "a non-negative integer in range");
+}
+
+const json& array_of(const json& v, const char* name) {
+    if (!v.is_array()) wrong(name, "an array");
+    return v;
+}
+
+std::vector<std::string> texts_of(const json& v, const char* name) {
+    std::vector<std::string> out;
+    for (const json& e : array_of(v, name)) out.push_back(text_of(e, name));
+    return out;
+}
+
+failure_counts failures_of(const json& v, const char* name) {
+    if (!v.is_object()) wrong(name, "an object of counts");
+    failure_counts out;
+    for (const auto& [reason, count] : v.items()) out[reason] = integer_of<std::size_t>(count, name);
+    return out;
+}
+
 summary summary_from(const json& j) {
     summary s;
-    s.n = field(j, "n").get<std::size_t>();
-    s.p50 = field(j, "p50").get<double>();
-    s.p90 = field(j, "p90").get<double>();
-    s.p99 = field(j, "p99").get<double>();
-    s.max = field(j, "max").get<double>();
-    s.min = field(j, "min").get<double>();
-    s.mean = field(j, "mean").get<double>();
-    s.stddev = field(j, "stddev").get<double>();
+    s.n = integer_of<std::size_t>(field(j, "n"), "n");
+    s.p50 = number_of(field(j, "p50"), "p50");
+    s.p90 = number_of(field(j, "p90"), "p90");
+    s.p99 = number_of(field(j, "p99"), "p99");
+    s.max = number_of(field(j, "max"), "max");
+    s.min = number_of(field(j, "min"), "min");
+    s.mean = number_of(field(j, "mean"), "mean");
+    s.stddev = number_of(field(j, "stddev"), "stddev");
     return s;
 }
 
 namespace_set set_from(const json& j) {
-    std::string text = j.get<std::string>();
+    std::string text = text_of(j, "namespaces");
     auto s = namespace_set::parse(text);
     if (!s) throw std::runtime_error("bench JSON: bad namespace set \"" + text + "\"");
     return *s;
@@ -59,16 +115,16 @@ json marginals_json(const std::vector<marginal>& ms) {
     return out;
 }
 
-std::vector<marginal> marginals_from(const json& j) {
+std::vector<marginal> marginals_from(const json& j, const char* name) {
     std::vector<marginal> out;
-    for (const json& e : j) {
+    for (const json& e : array_of(j, name)) {
         marginal m;
-        m.what = ns_from(field(e, "namespace").get<std::string>());
-        if (!field(e, "over_none").is_null()) m.over_none = e.at("over_none").get<double>();
-        m.pairs = field(e, "pairs").get<std::size_t>();
-        m.median = field(e, "median").get<double>();
-        m.min = field(e, "min").get<double>();
-        m.max = field(e, "max").get<double>();
+        m.what = ns_from(text_of(field(e, "namespace"), "namespace"));
+        if (const json& o = field(e, "over_none"); !o.is_null()) m.over_none = number_of(o, "over_none");
+        m.pairs = integer_of<std::size_t>(field(e, "pairs"), "pairs");
+        m.median = number_of(field(e, "median"), "median");
+        m.min = number_of(field(e, "min"), "min");
+        m.max = number_of(field(e, "max"), "max");
         out.push_back(m);
     }
     return out;
@@ -85,12 +141,12 @@ json peer_json(const peer_result& p) {
 
 peer_result peer_from(const json& j) {
     peer_result p;
-    p.name = field(j, "name").get<std::string>();
-    p.argv = field(j, "argv").get<std::vector<std::string>>();
-    p.ran = field(j, "ran").get<bool>();
-    p.note = field(j, "note").get<std::string>();
+    p.name = text_of(field(j, "name"), "name");
+    p.argv = texts_of(field(j, "argv"), "argv");
+    p.ran = flag_of(field(j, "ran"), "ran");
+    p.note = text_of(field(j, "note"), "note");
     p.total = summary_from(field(j, "total"));
-    p.failures = field(j, "failures").get<failure_counts>();
+    p.failures = failures_of(field(j, "failures"), "failures");
     return p;
 }
 
@@ -160,62 +216,64 @@ json to_json(const bench_report& r) {
 }
 
 bench_report report_from_json(const json& j) {
-    if (field(j, "schema").get<std::string>() != json_schema_id)
+    if (text_of(field(j, "schema"), "schema") != json_schema_id)
         throw std::runtime_error("bench JSON: schema is not " + std::string(json_schema_id));
     bench_report r;
     const json& m = field(j, "machine");
-    r.machine.date = field(m, "date").get<std::string>();
-    r.machine.kernel = field(m, "kernel").get<std::string>();
-    r.machine.cpu_model = field(m, "cpu_model").get<std::string>();
-    r.machine.cores = field(m, "cores").get<int>();
-    r.machine.cgroup_mode = field(m, "cgroup_mode").get<std::string>();
-    r.machine.drover_version = field(m, "drover_version").get<std::string>();
-    r.machine.drover_commit = field(m, "drover_commit").get<std::string>();
+    r.machine.date = text_of(field(m, "date"), "date");
+    r.machine.kernel = text_of(field(m, "kernel"), "kernel");
+    r.machine.cpu_model = text_of(field(m, "cpu_model"), "cpu_model");
+    r.machine.cores = integer_of<int>(field(m, "cores"), "cores");
+    r.machine.cgroup_mode = text_of(field(m, "cgroup_mode"), "cgroup_mode");
+    r.machine.drover_version = text_of(field(m, "drover_version"), "drover_version");
+    r.machine.drover_commit = text_of(field(m, "drover_commit"), "drover_commit");
     const json& p = field(j, "parameters");
-    r.params.sets = field(p, "sets").get<std::vector<std::string>>();
-    r.params.count = field(p, "count").get<int>();
-    r.params.warmup = field(p, "warmup").get<int>();
-    r.params.workload = field(p, "workload").get<std::string>();
-    r.params.workload_path = field(p, "workload_path").get<std::string>();
-    r.params.seed = field(p, "seed").get<std::uint64_t>();
-    r.params.concurrency = field(p, "concurrency").get<std::vector<int>>();
-    r.params.duration = field(p, "duration").get<double>();
-    r.params.peers = field(p, "peers").get<bool>();
-    for (const json& c : field(j, "combinations")) {
+    r.params.sets = texts_of(field(p, "sets"), "sets");
+    r.params.count = integer_of<int>(field(p, "count"), "count");
+    r.params.warmup = integer_of<int>(field(p, "warmup"), "warmup");
+    r.params.workload = text_of(field(p, "workload"), "workload");
+    r.params.workload_path = text_of(field(p, "workload_path"), "workload_path");
+    r.params.seed = integer_of<std::uint64_t>(field(p, "seed"), "seed");
+    for (const json& c : array_of(field(p, "concurrency"), "concurrency"))
+        r.params.concurrency.push_back(integer_of<int>(c, "concurrency"));
+    r.params.duration = number_of(field(p, "duration"), "duration");
+    r.params.peers = flag_of(field(p, "peers"), "peers");
+    for (const json& c : array_of(field(j, "combinations"), "combinations")) {
         combo_result cr;
         cr.set = set_from(field(c, "namespaces"));
-        if (field(c, "bits").get<int>() != cr.set.bits())
+        if (integer_of<int>(field(c, "bits"), "bits") != cr.set.bits())
             throw std::runtime_error("bench JSON: bits do not match namespaces " + cr.set.str());
         cr.drover = summary_from(field(c, "drover"));
         const json& st = field(c, "stages");
         for (std::size_t k = 0; k < stage_names.size(); ++k)
             cr.stages[k] = summary_from(field(st, stage_names[k]));
         cr.floor = summary_from(field(c, "floor"));
-        cr.drover_failures = field(c, "drover_failures").get<failure_counts>();
-        cr.floor_failures = field(c, "floor_failures").get<failure_counts>();
-        for (const auto& [name, v] : field(c, "marginal").items())
-            cr.marginal[ns_from(name)] = v.get<double>();
+        cr.drover_failures = failures_of(field(c, "drover_failures"), "drover_failures");
+        cr.floor_failures = failures_of(field(c, "floor_failures"), "floor_failures");
+        const json& marg = field(c, "marginal");
+        if (!marg.is_object()) wrong("marginal", "an object");
+        for (const auto& [name, v] : marg.items()) cr.marginal[ns_from(name)] = number_of(v, "marginal");
         r.combos.push_back(std::move(cr));
     }
-    r.marginals = marginals_from(field(j, "marginal"));
-    r.floor_marginals = marginals_from(field(j, "floor_marginal"));
-    if (!field(j, "posix_spawn").is_null()) r.posix_spawn = peer_from(j.at("posix_spawn"));
-    r.peer_set = field(j, "peer_namespaces").get<std::string>();
-    for (const json& e : field(j, "peers")) r.peers.push_back(peer_from(e));
-    for (const json& t : field(j, "throughput")) {
+    r.marginals = marginals_from(field(j, "marginal"), "marginal");
+    r.floor_marginals = marginals_from(field(j, "floor_marginal"), "floor_marginal");
+    if (const json& ps = field(j, "posix_spawn"); !ps.is_null()) r.posix_spawn = peer_from(ps);
+    r.peer_set = text_of(field(j, "peer_namespaces"), "peer_namespaces");
+    for (const json& e : array_of(field(j, "peers"), "peers")) r.peers.push_back(peer_from(e));
+    for (const json& t : array_of(field(j, "throughput"), "throughput")) {
         throughput_result tr;
         tr.set = set_from(field(t, "namespaces"));
-        tr.concurrency = field(t, "concurrency").get<int>();
-        tr.seconds = field(t, "seconds").get<double>();
-        tr.spawns = field(t, "spawns").get<std::size_t>();
-        tr.failures = field(t, "failures").get<failure_counts>();
-        tr.per_second = field(t, "per_second").get<double>();
+        tr.concurrency = integer_of<int>(field(t, "concurrency"), "concurrency");
+        tr.seconds = number_of(field(t, "seconds"), "seconds");
+        tr.spawns = integer_of<std::size_t>(field(t, "spawns"), "spawns");
+        tr.failures = failures_of(field(t, "failures"), "failures");
+        tr.per_second = number_of(field(t, "per_second"), "per_second");
         tr.latency = summary_from(field(t, "latency"));
-        tr.first_decile_p50 = field(t, "first_decile_p50").get<double>();
-        tr.last_decile_p50 = field(t, "last_decile_p50").get<double>();
+        tr.first_decile_p50 = number_of(field(t, "first_decile_p50"), "first_decile_p50");
+        tr.last_decile_p50 = number_of(field(t, "last_decile_p50"), "last_decile_p50");
         r.throughput.push_back(std::move(tr));
     }
-    r.elapsed = field(j, "elapsed_seconds").get<double>();
+    r.elapsed = number_of(field(j, "elapsed_seconds"), "elapsed_seconds");
     return r;
 }
 

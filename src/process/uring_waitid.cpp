@@ -200,6 +200,9 @@ public:
 
 private:
     struct canceller {
+        // A constructor for slot.emplace(): clang 14 (the fuzz build) has no parenthesized
+        // aggregate initialization.
+        canceller(waitid_service* s, std::uint64_t i) : svc(s), id(i) {}
         waitid_service* svc;
         std::uint64_t id;
         void operator()(asio::cancellation_type_t type) {

@@ -170,7 +170,11 @@ seccomp_policy parse_toml(std::string_view text, std::string_view name) {
                     const toml::table* at = an.as_table();
                     if (!at) fail_at(name, toml_where(an), f, "expected a table {index, op, value, mask}");
                     seccomp_arg arg;
-                    for (const auto& [ak, av] : *at) {
+                    // Named references, not a structured binding: the lambda below captures
+                    // `av`, which clang 14 (the fuzz build) refuses for a binding.
+                    for (const auto& entry : *at) {
+                        const toml::key& ak = entry.first;
+                        const toml::node& av = entry.second;
                         std::string af = f + "." + std::string(ak.str());
                         auto number = [&]() -> std::uint64_t {
                             if (auto i = av.value<std::int64_t>(); i && av.is_integer()) {
@@ -216,6 +220,9 @@ seccomp_policy parse_json(std::string_view text, std::string_view name) {
         root = nlohmann::json::parse(text);
     } catch (const nlohmann::json::parse_error& e) {
         fail_at(name, "byte " + std::to_string(e.byte), "", "not valid JSON");
+    } catch (const nlohmann::json::out_of_range&) {
+        // A number beyond a double (1e400) is nlohmann's out_of_range, which has no position.
+        fail_at(name, "number", "", "out of range (beyond a double, such as 1e400)");
     }
     if (!root.is_object()) fail_at(name, "1", "", "expected a JSON object");
     policy_reader r{name, {}};
@@ -257,7 +264,9 @@ seccomp_policy parse_json(std::string_view text, std::string_view name) {
                     std::string af = f + "[" + std::to_string(j) + "]";
                     if (!v[j].is_object()) fail_at(name, af, "", "expected an object {index, op, value, mask}");
                     seccomp_arg arg;
-                    for (const auto& [ak, av] : v[j].items()) {
+                    for (const auto& entry : v[j].items()) {  // not a binding: see parse_toml
+                        const std::string& ak = entry.key();
+                        const nlohmann::json& av = entry.value();
                         std::string kf = af + "." + ak;
                         auto number = [&]() -> std::uint64_t {
                             if (av.is_number_unsigned()) return av.get<std::uint64_t>();

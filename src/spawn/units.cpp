@@ -63,8 +63,12 @@ std::optional<std::chrono::nanoseconds> parse_duration(std::string_view text, st
     else if (unit == "h") scale = 3600e9;
     else return std::nullopt;
     double ns = v * scale;
-    if (!std::isfinite(ns) || ns < 0 || ns > static_cast<double>(max.count())) return std::nullopt;
-    return std::chrono::nanoseconds(static_cast<std::int64_t>(std::llround(ns)));
+    // Compared as an integer after rounding: max.count() as a double may round up (to 2^63
+    // for nanoseconds::max()), letting through a value llround cannot return.
+    if (!std::isfinite(ns) || ns < 0 || ns >= 0x1p63) return std::nullopt;
+    long long rounded = std::llround(ns);
+    if (rounded > max.count()) return std::nullopt;
+    return std::chrono::nanoseconds(rounded);
 }
 
 std::optional<std::int64_t> parse_integer(std::string_view t, std::int64_t lo, std::int64_t hi) {

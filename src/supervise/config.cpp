@@ -243,7 +243,7 @@ private:
             try {
                 if (*v == "none") sp.seccomp.reset();
                 else if (*v == "default") sp.seccomp = seccomp_program::compile(seccomp_policy::builtin_default());
-                else sp.seccomp = seccomp_program::compile(seccomp_policy::load(*v));
+                else if (o_.read_files) sp.seccomp = seccomp_program::compile(seccomp_policy::load(*v));
             } catch (const spec_error& e) {
                 fail(file_, *t_.get("seccomp"), prefix_ + "seccomp", e.what());
             }

@@ -68,6 +68,28 @@ std::string default_control_socket() {
     return "/run/drover/supervise.sock";
 }
 
+control_command parse_control_request(std::string_view line) {
+    auto sp = line.find(' ');
+    std::string_view verb = line.substr(0, sp);
+    std::string_view name = sp == std::string_view::npos ? std::string_view{} : line.substr(sp + 1);
+    control_command c;
+    c.service = std::string(name);
+    if (verb == "status" && name.empty()) return c;
+    if (!name.empty()) {
+        if (verb == "start") c.what = control_command::verb::start;
+        else if (verb == "stop") c.what = control_command::verb::stop;
+        else if (verb == "restart") c.what = control_command::verb::restart;
+        if (c.what != control_command::verb::status) return c;
+    }
+    throw std::invalid_argument("unknown request '" + std::string(line) +
+                                "' (status, start NAME, stop NAME, restart NAME)");
+}
+
+std::string control_answer_line(const nlohmann::json& answer) {
+    // Names and errors may carry bytes that are not UTF-8 (a request echoed back): replaced.
+    return answer.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+}
+
 struct control_server::impl : std::enable_shared_from_this<impl> {
     impl(asio::any_io_executor e, supervisor& s, std::string p) : ex(e), sup(s), path(std::move(p)), acceptor(e) {}
 
@@ -83,18 +105,14 @@ struct control_server::impl : std::enable_shared_from_this<impl> {
 
     asio::awaitable<nlohmann::json> handle(std::string line) {
         nlohmann::json out;
-        auto sp = line.find(' ');
-        std::string verb = line.substr(0, sp);
-        std::string name = sp == std::string::npos ? "" : line.substr(sp + 1);
         try {
-            if (verb == "status" && name.empty()) {
-            } else if ((verb == "start" || verb == "stop" || verb == "restart") && !name.empty()) {
+            control_command c = parse_control_request(line);
+            const std::string& name = c.service;
+            if (c.what != control_command::verb::status) {
                 if (!sup.has(name)) throw std::invalid_argument("no service named '" + name + "'");
-                if (verb == "start") co_await sup.start_service(name);
-                else if (verb == "stop") co_await sup.stop_service(name);
+                if (c.what == control_command::verb::start) co_await sup.start_service(name);
+                else if (c.what == control_command::verb::stop) co_await sup.stop_service(name);
                 else co_await sup.restart_service(name);
-            } else {
-                throw std::invalid_argument("unknown request '" + line + "' (status, start NAME, stop NAME, restart NAME)");
             }
             out["ok"] = true;
             out["status"] = to_json(sup.status());
@@ -136,8 +154,7 @@ struct control_server::impl : std::enable_shared_from_this<impl> {
         } else {
             answer = co_await handle(*line);
         }
-        // Names and errors may carry bytes that are not UTF-8 (a request echoed back): replaced.
-        std::string text = answer.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+        std::string text = control_answer_line(answer);
         (void)co_await asio::async_write(sock, asio::buffer(text), use_tuple);
     }
 

@@ -125,6 +125,35 @@ TEST(BenchJson, RejectsAnotherSchemaAndMissingFields) {
     EXPECT_THROW(report_from_json(bad_set), std::runtime_error);
 }
 
+// Found by tests/fuzz/bench_json_fuzz: a value of another type escaped as nlohmann's
+// type_error, and a negative count or a fraction was read as a huge number or truncated.
+TEST(BenchJson, RejectsWrongTypesAndRangesNamingTheField) {
+    const nlohmann::json good = to_json(sample_report());
+    auto error_of = [](const nlohmann::json& j) -> std::string {
+        try {
+            report_from_json(j);
+        } catch (const std::runtime_error& e) {
+            return e.what();
+        }
+        return "";
+    };
+    auto with = [&](auto change) {
+        nlohmann::json j = good;
+        change(j);
+        return error_of(j);
+    };
+    EXPECT_NE(with([](auto& j) { j["machine"]["drover_version"] = nlohmann::json::array(); }).find("\"drover_version\""),
+              std::string::npos);
+    EXPECT_NE(with([](auto& j) { j["combinations"][0]["drover"]["n"] = -1; }).find("\"n\""), std::string::npos);
+    EXPECT_NE(with([](auto& j) { j["parameters"]["count"] = 3.7; }).find("\"count\""), std::string::npos);
+    EXPECT_NE(with([](auto& j) { j["machine"]["cores"] = 1ULL << 40; }).find("\"cores\""), std::string::npos);
+    EXPECT_NE(with([](auto& j) { j["combinations"] = 5; }).find("\"combinations\""), std::string::npos);
+    EXPECT_NE(with([](auto& j) { j["throughput"][0]["failures"] = {{"EAGAIN", "two"}}; }).find("\"failures\""),
+              std::string::npos);
+    EXPECT_NE(with([](auto& j) { j["marginal"][0]["over_none"] = "fast"; }).find("\"over_none\""), std::string::npos);
+    EXPECT_EQ(error_of(good), "");
+}
+
 TEST(BenchJson, OtherReportersNameEveryCombination) {
     bench_report r = sample_report();
     for (const std::string& text :

@@ -71,6 +71,15 @@ TEST(SeccompPolicy, ErrorsSayFileLineColumnAndField) {
     EXPECT_EQ(error_of("{\"default\": ", "p.json").rfind("p.json:byte ", 0), 0u);
 }
 
+// Found by tests/fuzz/seccomp_fuzz: a number beyond a double escaped as nlohmann's
+// out_of_range instead of a spec_error.
+TEST(SeccompPolicy, JsonNumberBeyondADoubleIsASpecError) {
+    EXPECT_EQ(error_of("{\"default\": 1e400}", "p.json"), "p.json:number: out of range (beyond a double, such as 1e400)");
+    EXPECT_EQ(error_of("{\"rules\": [{\"action\": \"kill\", \"syscalls\": [\"ptrace\"], \"args\": [{\"value\": -1e999}]}]}",
+                       "p.json"),
+              "p.json:number: out of range (beyond a double, such as 1e400)");
+}
+
 TEST(SeccompPolicy, UnknownSyscallsAreRefusedWhenCompiling) {
     seccomp_policy p;
     p.rules.push_back({{"no_such_call"}, seccomp_action::fail(EPERM), {}});

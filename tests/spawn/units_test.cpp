@@ -34,6 +34,17 @@ TEST(Units, Durations) {
     EXPECT_FALSE(parse_duration("2s", 1s));
 }
 
+// Found by tests/fuzz/units_fuzz: with the largest max, 2^63 ns passed the range check (max
+// as a double rounds up to 2^63) and came back negative from llround.
+TEST(Units, DurationsAtTheLimitOfNanoseconds) {
+    constexpr auto max = std::chrono::nanoseconds::max();
+    EXPECT_FALSE(parse_duration("9223372036854775807ns", max));
+    EXPECT_FALSE(parse_duration("9223372036854775808ns", max));
+    EXPECT_FALSE(parse_duration("2562048h", max));
+    EXPECT_EQ(parse_duration("2562047h", max), std::chrono::hours(2562047));
+    EXPECT_EQ(parse_duration("1s", 1s), 1s);
+}
+
 TEST(Units, Integers) {
     EXPECT_EQ(parse_integer("0", 0, 5), 0);
     EXPECT_EQ(parse_integer("-3", -5, 5), -3);

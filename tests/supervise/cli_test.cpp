@@ -272,6 +272,23 @@ TEST_F(SuperviseCli, CtlReportsMalformedAnswersInsteadOfCrashing) {
     }
 }
 
+// Found by tests/fuzz/control_client_fuzz: `status --json` printed the answer recursively, and
+// an answer nested 100000 levels deep overflowed ctl's stack.
+TEST_F(SuperviseCli, CtlRefusesAnAnswerNestedTooDeep) {
+    constexpr std::size_t depth = 100000;
+    std::string deep = "{\"ok\":true,\"status\":{\"services\":[]," + std::string("\"x\":") + std::string(depth, '[') +
+                       std::string(depth, ']') + "}}\n";
+    for (const char* args : {"status --json", "status"}) {
+        drover::run_result r;
+        {
+            fake_server server(sock(), deep);
+            r = drover::test::run_spec(ctl_spec(sock(), args));
+        }
+        EXPECT_EQ(r.status, exit_status::exited_with(1)) << args << ": " << r.err;
+        EXPECT_NE(r.err.find("nested more than 64 levels deep"), std::string::npos) << args << ": " << r.err;
+    }
+}
+
 TEST_F(SuperviseCli, AControlSocketPathThatNamesAFileIsRefusedAndTheFileKept) {
     std::string file = (dir_ / "precious").string();
     std::ofstream(file) << "keep me\n";

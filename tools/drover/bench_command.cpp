@@ -233,7 +233,7 @@ int run_bench(const bench_options& o) {
 
 }  // namespace
 
-command_main add_bench_command(CLI::App& app) {
+command_main add_bench_command(CLI::App& app, command_check* check) {
     auto o = std::make_shared<bench_options>();
     CLI::App* sub = app.add_subcommand(
         "bench",
@@ -260,6 +260,16 @@ command_main add_bench_command(CLI::App& app) {
     sub->add_option("--csv", o->csv, "Write the results as CSV");
     sub->add_option("--markdown", o->markdown, "Write the results as Markdown tables");
     sub->add_option("--svg", o->svg, "Write charts (p50 per combination, stage breakdown) as SVG");
+    if (check) {
+        *check = [o]() -> std::string {
+            try {
+                make_config(*o);
+                return {};
+            } catch (const usage_problem& p) {
+                return p.what;
+            }
+        };
+    }
     return [o] { return run_bench(*o); };
 }
 

@@ -4,22 +4,39 @@
 #include <CLI/CLI.hpp>
 #include <functional>
 #include <string>
+#include <string_view>
 
 namespace drover::cli {
 
 /// A subcommand's entry point, called after a successful parse; returns the exit code.
 using command_main = std::function<int()>;
 
-/// Registers `drover run` on `app`.
-command_main add_run_command(CLI::App& app);
+/// After a successful parse: the usage problem the entry point would report for the options
+/// (one line, as printed after "drover: COMMAND: "), or "" if there is none. Found without
+/// starting anything, making a cgroup or opening a file the options name (a seccomp policy,
+/// a descriptor): a check for tests and fuzzing.
+using command_check = std::function<std::string()>;
+
+/// Registers `drover run` on `app`; `check`, if given, receives its command_check.
+command_main add_run_command(CLI::App& app, command_check* check = nullptr);
 /// Registers `drover parallel`.
-command_main add_parallel_command(CLI::App& app);
+command_main add_parallel_command(CLI::App& app, command_check* check = nullptr);
 /// Registers `drover bench` on `app`.
-command_main add_bench_command(CLI::App& app);
+command_main add_bench_command(CLI::App& app, command_check* check = nullptr);
 /// Registers `drover supervise`, `drover init` and `drover ctl` on `app`.
 command_main add_supervise_command(CLI::App& app);
 command_main add_init_command(CLI::App& app);
 command_main add_ctl_command(CLI::App& app);
+
+/// What `drover ctl` makes of a supervisor's answer line: the text for stdout, or the problem
+/// (one line, after "drover: ctl: ") when the answer is a refusal or unreadable. `path` names
+/// the socket in messages; `status` and `json` are the request and its --json. Never throws
+/// for any bytes of `answer`.
+struct ctl_reading {
+    std::string out;
+    std::string error;
+};
+ctl_reading read_ctl_answer(std::string_view answer, const std::string& path, bool status, bool json);
 
 /// Exit code for bad usage (flags, impossible specs): nothing was started.
 inline constexpr int usage_exit = 2;

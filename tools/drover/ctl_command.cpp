@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "command.hpp"
 #include "drover/supervise/control.hpp"
@@ -30,12 +31,25 @@ long long int_of(const nlohmann::json& j, const char* key) {
     return it != j.end() && it->is_number_integer() ? it->get<long long>() : 0;
 }
 
-bool print_table(const nlohmann::json& status) {
+// printf's "%-Ns" and "%Ns" for text of any length and bytes.
+std::string left(std::string s, std::size_t width) {
+    if (s.size() < width) s.append(width - s.size(), ' ');
+    return s;
+}
+
+std::string right(std::string s, std::size_t width) {
+    if (s.size() < width) s.insert(0, width - s.size(), ' ');
+    return s;
+}
+
+// The status table, or nullopt if `status` has no list of service objects.
+std::optional<std::string> status_table(const nlohmann::json& status) {
     auto services = status.find("services");
-    if (!status.is_object() || services == status.end() || !services->is_array()) return false;
-    std::printf("%-20s %-9s %8s %8s %10s  %s\n", "NAME", "STATE", "PID", "RESTARTS", "UPTIME", "LAST EXIT");
+    if (!status.is_object() || services == status.end() || !services->is_array()) return std::nullopt;
+    std::string out = left("NAME", 20) + " " + left("STATE", 9) + " " + right("PID", 8) + " " + right("RESTARTS", 8) +
+                      " " + right("UPTIME", 10) + "  LAST EXIT\n";
     for (const auto& s : *services) {
-        if (!s.is_object()) return false;
+        if (!s.is_object()) return std::nullopt;
         auto up = s.find("uptime_sec");
         std::string uptime = up != s.end() && up->is_number() && std::isfinite(up->get<double>()) && up->get<double>() >= 0 &&
                                      up->get<double>() < 1e15
@@ -45,10 +59,11 @@ bool print_table(const nlohmann::json& status) {
         std::string last = le != s.end() && le->is_object() ? str_of(*le, "text") : "-";
         std::string error = str_of(s, "error", "");
         if (!error.empty()) last += " (" + error + ")";
-        std::printf("%-20s %-9s %8lld %8lld %10s  %s\n", str_of(s, "name").c_str(), str_of(s, "state").c_str(),
-                    int_of(s, "pid"), int_of(s, "restarts"), uptime.c_str(), last.c_str());
+        out += left(str_of(s, "name"), 20) + " " + left(str_of(s, "state"), 9) + " " +
+               right(std::to_string(int_of(s, "pid")), 8) + " " + right(std::to_string(int_of(s, "restarts")), 8) +
+               " " + right(uptime, 10) + "  " + last + "\n";
     }
-    return true;
+    return out;
 }
 
 int ctl_main(const ctl_options& o) {
@@ -67,33 +82,36 @@ int ctl_main(const ctl_options& o) {
         print_error(std::string("ctl: ") + e.what());
         return 1;
     }
-    nlohmann::json j = nlohmann::json::parse(answer, nullptr, false);
-    auto ok = j.is_object() ? j.find("ok") : j.end();
-    if (j.is_discarded() || !j.is_object() || ok == j.end() || !ok->is_boolean()) {
-        print_error("ctl: unreadable answer from " + path);
-        return 1;
-    }
-    if (!ok->get<bool>()) {
-        print_error("ctl: " + str_of(j, "error", "the supervisor refused without saying why"));
-        return 1;
-    }
-    if (is_status) {
-        auto st = j.find("status");
-        if (st == j.end() || !st->is_object()) {
-            print_error("ctl: unreadable answer from " + path + " (no status)");
-            return 1;
-        }
-        if (o.json) {
-            std::printf("%s\n", st->dump(2, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
-        } else if (!print_table(*st)) {
-            print_error("ctl: unreadable answer from " + path + " (status has no services list)");
-            return 1;
-        }
-    }
-    return 0;
+    ctl_reading r = read_ctl_answer(answer, path, is_status, o.json);
+    if (!r.error.empty()) print_error("ctl: " + r.error);
+    std::fputs(r.out.c_str(), stdout);
+    return r.error.empty() ? 0 : 1;
 }
 
 }  // namespace
+
+ctl_reading read_ctl_answer(std::string_view answer, const std::string& path, bool status, bool json) {
+    // A status is four levels deep. Printing JSON recurses once per level, so an answer nested
+    // deeper than this (up to the 16 MiB read) is refused instead of overflowing the stack.
+    constexpr int max_depth = 64;
+    bool too_deep = false;
+    auto depth_check = [&too_deep](int depth, nlohmann::json::parse_event_t, nlohmann::json&) {
+        too_deep = too_deep || depth > max_depth;
+        return !too_deep;  // what is past the limit is not even built
+    };
+    nlohmann::json j = nlohmann::json::parse(answer, depth_check, false);
+    if (too_deep) return {{}, "unreadable answer from " + path + " (nested more than 64 levels deep)"};
+    auto ok = j.is_object() ? j.find("ok") : j.end();
+    if (j.is_discarded() || !j.is_object() || ok == j.end() || !ok->is_boolean())
+        return {{}, "unreadable answer from " + path};
+    if (!ok->get<bool>()) return {{}, str_of(j, "error", "the supervisor refused without saying why")};
+    if (!status) return {};
+    auto st = j.find("status");
+    if (st == j.end() || !st->is_object()) return {{}, "unreadable answer from " + path + " (no status)"};
+    if (json) return {st->dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n", {}};
+    if (auto table = status_table(*st)) return {std::move(*table), {}};
+    return {{}, "unreadable answer from " + path + " (status has no services list)"};
+}
 
 command_main add_ctl_command(CLI::App& app) {
     auto o = std::make_shared<ctl_options>();

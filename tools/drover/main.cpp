@@ -5,12 +5,6 @@
 #include "command.hpp"
 #include "drover/sys/kernel.hpp"
 
-namespace drover::cli {
-
-void print_error(const std::string& what) { std::fprintf(stderr, "drover: %s\n", what.c_str()); }
-
-}  // namespace drover::cli
-
 int main(int argc, char** argv) {
     using namespace drover::cli;
     CLI::App app{"drover: spawn and supervise processes in Linux namespaces"};

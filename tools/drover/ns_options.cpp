@@ -242,7 +242,7 @@ void ns_options::apply_fs(spawn_spec& spec) const {
     }
 }
 
-void ns_options::apply(spawn_spec& spec) const {
+void ns_options::apply(spawn_spec& spec, bool open_files) const {
     namespace_set& n = spec.namespaces;
     apply_fs(spec);
     if (sandbox) {
@@ -296,13 +296,13 @@ void ns_options::apply(spawn_spec& spec) const {
         spec.seccomp.reset();
     } else if (seccomp == "default") {
         spec.seccomp = seccomp_program::compile(seccomp_policy::builtin_default());
-    } else if (!seccomp.empty()) {
+    } else if (!seccomp.empty() && open_files) {
         spec.seccomp = seccomp_program::compile(seccomp_policy::load(seccomp));
     }
     if (!seccomp_fd.empty()) {
         auto fd = parse_integer(seccomp_fd, 0, 1 << 20);
         if (!fd) throw spec_error("--seccomp-fd: '" + seccomp_fd + "' is not a descriptor number");
-        spec.seccomp = seccomp_program::read_fd(static_cast<int>(*fd));
+        if (open_files) spec.seccomp = seccomp_program::read_fd(static_cast<int>(*fd));
     }
     if (clearenv) spec.env.clear();
     for (const auto& e : setenv) {

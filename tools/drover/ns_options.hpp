@@ -12,7 +12,8 @@
 namespace drover::cli {
 
 /// The flags; add_to() registers them, apply() fills a spec and the job limits (throws
-/// spec_error naming the flag on bad values).
+/// spec_error naming the flag on bad values). apply(spec, false) opens no file the flags
+/// name (--seccomp FILE, --seccomp-fd): their shape is checked, the filter left out.
 struct ns_options {
     bool user = false, pid = false, mnt = false, uts = false, ipc = false, net = false,
          cgroup = false, time = false;
@@ -40,7 +41,7 @@ struct ns_options {
     std::string timeout, timeout_signal, kill_after, cpu_time, memory_max, pids_max, cpu;
 
     void add_to(CLI::App& app);
-    void apply(spawn_spec& spec) const;
+    void apply(spawn_spec& spec, bool open_files = true) const;
     /// The limit flags as job_limits (sandboxed jobs get a cgroup of their own).
     [[nodiscard]] job_limits limits() const;
 

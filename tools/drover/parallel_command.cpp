@@ -206,6 +206,30 @@ private:
     bool eof_ = false;
 };
 
+// The options as the jobs' template spec and limits (throws spec_error); returns the
+// --max-output size. `open_files` as in ns_options::apply.
+std::size_t translate(const parallel_options& o, bool open_files, spawn_spec& tmpl, job_limits& limits) {
+    tmpl.argv = command_for(o.argv, "x");
+    o.ns.apply(tmpl, open_files);
+    limits = o.ns.limits();
+    auto size = parse_size(o.max_output);
+    if (!size || *size == 0 || *size > (std::uint64_t{1} << 40))
+        throw spec_error("--max-output: '" + o.max_output + "' is not a size from 1 byte to 1T (64K, 16M)");
+    return static_cast<std::size_t>(*size);
+}
+
+// parallel_main's usage checks without the cgroup tree or a spawn.
+std::string check_parallel(const parallel_options& o) {
+    try {
+        spawn_spec tmpl;
+        job_limits limits;
+        translate(o, false, tmpl, limits);
+        return validate(tmpl);
+    } catch (const spec_error& e) {
+        return e.what();
+    }
+}
+
 int parallel_main(const parallel_options& o) {
     spawn_spec tmpl;
     job_limits limits;
@@ -214,13 +238,7 @@ int parallel_main(const parallel_options& o) {
     std::unique_ptr<cgroup_guardian> guardian;
     sys::unique_fd jobs_cgroup;
     try {
-        tmpl.argv = command_for(o.argv, "x");
-        o.ns.apply(tmpl);
-        limits = o.ns.limits();
-        auto size = parse_size(o.max_output);
-        if (!size || *size == 0 || *size > (std::uint64_t{1} << 40))
-            throw spec_error("--max-output: '" + o.max_output + "' is not a size from 1 byte to 1T (64K, 16M)");
-        max_output = static_cast<std::size_t>(*size);
+        max_output = translate(o, true, tmpl, limits);
         // Every job lives in drover's cgroup subtree, which a guardian empties if drover is
         // killed: no job's descendant outlives the run, pid namespace or not.
         tree = std::make_shared<cgroup_tree>("drover." + std::to_string(::getpid()));
@@ -364,7 +382,7 @@ int parallel_main(const parallel_options& o) {
 
 }  // namespace
 
-command_main add_parallel_command(CLI::App& app) {
+command_main add_parallel_command(CLI::App& app, command_check* check) {
     auto o = std::make_shared<parallel_options>();
     CLI::App* p = app.add_subcommand(
         "parallel",
@@ -383,6 +401,7 @@ command_main add_parallel_command(CLI::App& app) {
     o->ns.add_to(*p);
     p->add_option("command", o->argv, "the command; {} is replaced by the input line")->required();
     p->positionals_at_end();
+    if (check) *check = [o] { return check_parallel(*o); };
     return [o] { return parallel_main(*o); };
 }
 

@@ -139,6 +139,31 @@ asio::awaitable<run_outcome> run_child(prepared_spawn prepared, job_limits limit
     co_return r;
 }
 
+// The options as a spec and limits (throws spec_error), and the --json-status-fd
+// descriptor (-1 without). `open_files` as in ns_options::apply.
+int translate(const run_options& o, bool open_files, spawn_spec& spec, job_limits& limits) {
+    spec.argv = o.argv;
+    o.ns.apply(spec, open_files);
+    limits = o.ns.limits();
+    if (o.json_status_fd.empty()) return -1;
+    auto fd = parse_integer(o.json_status_fd, 0, 1 << 20);
+    if (!fd || ::fcntl(static_cast<int>(*fd), F_GETFD) < 0)
+        throw spec_error("--json-status-fd: '" + o.json_status_fd + "' is not an open descriptor");
+    return static_cast<int>(*fd);
+}
+
+// run_main's usage checks without the cgroup, the terminal or the spawn.
+std::string check_run(const run_options& o) {
+    try {
+        spawn_spec spec;
+        job_limits limits;
+        translate(o, false, spec, limits);
+        return validate(spec);
+    } catch (const spec_error& e) {
+        return e.what();
+    }
+}
+
 int run_main(const run_options& o) {
     spawn_spec spec;
     std::optional<prepared_spawn> prepared;
@@ -147,15 +172,7 @@ int run_main(const run_options& o) {
     std::unique_ptr<cgroup_tree> tree;
     std::unique_ptr<cgroup_guardian> guardian;
     try {
-        spec.argv = o.argv;
-        o.ns.apply(spec);
-        limits = o.ns.limits();
-        if (!o.json_status_fd.empty()) {
-            auto fd = parse_integer(o.json_status_fd, 0, 1 << 20);
-            if (!fd || ::fcntl(static_cast<int>(*fd), F_GETFD) < 0)
-                throw spec_error("--json-status-fd: '" + o.json_status_fd + "' is not an open descriptor");
-            status_fd = static_cast<int>(*fd);
-        }
+        status_fd = translate(o, true, spec, limits);
         if (limits.wants_cgroup()) {
             tree = std::make_unique<cgroup_tree>("drover." + std::to_string(::getpid()));
             if (tree->mode() != cgroup_mode::none) {
@@ -218,7 +235,7 @@ int run_main(const run_options& o) {
 
 }  // namespace
 
-command_main add_run_command(CLI::App& app) {
+command_main add_run_command(CLI::App& app, command_check* check) {
     auto o = std::make_shared<run_options>();
     CLI::App* run = app.add_subcommand("run", "Run a command in new namespaces");
     o->ns.add_to(*run);
@@ -227,6 +244,7 @@ command_main add_run_command(CLI::App& app) {
                     "write the verdict, exit status, usage and stage times as one JSON line to descriptor FD");
     run->add_option("command", o->argv, "the command and its arguments")->required();
     run->positionals_at_end();
+    if (check) *check = [o] { return check_run(*o); };
     return [o] { return run_main(*o); };
 }
 

@@ -35,6 +35,9 @@ struct config {
 struct config_options {
     /// The program `init = true` runs services under (drover's own binary for the CLI).
     std::string init_program;
+    /// false: `seccomp = "FILE"` is not read (the service gets no filter from it), so that a
+    /// parse touches no file: for checks and fuzzing.
+    bool read_files = true;
 };
 
 /// Parses TOML text; `file` names it in errors. Throws config_error on the first problem:

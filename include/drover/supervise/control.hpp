@@ -4,7 +4,9 @@
 
 #include <asio/any_io_executor.hpp>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
+#include <string_view>
 
 #include "drover/supervise/supervisor.hpp"
 
@@ -12,6 +14,21 @@ namespace drover::supervise {
 
 /// $XDG_RUNTIME_DIR/drover/supervise.sock, or /run/drover/supervise.sock for root.
 std::string default_control_socket();
+
+/// One request of the control protocol: "status", or a verb and a service name.
+struct control_command {
+    enum class verb { status, start, stop, restart };
+    verb what = verb::status;
+    std::string service;  ///< empty with status
+};
+
+/// Reads one request line (without its newline). Throws std::invalid_argument with the text
+/// the client is sent ("unknown request ...") if it is none of the four requests.
+control_command parse_control_request(std::string_view line);
+
+/// The line sent for `answer`: compact JSON, bytes that are not UTF-8 replaced (names and
+/// errors may echo a request), a newline at the end.
+std::string control_answer_line(const nlohmann::json& answer);
 
 /// Listens on `path` for requests "status", "start NAME", "stop NAME", "restart NAME" and answers
 /// {"ok": true, "status": {...}} or {"ok": false, "error": "..."}. The socket file is made

@@ -1,0 +1,27 @@
+// bench_json_fuzz: the reader of `drover bench --json` documents (bench::report_from_json).
+// A bad document must end as std::runtime_error naming the field; one that reads must write
+// back to the same JSON and format as a table, CSV, Markdown and SVG.
+#include <stdexcept>
+
+#include "bench/report.hpp"
+#include "fuzz.hpp"
+
+using namespace drover;
+using fuzz::expect;
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+    nlohmann::json j = nlohmann::json::parse(fuzz::text(data, size), nullptr, false);
+    if (j.is_discarded()) return 0;
+    try {
+        bench::bench_report r = bench::report_from_json(j);
+        std::string written = bench::to_json(r).dump();
+        bench::bench_report again = bench::report_from_json(nlohmann::json::parse(written));
+        expect(bench::to_json(again).dump() == written, "a report read back writes the same JSON");
+        (void)bench::format_table(r);
+        (void)bench::format_csv(r);
+        (void)bench::format_markdown(r);
+        (void)bench::format_svg(r);
+    } catch (const std::runtime_error&) {
+    }
+    return 0;
+}
