@@ -346,9 +346,9 @@ struct job_pool::impl : std::enable_shared_from_this<impl> {
                 s->d->non_blocking(true);
                 arm(j, *s);
             }
-            j->child.on_exit([j](std::error_code ec, exit_status st) {
+            j->child.on_exit([j](std::error_code ec, exit_status how) {
                 if (ec) j->fail(ec, "waiting for exit");
-                else j->r.status = st;
+                else j->r.status = how;
                 j->exited();
             });
         }
