@@ -65,9 +65,13 @@ protected:
     std::vector<pid_t> started_;  // killed in TearDown if a test fails half-way
 };
 
+// Predicates are named objects passed by reference: GCC 12 may destroy a temporary argument of
+// a coroutine call inside co_await twice (a heap corruption when it owns memory).
+using lines_pred = std::function<bool(const std::vector<std::string>&)>;
+const lines_pred to_eof = [](const std::vector<std::string>&) { return false; };
+
 // Reads the supervisor's log until `done(lines)` or the timeout.
-asio::awaitable<void> read_until(line_reader& r, std::vector<std::string>& lines,
-                                 std::function<bool(const std::vector<std::string>&)> done) {
+asio::awaitable<void> read_until(line_reader& r, std::vector<std::string>& lines, const lines_pred& done) {
     while (!done(lines)) {
         auto l = co_await r.next();
         if (!l) co_return;
@@ -100,7 +104,8 @@ TEST_F(SuperviseCli, SigkillOfTheSupervisorLeavesNoProcessOrCgroup) {
         started_.push_back(sup.pid());
         line_reader reader(*sup.stdout_pipe());
         std::vector<std::string> lines;
-        co_await read_until(reader, lines, [](const auto& ls) { return numbers_of(ls, "forker").size() >= 3; });
+        const lines_pred until_1 = [](const auto& ls) { return numbers_of(ls, "forker").size() >= 3; };
+        co_await read_until(reader, lines, until_1);
         o.pids = numbers_of(lines, "forker");
         std::regex started("\\[forker\\] started, pid ([0-9]+)");
         std::smatch m;
@@ -185,9 +190,10 @@ TEST_F(SuperviseCli, CtlStatusStartStopRestartAndOtherUidsAreRefused) {
         started_.push_back(sup.pid());
         line_reader reader(*sup.stdout_pipe());
         std::vector<std::string> lines;
-        co_await read_until(reader, lines, [](const auto& ls) {
+        const lines_pred until_2 = [](const auto& ls) {
             return !ls.empty() && ls.back().find("[b] started") != std::string::npos;
-        });
+        };
+        co_await read_until(reader, lines, until_2);
         o.first = co_await status(ex);
         (void)co_await run(ex, ctl_spec(sock(), "stop a"));
         o.after_stop = co_await status(ex);
@@ -198,10 +204,13 @@ TEST_F(SuperviseCli, CtlStatusStartStopRestartAndOtherUidsAreRefused) {
         auto unknown = co_await run(ex, ctl_spec(sock(), "stop nosuch"));
         o.unknown_code = unknown.status.code();
         o.unknown_err = unknown.err;
-        o.table = (co_await run(ex, ctl_spec(sock(), "status"))).out;
+        run_result table = co_await run(ex, ctl_spec(sock(), "status"));
+        o.table = table.out;
         o.nobody = answer_as_nobody(sock());
         sup.signal(SIGTERM);
-        asio::co_spawn(ex, read_until(reader, lines, [](const auto&) { return false; }), asio::detached);
+        // Read here, not in a detached coroutine: that one wrote into `lines` after this
+        // frame was gone when the exit came before the EOF (a heap corruption, 1 run in 10).
+        co_await read_until(reader, lines, to_eof);
         o.sup_status = co_await sup.wait();
         co_return o;
     });
@@ -314,7 +323,8 @@ TEST_F(SuperviseCli, IdleConnectionsDoNotStopOthersFromBeingAnswered) {
         started_.push_back(sup.pid());
         line_reader reader(*sup.stdout_pipe());
         std::vector<std::string> lines;
-        co_await read_until(reader, lines, [](const auto& ls) { return !ls.empty() && ls.back().find("[a] started") != std::string::npos; });
+        const lines_pred until_3 = [](const auto& ls) { return !ls.empty() && ls.back().find("[a] started") != std::string::npos; };
+        co_await read_until(reader, lines, until_3);
         // 100 clients connect and say nothing: the others are answered at once, and they are
         // dropped after the request timeout.
         std::vector<int> idle;
@@ -329,7 +339,9 @@ TEST_F(SuperviseCli, IdleConnectionsDoNotStopOthersFromBeingAnswered) {
         auto answer = co_await run(ex, ctl_spec(sock(), "status --json"));
         for (int fd : idle) ::close(fd);
         sup.signal(SIGTERM);
-        asio::co_spawn(ex, read_until(reader, lines, [](const auto&) { return false; }), asio::detached);
+        // Read here, not in a detached coroutine: that one wrote into `lines` after this
+        // frame was gone when the exit came before the EOF (a heap corruption, 1 run in 10).
+        co_await read_until(reader, lines, to_eof);
         co_await sup.wait();
         co_return answer.out;
     });
@@ -349,6 +361,7 @@ TEST_F(SuperviseCli, SighupReloadsTheFile) {
     };
     auto r = drover::test::run_on_loop([&](asio::any_io_executor ex) -> asio::awaitable<out_t> {
         out_t o;
+        const spawn_spec status_spec = ctl_spec(sock(), "status --json");
         process sup = co_await spawn(ex, supervise_spec(cfg));
         started_.push_back(sup.pid());
         line_reader reader(*sup.stdout_pipe());
@@ -358,8 +371,10 @@ TEST_F(SuperviseCli, SighupReloadsTheFile) {
                 return !ls.empty() && ls.back().find(what) != std::string::npos;
             };
         };
-        co_await read_until(reader, lines, seen("[remove] started"));
-        o.before = nlohmann::json::parse((co_await run(ex, ctl_spec(sock(), "status --json"))).out, nullptr, false);
+        const lines_pred until_4 = seen("[remove] started");
+        co_await read_until(reader, lines, until_4);
+        run_result before_answer = co_await run(ex, status_spec);  // named: GCC 12, see lines_pred
+        o.before = nlohmann::json::parse(before_answer.out, nullptr, false);
         write_config(svc("keep", "30") + svc("change", "29") + svc("add", "30"));
         sup.signal(SIGHUP);
         // reload() returns once the runners go; their processes are there once logged.
@@ -374,15 +389,20 @@ TEST_F(SuperviseCli, SighupReloadsTheFile) {
             };
         };
         std::vector<std::string> reload_done = {"reloaded", "[change] started", "[add] started"};
-        auto after_reload = all_since(reload_done);  // (no braced list inside co_await: GCC 12)
+        const lines_pred after_reload = all_since(reload_done);  // named: see lines_pred
         co_await read_until(reader, lines, after_reload);
-        o.after = nlohmann::json::parse((co_await run(ex, ctl_spec(sock(), "status --json"))).out, nullptr, false);
+        run_result after_answer = co_await run(ex, status_spec);  // named: GCC 12, see lines_pred
+        o.after = nlohmann::json::parse(after_answer.out, nullptr, false);
         write_config("[service.keep]\nexec = 3\n");  // invalid: nothing may change
         sup.signal(SIGHUP);
-        co_await read_until(reader, lines, seen("reload refused"));
-        o.after_bad = nlohmann::json::parse((co_await run(ex, ctl_spec(sock(), "status --json"))).out, nullptr, false);
+        const lines_pred until_5 = seen("reload refused");
+        co_await read_until(reader, lines, until_5);
+        run_result after_bad_answer = co_await run(ex, status_spec);  // named: GCC 12, see lines_pred
+        o.after_bad = nlohmann::json::parse(after_bad_answer.out, nullptr, false);
         sup.signal(SIGTERM);
-        asio::co_spawn(ex, read_until(reader, lines, [](const auto&) { return false; }), asio::detached);
+        // Read here, not in a detached coroutine: that one wrote into `lines` after this
+        // frame was gone when the exit came before the EOF (a heap corruption, 1 run in 10).
+        co_await read_until(reader, lines, to_eof);
         co_await sup.wait();
         co_return o;
     });
@@ -467,9 +487,10 @@ TEST_F(SuperviseCli, SigtermWhileServicesStartStopsEverything) {
                 for (const auto& l : ls) n += std::regex_search(l, started_re);
                 return n;
             };
-            co_await read_until(reader, lines, [&](const auto& ls) { return count_started(ls) >= at; });
+            const lines_pred until_6 = [&](const auto& ls) { return count_started(ls) >= at; };
+            co_await read_until(reader, lines, until_6);
             sup.signal(SIGTERM);
-            co_await read_until(reader, lines, [](const auto&) { return false; });  // to EOF
+            co_await read_until(reader, lines, to_eof);  // to EOF
             o.status = co_await sup.wait();
             std::smatch m;
             for (const auto& l : lines)
@@ -513,9 +534,10 @@ TEST_F(SuperviseCli, TheGuardianDoesNotCopyTheConfig) {
         started_.push_back(sup.pid());
         line_reader reader(*sup.stdout_pipe());
         std::vector<std::string> lines;
-        co_await read_until(reader, lines, [](const auto& ls) {
+        const lines_pred until_7 = [](const auto& ls) {
             return !ls.empty() && ls.back().find("[a] started") != std::string::npos;
-        });
+        };
+        co_await read_until(reader, lines, until_7);
         std::ifstream children("/proc/" + std::to_string(sup.pid()) + "/task/" + std::to_string(sup.pid()) + "/children");
         for (pid_t c; children >> c;) {
             std::ifstream comm("/proc/" + std::to_string(c) + "/comm");
@@ -525,7 +547,7 @@ TEST_F(SuperviseCli, TheGuardianDoesNotCopyTheConfig) {
         }
         o.supervisor_kb = rss_anon_kb(sup.pid());
         sup.signal(SIGTERM);
-        co_await read_until(reader, lines, [](const auto&) { return false; });
+        co_await read_until(reader, lines, to_eof);
         co_await sup.wait();
         co_return o;
     });

@@ -62,8 +62,10 @@ private:
 
 /// Waits until `pred(sink.lines())` holds or `timeout` passes; woken by each new line (the
 /// supervisor logs on the loop this runs on), never by polling. Returns whether it held.
+/// `pred` is a named object, by reference: GCC 12 may destroy a temporary argument of a
+/// coroutine call inside co_await twice.
 inline asio::awaitable<bool> wait_for_lines(capture_sink& sink,
-                                            std::function<bool(const std::vector<std::string>&)> pred,
+                                            const std::function<bool(const std::vector<std::string>&)>& pred,
                                             std::chrono::milliseconds timeout) {
     asio::steady_timer t(co_await asio::this_coro::executor);
     const auto deadline = std::chrono::steady_clock::now() + timeout;
@@ -110,7 +112,9 @@ inline std::vector<pid_t> pids_in(capture_sink& sink, const std::string& service
 /// Waits until `n` numeric lines (pids) were logged for `service`, or the timeout.
 inline asio::awaitable<std::vector<pid_t>> logged_pids(capture_sink& sink, const std::string& service,
                                                        std::size_t n, std::chrono::milliseconds timeout) {
-    auto enough = [&sink, service, n](const std::vector<std::string>&) { return pids_in(sink, service).size() >= n; };
+    const std::function<bool(const std::vector<std::string>&)> enough = [&sink, &service, n](const std::vector<std::string>&) {
+        return pids_in(sink, service).size() >= n;
+    };
     (void)co_await wait_for_lines(sink, enough, timeout);
     co_return pids_in(sink, service);
 }

@@ -200,7 +200,7 @@ stop_result start_then_stop(service_spec spec, std::size_t wait_pids = 0, std::s
         r.cgroup = sup.status().services[0].cgroup;
         if (wait_pids) r.grandchildren = co_await drover::test::logged_pids(*sink, spec.name, wait_pids, 5000ms);
         if (!wait_line.empty()) {
-            auto logged = [&](const std::vector<std::string>&) {
+            const std::function<bool(const std::vector<std::string>&)> logged = [&](const std::vector<std::string>&) {
                 auto lines = drover::test::service_lines(*sink, spec.name);
                 return std::find(lines.begin(), lines.end(), wait_line) != lines.end();
             };
@@ -575,7 +575,9 @@ TEST(Supervisor, StopIsParallelWithinALevelAndOrderedAcrossLevels) {
             for (const auto& l : sink->lines()) n += l.rfind("[stuck", 0) == 0 && l.find("] ready") != std::string::npos;
             return n;
         };
-        auto all_ready = [&](const std::vector<std::string>&) { return ready() >= 10; };
+        const std::function<bool(const std::vector<std::string>&)> all_ready = [&](const std::vector<std::string>&) {
+            return ready() >= 10;
+        };
         (void)co_await drover::test::wait_for_lines(*sink, all_ready, 10000ms);
         EXPECT_EQ(ready(), 10u);
         auto t0 = clock::now();
