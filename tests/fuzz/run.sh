@@ -32,10 +32,11 @@ if ((${#targets[@]} == 0)); then
 fi
 
 # Inputs larger than a real one would be only slow: a config or a report is a few KiB, a
-# command line or a request a few hundred bytes.
+# command line or a request a few hundred bytes, a size or a signal name a few.
 max_len() {
   case $1 in
     config | seccomp | bench_json) echo 16384 ;;
+    units) echo 256 ;;
     *) echo 2048 ;;
   esac
 }
