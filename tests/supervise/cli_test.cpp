@@ -69,6 +69,12 @@ protected:
 // a coroutine call inside co_await twice (a heap corruption when it owns memory).
 using lines_pred = std::function<bool(const std::vector<std::string>&)>;
 const lines_pred to_eof = [](const std::vector<std::string>&) { return false; };
+// Until the last line read contains `what`.
+lines_pred last_line_has(std::string what) {
+    return [what = std::move(what)](const std::vector<std::string>& ls) {
+        return !ls.empty() && ls.back().find(what) != std::string::npos;
+    };
+}
 
 // Reads the supervisor's log until `done(lines)` or the timeout.
 asio::awaitable<void> read_until(line_reader& r, std::vector<std::string>& lines, const lines_pred& done) {
@@ -104,8 +110,8 @@ TEST_F(SuperviseCli, SigkillOfTheSupervisorLeavesNoProcessOrCgroup) {
         started_.push_back(sup.pid());
         line_reader reader(*sup.stdout_pipe());
         std::vector<std::string> lines;
-        const lines_pred until_1 = [](const auto& ls) { return numbers_of(ls, "forker").size() >= 3; };
-        co_await read_until(reader, lines, until_1);
+        const lines_pred three_pids_logged = [](const auto& ls) { return numbers_of(ls, "forker").size() >= 3; };
+        co_await read_until(reader, lines, three_pids_logged);
         o.pids = numbers_of(lines, "forker");
         std::regex started("\\[forker\\] started, pid ([0-9]+)");
         std::smatch m;
@@ -190,10 +196,8 @@ TEST_F(SuperviseCli, CtlStatusStartStopRestartAndOtherUidsAreRefused) {
         started_.push_back(sup.pid());
         line_reader reader(*sup.stdout_pipe());
         std::vector<std::string> lines;
-        const lines_pred until_2 = [](const auto& ls) {
-            return !ls.empty() && ls.back().find("[b] started") != std::string::npos;
-        };
-        co_await read_until(reader, lines, until_2);
+        const lines_pred b_started = last_line_has("[b] started");
+        co_await read_until(reader, lines, b_started);
         o.first = co_await status(ex);
         (void)co_await run(ex, ctl_spec(sock(), "stop a"));
         o.after_stop = co_await status(ex);
@@ -323,8 +327,8 @@ TEST_F(SuperviseCli, IdleConnectionsDoNotStopOthersFromBeingAnswered) {
         started_.push_back(sup.pid());
         line_reader reader(*sup.stdout_pipe());
         std::vector<std::string> lines;
-        const lines_pred until_3 = [](const auto& ls) { return !ls.empty() && ls.back().find("[a] started") != std::string::npos; };
-        co_await read_until(reader, lines, until_3);
+        const lines_pred a_started = last_line_has("[a] started");
+        co_await read_until(reader, lines, a_started);
         // 100 clients connect and say nothing: the others are answered at once, and they are
         // dropped after the request timeout.
         std::vector<int> idle;
@@ -366,13 +370,8 @@ TEST_F(SuperviseCli, SighupReloadsTheFile) {
         started_.push_back(sup.pid());
         line_reader reader(*sup.stdout_pipe());
         std::vector<std::string> lines;
-        auto seen = [](std::string what) {
-            return [what](const std::vector<std::string>& ls) {
-                return !ls.empty() && ls.back().find(what) != std::string::npos;
-            };
-        };
-        const lines_pred until_4 = seen("[remove] started");
-        co_await read_until(reader, lines, until_4);
+        const lines_pred remove_started = last_line_has("[remove] started");
+        co_await read_until(reader, lines, remove_started);
         run_result before_answer = co_await run(ex, status_spec);  // named: GCC 12, see lines_pred
         o.before = nlohmann::json::parse(before_answer.out, nullptr, false);
         write_config(svc("keep", "30") + svc("change", "29") + svc("add", "30"));
@@ -395,8 +394,8 @@ TEST_F(SuperviseCli, SighupReloadsTheFile) {
         o.after = nlohmann::json::parse(after_answer.out, nullptr, false);
         write_config("[service.keep]\nexec = 3\n");  // invalid: nothing may change
         sup.signal(SIGHUP);
-        const lines_pred until_5 = seen("reload refused");
-        co_await read_until(reader, lines, until_5);
+        const lines_pred reload_refused = last_line_has("reload refused");
+        co_await read_until(reader, lines, reload_refused);
         run_result after_bad_answer = co_await run(ex, status_spec);  // named: GCC 12, see lines_pred
         o.after_bad = nlohmann::json::parse(after_bad_answer.out, nullptr, false);
         sup.signal(SIGTERM);
@@ -487,8 +486,8 @@ TEST_F(SuperviseCli, SigtermWhileServicesStartStopsEverything) {
                 for (const auto& l : ls) n += std::regex_search(l, started_re);
                 return n;
             };
-            const lines_pred until_6 = [&](const auto& ls) { return count_started(ls) >= at; };
-            co_await read_until(reader, lines, until_6);
+            const lines_pred enough_started = [&](const auto& ls) { return count_started(ls) >= at; };
+            co_await read_until(reader, lines, enough_started);
             sup.signal(SIGTERM);
             co_await read_until(reader, lines, to_eof);  // to EOF
             o.status = co_await sup.wait();
@@ -534,10 +533,8 @@ TEST_F(SuperviseCli, TheGuardianDoesNotCopyTheConfig) {
         started_.push_back(sup.pid());
         line_reader reader(*sup.stdout_pipe());
         std::vector<std::string> lines;
-        const lines_pred until_7 = [](const auto& ls) {
-            return !ls.empty() && ls.back().find("[a] started") != std::string::npos;
-        };
-        co_await read_until(reader, lines, until_7);
+        const lines_pred a_started = last_line_has("[a] started");
+        co_await read_until(reader, lines, a_started);
         std::ifstream children("/proc/" + std::to_string(sup.pid()) + "/task/" + std::to_string(sup.pid()) + "/children");
         for (pid_t c; children >> c;) {
             std::ifstream comm("/proc/" + std::to_string(c) + "/comm");
