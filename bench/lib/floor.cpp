@@ -1,13 +1,14 @@
-// The raw floor: the least a program must do to start a child in a set of namespaces, with
-// the same setup drover performs, measured the same way. Deliberately uses nothing of drover.
+// The raw floors: the least a program must do to start a child in a set of namespaces,
+// measured the same way drover is. Deliberately uses nothing of drover.
 #include "bench/floor.hpp"
 
 #include <fcntl.h>
 #include <linux/sched.h>
 #include <net/if.h>
-#include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -15,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -23,6 +25,9 @@ extern char** environ;
 
 #ifndef CLONE_PIDFD
 #define CLONE_PIDFD 0x00001000
+#endif
+#ifndef CLONE_NEWTIME
+#define CLONE_NEWTIME 0x00000080
 #endif
 #ifndef P_PIDFD
 #define P_PIDFD 3
@@ -44,82 +49,140 @@ bool write_text(const std::string& path, const std::string& text) {
     return ok;
 }
 
-// The child: only raw syscalls on what the parent prepared (async-signal-safe).
-[[noreturn]] void floor_child(const floor_plan& p, int sync_fd, char* const* argv) noexcept {
-    if (sync_fd >= 0) {
-        char go = 0;
-        if (::read(sync_fd, &go, 1) != 1) ::_exit(126);
-    }
+// Async-signal-safe: what a vfork child may call.
+bool write_own(const char* path, const std::string& text) noexcept {
+    int fd = ::open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+    ::close(fd);
+    return ok;
+}
+
+enum exit_code : int {
+    private_failed = 120,
+    proc_failed = 121,
+    lo_failed = 122,
+    maps_failed = 123,
+    sync_failed = 126,
+    exec_failed = 127,
+};
+
+// The namespaces' setup and the workload: only raw syscalls on what the parent prepared.
+[[noreturn]] void floor_child(const floor_plan& p, char* const* argv) noexcept {
     if (p.make_private && ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0)
-        ::_exit(120);
+        ::_exit(private_failed);
     if (p.mount_proc &&
         ::mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0)
-        ::_exit(121);
+        ::_exit(proc_failed);
     if (p.loopback) {
         int s = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
         struct ifreq req {};
         std::memcpy(req.ifr_name, "lo", 3);
-        if (s < 0 || ::ioctl(s, SIOCGIFFLAGS, &req) != 0) ::_exit(122);
+        if (s < 0 || ::ioctl(s, SIOCGIFFLAGS, &req) != 0) ::_exit(lo_failed);
         req.ifr_flags = static_cast<short>(req.ifr_flags | IFF_UP);
-        if (::ioctl(s, SIOCSIFFLAGS, &req) != 0) ::_exit(122);
+        if (::ioctl(s, SIOCSIFFLAGS, &req) != 0) ::_exit(lo_failed);
         ::close(s);
     }
     if (!p.exec) ::_exit(0);
     ::execve(argv[0], argv, environ);
-    ::_exit(127);
+    ::_exit(exec_failed);
 }
 
 const char* child_failure(int code) {
     switch (code) {
-        case 120:
+        case private_failed:
             return "making / private";
-        case 121:
+        case proc_failed:
             return "mounting /proc";
-        case 122:
+        case lo_failed:
             return "bringing lo up";
-        case 126:
+        case maps_failed:
+            return "writing its own id maps";
+        case sync_failed:
             return "waiting for id maps";
-        case 127:
+        case exec_failed:
             return "execve";
         default:
             return "the workload";
     }
 }
 
-}  // namespace
+// What the vfork child runs on: it borrows our memory but needs a stack of its own.
+struct vfork_arg {
+    const floor_plan* plan;
+    char* const* argv;
+};
 
-std::int64_t floor_now_ns() noexcept {
-    timespec ts;
-    ::clock_gettime(CLOCK_MONOTONIC, &ts);
-    return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+int vfork_child(void* raw) noexcept {
+    auto* a = static_cast<vfork_arg*>(raw);
+    const floor_plan& p = *a->plan;
+    // The default maps are ones a process may write for itself (user_namespaces(7)).
+    if (!p.uid_map.empty() &&
+        (!write_own("/proc/self/uid_map", p.uid_map) || !write_own("/proc/self/setgroups", "deny") ||
+         !write_own("/proc/self/gid_map", p.gid_map)))
+        ::_exit(maps_failed);
+    floor_child(p, a->argv);
 }
 
-floor_plan floor_plan::for_flags(std::uint64_t flags, bool exec, std::vector<std::string> argv) {
-    floor_plan p;
-    p.clone_flags = flags;
-    if (flags & CLONE_NEWUSER) {
-        p.uid_map = "0 " + std::to_string(::getuid()) + " 1\n";
-        p.gid_map = "0 " + std::to_string(::getgid()) + " 1\n";
+void* vfork_stack_top() noexcept {
+    static constexpr std::size_t size = 128 * 1024;
+    static void* top = [] () -> void* {
+        void* m = ::mmap(nullptr, size, PROT_READ | PROT_WRITE,
+                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+        return m == MAP_FAILED ? nullptr : static_cast<char*>(m) + size;
+    }();
+    return top;
+}
+
+// Reaps the child; returns its wait status as siginfo.
+siginfo_t reap(int pidfd) {
+    siginfo_t info{};
+    while (::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd), &info, WEXITED) != 0 &&
+           errno == EINTR) {
     }
-    p.make_private = (flags & CLONE_NEWNS) != 0;
-    p.mount_proc = (flags & CLONE_NEWNS) && (flags & CLONE_NEWPID);
-    p.loopback = (flags & CLONE_NEWNET) != 0;
-    p.exec = exec;
-    p.argv = std::move(argv);
-    return p;
+    return info;
 }
 
-floor_sample floor_spawn(const floor_plan& p) {
-    floor_sample s;
-    // argv pointers are built before clone3: the child may not allocate.
-    char* argv[16] = {};
-    for (std::size_t i = 0; i < p.argv.size() && i < 15; ++i)
-        argv[i] = const_cast<char*>(p.argv[i].c_str());
+void finish(floor_sample& s, const siginfo_t& info) {
+    if (!s.error.empty()) return;
+    if (info.si_code != CLD_EXITED || info.si_status != 0) {
+        s.error = std::string("floor child failed at ") + child_failure(info.si_status);
+        return;
+    }
+    s.ok = true;
+}
 
+floor_sample spawn_vfork(const floor_plan& p, char* const* argv) {
+    floor_sample s;
+    void* stack = vfork_stack_top();
+    if (!stack) {
+        s.error = errno_text("mmap (stack)", errno);
+        return s;
+    }
+    vfork_arg arg{&p, argv};
+    int pidfd = -1;
     const std::int64_t start = floor_now_ns();
-    const bool user = !p.uid_map.empty();
+    int pid = ::clone(vfork_child, stack,
+                      static_cast<int>(p.clone_flags) | CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD,
+                      &arg, &pidfd);
+    s.clone_ns = floor_now_ns() - start;
+    if (pid < 0) {
+        s.error = errno_text("clone", errno);
+        return s;
+    }
+    siginfo_t info = reap(pidfd);
+    s.total_ns = floor_now_ns() - start;
+    ::close(pidfd);
+    finish(s, info);
+    return s;
+}
+
+floor_sample spawn_fork(const floor_plan& p, char* const* argv) {
+    floor_sample s;
+    const std::int64_t start = floor_now_ns();
+    const bool maps = !p.uid_map.empty();
     int sync[2] = {-1, -1};
-    if (user && ::pipe2(sync, O_CLOEXEC) != 0) {
+    if (maps && ::pipe2(sync, O_CLOEXEC) != 0) {
         s.error = errno_text("pipe2", errno);
         return s;
     }
@@ -131,18 +194,22 @@ floor_sample floor_spawn(const floor_plan& p) {
     const std::int64_t clone_start = floor_now_ns();
     long pid = ::syscall(SYS_clone3, &args, sizeof args);
     if (pid == 0) {
-        if (user) ::close(sync[1]);
-        floor_child(p, sync[0], argv);
+        if (maps) {
+            ::close(sync[1]);
+            char go = 0;
+            if (::read(sync[0], &go, 1) != 1) ::_exit(sync_failed);
+        }
+        floor_child(p, argv);
     }
     s.clone_ns = floor_now_ns() - clone_start;
     const int clone_err = errno;
-    if (user) ::close(sync[0]);
+    if (maps) ::close(sync[0]);
     if (pid < 0) {
-        if (user) ::close(sync[1]);
+        if (maps) ::close(sync[1]);
         s.error = errno_text("clone3", clone_err);
         return s;
     }
-    if (user) {
+    if (maps) {
         std::string base = "/proc/" + std::to_string(pid) + "/";
         bool ok = write_text(base + "uid_map", p.uid_map) &&
                   write_text(base + "setgroups", "deny") && write_text(base + "gid_map", p.gid_map);
@@ -153,20 +220,85 @@ floor_sample floor_spawn(const floor_plan& p) {
         }
         ::close(sync[1]);  // without the byte the child sees EOF and exits
     }
-    siginfo_t info{};
-    while (::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd), &info, WEXITED) !=
-               0 &&
-           errno == EINTR) {
-    }
+    siginfo_t info = reap(pidfd);
     s.total_ns = floor_now_ns() - start;
     ::close(pidfd);
-    if (!s.error.empty()) return s;
-    if (info.si_code != CLD_EXITED || info.si_status != 0) {
-        s.error = std::string("floor child failed at ") + child_failure(info.si_status);
-        return s;
-    }
-    s.ok = true;
+    finish(s, info);
     return s;
+}
+
+}  // namespace
+
+std::string_view floor_method_name(floor_method m) noexcept {
+    return m == floor_method::vfork ? "vfork" : "fork";
+}
+
+std::int64_t floor_now_ns() noexcept {
+    timespec ts;
+    ::clock_gettime(CLOCK_MONOTONIC, &ts);
+    return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
+
+floor_plan floor_plan::make(std::uint64_t flags, floor_method method, bool setup, bool exec,
+                            std::vector<std::string> argv) {
+    floor_plan p;
+    p.clone_flags = flags;
+    p.method = (flags & CLONE_NEWTIME) ? floor_method::fork : method;
+    p.setup = setup;
+    if (setup && (flags & CLONE_NEWUSER)) {
+        p.uid_map = "0 " + std::to_string(::getuid()) + " 1\n";
+        p.gid_map = "0 " + std::to_string(::getgid()) + " 1\n";
+    }
+    p.make_private = setup && (flags & CLONE_NEWNS);
+    p.mount_proc = setup && (flags & CLONE_NEWNS) && (flags & CLONE_NEWPID);
+    p.loopback = setup && (flags & CLONE_NEWNET);
+    p.exec = exec;
+    p.argv = std::move(argv);
+    return p;
+}
+
+floor_sample floor_spawn(const floor_plan& p) {
+    // argv pointers are built before the clone: the child may not allocate.
+    char* argv[16] = {};
+    for (std::size_t i = 0; i < p.argv.size() && i < 15; ++i)
+        argv[i] = const_cast<char*>(p.argv[i].c_str());
+    return p.method == floor_method::vfork ? spawn_vfork(p, argv) : spawn_fork(p, argv);
+}
+
+namespace {
+
+struct name_flag {
+    std::string_view name;
+    std::uint64_t flag;
+};
+constexpr name_flag ns_table[] = {{"user", CLONE_NEWUSER},     {"pid", CLONE_NEWPID},
+                                  {"mnt", CLONE_NEWNS},        {"uts", CLONE_NEWUTS},
+                                  {"ipc", CLONE_NEWIPC},       {"net", CLONE_NEWNET},
+                                  {"cgroup", CLONE_NEWCGROUP}, {"time", CLONE_NEWTIME}};
+
+}  // namespace
+
+bool parse_floor_namespaces(std::string_view text, std::uint64_t& flags) {
+    flags = 0;
+    if (text == "none") return true;
+    std::size_t begin = 0;
+    while (begin <= text.size()) {
+        std::size_t end = std::min(text.find_first_of(",+", begin), text.size());
+        std::string_view part = text.substr(begin, end - begin);
+        auto it = std::find_if(std::begin(ns_table), std::end(ns_table),
+                               [part](const name_flag& nf) { return nf.name == part; });
+        if (it == std::end(ns_table)) return false;
+        flags |= it->flag;
+        begin = end + 1;
+    }
+    return true;
+}
+
+std::string floor_namespace_names(std::uint64_t flags) {
+    std::string out;
+    for (const name_flag& nf : ns_table)
+        if (flags & nf.flag) (out += out.empty() ? "" : "+") += nf.name;
+    return out.empty() ? "none" : out;
 }
 
 }  // namespace drover::bench

@@ -12,9 +12,12 @@ using nlohmann::json;
 namespace {
 
 json summary_json(const summary& s) {
-    return {{"n", s.n},     {"p50", s.p50}, {"p90", s.p90},   {"p99", s.p99},
-            {"max", s.max}, {"min", s.min}, {"mean", s.mean}, {"stddev", s.stddev}};
+    return {{"n", s.n},           {"p50", s.p50},       {"p90", s.p90},          {"p99", s.p99},
+            {"max", s.max},       {"min", s.min},       {"mean", s.mean},        {"stddev", s.stddev},
+            {"outliers", s.outliers}, {"bimodal", s.bimodal}};
 }
+
+json interval_json(const interval& i) { return json::array({i.low, i.high}); }
 
 const json& field(const json& j, const char* name) {
     if (!j.is_object() || !j.contains(name))
@@ -86,7 +89,14 @@ summary summary_from(const json& j) {
     s.min = number_of(field(j, "min"), "min");
     s.mean = number_of(field(j, "mean"), "mean");
     s.stddev = number_of(field(j, "stddev"), "stddev");
+    s.outliers = integer_of<std::size_t>(field(j, "outliers"), "outliers");
+    s.bimodal = flag_of(field(j, "bimodal"), "bimodal");
     return s;
+}
+
+interval interval_from(const json& j, const char* name) {
+    if (!j.is_array() || j.size() != 2) wrong(name, "a [low, high] pair");
+    return {number_of(j[0], name), number_of(j[1], name)};
 }
 
 namespace_set set_from(const json& j) {
@@ -161,7 +171,11 @@ json to_json(const bench_report& r) {
                     {"cores", r.machine.cores},
                     {"cgroup_mode", r.machine.cgroup_mode},
                     {"drover_version", r.machine.drover_version},
-                    {"drover_commit", r.machine.drover_commit}};
+                    {"drover_commit", r.machine.drover_commit},
+                    {"clone_method", r.machine.clone_method},
+                    {"floor_source", r.machine.floor_source},
+                    {"load_before", r.machine.load_before},
+                    {"load_after", r.machine.load_after}};
     const parameters& p = r.params;
     j["parameters"] = {{"sets", p.sets},
                        {"count", p.count},
@@ -185,9 +199,20 @@ json to_json(const bench_report& r) {
                           {"drover", summary_json(c.drover)},
                           {"stages", stages},
                           {"floor", summary_json(c.floor)},
+                          {"bare_floor", summary_json(c.bare)},
+                          {"fork_floor", summary_json(c.fork)},
+                          {"floor_method", c.floor_method},
+                          {"drover_method", c.drover_method},
                           {"ratio_p50", c.ratio()},
+                          {"ratio_p50_ci95", interval_json(c.ratio_ci)},
+                          {"bare_ratio_p50", c.bare_ratio()},
+                          {"fork_ratio_p50", c.fork_ratio()},
+                          {"drover_share_p50", c.drover_share()},
+                          {"setup_share_p50", c.setup_share()},
                           {"drover_failures", c.drover_failures},
                           {"floor_failures", c.floor_failures},
+                          {"bare_floor_failures", c.bare_failures},
+                          {"fork_floor_failures", c.fork_failures},
                           {"marginal", marg}});
     }
     j["combinations"] = combos;
@@ -212,6 +237,7 @@ json to_json(const bench_report& r) {
     }
     j["throughput"] = tp;
     j["elapsed_seconds"] = r.elapsed;
+    j["warnings"] = r.warnings;
     return j;
 }
 
@@ -227,6 +253,10 @@ bench_report report_from_json(const json& j) {
     r.machine.cgroup_mode = text_of(field(m, "cgroup_mode"), "cgroup_mode");
     r.machine.drover_version = text_of(field(m, "drover_version"), "drover_version");
     r.machine.drover_commit = text_of(field(m, "drover_commit"), "drover_commit");
+    r.machine.clone_method = text_of(field(m, "clone_method"), "clone_method");
+    r.machine.floor_source = text_of(field(m, "floor_source"), "floor_source");
+    r.machine.load_before = number_of(field(m, "load_before"), "load_before");
+    r.machine.load_after = number_of(field(m, "load_after"), "load_after");
     const json& p = field(j, "parameters");
     r.params.sets = texts_of(field(p, "sets"), "sets");
     r.params.count = integer_of<int>(field(p, "count"), "count");
@@ -248,8 +278,15 @@ bench_report report_from_json(const json& j) {
         for (std::size_t k = 0; k < stage_names.size(); ++k)
             cr.stages[k] = summary_from(field(st, stage_names[k]));
         cr.floor = summary_from(field(c, "floor"));
+        cr.bare = summary_from(field(c, "bare_floor"));
+        cr.fork = summary_from(field(c, "fork_floor"));
+        cr.floor_method = text_of(field(c, "floor_method"), "floor_method");
+        cr.drover_method = text_of(field(c, "drover_method"), "drover_method");
+        cr.ratio_ci = interval_from(field(c, "ratio_p50_ci95"), "ratio_p50_ci95");
         cr.drover_failures = failures_of(field(c, "drover_failures"), "drover_failures");
         cr.floor_failures = failures_of(field(c, "floor_failures"), "floor_failures");
+        cr.bare_failures = failures_of(field(c, "bare_floor_failures"), "bare_floor_failures");
+        cr.fork_failures = failures_of(field(c, "fork_floor_failures"), "fork_floor_failures");
         const json& marg = field(c, "marginal");
         if (!marg.is_object()) wrong("marginal", "an object");
         for (const auto& [name, v] : marg.items()) cr.marginal[ns_from(name)] = number_of(v, "marginal");
@@ -274,6 +311,7 @@ bench_report report_from_json(const json& j) {
         r.throughput.push_back(std::move(tr));
     }
     r.elapsed = number_of(field(j, "elapsed_seconds"), "elapsed_seconds");
+    r.warnings = texts_of(field(j, "warnings"), "warnings");
     return r;
 }
 

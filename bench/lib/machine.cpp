@@ -3,8 +3,10 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <ctime>
 #include <fstream>
+#include <sstream>
 
 #include "bench/runner.hpp"
 
@@ -66,7 +68,87 @@ machine_info describe_machine() {
 #else
     m.drover_commit = "unknown";
 #endif
+    m.load_before = load_average();
     return m;
+}
+
+double load_average() {
+    std::ifstream in("/proc/loadavg");
+    double one = 0;
+    if (!(in >> one)) return 0;
+    return one;
+}
+
+namespace {
+
+std::string percent(double x) {
+    std::ostringstream o;
+    o.precision(0);
+    o << std::fixed << x * 100 << " %";
+    return o.str();
+}
+
+std::string fixed1(double x) {
+    std::ostringstream o;
+    o.precision(1);
+    o << std::fixed << x;
+    return o.str();
+}
+
+// The worst of one property over every combination and runner, with where it was.
+struct worst {
+    double value = 0;
+    std::string where;
+    std::size_t count = 0;
+    void see(double v, bool bad, const std::string& at) {
+        if (!bad) return;
+        ++count;
+        if (v > value) {
+            value = v;
+            where = at;
+        }
+    }
+};
+
+}  // namespace
+
+void notice_noise(bench_report& r) {
+    const std::string advice = "re-run on an idle machine, pinned to one CPU (taskset -c 1), or with a larger -n";
+    worst cv, outliers, bimodal;
+    for (const combo_result& c : r.combos) {
+        const std::pair<const char*, const summary*> runners[] = {
+            {"drover", &c.drover}, {"floor", &c.floor}, {"bare floor", &c.bare}, {"fork floor", &c.fork}};
+        for (const auto& [name, s] : runners) {
+            if (s->n < 2) continue;
+            const std::string at = c.set.str() + " (" + name + ")";
+            cv.see(s->cv(), s->cv() > 0.30, at);
+            double share = static_cast<double>(s->outliers) / static_cast<double>(s->n);
+            outliers.see(share, share > 0.10, at);
+            bimodal.see(1, s->bimodal, at);
+        }
+    }
+    if (cv.count)
+        r.warnings.push_back(std::to_string(cv.count) + " sample sets vary by more than 30 % of their mean (worst: " +
+                             cv.where + ", coefficient of variation " + percent(cv.value) + "): " + advice);
+    if (outliers.count)
+        r.warnings.push_back(std::to_string(outliers.count) +
+                             " sample sets have more than 10 % outliers beyond Tukey's fences (worst: " +
+                             outliers.where + ", " + percent(outliers.value) + "): " + advice);
+    if (bimodal.count)
+        r.warnings.push_back(std::to_string(bimodal.count) + " sample sets fall into two clusters (first: " +
+                             bimodal.where +
+                             "): something else ran part of the time (another job, CPU frequency or "
+                             "migration between CPUs); " + advice);
+    const double cores = std::max(1, r.machine.cores);
+    const double busy = std::max(r.machine.load_before, r.machine.load_after);
+    if (busy > 0.5 * cores || r.machine.load_after - r.machine.load_before > 0.5)
+        r.warnings.push_back("the machine was busy: load average " + fixed1(r.machine.load_before) + " before, " +
+                             fixed1(r.machine.load_after) + " after, on " + std::to_string(r.machine.cores) +
+                             " CPUs; ratios hold up better than absolute times, but " + advice);
+    if (r.machine.floor_source.starts_with("in-process"))
+        r.warnings.push_back("the floors ran inside drover's process (" + r.machine.floor_source +
+                             "): the fork-style floor pays for drover's page tables; build drover_floor "
+                             "or point DROVER_FLOOR at it");
 }
 
 }  // namespace drover::bench

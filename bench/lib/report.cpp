@@ -28,6 +28,29 @@ std::string ratio_text(double r) {
     return r > 0 ? fmt("%.2f×", r) : "–";
 }
 
+// "1.03× [0.99–1.07]": the ratio and its 95 % bootstrap interval.
+std::string ratio_ci_text(double r, const interval& ci) {
+    if (r <= 0) return "–";
+    if (ci.high <= 0) return ratio_text(r);
+    return fmt("%.2f×", r) + fmt(" [%.2f", ci.low) + fmt("–%.2f]", ci.high);
+}
+
+// The floor's p50 with its method when it is not the usual one.
+std::string floor_text(const combo_result& c) {
+    if (!c.floor.n) return "–";
+    return human_ns(c.floor.p50) + (c.floor_method == "fork" ? " (f)" : "");
+}
+
+std::string share_text(const combo_result& c, double ns) {
+    return c.drover.n && c.floor.n ? human_ns(ns) : "–";
+}
+
+void warnings(std::ostringstream& o, const bench_report& r, const char* bullet) {
+    if (r.warnings.empty()) return;
+    o << "\nWarnings:\n";
+    for (const std::string& w : r.warnings) o << bullet << w << "\n";
+}
+
 std::string failures_text(const failure_counts& f) {
     std::size_t n = 0;
     for (const auto& [why, k] : f) n += k;
@@ -57,12 +80,14 @@ struct ratio_overview {
     std::size_t within = 0, measured = 0;
 };
 
+// Over the combinations drover spawned posix_spawn-style (the 1.05× target is for those; a
+// fork-style spawn pays for copying page tables the vfork floor does not copy).
 ratio_overview overview(const bench_report& r) {
     ratio_overview o;
     std::vector<double> ratios;
     for (const combo_result& c : r.combos) {
         double x = c.ratio();
-        if (x <= 0) continue;
+        if (x <= 0 || c.drover_method != "vfork") continue;
         ratios.push_back(x);
         if (x <= 1.05) ++o.within;
         if (x > o.worst) {
@@ -92,13 +117,15 @@ double peer_speedup(const bench_report& r, const peer_result& p) {
 void all_failures(std::ostringstream& o, const bench_report& r) {
     bool any = false;
     for (const combo_result& c : r.combos) {
-        for (const auto* f : {&c.drover_failures, &c.floor_failures}) {
+        const std::pair<const char*, const failure_counts*> all[] = {
+            {"drover", &c.drover_failures}, {"floor", &c.floor_failures},
+            {"bare floor", &c.bare_failures}, {"fork floor", &c.fork_failures}};
+        for (const auto& [who, f] : all) {
             for (const auto& [why, n] : *f) {
                 if (!any)
                     o << "\nFailures (a combination the kernel refuses is reported, not fatal):\n";
                 any = true;
-                o << "  " << c.set.str() << " [" << (f == &c.drover_failures ? "drover" : "floor")
-                  << "] ×" << n << ": " << why << "\n";
+                o << "  " << c.set.str() << " [" << who << "] ×" << n << ": " << why << "\n";
             }
         }
     }
@@ -107,6 +134,7 @@ void all_failures(std::ostringstream& o, const bench_report& r) {
 }  // namespace
 
 std::string human_ns(double ns) {
+    if (ns < 0) return "−" + human_ns(-ns);
     if (std::fabs(ns) < 1e3) return fmt("%.0f ns", ns);
     if (std::fabs(ns) < 1e6) return fmt("%.1f µs", ns / 1e3);
     if (std::fabs(ns) < 1e9) return fmt("%.2f ms", ns / 1e6);
@@ -121,32 +149,38 @@ std::string format_table(const bench_report& r) {
       << m.drover_commit << ")\n";
     o << "workload " << r.params.workload << ", " << r.params.count
       << " spawns per combination after " << r.params.warmup << " warm-up, seed " << r.params.seed
-      << "; spawn→reap, drover and the raw floor interleaved\n\n";
+      << "; spawn→reap, drover and the raw floors interleaved\n";
+    o << "drover's clone method " << (m.clone_method.empty() ? "–" : m.clone_method) << "; floors: "
+      << (m.floor_source.empty() ? "–" : m.floor_source) << "; load average " << fmt("%.2f", m.load_before)
+      << " → " << fmt("%.2f", m.load_after) << "\n";
+    o << "floor: the fastest raw method (vfork-style; (f) fork-style, which a time namespace needs) with "
+         "drover's default setup; bare: namespaces only; fork: fork-style with the setup.\n"
+         "drover's share = drover − floor; setup share = floor − bare (docs/bench.md)\n\n";
     if (!r.combos.empty()) {
-        o << pad("namespaces", 37, false) << pad("p50", 10) << pad("p90", 10) << pad("p99", 10)
-          << pad("max", 10) << pad("mean ± sd", 22) << pad("floor p50", 11) << pad("÷floor", 8)
-          << "   stage p50: " << pad("prep", 9) << pad("clone", 9) << pad("maps", 9)
-          << pad("setup", 9) << pad("exec", 9) << pad("run", 9) << pad("reap", 9) << pad("fail", 6)
-          << "\n";
+        o << pad("namespaces", 37, false) << pad("p50", 10) << pad("p90", 10) << pad("floor", 12)
+          << pad("÷floor [95% CI]", 22) << pad("bare", 10) << pad("fork", 10) << pad("÷fork", 8)
+          << pad("drover's", 10) << pad("setup", 10) << "   stage p50: " << pad("prep", 9) << pad("clone", 9)
+          << pad("maps", 9) << pad("setup", 9) << pad("exec", 9) << pad("run", 9) << pad("reap", 9)
+          << pad("fail", 6) << "\n";
         for (const combo_result* c : by_cost(r)) {
             o << pad(c->set.str(), 37, false);
-            if (c->drover.n) {
-                o << pad(human_ns(c->drover.p50), 10) << pad(human_ns(c->drover.p90), 10)
-                  << pad(human_ns(c->drover.p99), 10) << pad(human_ns(c->drover.max), 10)
-                  << pad(human_ns(c->drover.mean) + " ± " + human_ns(c->drover.stddev), 22);
-            } else {
-                o << pad("refused", 10) << pad("", 52);
-            }
-            o << pad(c->floor.n ? human_ns(c->floor.p50) : "–", 11)
-              << pad(ratio_text(c->ratio()), 8) << "              ";
+            if (c->drover.n)
+                o << pad(human_ns(c->drover.p50), 10) << pad(human_ns(c->drover.p90), 10);
+            else
+                o << pad("refused", 10) << pad("", 10);
+            o << pad(floor_text(*c), 12) << pad(ratio_ci_text(c->ratio(), c->ratio_ci), 22)
+              << pad(c->bare.n ? human_ns(c->bare.p50) : "–", 10)
+              << pad(c->fork.n ? human_ns(c->fork.p50) : "–", 10) << pad(ratio_text(c->fork_ratio()), 8)
+              << pad(share_text(*c, c->drover_share()), 10)
+              << pad(c->floor.n && c->bare.n ? human_ns(c->setup_share()) : "–", 10) << "              ";
             for (const summary& s : c->stages) o << pad(c->drover.n ? human_ns(s.p50) : "–", 9);
             o << pad(failures_text(c->drover_failures), 6) << "\n";
         }
         ratio_overview ov = overview(r);
         if (ov.measured)
-            o << "\ndrover ÷ floor (p50): median " << ratio_text(ov.median) << ", worst "
-              << ratio_text(ov.worst) << " (" << ov.worst_set << "); " << ov.within << " of "
-              << ov.measured << " combinations within the 1.05× target\n";
+            o << "\ndrover ÷ floor (p50), over the " << ov.measured << " combinations spawned vfork-style: median "
+              << ratio_text(ov.median) << ", worst " << ratio_text(ov.worst) << " (" << ov.worst_set << "); "
+              << ov.within << " within the 1.05× target\n";
     }
     if (!r.marginals.empty()) {
         o << "\nMarginal cost of each namespace (p50 of S minus p50 of S without it):\n"
@@ -211,6 +245,7 @@ std::string format_table(const bench_report& r) {
         }
     }
     all_failures(o, r);
+    warnings(o, r, "  ");
     o << "\n(" << fmt("%.1f", r.elapsed) << " s)\n";
     return o.str();
 }
@@ -235,6 +270,8 @@ std::string format_csv(const bench_report& r) {
         for (std::size_t k = 0; k < stage_names.size(); ++k)
             row("matrix", set, "drover", stage_names[k], c.stages[k], 0, "");
         row("matrix", set, "floor", "total", c.floor, 0, failures_text(c.floor_failures));
+        row("matrix", set, "bare_floor", "total", c.bare, c.bare_ratio(), failures_text(c.bare_failures));
+        row("matrix", set, "fork_floor", "total", c.fork, c.fork_ratio(), failures_text(c.fork_failures));
     }
     if (r.posix_spawn && r.posix_spawn->ran)
         row("baseline", "none", "posix_spawn", "total", r.posix_spawn->total, 0,
@@ -257,23 +294,33 @@ std::string format_markdown(const bench_report& r) {
     o << "Measured " << m.date << " on " << m.cpu_model << " (" << m.cores << " cores), kernel "
       << m.kernel << ", cgroup " << m.cgroup_mode << ", drover " << m.drover_version << " ("
       << m.drover_commit << "); workload `" << r.params.workload << "`, " << r.params.count
-      << " spawns per combination, seed " << r.params.seed << ".\n\n";
+      << " spawns per combination, seed " << r.params.seed << "; drover's clone method "
+      << (m.clone_method.empty() ? "–" : m.clone_method) << "; floors: " << m.floor_source << "; load average "
+      << fmt("%.2f", m.load_before) << " before, " << fmt("%.2f", m.load_after) << " after.\n\n";
     if (!r.combos.empty()) {
-        o << "| namespaces | drover p50 | p90 | p99 | floor p50 | drover ÷ floor | prepare | clone "
-             "| id maps | setup | exec | run | reap | failures |\n"
-          << "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+        o << "The floor is the fastest raw method (vfork-style; *(f)* fork-style, which a time namespace "
+             "needs) doing drover's default setup; *bare* creates the namespaces only; *fork* is the "
+             "fork-style floor with the setup. drover's share is drover − floor, the setup share "
+             "floor − bare (p50; [docs/bench.md](docs/bench.md)).\n\n"
+          << "| namespaces | drover p50 | p90 | floor p50 | drover ÷ floor [95 % CI] | bare p50 | fork p50 "
+             "| drover ÷ fork | drover's share | setup share | prepare | clone | id maps | setup | exec "
+             "| run | reap | failures |\n"
+          << "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
         for (const combo_result* c : by_cost(r)) {
             o << "| " << c->set.str() << " | " << human_ns(c->drover.p50) << " | "
-              << human_ns(c->drover.p90) << " | " << human_ns(c->drover.p99) << " | "
-              << human_ns(c->floor.p50) << " | " << ratio_text(c->ratio());
+              << human_ns(c->drover.p90) << " | " << floor_text(*c) << " | "
+              << ratio_ci_text(c->ratio(), c->ratio_ci) << " | " << (c->bare.n ? human_ns(c->bare.p50) : "–")
+              << " | " << (c->fork.n ? human_ns(c->fork.p50) : "–") << " | " << ratio_text(c->fork_ratio())
+              << " | " << share_text(*c, c->drover_share()) << " | "
+              << (c->floor.n && c->bare.n ? human_ns(c->setup_share()) : "–");
             for (const summary& s : c->stages) o << " | " << human_ns(s.p50);
             o << " | " << failures_text(c->drover_failures) << " |\n";
         }
         ratio_overview ov = overview(r);
         if (ov.measured)
-            o << "\ndrover ÷ floor (p50): median " << ratio_text(ov.median) << ", worst "
-              << ratio_text(ov.worst) << " (" << ov.worst_set << "); " << ov.within << " of "
-              << ov.measured << " combinations within 1.05×.\n";
+            o << "\ndrover ÷ floor (p50), over the " << ov.measured
+              << " combinations spawned vfork-style: median " << ratio_text(ov.median) << ", worst "
+              << ratio_text(ov.worst) << " (" << ov.worst_set << "); " << ov.within << " within 1.05×.\n";
     }
     if (!r.marginals.empty()) {
         o << "\n| namespace | alone | median marginal | min | max | pairs "
@@ -306,6 +353,7 @@ std::string format_markdown(const bench_report& r) {
               << " | " << human_ns(t.latency.p50) << " | " << human_ns(t.latency.p99) << " | "
               << human_ns(t.first_decile_p50) << " | " << human_ns(t.last_decile_p50) << " |\n";
     }
+    warnings(o, r, "- ");
     return o.str();
 }
 

@@ -5,13 +5,19 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/io_context.hpp>
 #include <cstdlib>
 #include <filesystem>
 #include <random>
+#include <stdexcept>
 #include <system_error>
 
 #include "bench/floor.hpp"
+#include "bench/floor_client.hpp"
 #include "bench/runner.hpp"
+#include "drover/process/process.hpp"
 #include "drover/spawn/launch.hpp"
 
 extern char** environ;
@@ -58,7 +64,13 @@ spawn_spec matrix_spec(namespace_set set, const workload& w) {
     return spec;
 }
 
-enum class runner : std::uint8_t { drover, floor, posix };
+enum class runner : std::uint8_t { drover, floor, bare, fork, posix };
+
+// The raw floors, in order: the floor (fastest method, same setup), bare, fork-style.
+constexpr int floor_kinds = 3;
+runner floor_runner(int k) { return static_cast<runner>(1 + k); }
+floor_method kind_method(int k) { return k == 2 ? floor_method::fork : floor_method::vfork; }
+bool kind_setup(int k) { return k != 1; }
 
 struct task {
     std::uint32_t combo;
@@ -67,9 +79,12 @@ struct task {
 
 // Samples collected for one combination.
 struct combo_samples {
-    std::vector<std::int64_t> drover, floor;
+    std::vector<std::int64_t> drover;
+    std::array<std::vector<std::int64_t>, floor_kinds> floors;
     std::array<std::vector<std::int64_t>, stage_count> stages;
-    failure_counts drover_failures, floor_failures;
+    failure_counts drover_failures;
+    std::array<failure_counts, floor_kinds> floor_failures;
+    std::size_t vfork_spawns = 0;
 };
 
 void throttle_progress(const progress_fn& progress, std::string_view phase, std::size_t done,
@@ -80,6 +95,47 @@ void throttle_progress(const progress_fn& progress, std::string_view phase, std:
     last = now;
     progress({phase, done, total});
 }
+
+// Runs the raw floors in the drover_floor helper when it can be found and started, else in
+// this process (slower for the fork-style floor: it copies drover's page tables).
+class floors {
+public:
+    floors(const std::vector<namespace_set>& sets, const workload& w, std::string& source) {
+        const std::vector<std::string> argv = workload_argv(w);
+        std::string path = floor_helper_path(), why;
+        bool helper = !path.empty() && client_.start(path, why);
+        if (path.empty()) why = "drover_floor not found (set DROVER_FLOOR)";
+        source = helper ? "helper " + path : "in-process: " + why;
+        for (namespace_set s : sets) {
+            std::array<floor_plan, floor_kinds> plans;
+            std::array<int, floor_kinds> ids{};
+            for (int k = 0; k < floor_kinds; ++k) {
+                plans[k] = floor_plan::make(s.clone_flags(), kind_method(k), kind_setup(k), w.execs(), argv);
+                if (!helper) continue;
+                floor_method m = kind_method(k);
+                std::string err;
+                ids[k] = client_.define(s.clone_flags(), m, kind_setup(k), w.execs(), w.path, err);
+                if (ids[k] < 0) throw std::runtime_error(err);
+            }
+            plans_.push_back(std::move(plans));
+            ids_.push_back(ids);
+        }
+    }
+
+    floor_sample run(std::uint32_t combo, int kind) {
+        if (client_.running()) return client_.run(ids_[combo][kind]);
+        return floor_spawn(plans_[combo][kind]);
+    }
+
+    [[nodiscard]] std::string_view method(std::uint32_t combo) const {
+        return floor_method_name(plans_[combo][0].method);
+    }
+
+private:
+    floor_client client_;
+    std::vector<std::array<floor_plan, floor_kinds>> plans_;
+    std::vector<std::array<int, floor_kinds>> ids_;
+};
 
 }  // namespace
 
@@ -97,11 +153,47 @@ drover_sample drover_spawn_once(const prepared_spawn& p) {
     s.total = floor_now_ns() - start;
     s.timings = child.timings;
     s.stages = child.timings.durations();
+    s.method = child.method;
     if (!status.success()) {
         s.error = "the workload " + status.str();
         return s;
     }
     s.ok = true;
+    return s;
+}
+
+namespace {
+
+asio::awaitable<void> async_sample(asio::io_context& io, prepared_spawn p, drover_sample& s) {
+    const std::int64_t start = floor_now_ns();
+    try {
+        process child = co_await spawn(io.get_executor(), std::move(p));
+        exit_status status = co_await child.wait();
+        s.total = floor_now_ns() - start;
+        s.timings = child.timings();
+        s.stages = s.timings.durations();
+        s.method = child.method();
+        if (!status.success()) {
+            s.error = "the workload " + status.str();
+            co_return;
+        }
+        s.ok = true;
+    } catch (const spawn_error& e) {
+        s.total = floor_now_ns() - start;
+        s.error = e.failure().message();
+    } catch (const std::exception& e) {
+        s.total = floor_now_ns() - start;
+        s.error = e.what();
+    }
+}
+
+}  // namespace
+
+drover_sample drover_spawn_async(asio::io_context& io, const prepared_spawn& p) {
+    drover_sample s;
+    asio::co_spawn(io, async_sample(io, p, s), asio::detached);
+    io.restart();
+    io.run();
     return s;
 }
 
@@ -192,11 +284,9 @@ void run_matrix(const bench_config& cfg, bench_report& report, const progress_fn
     const std::vector<namespace_set> sets = canonical_sets(cfg.sets);
     const std::vector<std::string> argv = workload_argv(cfg.work);
     std::vector<prepared_spawn> prepared;
-    std::vector<floor_plan> plans;
-    for (namespace_set s : sets) {
-        prepared.emplace_back(matrix_spec(s, cfg.work));
-        plans.push_back(floor_plan::for_flags(s.clone_flags(), cfg.work.execs(), argv));
-    }
+    for (namespace_set s : sets) prepared.emplace_back(matrix_spec(s, cfg.work));
+    floors raw(sets, cfg.work, report.machine.floor_source);
+    asio::io_context io(1);
     std::vector<combo_samples> samples(sets.size());
     peer_result posix;
     posix.name = "posix_spawn";
@@ -210,25 +300,29 @@ void run_matrix(const bench_config& cfg, bench_report& report, const progress_fn
         combo_samples& cs = samples[t.combo];
         switch (t.who) {
             case runner::drover: {
-                drover_sample d = drover_spawn_once(prepared[t.combo]);
+                drover_sample d = drover_spawn_async(io, prepared[t.combo]);
                 if (!keep) return;
                 if (!d.ok) {
                     ++cs.drover_failures[d.error];
                     return;
                 }
+                if (d.method == clone_method::vfork) ++cs.vfork_spawns;
                 cs.drover.push_back(d.total);
                 auto a = d.stages.as_array();
                 cs.stages[0].push_back(std::max<std::int64_t>(0, d.total - d.stages.total));
                 for (std::size_t k = 0; k < a.size(); ++k) cs.stages[k + 1].push_back(a[k]);
                 return;
             }
-            case runner::floor: {
-                floor_sample f = floor_spawn(plans[t.combo]);
+            case runner::floor:
+            case runner::bare:
+            case runner::fork: {
+                int k = static_cast<int>(t.who) - 1;
+                floor_sample f = raw.run(t.combo, k);
                 if (!keep) return;
                 if (!f.ok)
-                    ++cs.floor_failures[f.error];
+                    ++cs.floor_failures[k][f.error];
                 else
-                    cs.floor.push_back(f.total_ns);
+                    cs.floors[k].push_back(f.total_ns);
                 return;
             }
             case runner::posix: {
@@ -246,7 +340,8 @@ void run_matrix(const bench_config& cfg, bench_report& report, const progress_fn
     const bool with_posix = none_index && cfg.work.execs();
     std::vector<task> warm, order;
     for (std::uint32_t i = 0; i < sets.size(); ++i) {
-        std::vector<runner> who = {runner::drover, runner::floor};
+        std::vector<runner> who = {runner::drover};
+        for (int k = 0; k < floor_kinds; ++k) who.push_back(floor_runner(k));
         if (with_posix && i == *none_index) who.push_back(runner::posix);
         for (runner r : who) {
             for (int k = 0; k < cfg.warmup; ++k) warm.push_back({i, r});
@@ -270,18 +365,35 @@ void run_matrix(const bench_config& cfg, bench_report& report, const progress_fn
 
     report.combos.clear();
     std::map<std::uint8_t, double> drover_cost, floor_cost;
-    for (std::size_t i = 0; i < sets.size(); ++i) {
+    std::size_t vfork_combos = 0, measured_combos = 0;
+    for (std::uint32_t i = 0; i < sets.size(); ++i) {
         combo_result r;
+        combo_samples& cs = samples[i];
         r.set = sets[i];
-        r.drover = summarize(samples[i].drover);
-        r.floor = summarize(samples[i].floor);
-        for (std::size_t k = 0; k < stage_count; ++k) r.stages[k] = summarize(samples[i].stages[k]);
-        r.drover_failures = std::move(samples[i].drover_failures);
-        r.floor_failures = std::move(samples[i].floor_failures);
+        r.drover = summarize(cs.drover);
+        r.floor = summarize(cs.floors[0]);
+        r.bare = summarize(cs.floors[1]);
+        r.fork = summarize(cs.floors[2]);
+        r.floor_method = std::string(raw.method(i));
+        r.drover_method = cs.vfork_spawns * 2 > cs.drover.size() ? "vfork" : "fork";
+        if (!cs.drover.empty()) {
+            ++measured_combos;
+            if (r.drover_method == "vfork") ++vfork_combos;
+        }
+        r.ratio_ci = bootstrap_p50_ratio(cs.drover, cs.floors[0], cfg.seed + i);
+        for (std::size_t k = 0; k < stage_count; ++k) r.stages[k] = summarize(cs.stages[k]);
+        r.drover_failures = std::move(cs.drover_failures);
+        r.floor_failures = std::move(cs.floor_failures[0]);
+        r.bare_failures = std::move(cs.floor_failures[1]);
+        r.fork_failures = std::move(cs.floor_failures[2]);
         if (r.drover.n) drover_cost[r.set.bits()] = r.drover.p50;
         if (r.floor.n) floor_cost[r.set.bits()] = r.floor.p50;
         report.combos.push_back(std::move(r));
     }
+    report.machine.clone_method = measured_combos == 0 ? ""
+                                  : vfork_combos == measured_combos ? "vfork"
+                                  : vfork_combos == 0              ? "fork"
+                                                                   : "mixed (see each combination)";
     for (combo_result& r : report.combos) r.marginal = marginal_within(r.set, drover_cost);
     report.marginals = marginal_costs(drover_cost);
     report.floor_marginals = marginal_costs(floor_cost);

@@ -1,63 +1,133 @@
-// drover_floor: the raw floor as its own small process (no drover code, no Asio), to check
-// that the floor measured inside `drover bench` is not slowed by drover's larger address space.
-// Usage: drover_floor NAMESPACES COUNT [PROGRAM]   e.g. drover_floor user,pid,net 500 /bin/true
-#include <sched.h>
-
+// drover_floor: the raw floors as a small process of their own (no drover code, no Asio, a tiny
+// heap and fd table), so that what `drover bench` reports as the floor does not pay for
+// drover's address space. Two modes:
+//   drover_floor [--method vfork|fork] [--bare] NAMESPACES COUNT [PROGRAM]
+//       runs COUNT spawns and prints p50/p90/max (a quick independent probe);
+//   drover_floor --serve
+//       answers requests on stdin, one line each (what drover bench uses, see floor_client):
+//         plan NAMESPACES vfork|fork setup|bare exec|exit [PROGRAM]  -> ok ID METHOD | err TEXT
+//         run ID                                                   -> ok TOTAL_NS CLONE_NS | fail TEXT
 #include <algorithm>
+#include <charconv>
 #include <cstdio>
-#include <cstdlib>
 #include <cstring>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "bench/floor.hpp"
 
-#ifndef CLONE_NEWTIME
-#define CLONE_NEWTIME 0x00000080
-#endif
-
 namespace {
 
-bool parse_flags(std::string text, std::uint64_t& flags) {
-    struct name_flag {
-        const char* name;
-        std::uint64_t flag;
-    };
-    static const name_flag table[] = {{"user", CLONE_NEWUSER},     {"pid", CLONE_NEWPID},
-                                      {"mnt", CLONE_NEWNS},        {"uts", CLONE_NEWUTS},
-                                      {"ipc", CLONE_NEWIPC},       {"net", CLONE_NEWNET},
-                                      {"cgroup", CLONE_NEWCGROUP}, {"time", CLONE_NEWTIME}};
-    flags = 0;
-    if (text == "none") return true;
-    std::replace(text.begin(), text.end(), '+', ',');
-    std::size_t begin = 0;
-    while (begin <= text.size()) {
-        std::size_t end = std::min(text.find(',', begin), text.size());
-        std::string part = text.substr(begin, end - begin);
-        bool found = false;
-        for (const name_flag& nf : table)
-            if (part == nf.name) {
-                flags |= nf.flag;
-                found = true;
-            }
-        if (!found) return false;
-        begin = end + 1;
-    }
+using drover::bench::floor_method;
+using drover::bench::floor_plan;
+
+bool parse_method(std::string_view text, floor_method& m) {
+    if (text == "vfork") m = floor_method::vfork;
+    else if (text == "fork") m = floor_method::fork;
+    else return false;
     return true;
+}
+
+std::vector<std::string_view> words(std::string_view line, std::size_t max) {
+    std::vector<std::string_view> out;
+    std::size_t i = 0;
+    while (i < line.size() && out.size() + 1 < max) {
+        while (i < line.size() && line[i] == ' ') ++i;
+        if (i == line.size()) break;
+        std::size_t end = std::min(line.find(' ', i), line.size());
+        out.push_back(line.substr(i, end - i));
+        i = end;
+    }
+    while (i < line.size() && line[i] == ' ') ++i;
+    if (i < line.size()) out.push_back(line.substr(i));  // the program: the rest of the line
+    return out;
+}
+
+// One request; the answer is one line.
+std::string answer(std::string_view line, std::vector<floor_plan>& plans) {
+    auto w = words(line, 6);
+    if (w.empty()) return "err empty request";
+    if (w[0] == "plan") {
+        std::uint64_t flags = 0;
+        floor_method m{};
+        if (w.size() < 5 || !drover::bench::parse_floor_namespaces(w[1], flags) ||
+            !parse_method(w[2], m) || (w[3] != "setup" && w[3] != "bare") ||
+            (w[4] != "exec" && w[4] != "exit"))
+            return "err usage: plan NAMESPACES vfork|fork setup|bare exec|exit [PROGRAM]";
+        bool exec = w[4] == "exec";
+        if (exec && (w.size() < 6 || w[5].empty() || w[5][0] != '/'))
+            return "err exec needs an absolute PROGRAM";
+        std::vector<std::string> argv;
+        if (exec) argv.emplace_back(w[5]);
+        plans.push_back(floor_plan::make(flags, m, w[3] == "setup", exec, std::move(argv)));
+        return "ok " + std::to_string(plans.size() - 1) + " " +
+               std::string(drover::bench::floor_method_name(plans.back().method));
+    }
+    if (w[0] == "run" && w.size() == 2) {
+        std::size_t id = 0;
+        auto [end, ec] = std::from_chars(w[1].data(), w[1].data() + w[1].size(), id);
+        if (ec != std::errc{} || end != w[1].data() + w[1].size() || id >= plans.size())
+            return "err no such plan: " + std::string(w[1]);
+        auto s = drover::bench::floor_spawn(plans[id]);
+        if (!s.ok) return "fail " + s.error;
+        return "ok " + std::to_string(s.total_ns) + " " + std::to_string(s.clone_ns);
+    }
+    return "err unknown request";
+}
+
+int serve() {
+    std::vector<floor_plan> plans;
+    char buf[4096];
+    while (std::fgets(buf, sizeof buf, stdin)) {
+        std::string_view line(buf);
+        if (!line.empty() && line.back() == '\n') line.remove_suffix(1);
+        else if (line.size() == sizeof buf - 1) {
+            std::printf("err request longer than %zu bytes\n", sizeof buf - 2);
+            std::fflush(stdout);
+            return 2;
+        }
+        std::string a = answer(line, plans);
+        std::printf("%s\n", a.c_str());
+        std::fflush(stdout);
+    }
+    return 0;
+}
+
+int usage() {
+    std::fprintf(stderr,
+                 "usage: drover_floor [--method vfork|fork] [--bare] NAMESPACES COUNT [PROGRAM]\n"
+                 "       drover_floor --serve\n");
+    return 2;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-    std::uint64_t flags = 0;
-    if (argc < 3 || !parse_flags(argv[1], flags) || std::atoi(argv[2]) <= 0) {
-        std::fprintf(stderr, "usage: drover_floor NAMESPACES COUNT [PROGRAM]\n");
-        return 2;
+    std::vector<std::string_view> args(argv + 1, argv + argc);
+    if (args.size() == 1 && args[0] == "--serve") return serve();
+    floor_method method = floor_method::vfork;
+    bool setup = true;
+    while (!args.empty() && args[0].starts_with("--")) {
+        if (args[0] == "--bare") {
+            setup = false;
+            args.erase(args.begin());
+        } else if (args[0] == "--method" && args.size() > 1 && parse_method(args[1], method)) {
+            args.erase(args.begin(), args.begin() + 2);
+        } else {
+            return usage();
+        }
     }
-    int count = std::atoi(argv[2]);
-    std::vector<std::string> args;
-    if (argc > 3) args.emplace_back(argv[3]);
-    auto plan = drover::bench::floor_plan::for_flags(flags, argc > 3, args);
+    std::uint64_t flags = 0;
+    int count = 0;
+    if (args.size() < 2 || args.size() > 3 || !drover::bench::parse_floor_namespaces(args[0], flags))
+        return usage();
+    auto [end, ec] = std::from_chars(args[1].data(), args[1].data() + args[1].size(), count);
+    if (ec != std::errc{} || end != args[1].data() + args[1].size() || count <= 0 || count > 10'000'000)
+        return usage();
+    std::vector<std::string> prog;
+    if (args.size() == 3) prog.emplace_back(args[2]);
+    auto plan = floor_plan::make(flags, method, setup, !prog.empty(), prog);
     std::vector<std::int64_t> samples;
     for (int i = 0; i < count; ++i) {
         auto s = drover::bench::floor_spawn(plan);
@@ -68,8 +138,9 @@ int main(int argc, char** argv) {
         samples.push_back(s.total_ns);
     }
     std::sort(samples.begin(), samples.end());
-    std::printf("%s n=%d p50=%.1fus p90=%.1fus max=%.1fus\n", argv[1], count,
-                static_cast<double>(samples[samples.size() / 2]) / 1e3,
+    std::printf("%.*s %s%s n=%d p50=%.1fus p90=%.1fus max=%.1fus\n", static_cast<int>(args[0].size()),
+                args[0].data(), std::string(drover::bench::floor_method_name(plan.method)).c_str(),
+                setup ? "" : " bare", count, static_cast<double>(samples[samples.size() / 2]) / 1e3,
                 static_cast<double>(samples[samples.size() * 9 / 10]) / 1e3,
                 static_cast<double>(samples.back()) / 1e3);
     return 0;

@@ -21,12 +21,13 @@ struct process::state {
     stream_descriptor pidfd;
     std::optional<stream_descriptor> in, out, err;
     spawn_timings timings;
+    clone_method method = clone_method::fork;
     std::optional<exit_status> status;
     std::optional<struct rusage> usage;
     std::shared_ptr<id_lease> ids;  // released once the child is reaped
 
     state(asio::any_io_executor e, launched_child& c)
-        : ex(e), pid(c.pid), pidfd(e, c.pidfd.release()), timings(c.timings), ids(std::move(c.ids)) {
+        : ex(e), pid(c.pid), pidfd(e, c.pidfd.release()), timings(c.timings), method(c.method), ids(std::move(c.ids)) {
         if (c.stdin_pipe) in.emplace(e, c.stdin_pipe.release());
         if (c.stdout_pipe) out.emplace(e, c.stdout_pipe.release());
         if (c.stderr_pipe) err.emplace(e, c.stderr_pipe.release());
@@ -69,6 +70,7 @@ bool reap(process::state& s, std::error_code& ec);
 
 }  // namespace
 const spawn_timings& process::timings() const noexcept { return s_->timings; }
+clone_method process::method() const noexcept { return s_->method; }
 
 asio::awaitable<exit_status> process::wait() {
     state& s = *s_;
@@ -228,11 +230,16 @@ asio::awaitable<process> spawn(asio::any_io_executor ex, prepared_spawn spec, la
     spawn_failure failure;
     if (!launch(spec, child, failure, extras)) throw spawn_error(std::move(failure));
     unhanded_child guard{child};
-    // The report pipe reaches EOF when execve closes the child's end; until then the loop
-    // is free for other work (the child's setup can take a millisecond with namespaces).
     std::byte buf[report_max_size];
     std::size_t got = 0;
-    {
+    if (child.report_complete) {
+        // vfork path: the child's setup is over (it exec'd or exited), so its report is all
+        // there; reading it now saves a round trip through the event loop.
+        got = read_report(child, buf);
+    } else {
+        // The report pipe reaches EOF when execve closes the child's end; until then the
+        // loop is free for other work (the child's setup can take a millisecond with
+        // namespaces).
         stream_descriptor report(ex, child.report.release());
         while (got < sizeof buf) {
             auto [ec, n] = co_await report.async_read_some(

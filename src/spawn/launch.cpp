@@ -571,6 +571,7 @@ bool launch(const prepared_spawn& p, launched_child& child, spawn_failure& failu
                                  : d.hold                          ? sys::monotonic_ns()
                                                                    : child.timings.clone_end;
     child.report = std::move(report->read);
+    child.report_complete = child.method == clone_method::vfork;
     return true;
 }
 
@@ -673,8 +674,21 @@ bool conclude(const prepared_spawn& p, launched_child& child, std::span<const st
     return false;
 }
 
+std::size_t read_report(launched_child& child, std::span<std::byte, report_max_size> buf) {
+    // The writers are gone or past execve: one read takes every record there is (each is
+    // written whole, well under PIPE_BUF), and it cannot block.
+    ssize_t n;
+    do n = ::read(child.report.get(), buf.data(), buf.size());
+    while (n < 0 && errno == EINTR);
+    return n > 0 ? static_cast<std::size_t>(n) : 0;
+}
+
 bool await_exec(const prepared_spawn& p, launched_child& child, spawn_failure& failure) {
     std::byte buf[report_max_size];
+    if (child.report_complete) {
+        std::size_t got = read_report(child, buf);
+        return conclude(p, child, std::span<const std::byte>(buf, got), sys::monotonic_ns(), failure);
+    }
     std::size_t got = 0;
     while (got < sizeof buf) {
         ssize_t n = ::read(child.report.get(), buf + got, sizeof buf - got);

@@ -8,12 +8,13 @@ namespace drover::bench {
 namespace {
 
 summary sample_summary(double base) {
-    return summary{12, base, base * 1.5, base * 2, base * 3, base * 0.5, base * 1.1, base * 0.2};
+    return summary{12, base, base * 1.5, base * 2, base * 3, base * 0.5, base * 1.1, base * 0.2, 2, base > 5e5};
 }
 
 bench_report sample_report() {
     bench_report r;
-    r.machine = {"2026-11-29T02:00:00Z", "6.18.0", "AMD EPYC", 2, "hybrid", "0.1.0", "abc1234"};
+    r.machine = {"2026-11-29T02:00:00Z", "6.18.0", "AMD EPYC", 2, "hybrid", "0.1.0", "abc1234",
+                 "vfork", "helper /x/drover_floor", 0.25, 1.75};
     r.params.sets = {"none", "user+pid"};
     r.params.count = 12;
     r.params.warmup = 2;
@@ -31,6 +32,13 @@ bench_report sample_report() {
     up.set = namespace_set{ns::user, ns::pid};
     up.drover = sample_summary(400e3);
     up.floor = sample_summary(380e3);
+    up.bare = sample_summary(330e3);
+    up.fork = sample_summary(520e3);
+    up.floor_method = "vfork";
+    up.drover_method = "fork";
+    up.ratio_ci = {0.97, 1.11};
+    up.bare_failures = {{"clone: Invalid argument", 1}};
+    up.fork_failures = {{"floor child failed at execve", 3}};
     up.drover_failures = {{"clone3: Operation not permitted", 2}};
     up.floor_failures = {{"floor child failed at waiting for id maps", 1}};
     up.marginal = {{ns::user, 150e3}, {ns::pid, -3e3}};
@@ -65,6 +73,7 @@ bench_report sample_report() {
     t.last_decile_p50 = 1.2e6;
     r.throughput = {t};
     r.elapsed = 12.5;
+    r.warnings = {"the machine was busy: load average 0.2 before, 1.8 after"};
     return r;
 }
 
@@ -78,29 +87,37 @@ TEST(BenchJson, RoundTripKeepsEveryField) {
     EXPECT_EQ(back.marginals, r.marginals);
     EXPECT_EQ(back.posix_spawn, r.posix_spawn);
     EXPECT_EQ(back.peers, r.peers);
+    EXPECT_EQ(back.warnings, r.warnings);
     EXPECT_EQ(back.throughput, r.throughput);
     EXPECT_TRUE(back == r);
 }
 
 TEST(BenchJson, DocumentHasTheDocumentedShape) {
     nlohmann::json j = to_json(sample_report());
-    EXPECT_EQ(j.at("schema"), "drover-bench/1");
+    EXPECT_EQ(j.at("schema"), "drover-bench/2");
     EXPECT_EQ(j.at("units"), "ns");
     for (const char* key :
          {"machine", "parameters", "combinations", "marginal", "floor_marginal", "posix_spawn",
-          "peer_namespaces", "peers", "throughput", "elapsed_seconds"})
+          "peer_namespaces", "peers", "throughput", "elapsed_seconds", "warnings"})
         EXPECT_TRUE(j.contains(key)) << key;
     for (const char* key :
-         {"date", "kernel", "cpu_model", "cores", "cgroup_mode", "drover_version", "drover_commit"})
+         {"date", "kernel", "cpu_model", "cores", "cgroup_mode", "drover_version", "drover_commit",
+          "clone_method", "floor_source", "load_before", "load_after"})
         EXPECT_TRUE(j.at("machine").contains(key)) << key;
     const auto& c = j.at("combinations").at(1);
     EXPECT_EQ(c.at("namespaces"), "user+pid");
     EXPECT_EQ(c.at("bits"), 3);
     EXPECT_NEAR(c.at("ratio_p50").get<double>(), 400.0 / 380.0, 1e-12);
+    EXPECT_NEAR(c.at("bare_ratio_p50").get<double>(), 400.0 / 330.0, 1e-12);
+    EXPECT_NEAR(c.at("fork_ratio_p50").get<double>(), 400.0 / 520.0, 1e-12);
+    EXPECT_NEAR(c.at("drover_share_p50").get<double>(), 20e3, 1e-6);
+    EXPECT_NEAR(c.at("setup_share_p50").get<double>(), 50e3, 1e-6);
+    EXPECT_EQ(c.at("ratio_p50_ci95"), nlohmann::json::array({0.97, 1.11}));
+    for (const char* k : {"bare_floor", "fork_floor"}) EXPECT_EQ(c.at(k).at("n"), 12) << k;
     ASSERT_EQ(c.at("stages").size(), stage_count);
     for (const char* st : stage_names) {
         ASSERT_TRUE(c.at("stages").contains(st)) << st;
-        for (const char* f : {"n", "p50", "p90", "p99", "max", "min", "mean", "stddev"})
+        for (const char* f : {"n", "p50", "p90", "p99", "max", "min", "mean", "stddev", "outliers"})
             EXPECT_TRUE(c.at("stages").at(st).at(f).is_number()) << st << "." << f;
     }
     EXPECT_TRUE(j.at("marginal").at(1).at("over_none").is_null());

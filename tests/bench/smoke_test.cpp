@@ -5,7 +5,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <linux/sched.h>
+
 #include "bench/floor.hpp"
+#include "bench/floor_client.hpp"
 #include "bench/runner.hpp"
 #include "support.hpp"
 
@@ -101,17 +104,24 @@ TEST(BenchSmoke, MatrixOfTwoCombinationsFillsEveryStage) {
         ++calls;
     });
     EXPECT_GT(calls, 0u);
-    EXPECT_EQ(last_done, 2u * (4 + 1) * 2 + (4 + 1));  // drover and floor for both; posix for none
+    // drover and the three floors for both; posix_spawn for none
+    EXPECT_EQ(last_done, 2u * (4 + 1) * 4 + (4 + 1));
     ASSERT_EQ(r.combos.size(), 2u);
     EXPECT_TRUE(r.combos[0].set.empty());  // canonical order
     for (const combo_result& c : r.combos) {
         EXPECT_TRUE(c.drover_failures.empty())
             << c.set.str() << ": " << c.drover_failures.begin()->first;
-        EXPECT_TRUE(c.floor_failures.empty())
-            << c.set.str() << ": " << c.floor_failures.begin()->first;
+        for (const failure_counts* f : {&c.floor_failures, &c.bare_failures, &c.fork_failures})
+            EXPECT_TRUE(f->empty()) << c.set.str() << ": " << f->begin()->first;
         EXPECT_EQ(c.drover.n, 4u);
         EXPECT_EQ(c.floor.n, 4u);
+        EXPECT_EQ(c.bare.n, 4u);
+        EXPECT_EQ(c.fork.n, 4u);
+        EXPECT_EQ(c.floor_method, "vfork");
         EXPECT_GT(c.ratio(), 0);
+        EXPECT_GT(c.ratio_ci.low, 0);
+        EXPECT_LE(c.ratio_ci.low, c.ratio_ci.high);
+        EXPECT_NEAR(c.drover_share(), c.drover.p50 - c.floor.p50, 1e-6);
         for (std::size_t k = 0; k < stage_count; ++k) {
             const summary& s = c.stages[k];
             EXPECT_EQ(s.n, 4u) << stage_names[k];
@@ -126,26 +136,109 @@ TEST(BenchSmoke, MatrixOfTwoCombinationsFillsEveryStage) {
     ASSERT_TRUE(r.posix_spawn.has_value());
     EXPECT_TRUE(r.posix_spawn->ran);
     EXPECT_EQ(r.posix_spawn->total.n, 4u);
+    // The floors ran in the helper wherever the build made one.
+    if (static_helper_built()) {
+        EXPECT_TRUE(r.machine.floor_source.starts_with("helper /")) << r.machine.floor_source;
+    }
+    EXPECT_FALSE(r.machine.clone_method.empty());
     EXPECT_EQ(test::zombie_children(), 0);
 }
 
 TEST(BenchSmoke, FloorRunsTheSameSetup) {
     if (!user_namespaces_work()) GTEST_SKIP() << "user namespaces are not available here";
     namespace_set full{ns::user, ns::pid, ns::mnt, ns::uts, ns::ipc, ns::net};
-    floor_plan p = floor_plan::for_flags(full.clone_flags(), true, {program()});
+    floor_plan p = floor_plan::make(full.clone_flags(), floor_method::vfork, true, true, {program()});
     EXPECT_TRUE(p.make_private);
     EXPECT_TRUE(p.mount_proc);
     EXPECT_TRUE(p.loopback);
     EXPECT_FALSE(p.uid_map.empty());
+    floor_plan bare = floor_plan::make(full.clone_flags(), floor_method::vfork, false, true, {program()});
+    EXPECT_FALSE(bare.make_private || bare.mount_proc || bare.loopback);
+    EXPECT_TRUE(bare.uid_map.empty());
+    for (floor_method m : {floor_method::vfork, floor_method::fork}) {
+        for (bool setup : {true, false}) {
+            floor_plan q = floor_plan::make(full.clone_flags(), m, setup, true, {program()});
+            EXPECT_EQ(q.method, m);
+            floor_sample s = floor_spawn(q);
+            EXPECT_TRUE(s.ok) << floor_method_name(m) << " setup " << setup << ": " << s.error;
+            EXPECT_GT(s.total_ns, 0);
+            EXPECT_GE(s.total_ns, s.clone_ns);
+        }
+    }
+    // A failing workload is reported, not counted as a sample, by either method.
+    for (floor_method m : {floor_method::vfork, floor_method::fork}) {
+        floor_plan missing = floor_plan::make(0, m, true, true, {"/nonexistent/program"});
+        floor_sample f = floor_spawn(missing);
+        EXPECT_FALSE(f.ok);
+        EXPECT_NE(f.error.find("execve"), std::string::npos) << f.error;
+    }
+    EXPECT_EQ(test::zombie_children(), 0);
+}
+
+TEST(BenchSmoke, ATimeNamespaceFloorIsForkStyle) {
+    floor_plan p = floor_plan::make(CLONE_NEWTIME, floor_method::vfork, true, false, {});
+    EXPECT_EQ(p.method, floor_method::fork);
     floor_sample s = floor_spawn(p);
+    if (!s.ok && s.error.find("clone3") != std::string::npos) GTEST_SKIP() << "no time namespaces: " << s.error;
     EXPECT_TRUE(s.ok) << s.error;
-    EXPECT_GT(s.total_ns, 0);
-    EXPECT_GE(s.total_ns, s.clone_ns);
-    // A failing workload is reported, not counted as a sample.
-    floor_plan bad = floor_plan::for_flags(0, true, {"/nonexistent/program"});
-    floor_sample f = floor_spawn(bad);
-    EXPECT_FALSE(f.ok);
-    EXPECT_NE(f.error.find("execve"), std::string::npos) << f.error;
+}
+
+TEST(BenchSmoke, NamespaceNamesRoundTrip) {
+    std::uint64_t flags = 0;
+    ASSERT_TRUE(parse_floor_namespaces("user+pid,net", flags));
+    EXPECT_EQ(flags, static_cast<std::uint64_t>(CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET));
+    EXPECT_EQ(floor_namespace_names(flags), "user+pid+net");
+    EXPECT_EQ(floor_namespace_names(0), "none");
+    EXPECT_TRUE(parse_floor_namespaces("none", flags));
+    EXPECT_EQ(flags, 0u);
+    EXPECT_FALSE(parse_floor_namespaces("user,bogus", flags));
+    EXPECT_FALSE(parse_floor_namespaces("", flags));
+}
+
+TEST(BenchFloorHelper, ServesPlansAndRefusesBadRequests) {
+    if (!static_helper_built()) GTEST_SKIP() << "built with DROVER_BUILD_BENCH=OFF: no drover_floor";
+    if (!user_namespaces_work()) GTEST_SKIP() << "user namespaces are not available here";
+    std::string path = floor_helper_path();
+    ASSERT_FALSE(path.empty()) << "drover_floor was not found";
+    std::string error;
+    {
+        floor_client c;
+        ASSERT_TRUE(c.start(path, error)) << error;
+        namespace_set set{ns::user, ns::pid, ns::mnt, ns::net};
+        floor_method m = floor_method::vfork;
+        int id = c.define(set.clone_flags(), m, true, true, program(), error);
+        ASSERT_GE(id, 0) << error;
+        EXPECT_EQ(m, floor_method::vfork);
+        for (int i = 0; i < 3; ++i) {
+            floor_sample s = c.run(id);
+            EXPECT_TRUE(s.ok) << s.error;
+            EXPECT_GT(s.total_ns, 0);
+        }
+        // The helper picks fork-style where the kernel requires it, and says so.
+        m = floor_method::vfork;
+        EXPECT_GE(c.define(CLONE_NEWTIME, m, true, false, "", error), 0) << error;
+        EXPECT_EQ(m, floor_method::fork);
+        // A program that is not absolute is refused by the helper, with its reason.
+        m = floor_method::vfork;
+        EXPECT_LT(c.define(0, m, true, true, "relative/program", error), 0);
+        EXPECT_NE(error.find("absolute"), std::string::npos) << error;
+        // An unknown plan is a failed sample, not a crash of either side.
+        floor_sample none = c.run(999);
+        EXPECT_FALSE(none.ok);
+        EXPECT_NE(none.error.find("no such plan"), std::string::npos) << none.error;
+        // A workload that fails is a failed sample with the step.
+        m = floor_method::vfork;
+        int bad = c.define(0, m, true, true, "/nonexistent/program", error);
+        ASSERT_GE(bad, 0) << error;
+        floor_sample f = c.run(bad);
+        EXPECT_FALSE(f.ok);
+        EXPECT_NE(f.error.find("execve"), std::string::npos) << f.error;
+    }  // the destructor ends and reaps the helper
+    EXPECT_EQ(test::zombie_children(), 0);
+    // Something that is not the helper is named as such.
+    floor_client wrong;
+    EXPECT_FALSE(wrong.start("/bin/true", error));
+    EXPECT_NE(error.find("did not answer"), std::string::npos) << error;
 }
 
 TEST(BenchSmoke, ThroughputCountsSpawnsAtEachConcurrency) {

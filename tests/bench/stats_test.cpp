@@ -111,5 +111,46 @@ TEST(BenchStats, DecileDriftComparesFirstAndLastTenth) {
     EXPECT_DOUBLE_EQ(b, 3);
 }
 
+TEST(BenchStats, OutliersAndBimodalityAreNoticed) {
+    std::vector<double> steady;
+    for (int i = 0; i < 100; ++i) steady.push_back(1000 + (i % 10));
+    summary a = summarize(steady);
+    EXPECT_EQ(a.outliers, 0u);
+    EXPECT_FALSE(a.bimodal);
+    steady.push_back(50'000);  // one far-off sample
+    summary b = summarize(steady);
+    EXPECT_EQ(b.outliers, 1u);
+    EXPECT_FALSE(b.bimodal);  // one sample is no cluster
+    // Two clusters of 60 and 40 samples, far apart: the second mode is found.
+    std::vector<double> two;
+    for (int i = 0; i < 60; ++i) two.push_back(1000 + (i % 7));
+    for (int i = 0; i < 40; ++i) two.push_back(3000 + (i % 7));
+    EXPECT_TRUE(summarize(two).bimodal);
+    // A long right tail (latency's usual shape) is not two clusters.
+    std::vector<double> tail;
+    for (int i = 1; i <= 200; ++i) tail.push_back(1000.0 * (1 + 1.0 / (201 - i)));
+    EXPECT_FALSE(summarize(tail).bimodal);
+    EXPECT_NEAR(summarize(std::vector<double>{1, 3}).cv(), std::sqrt(2.0) / 2, 1e-9);
+}
+
+TEST(BenchStats, BootstrapIntervalIsSeededAndCoversTheRatio) {
+    std::vector<std::int64_t> a, b;
+    for (int i = 0; i < 200; ++i) {
+        a.push_back(1100 + (i * 37) % 100);  // p50 about 1150
+        b.push_back(1000 + (i * 53) % 100);  // p50 about 1050
+    }
+    interval x = bootstrap_p50_ratio(a, b, 42);
+    interval y = bootstrap_p50_ratio(a, b, 42);
+    EXPECT_EQ(x, y);
+    EXPECT_LT(x.low, 1150.0 / 1050.0);
+    EXPECT_GT(x.high, 1150.0 / 1050.0);
+    EXPECT_GT(x.low, 1.0);   // the two are told apart
+    EXPECT_LT(x.high, 1.2);  // and the interval is tight for 200 samples
+    interval alone = bootstrap_p50_ratio(a, {}, 1);
+    EXPECT_LE(alone.low, 1150);
+    EXPECT_GE(alone.high, 1140);
+    EXPECT_EQ(bootstrap_p50_ratio({}, b, 1), interval{});
+}
+
 }  // namespace
 }  // namespace drover::bench

@@ -68,7 +68,39 @@ TEST(CloneMethod, SpecsWithNothingForTheParentToDoTakeTheVforkPath) {
     spawn_failure failure;
     ASSERT_TRUE(launch(p, child, failure)) << failure.message();
     EXPECT_EQ(child.method, clone_method::fork);
+    EXPECT_FALSE(child.report_complete);  // a fork-style child may still be in its setup
     (void)await_exec(p, child, failure);
+}
+
+// On the vfork path clone3 returns after the child's execve or exit: its report is complete,
+// and is read at once, also when it says that execve failed.
+TEST(CloneMethod, AVforkChildsReportIsCompleteWhenClone3Returns) {
+    if (!vfork_built) GTEST_SKIP() << "the vfork path is x86-64 only and off in sanitizer builds";
+    if (const char* v = std::getenv("DROVER_CLONE"); v && std::string(v) == "fork")
+        GTEST_SKIP() << "DROVER_CLONE=fork in the environment";
+    method_guard automatic(std::nullopt);
+    for (bool exists : {true, false}) {
+        spawn_spec s = true_in({ns::pid, ns::mnt});
+        if (!exists) s.argv = {"/nonexistent/program"};
+        prepared_spawn p(s);
+        launched_child child;
+        spawn_failure failure;
+        ASSERT_TRUE(launch(p, child, failure)) << failure.message();
+        ASSERT_EQ(child.method, clone_method::vfork);
+        EXPECT_TRUE(child.report_complete);
+        // Nothing more will come: the one read sees everything without waiting for EOF.
+        std::byte buf[report_max_size];
+        std::size_t got = read_report(child, buf);
+        EXPECT_EQ(got, exists ? report_record_size : 2 * report_record_size);
+        bool ok = conclude(p, child, std::span<const std::byte>(buf, got), sys::monotonic_ns(), failure);
+        EXPECT_EQ(ok, exists) << failure.message();
+        if (ok) {
+            EXPECT_TRUE(wait_blocking(child).success());
+        } else {
+            EXPECT_EQ(failure.stage, child_stage::exec);
+            EXPECT_EQ(failure.code.value(), ENOENT);
+        }
+    }
 }
 
 TEST(CloneMethod, ForcingForkWins) {

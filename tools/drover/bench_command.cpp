@@ -211,6 +211,8 @@ int run_bench(const bench_options& o) {
         return 1;
     }
     report.elapsed = static_cast<double>(bench::floor_now_ns() - start) / 1e9;
+    report.machine.load_after = bench::load_average();
+    bench::notice_noise(report);
 
     std::fputs(bench::format_table(report).c_str(), stdout);
     bool ok = true;

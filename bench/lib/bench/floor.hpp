@@ -1,21 +1,38 @@
-// The raw floor: clone3 + waitid(P_PIDFD) with the same namespace setup as a drover spawn, but
-// no drover code at all (no spawn layer, no Asio, no report pipe). Built into drover_bench
-// and, standalone, into bench/matrix/drover_floor.
+// The raw floors: the least a program must do to start a child in a set of namespaces, with
+// no drover code at all (no spawn layer, no Asio, no report pipe). Built into the small helper
+// program drover_floor, which `drover bench` drives (floor_client.hpp), and into drover_bench
+// as the in-process fallback when the helper cannot be found.
 #pragma once
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace drover::bench {
 
+/// How the floor creates its child.
+enum class floor_method : std::uint8_t {
+    /// clone(CLONE_VM | CLONE_VFORK | ns…) on a stack of its own, as glibc's posix_spawn does:
+    /// no page tables are copied and the parent sleeps until the child execs or exits. The
+    /// fastest raw method, so *the* floor. The child writes its own id maps.
+    vfork,
+    /// clone3(ns… | CLONE_PIDFD) fork-style: the child gets a copy of the parent's page
+    /// tables; the parent writes the id maps while the child waits on a pipe.
+    fork,
+};
+
+std::string_view floor_method_name(floor_method m) noexcept;
+
 /// What the floor child does. Build it once per combination; run it many times.
-/// The setup matches what drover does for the same set, so that the ratio measures drover's
-/// own overhead: id maps written by the parent (user), the mount tree made private (mnt),
-/// a fresh /proc (pid+mnt), loopback up (net); then _exit(0) or execve.
 struct floor_plan {
     std::uint64_t clone_flags = 0;  ///< CLONE_NEW* bits
-    std::string uid_map;            ///< "0 UID 1\n" with CLONE_NEWUSER, else empty
+    floor_method method = floor_method::vfork;
+    /// The setup drover does by default for the same set (like for like): id maps writing
+    /// the caller's ids as root (user), / made private (mnt), a fresh /proc (pid+mnt), lo up
+    /// (net). Without it only the namespaces are created.
+    bool setup = true;
+    std::string uid_map;  ///< "0 UID 1\n" with CLONE_NEWUSER and setup, else empty
     std::string gid_map;
     bool make_private = false;
     bool mount_proc = false;
@@ -23,16 +40,18 @@ struct floor_plan {
     bool exec = false;
     std::vector<std::string> argv;  ///< argv[0] is the absolute path executed
 
-    /// The plan for these CLONE_NEW* flags (root mapped to the caller's uid/gid).
-    static floor_plan for_flags(std::uint64_t clone_flags, bool exec,
-                                std::vector<std::string> argv);
+    /// The plan for these CLONE_NEW* flags. A time namespace cannot be created with CLONE_VM
+    /// (entering it remaps the vDSO of the caller's memory), so the method is fork there.
+    static floor_plan make(std::uint64_t clone_flags, floor_method method, bool setup, bool exec,
+                           std::vector<std::string> argv);
 };
 
 /// One floor spawn. `ok` false: `error` says what failed (errno text and the step).
 struct floor_sample {
     bool ok = false;
     std::int64_t total_ns = 0;  ///< before the first syscall of the spawn -> reaped
-    std::int64_t clone_ns = 0;  ///< clone3 alone (parent side)
+    std::int64_t clone_ns = 0;  ///< the clone call alone (parent side; with vfork it
+                                ///< includes the child's setup up to its execve)
     std::string error;
 };
 
@@ -42,5 +61,10 @@ floor_sample floor_spawn(const floor_plan& plan);
 
 /// CLOCK_MONOTONIC in nanoseconds.
 std::int64_t floor_now_ns() noexcept;
+
+/// Parses "none", "user,pid", "user+pid" into CLONE_NEW* bits; false on an unknown name.
+bool parse_floor_namespaces(std::string_view text, std::uint64_t& flags);
+/// The other way: "none" or "user+pid+…" (the order of the table, user first).
+std::string floor_namespace_names(std::uint64_t flags);
 
 }  // namespace drover::bench

@@ -10,7 +10,7 @@
 namespace drover::bench {
 
 /// The JSON document's schema identifier; bumped on incompatible changes.
-inline constexpr const char* json_schema_id = "drover-bench/1";
+inline constexpr const char* json_schema_id = "drover-bench/2";
 
 nlohmann::json to_json(const bench_report& r);
 /// Reads a document written by to_json(); throws std::runtime_error naming the bad field.

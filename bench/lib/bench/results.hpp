@@ -24,21 +24,39 @@ inline constexpr std::size_t stage_count = 7;
 inline constexpr std::array<const char*, stage_count> stage_names = {
     "prepare", "clone", "id_maps", "setup", "exec", "run", "reap"};
 
-/// One namespace combination: drover and the raw floor, side by side.
+/// One namespace combination: drover and the raw floors, side by side (docs/bench.md).
 struct combo_result {
     namespace_set set;
     summary drover;                           ///< spawn→reap, wall clock around launch..reap
     std::array<summary, stage_count> stages;  ///< drover's stages (stage_names order)
-    summary floor;                            ///< the raw floor's spawn→reap
+    /// The floor: the fastest raw method (vfork-style, or fork-style where the kernel
+    /// requires it) doing the same setup drover does by default. drover ÷ floor is against it.
+    summary floor;
+    summary bare;  ///< the same method creating the namespaces only (no maps, /proc, lo)
+    summary fork;  ///< the fork-style floor with the same setup: the second, named baseline
+    std::string floor_method;   ///< "vfork", or "fork" (a time namespace)
+    std::string drover_method;  ///< the method drover's spawns took: "vfork" or "fork"
     failure_counts drover_failures;
     failure_counts floor_failures;
+    failure_counts bare_failures;
+    failure_counts fork_failures;
+    interval ratio_ci;              ///< 95 % bootstrap interval of ratio()
     std::map<ns, double> marginal;  ///< per member: p50(S) − p50(S − it), if measured
 
     /// drover p50 ÷ floor p50; 0 if either has no data.
-    [[nodiscard]] double ratio() const noexcept {
-        return drover.n && floor.n && floor.p50 > 0 ? drover.p50 / floor.p50 : 0;
-    }
+    [[nodiscard]] double ratio() const noexcept { return over(drover, floor); }
+    [[nodiscard]] double bare_ratio() const noexcept { return over(drover, bare); }
+    [[nodiscard]] double fork_ratio() const noexcept { return over(drover, fork); }
+    /// What drover adds to the floor at p50 (ns; may be negative within noise).
+    [[nodiscard]] double drover_share() const noexcept { return drover.n && floor.n ? drover.p50 - floor.p50 : 0; }
+    /// What the default setup (maps, /proc, lo) costs the floor at p50 (ns).
+    [[nodiscard]] double setup_share() const noexcept { return floor.n && bare.n ? floor.p50 - bare.p50 : 0; }
     friend bool operator==(const combo_result&, const combo_result&) = default;
+
+private:
+    static double over(const summary& a, const summary& b) noexcept {
+        return a.n && b.n && b.p50 > 0 ? a.p50 / b.p50 : 0;
+    }
 };
 
 /// A baseline or a peer: a program started some other way, or by drover without namespaces.
@@ -75,6 +93,10 @@ struct machine_info {
     std::string cgroup_mode;  ///< "v2", "hybrid", "v1"
     std::string drover_version;
     std::string drover_commit;
+    std::string clone_method;  ///< the method drover's spawns took: "vfork" or "fork"
+    std::string floor_source;  ///< "helper PATH", or "in-process" with the reason
+    double load_before = 0;    ///< 1-minute load average when the run began
+    double load_after = 0;     ///< and when it ended
     friend bool operator==(const machine_info&, const machine_info&) = default;
 };
 
@@ -104,6 +126,9 @@ struct bench_report {
     std::vector<peer_result> peers;          ///< "drover" first, then unshare, bwrap, runc
     std::vector<throughput_result> throughput;
     double elapsed = 0;  ///< seconds
+    /// What makes the numbers less trustworthy (noise, load, a missing helper), each with
+    /// what to do about it. Empty: nothing was noticed.
+    std::vector<std::string> warnings;
     friend bool operator==(const bench_report&, const bench_report&) = default;
 };
 

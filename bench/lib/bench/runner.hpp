@@ -9,6 +9,8 @@
 #include <string_view>
 #include <vector>
 
+#include <asio/io_context.hpp>
+
 #include "bench/results.hpp"
 #include "drover/spawn/launch.hpp"
 #include "drover/spawn/namespaces.hpp"
@@ -53,9 +55,15 @@ struct drover_sample {
     std::int64_t total = 0;  ///< ns, wall clock: before launch() -> reaped
     spawn_timings timings;   ///< drover's own timestamps
     stage_durations stages;  ///< timings.durations()
+    clone_method method = clone_method::fork;
     std::string error;
 };
 drover_sample drover_spawn_once(const prepared_spawn& p);
+
+/// The same through the API most callers use: `co_await spawn()` then `co_await wait()` on
+/// `io` (run until both are done), so the event loop's hand-offs and the exit notification
+/// are part of drover's share. What the matrix measures.
+drover_sample drover_spawn_async(asio::io_context& io, const prepared_spawn& p);
 
 struct bench_config {
     std::vector<namespace_set> sets;
@@ -77,9 +85,11 @@ struct progress_event {
 };
 using progress_fn = std::function<void(const progress_event&)>;
 
-/// The matrix: for each set, `count` drover spawns and `count` floor spawns (and posix_spawn
-/// for the empty set when the workload execs), after `warmup` of each, all in one order
-/// shuffled with `seed`. Fills report.combos, marginals, posix_spawn.
+/// The matrix: for each set, `count` drover spawns and `count` spawns of each raw floor (the
+/// floor, the bare floor, the fork-style floor; run by the drover_floor helper, or in this
+/// process if it cannot be found), and posix_spawn for the empty set when the workload execs,
+/// after `warmup` of each, all in one order shuffled with `seed`. Fills report.combos,
+/// marginals, posix_spawn, machine.floor_source and machine.clone_method.
 void run_matrix(const bench_config& cfg, bench_report& report, const progress_fn& progress);
 
 /// The full sandbox (user, pid, mnt, uts, ipc, net; fresh /proc; lo up) running /bin/true:
@@ -91,7 +101,15 @@ void run_peers(const bench_config& cfg, bench_report& report, const progress_fn&
 /// event loop.
 void run_throughput(const bench_config& cfg, bench_report& report, const progress_fn& progress);
 
-/// Fills report.machine for this host and build.
+/// Fills report.machine for this host and build (load_before included).
 machine_info describe_machine();
+
+/// The 1-minute load average (0 if /proc/loadavg cannot be read).
+double load_average();
+
+/// Looks at a finished report for what makes it less trustworthy — noisy or bimodal samples,
+/// outliers, load on the machine, a floor run in-process — and appends one warning per
+/// finding to report.warnings, each saying what to do.
+void notice_noise(bench_report& report);
 
 }  // namespace drover::bench

@@ -16,12 +16,36 @@ namespace drover::bench {
 struct summary {
     std::size_t n = 0;
     double p50 = 0, p90 = 0, p99 = 0, max = 0, min = 0, mean = 0, stddev = 0;
+    std::size_t outliers = 0;  ///< samples beyond Tukey's fences (1.5 IQR outside the quartiles)
+    bool bimodal = false;      ///< two well-separated clusters (see looks_bimodal)
+
+    /// Coefficient of variation, stddev ÷ mean (0 without data).
+    [[nodiscard]] double cv() const noexcept { return mean > 0 ? stddev / mean : 0; }
     friend bool operator==(const summary&, const summary&) = default;
+};
+
+/// A confidence interval; low == high == 0 when there was no data.
+struct interval {
+    double low = 0, high = 0;
+    friend bool operator==(const interval&, const interval&) = default;
 };
 
 /// The q-quantile (0 <= q <= 1) of sorted data, linear interpolation between closest ranks
 /// (the "R-7" rule: position q*(n-1)). 0 for empty data.
 double quantile_sorted(std::span<const double> sorted, double q) noexcept;
+
+/// Whether sorted data falls into two clusters: the best split into two groups (least
+/// within-group variance) leaves at least a tenth of the samples on each side and the groups
+/// are separated by Ashman's D > 4 (D = √2·|μ1 − μ2| ÷ √(σ1² + σ2²)). D > 2 is the usual test
+/// for two normal modes, but the best split of one uniform block already gives D = √12 ≈ 3.46
+/// and of one normal 2.65; 4 flags only clusters with a clear gap. Needs 20 samples.
+bool looks_bimodal(std::span<const double> sorted) noexcept;
+
+/// 95 % percentile-bootstrap interval of p50(a) ÷ p50(b), or of p50(a) alone when `b` is
+/// empty: `resamples` resamplings with replacement, seeded (the same data and seed give the
+/// same interval).
+interval bootstrap_p50_ratio(std::span<const std::int64_t> a, std::span<const std::int64_t> b,
+                             std::uint64_t seed, int resamples = 1000);
 
 /// Summarizes `samples` (any order). stddev is the sample standard deviation (n-1).
 summary summarize(std::vector<double> samples);

@@ -57,6 +57,8 @@ public:
     /// descendants it waited for).
     [[nodiscard]] std::optional<struct rusage> usage() const noexcept;
     [[nodiscard]] const spawn_timings& timings() const noexcept;
+    /// How the child was created (posix_spawn-style vfork, or fork-style).
+    [[nodiscard]] clone_method method() const noexcept;
 
     /// Waits for the exit (pidfd readable on the event loop), reaps with waitid(P_PIDFD) and
     /// returns the status. After the first time it returns the same status at once.

@@ -68,6 +68,10 @@ struct launched_child {
     sys::unique_fd stdout_pipe;  ///< read end, if stdout was a pipe
     sys::unique_fd stderr_pipe;  ///< read end, if stderr was a pipe
     sys::unique_fd report;       ///< read end of the child's close-on-exec report pipe
+    /// The report pipe already holds all it ever will: on the vfork path clone3 returns only
+    /// once the child has passed execve's point of no return or exited, and it writes its
+    /// report before either. Then read_report() needs no wait for EOF (nor an event loop).
+    bool report_complete = false;
     spawn_timings timings;
     /// With userns_ids::automatic: the host ids the child runs as, leased until it is reaped
     /// (whoever reaps it drops this afterwards).
@@ -101,7 +105,12 @@ bool launch(const prepared_spawn& p, launched_child& child, spawn_failure& failu
 bool conclude(const prepared_spawn& p, launched_child& child, std::span<const std::byte> report,
               std::int64_t eof_ns, spawn_failure& failure);
 
-/// Phase 2, blocking: reads the report pipe to EOF, then conclude().
+/// Reads what a complete report pipe holds (child.report_complete) into `buf`, without
+/// waiting; returns the byte count.
+std::size_t read_report(launched_child& child, std::span<std::byte, report_max_size> buf);
+
+/// Phase 2, blocking: reads the report pipe to EOF (or at once when it is complete), then
+/// conclude().
 bool await_exec(const prepared_spawn& p, launched_child& child, spawn_failure& failure);
 
 /// Blocks until the child exits and reaps it through its pidfd (records both timestamps).

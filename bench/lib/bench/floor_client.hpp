@@ -1,0 +1,46 @@
+// drover bench's side of the floor helper (bench/matrix/floor_main.cpp): starts drover_floor
+// --serve, defines plans, asks for one floor spawn at a time. The floor then runs in a small
+// process of its own, not inside drover's heap and descriptor table.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <sys/types.h>
+
+#include "bench/floor.hpp"
+
+namespace drover::bench {
+
+/// Where drover_floor is: $DROVER_FLOOR, the path the build recorded, beside the running
+/// program, or ../libexec/drover. Empty if none is executable.
+std::string floor_helper_path();
+
+class floor_client {
+public:
+    floor_client() = default;
+    floor_client(const floor_client&) = delete;
+    floor_client& operator=(const floor_client&) = delete;
+    /// Closes the helper's stdin (it exits) and reaps it.
+    ~floor_client();
+
+    /// Starts the helper at `path`; false with `error` set if it cannot be started or does
+    /// not answer a first request.
+    bool start(const std::string& path, std::string& error);
+    [[nodiscard]] bool running() const noexcept { return pid_ > 0; }
+
+    /// Defines a plan in the helper; returns its id, or -1 with `error`. `method` is set to
+    /// the method the helper will use (fork for a time namespace).
+    int define(std::uint64_t clone_flags, floor_method& method, bool setup, bool exec,
+               const std::string& program, std::string& error);
+    /// One spawn of plan `id`, timed inside the helper.
+    floor_sample run(int id);
+
+private:
+    bool ask(const std::string& request, std::string& answer);
+
+    pid_t pid_ = -1;
+    int fd_ = -1;  // our end of the helper's stdin and stdout
+    std::string buffered_;
+};
+
+}  // namespace drover::bench

@@ -1,0 +1,169 @@
+// Starting and talking to the floor helper: one request line out, one answer line back.
+#include "bench/floor_client.hpp"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <charconv>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <vector>
+
+extern char** environ;
+
+namespace drover::bench {
+
+namespace {
+
+// The longest answer we accept: one line with an error text.
+constexpr std::size_t max_answer = 4096;
+
+bool parse_i64(std::string_view text, std::int64_t& out) {
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
+    return ec == std::errc{} && end == text.data() + text.size() && out >= 0;
+}
+
+}  // namespace
+
+std::string floor_helper_path() {
+    namespace fs = std::filesystem;
+    std::vector<fs::path> candidates;
+    if (const char* env = std::getenv("DROVER_FLOOR"); env && *env) candidates.emplace_back(env);
+#ifdef DROVER_FLOOR_HELPER
+    candidates.emplace_back(DROVER_FLOOR_HELPER);
+#endif
+    std::error_code ec;
+    fs::path self = fs::read_symlink("/proc/self/exe", ec);
+    if (!ec) {
+        candidates.push_back(self.parent_path() / "drover_floor");
+        candidates.push_back(self.parent_path() / ".." / "bench" / "matrix" / "drover_floor");
+        candidates.push_back(self.parent_path() / ".." / "libexec" / "drover" / "drover_floor");
+    }
+    for (const fs::path& c : candidates)
+        if (::access(c.c_str(), X_OK) == 0) return fs::absolute(c).lexically_normal().string();
+    return {};
+}
+
+floor_client::~floor_client() {
+    if (fd_ >= 0) ::close(fd_);
+    if (pid_ > 0) {
+        int status = 0;
+        while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+        }
+    }
+}
+
+bool floor_client::start(const std::string& path, std::string& error) {
+    // One socket for both directions: a helper that died turns our send into EPIPE
+    // (MSG_NOSIGNAL), not a SIGPIPE that would end drover bench.
+    int sv[2];
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+        error = std::string("socketpair: ") + std::strerror(errno);
+        return false;
+    }
+    posix_spawn_file_actions_t fa;
+    ::posix_spawn_file_actions_init(&fa);
+    ::posix_spawn_file_actions_adddup2(&fa, sv[1], 0);
+    ::posix_spawn_file_actions_adddup2(&fa, sv[1], 1);
+    std::string arg0 = path, arg1 = "--serve";
+    char* argv[] = {arg0.data(), arg1.data(), nullptr};
+    pid_t pid = -1;
+    int err = ::posix_spawn(&pid, path.c_str(), &fa, nullptr, argv, environ);
+    ::posix_spawn_file_actions_destroy(&fa);
+    ::close(sv[1]);
+    fd_ = sv[0];
+    if (err != 0) {
+        error = "starting " + path + ": " + std::strerror(err);
+        return false;
+    }
+    pid_ = pid;
+    // A first request proves it is the helper we expect and that it serves.
+    std::string answer;
+    if (!ask("run 0", answer) || !answer.starts_with("err no such plan")) {
+        error = path + " --serve did not answer as the floor helper" + (answer.empty() ? "" : ": " + answer);
+        return false;
+    }
+    return true;
+}
+
+bool floor_client::ask(const std::string& request, std::string& answer) {
+    answer.clear();
+    if (pid_ <= 0) return false;
+    std::string line = request + "\n";
+    std::size_t off = 0;
+    while (off < line.size()) {
+        ssize_t n = ::send(fd_, line.data() + off, line.size() - off, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return false;
+        off += static_cast<std::size_t>(n);
+    }
+    for (;;) {
+        if (auto nl = buffered_.find('\n'); nl != std::string::npos) {
+            answer = buffered_.substr(0, nl);
+            buffered_.erase(0, nl + 1);
+            return true;
+        }
+        if (buffered_.size() > max_answer) return false;
+        char buf[512];
+        ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return false;
+        buffered_.append(buf, static_cast<std::size_t>(n));
+    }
+}
+
+int floor_client::define(std::uint64_t flags, floor_method& method, bool setup, bool exec,
+                         const std::string& program, std::string& error) {
+    const std::string ns = floor_namespace_names(flags);
+    std::string request = "plan " + ns + " " + std::string(floor_method_name(method)) + " " +
+                          (setup ? "setup" : "bare") + " " + (exec ? "exec " + program : "exit");
+    std::string answer;
+    if (!ask(request, answer)) {
+        error = "the floor helper stopped answering";
+        return -1;
+    }
+    if (!answer.starts_with("ok ")) {
+        error = "the floor helper refused '" + request + "': " + answer;
+        return -1;
+    }
+    std::string_view rest(answer);
+    rest.remove_prefix(3);
+    auto space = rest.find(' ');
+    std::int64_t id = 0;
+    if (space == std::string_view::npos || !parse_i64(rest.substr(0, space), id) || id > 1'000'000) {
+        error = "the floor helper answered '" + answer + "'";
+        return -1;
+    }
+    method = rest.substr(space + 1) == "fork" ? floor_method::fork : floor_method::vfork;
+    return static_cast<int>(id);
+}
+
+floor_sample floor_client::run(int id) {
+    floor_sample s;
+    std::string answer;
+    if (!ask("run " + std::to_string(id), answer)) {
+        s.error = "the floor helper stopped answering";
+        return s;
+    }
+    if (answer.starts_with("fail ")) {
+        s.error = answer.substr(5);
+        return s;
+    }
+    std::string_view rest(answer);
+    auto space = rest.find(' ', 3);
+    if (!rest.starts_with("ok ") || space == std::string_view::npos ||
+        !parse_i64(rest.substr(3, space - 3), s.total_ns) || !parse_i64(rest.substr(space + 1), s.clone_ns)) {
+        s.error = "the floor helper answered '" + answer + "'";
+        return s;
+    }
+    s.ok = true;
+    return s;
+}
+
+}  // namespace drover::bench
