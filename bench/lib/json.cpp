@@ -205,6 +205,7 @@ json to_json(const bench_report& r) {
                           {"drover_method", c.drover_method},
                           {"ratio_p50", c.ratio()},
                           {"ratio_p50_ci95", interval_json(c.ratio_ci)},
+                          {"drover_p50_ci95", interval_json(c.drover_p50_ci)},
                           {"bare_ratio_p50", c.bare_ratio()},
                           {"fork_ratio_p50", c.fork_ratio()},
                           {"drover_share_p50", c.drover_share()},
@@ -283,6 +284,7 @@ bench_report report_from_json(const json& j) {
         cr.floor_method = text_of(field(c, "floor_method"), "floor_method");
         cr.drover_method = text_of(field(c, "drover_method"), "drover_method");
         cr.ratio_ci = interval_from(field(c, "ratio_p50_ci95"), "ratio_p50_ci95");
+        cr.drover_p50_ci = interval_from(field(c, "drover_p50_ci95"), "drover_p50_ci95");
         cr.drover_failures = failures_of(field(c, "drover_failures"), "drover_failures");
         cr.floor_failures = failures_of(field(c, "floor_failures"), "floor_failures");
         cr.bare_failures = failures_of(field(c, "bare_floor_failures"), "bare_floor_failures");

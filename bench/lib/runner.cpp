@@ -381,6 +381,7 @@ void run_matrix(const bench_config& cfg, bench_report& report, const progress_fn
             if (r.drover_method == "vfork") ++vfork_combos;
         }
         r.ratio_ci = bootstrap_p50_ratio(cs.drover, cs.floors[0], cfg.seed + i);
+        r.drover_p50_ci = bootstrap_p50_ratio(cs.drover, {}, cfg.seed + i);
         for (std::size_t k = 0; k < stage_count; ++k) r.stages[k] = summarize(cs.stages[k]);
         r.drover_failures = std::move(cs.drover_failures);
         r.floor_failures = std::move(cs.floor_failures[0]);

@@ -68,6 +68,31 @@ TEST(BenchCli, UnknownFlagExits2) {
     expect_usage_error("--frobnicate", "frobnicate");
 }
 
+TEST(BenchCli, ProfileRecordsDroversOwnProcessOrSaysWhyNot) {
+    expect_usage_error("--ns none -n 2 --profile /nonexistent/dir/p.data", "not a writable directory");
+    char dir[] = "/tmp/drover-bench-prof-XXXXXX";
+    ASSERT_NE(::mkdtemp(dir), nullptr);
+    std::string data = std::string(dir) + "/p.data";
+    bool have_perf = ::access("/usr/bin/perf", X_OK) == 0 || ::access("/usr/local/bin/perf", X_OK) == 0;
+    cli_result r = run_cli("--ns none --ns net -n 20 --warmup 1 --workload exec:/bin/true --profile " + data);
+    if (!have_perf) {
+        EXPECT_EQ(r.code, 2) << r.err;
+        EXPECT_NE(r.err.find("needs perf"), std::string::npos) << r.err;
+    } else if (r.err.find("perf_event_paranoid") != std::string::npos) {
+        std::remove(data.c_str());
+        ::rmdir(dir);
+        GTEST_SKIP() << "perf may not record here: " << r.err;
+    } else {
+        EXPECT_EQ(r.code, 0) << r.err;
+        EXPECT_NE(r.out.find("Where drover's own process spent its samples"), std::string::npos) << r.out;
+        EXPECT_NE(r.out.find("%"), std::string::npos) << r.out;  // at least one symbol line
+        EXPECT_EQ(::access(data.c_str(), R_OK), 0);
+    }
+    std::remove(data.c_str());
+    std::remove((data + ".old").c_str());
+    ::rmdir(dir);
+}
+
 TEST(BenchCli, TinyRunWritesJsonThatReadsBack) {
     char dir[] = "/tmp/drover-bench-cli-XXXXXX";
     ASSERT_NE(::mkdtemp(dir), nullptr);
@@ -90,8 +115,29 @@ TEST(BenchCli, TinyRunWritesJsonThatReadsBack) {
     std::string first;
     std::getline(s, first);
     EXPECT_EQ(first.rfind("<svg", 0), 0u);
-    std::remove(json.c_str());
-    std::remove(svg.c_str());
+    // The report compares with itself: every combination, no difference anywhere.
+    std::string md = std::string(dir) + "/cmp.md";
+    std::string csvg = std::string(dir) + "/cmp.svg";
+    cli_result c = run_cli("compare " + json + " " + json + " --markdown " + md + " --svg " + csvg);
+    EXPECT_EQ(c.code, 0) << c.err;
+    EXPECT_NE(c.out.find("no difference"), std::string::npos) << c.out;
+    EXPECT_EQ(c.out.find("faster"), c.out.find("faster/slower")) << c.out;  // only in the legend
+    std::ifstream m(md);
+    std::stringstream ms;
+    ms << m.rdbuf();
+    EXPECT_NE(ms.str().find("| uts |"), std::string::npos) << ms.str();
+    std::ifstream cs(csvg);
+    std::getline(cs, first);
+    EXPECT_EQ(first.rfind("<svg", 0), 0u);
+    // Bad inputs are one located line and exit 2.
+    expect_usage_error("compare " + json, "two or more");
+    expect_usage_error("compare " + json + " /nonexistent/run.json", "/nonexistent/run.json: cannot be read");
+    std::string broken = std::string(dir) + "/broken.json";
+    std::ofstream(broken) << "{\"schema\": \"drover-bench/2\",\n  \"machine\": }";
+    expect_usage_error("compare " + json + " " + broken, "line 2, column");
+    std::ofstream(broken) << "{\"schema\": \"drover-bench/1\"}";
+    expect_usage_error("compare " + json + " " + broken, "schema is not drover-bench/2");
+    for (const std::string& f : {json, svg, md, csvg, broken}) std::remove(f.c_str());
     ::rmdir(dir);
 }
 

@@ -37,6 +37,7 @@ bench_report sample_report() {
     up.floor_method = "vfork";
     up.drover_method = "fork";
     up.ratio_ci = {0.97, 1.11};
+    up.drover_p50_ci = {390e3, 410e3};
     up.bare_failures = {{"clone: Invalid argument", 1}};
     up.fork_failures = {{"floor child failed at execve", 3}};
     up.drover_failures = {{"clone3: Operation not permitted", 2}};

@@ -9,9 +9,11 @@
 #include <string>
 #include <vector>
 
+#include "bench/compare.hpp"
 #include "bench/floor.hpp"
 #include "bench/report.hpp"
 #include "bench/runner.hpp"
+#include "bench_profile.hpp"
 #include "command.hpp"
 #include "drover/spawn/spawn_error.hpp"
 
@@ -31,12 +33,73 @@ struct bench_options {
     bool peers = false;
     bool no_matrix = false;
     std::string json, csv, markdown, svg;
+    std::string profile;  // perf.data to write
 };
 
 // A usage problem: one line, exit 2, nothing started.
 struct usage_problem {
     std::string what;
 };
+
+struct compare_options {
+    std::vector<std::string> files;
+    std::string markdown, svg;
+};
+
+// The largest report `bench compare` reads: the full 256-combination matrix is ~1.5 MB.
+constexpr std::size_t max_report_bytes = 64 << 20;
+
+bench::bench_report read_report(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw usage_problem{path + ": cannot be read"};
+    std::string text;
+    char buf[65536];
+    while (in.read(buf, sizeof buf) || in.gcount() > 0) {
+        text.append(buf, static_cast<std::size_t>(in.gcount()));
+        if (text.size() > max_report_bytes)
+            throw usage_problem{path + ": larger than " + std::to_string(max_report_bytes >> 20) +
+                                " MiB, not a bench report"};
+    }
+    nlohmann::json j;
+    try {
+        j = nlohmann::json::parse(text);
+    } catch (const nlohmann::json::exception& e) {
+        throw usage_problem{path + ": not JSON: " + e.what()};  // names line and column
+    }
+    try {
+        return bench::report_from_json(j);
+    } catch (const std::exception& e) {
+        throw usage_problem{path + ": " + e.what()};
+    }
+}
+
+int run_compare(const compare_options& o) {
+    std::vector<bench::bench_report> runs;
+    try {
+        if (o.files.size() < 2) throw usage_problem{"compare needs two or more JSON reports (drover bench --json)"};
+        if (o.files.size() > 6) throw usage_problem{"compare takes at most six reports"};
+        for (const std::string& f : o.files) runs.push_back(read_report(f));
+    } catch (const usage_problem& p) {
+        print_error("bench compare: " + p.what);
+        return usage_exit;
+    }
+    bench::comparison c = bench::compare_reports(runs, o.files);
+    std::fputs(bench::format_comparison_table(c).c_str(), stdout);
+    bool ok = true;
+    auto write = [&](const std::string& path, const std::string& text) {
+        if (path.empty()) return;
+        std::ofstream out(path);
+        out << text;
+        out.close();
+        if (!out) {
+            print_error("bench compare: writing " + path + " failed");
+            ok = false;
+        }
+    };
+    write(o.markdown, bench::format_comparison_markdown(c));
+    write(o.svg, bench::format_comparison_svg(c));
+    return ok ? 0 : 1;
+}
 
 std::vector<int> parse_concurrency(const std::string& text) {
     std::vector<int> out;
@@ -177,9 +240,29 @@ int run_bench(const bench_options& o) {
         csv = open_output(o.csv, "--csv");
         md = open_output(o.markdown, "--markdown");
         svg = open_output(o.svg, "--svg");
+        if (!o.profile.empty()) {
+            // perf writes the file itself (and renames an old one): check only that it can.
+            std::string dir = o.profile.find('/') == std::string::npos ? "." : o.profile.substr(0, o.profile.rfind('/') + 1);
+            if (::access(dir.c_str(), W_OK) != 0)
+                throw usage_problem{"--profile " + o.profile + ": " + dir + " is not a writable directory"};
+        }
     } catch (const usage_problem& p) {
         print_error("bench: " + p.what);
         return usage_exit;
+    }
+    std::string perf;
+    perf_session profiler;
+    if (!o.profile.empty()) {
+        perf = find_perf();
+        if (perf.empty()) {
+            print_error("bench: --profile needs perf on PATH (Debian: apt-get install linux-perf)");
+            return usage_exit;
+        }
+        std::string why;
+        if (!profiler.start(perf, o.profile, why)) {
+            print_error("bench: --profile: " + why);
+            return 1;
+        }
     }
 
     bench::bench_report report;
@@ -213,8 +296,18 @@ int run_bench(const bench_options& o) {
     report.elapsed = static_cast<double>(bench::floor_now_ns() - start) / 1e9;
     report.machine.load_after = bench::load_average();
     bench::notice_noise(report);
+    std::string profile_text;
+    if (!o.profile.empty()) {
+        std::string why;
+        if (profiler.stop(why)) profile_text = perf_summary(perf, o.profile, "drover", why);
+        if (!why.empty()) print_error("bench: --profile: " + why);
+    }
 
     std::fputs(bench::format_table(report).c_str(), stdout);
+    if (!profile_text.empty())
+        std::printf("\nWhere drover's own process spent its samples (perf, %s; the floors ran in "
+                    "drover_floor and are not in it):\n%s  (all of it: perf report -i %s)\n",
+                    o.profile.c_str(), profile_text.c_str(), o.profile.c_str());
     bool ok = true;
     auto write = [&](std::optional<std::ofstream>& out, const std::string& text,
                      const std::string& path) {
@@ -262,8 +355,20 @@ command_main add_bench_command(CLI::App& app, command_check* check) {
     sub->add_option("--csv", o->csv, "Write the results as CSV");
     sub->add_option("--markdown", o->markdown, "Write the results as Markdown tables");
     sub->add_option("--svg", o->svg, "Write charts (p50 per combination, stage breakdown) as SVG");
+    sub->add_option("--profile", o->profile,
+                    "Record drover's own process with perf into this file and show where its share goes");
+    auto co = std::make_shared<compare_options>();
+    CLI::App* cmp = sub->add_subcommand(
+        "compare", "Compare runs (drover bench --json files): each against the first, per combination, "
+                   "with 95 % intervals and a verdict");
+    cmp->add_option("files", co->files, "Two to six JSON reports; the first is the reference")->required();
+    cmp->add_option("--markdown", co->markdown, "Write the comparison as Markdown");
+    cmp->add_option("--svg", co->svg, "Write the comparison as an SVG chart");
     if (check) {
-        *check = [o]() -> std::string {
+        *check = [o, cmp, co]() -> std::string {
+            if (cmp->parsed())
+                return co->files.size() < 2 ? "compare needs two or more JSON reports (drover bench --json)"
+                                            : std::string{};
             try {
                 make_config(*o);
                 return {};
@@ -272,7 +377,7 @@ command_main add_bench_command(CLI::App& app, command_check* check) {
             }
         };
     }
-    return [o] { return run_bench(*o); };
+    return [o, cmp, co] { return cmp->parsed() ? run_compare(*co) : run_bench(*o); };
 }
 
 }  // namespace drover::cli

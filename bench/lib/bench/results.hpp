@@ -41,6 +41,7 @@ struct combo_result {
     failure_counts bare_failures;
     failure_counts fork_failures;
     interval ratio_ci;              ///< 95 % bootstrap interval of ratio()
+    interval drover_p50_ci;         ///< 95 % bootstrap interval of drover.p50 (for compare)
     std::map<ns, double> marginal;  ///< per member: p50(S) − p50(S − it), if measured
 
     /// drover p50 ÷ floor p50; 0 if either has no data.
