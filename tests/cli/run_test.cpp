@@ -112,6 +112,36 @@ TEST(Run, ForwardsSignalsToTheChild) {
     EXPECT_EQ(st, exit_status::exited_with(128 + SIGTERM)) << st.str();
 }
 
+// As PID 1 of its own PID namespace, a job without a handler is spared SIGTERM by the kernel;
+// drover would wait for ever (`timeout 20 drover run -p …` never ended). It is killed instead,
+// as an ordinary process would have died of the signal; one that handles it keeps it.
+TEST(Run, ASignalThatWouldEndTheJobEndsItAsPidOne) {
+    auto killed = test::run_on_loop([](asio::any_io_executor ex) -> asio::awaitable<exit_status> {
+        spawn_spec s = test::piped({cli, "run", "-U", "-p", "--", "/bin/sh", "-c", "echo ready; read x"});
+        s.in = stdio::pipe();  // kept open: `read` waits until the job ends
+        process p = co_await spawn(ex, s);
+        line_reader lines(*p.stdout_pipe());
+        auto first = co_await lines.next();
+        EXPECT_EQ(first, "ready");
+        p.signal(SIGTERM);
+        co_return co_await p.wait();
+    });
+    EXPECT_EQ(killed, exit_status::exited_with(128 + SIGKILL)) << killed.str();
+    auto handled = test::run_on_loop([](asio::any_io_executor ex) -> asio::awaitable<exit_status> {
+        spawn_spec s = test::piped({cli, "run", "-U", "-p", "--", "/bin/sh", "-c",
+                                    "trap 'echo got TERM; exit 7' TERM; echo ready; while :; do sleep 0.05; done"});
+        process p = co_await spawn(ex, s);
+        line_reader lines(*p.stdout_pipe());
+        auto first = co_await lines.next();
+        EXPECT_EQ(first, "ready");
+        p.signal(SIGTERM);
+        auto said = co_await lines.next();
+        EXPECT_EQ(said, "got TERM");
+        co_return co_await p.wait();
+    });
+    EXPECT_EQ(handled, exit_status::exited_with(7)) << handled.str();
+}
+
 // The seed's interactive session: a shell on a terminal (script(1) gives it a pty), typed at.
 TEST(Run, InteractiveShellOnATerminal) {
     if (::access("/usr/bin/script", X_OK) != 0) GTEST_SKIP() << "script(1) from util-linux is missing";

@@ -92,9 +92,48 @@ int start_failure_code(const spawn_error& e) {
     return 125;
 }
 
+// Whether a signal's default action ends a process (term or core, see signal(7)).
+bool ends_by_default(int sig) {
+    switch (sig) {
+        case SIGHUP: case SIGINT: case SIGQUIT: case SIGTERM: case SIGUSR1: case SIGUSR2:
+            return true;
+        default:
+            return false;
+    }
+}
+
+// Whether `pid` neither catches nor ignores `sig`, from /proc/PID/status (SigCgt, SigIgn).
+bool takes_default_action(pid_t pid, int sig) {
+    char path[64];
+    std::snprintf(path, sizeof path, "/proc/%d/status", static_cast<int>(pid));
+    FILE* f = std::fopen(path, "re");
+    if (!f) return false;
+    char line[256];
+    unsigned long long caught = 0, ignored = 0;
+    bool seen_caught = false, seen_ignored = false;
+    while (std::fgets(line, sizeof line, f)) {
+        if (std::sscanf(line, "SigCgt: %llx", &caught) == 1) seen_caught = true;
+        if (std::sscanf(line, "SigIgn: %llx", &ignored) == 1) seen_ignored = true;
+    }
+    std::fclose(f);
+    const unsigned long long bit = 1ULL << (sig - 1);
+    return seen_caught && seen_ignored && !(caught & bit) && !(ignored & bit);
+}
+
+// Passes `sig` on. The job as PID 1 of its own PID namespace is spared by the kernel every
+// signal it has no handler for, so a SIGTERM from `timeout` or ^C would be lost and drover
+// would wait for ever; when the signal would have ended an ordinary process (its default
+// action, neither caught nor ignored), the job is killed instead, as it would have died.
+void pass_on(process& child, bool pid_one, int sig) {
+    child.signal(sig);
+    if (pid_one && ends_by_default(sig) && takes_default_action(child.pid(), sig)) child.signal(SIGKILL);
+}
+
 asio::awaitable<run_outcome> run_child(prepared_spawn prepared, job_limits limits, cgroup_tree* tree) {
     auto ex = co_await asio::this_coro::executor;
     bool foreground = prepared.spec().foreground;
+    // With --init, drover init is PID 1 and passes signals on itself.
+    const bool pid_one = prepared.spec().namespaces.has(ns::pid) && prepared.spec().init_program.empty();
     // Signals sent to drover go to the child through its pidfd. The set is installed before
     // the spawn so that none is lost (or kills drover) while the child starts. On a terminal
     // the child has the foreground, so ^C reaches it alone and is not sent twice.
@@ -105,9 +144,9 @@ asio::awaitable<run_outcome> run_child(prepared_spawn prepared, job_limits limit
     std::optional<process> child;
     // A signal that arrives while the spawn is still completing waits here for the child.
     auto early = std::make_shared<std::vector<int>>();
-    auto forward = [signals, &child, early](auto&& self, std::error_code ec, int sig) -> void {
+    auto forward = [signals, &child, early, pid_one](auto&& self, std::error_code ec, int sig) -> void {
         if (ec) return;
-        if (child) child->signal(sig);
+        if (child) pass_on(*child, pid_one, sig);
         else early->push_back(sig);
         signals->async_wait([self](std::error_code e, int s) { self(self, e, s); });
     };
@@ -123,7 +162,7 @@ asio::awaitable<run_outcome> run_child(prepared_spawn prepared, job_limits limit
         signals->cancel();
         throw;
     }
-    for (int sig : *early) child->signal(sig);
+    for (int sig : *early) pass_on(*child, pid_one, sig);
     if (watch) watch->arm(*child);
     run_outcome r;
     r.status = co_await child->wait();
