@@ -229,6 +229,20 @@ floor_sample spawn_fork(const floor_plan& p, char* const* argv) {
 
 }  // namespace
 
+bool floor_vfork_available() noexcept {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+    return false;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || __has_feature(memory_sanitizer)
+    return false;
+#else
+    return true;
+#endif
+#else
+    return true;
+#endif
+}
+
 std::string_view floor_method_name(floor_method m) noexcept {
     return m == floor_method::vfork ? "vfork" : "fork";
 }
@@ -243,7 +257,7 @@ floor_plan floor_plan::make(std::uint64_t flags, floor_method method, bool setup
                             std::vector<std::string> argv) {
     floor_plan p;
     p.clone_flags = flags;
-    p.method = (flags & CLONE_NEWTIME) ? floor_method::fork : method;
+    p.method = (flags & CLONE_NEWTIME) || !floor_vfork_available() ? floor_method::fork : method;
     p.setup = setup;
     if (setup && (flags & CLONE_NEWUSER)) {
         p.uid_map = "0 " + std::to_string(::getuid()) + " 1\n";

@@ -24,16 +24,26 @@ namespace drover::detail {
 namespace {
 
 std::atomic<std::size_t> pending{0};
-std::mutex reaped_mu;
-std::condition_variable reaped_cv;
+
+// The count's lock and condition. Never destroyed, like the fallback thread that uses them: a
+// static would be torn down at exit while that (detached) thread may still be notifying.
+struct reaped_signal {
+    std::mutex mu;
+    std::condition_variable cv;
+};
+reaped_signal& reaped() {
+    static reaped_signal* s = new reaped_signal;
+    return *s;
+}
 
 // One background reap done: wakes wait_background_reaps().
 void reaped_one() {
+    reaped_signal& r = reaped();
     {
-        std::lock_guard lock(reaped_mu);
+        std::lock_guard lock(r.mu);
         --pending;
     }
-    reaped_cv.notify_all();
+    r.cv.notify_all();
 }
 
 class fallback_reaper {
@@ -137,8 +147,9 @@ void reap_in_background(asio::any_io_executor ex, sys::unique_fd pidfd, std::sha
 std::size_t background_reaps_pending() noexcept { return pending.load(); }
 
 bool wait_background_reaps(std::chrono::milliseconds limit) {
-    std::unique_lock lock(reaped_mu);
-    return reaped_cv.wait_for(lock, limit, [] { return pending.load() == 0; });
+    reaped_signal& r = reaped();
+    std::unique_lock lock(r.mu);
+    return r.cv.wait_for(lock, limit, [] { return pending.load() == 0; });
 }
 
 }  // namespace drover::detail

@@ -24,6 +24,10 @@ enum class floor_method : std::uint8_t {
 
 std::string_view floor_method_name(floor_method m) noexcept;
 
+/// False in sanitizer builds: a CLONE_VM child running on a stack the sanitizer does not know
+/// breaks its bookkeeping, so every floor is fork-style there (as drover's own spawns are).
+bool floor_vfork_available() noexcept;
+
 /// What the floor child does. Build it once per combination; run it many times.
 struct floor_plan {
     std::uint64_t clone_flags = 0;  ///< CLONE_NEW* bits
@@ -41,7 +45,8 @@ struct floor_plan {
     std::vector<std::string> argv;  ///< argv[0] is the absolute path executed
 
     /// The plan for these CLONE_NEW* flags. A time namespace cannot be created with CLONE_VM
-    /// (entering it remaps the vDSO of the caller's memory), so the method is fork there.
+    /// (entering it remaps the vDSO of the caller's memory), so the method is fork there, and
+    /// where floor_vfork_available() is false.
     static floor_plan make(std::uint64_t clone_flags, floor_method method, bool setup, bool exec,
                            std::vector<std::string> argv);
 };
