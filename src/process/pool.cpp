@@ -198,12 +198,22 @@ struct job_pool::impl : std::enable_shared_from_this<impl> {
             wake.expires_at(hold_until ? *hold_until : asio::steady_timer::time_point::max());
             co_await wake.async_wait(use_tuple);
         }
+        if (escaped) std::rethrow_exception(escaped);
     }
 
+    // An on_done that throws ends run() with its exception. It is kept here, before anything
+    // can wake dispatch(): a spawn that fails without suspending (the vfork path reads its
+    // report at once) must not let dispatch() see an idle, closed pool and return first.
     void deliver(job_result r) {
         ++st.finished;
         st.live = live();
-        if (on_done) on_done(std::move(r));
+        if (!on_done) return;
+        try {
+            on_done(std::move(r));
+        } catch (...) {
+            if (!escaped) escaped = std::current_exception();
+            notify();
+        }
     }
 
     job_result base_result(const queued& j) const {
