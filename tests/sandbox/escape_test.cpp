@@ -212,14 +212,25 @@ TEST(Escape, EveryAttemptFailsInsideTheSandboxAsRootAndAsAUserBesideBwrap) {
 }
 
 // Pids of processes whose command line contains `mark`.
+// A process's command line, or "" if it is gone or going: reading /proc/PID/cmdline of an
+// exiting process fails with ESRCH, which a std::ifstream turns into an exception.
+std::string cmdline_of(const std::string& pid) {
+    sys::unique_fd fd(::open(("/proc/" + pid + "/cmdline").c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd) return {};
+    std::string cmd;
+    char buf[4096];
+    ssize_t n;
+    while (cmd.size() < (1 << 16) && (n = ::read(fd.get(), buf, sizeof buf)) > 0) cmd.append(buf, static_cast<std::size_t>(n));
+    return cmd;
+}
+
 std::vector<pid_t> with_mark(const std::string& mark) {
     std::vector<pid_t> out;
-    for (const auto& e : fs::directory_iterator("/proc")) {
-        std::string name = e.path().filename();
+    std::error_code ec;
+    for (fs::directory_iterator it("/proc", ec), end; !ec && it != end; it.increment(ec)) {
+        std::string name = it->path().filename();
         if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-        std::ifstream in(e.path() / "cmdline");
-        std::string cmd((std::istreambuf_iterator<char>(in)), {});
-        if (cmd.find(mark) != std::string::npos) out.push_back(std::stoi(name));
+        if (cmdline_of(name).find(mark) != std::string::npos) out.push_back(std::stoi(name));
     }
     return out;
 }
@@ -234,6 +245,12 @@ std::vector<pid_t> survivors_after_sigkill(std::vector<std::string> argv, const 
         spawn_spec s = test::piped(argv);
         s.in = stdio::pipe();
         process p = co_await spawn(ex, s);
+        // Whatever happens below, drover is killed: a test that threw would otherwise leave
+        // the loop waiting to reap a drover that waits for its job for a minute.
+        struct kill_on_exit {
+            process& p;
+            ~kill_on_exit() { p.signal(SIGKILL); }
+        } guard{p};
         co_await p.write_stdin(input);
         p.close_stdin();
         auto others = [&] {
