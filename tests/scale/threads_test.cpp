@@ -411,6 +411,13 @@ TEST(threaded_spawn, vfork_path_from_four_loops_under_a_signal_storm) {
 // the launching threads, the pools, the io_uring exit waits and the reaper side by side.
 // Fewer jobs: under TSan each fork costs several times more.
 TEST(threaded_spawn, fork_path_from_four_loops_under_a_signal_storm) {
+#if defined(__SANITIZE_THREAD__)
+    // A raw clone3 fork is invisible to TSan, which takes its internal locks around fork()
+    // only. A child forked while another launching thread holds one of them deadlocks in the
+    // first intercepted call it makes (dup2, sigaction, sigprocmask): 1 run in 4 hung here.
+    GTEST_SKIP() << "TSan cannot follow a raw clone3 fork of a process whose other threads are "
+                    "spawning: the normal and ASan builds run this test";
+#endif
     method_guard fork_only(clone_method::fork);
     stress_and_check(4, 100, 8);
 }
