@@ -8,35 +8,11 @@
 #include <sstream>
 
 #include "bench/report.hpp"
+#include "bench/text.hpp"
 
 namespace drover::bench {
 
 namespace {
-
-std::string fmt(const char* f, double v) {
-    char buf[64];
-    std::snprintf(buf, sizeof buf, f, v);
-    return buf;
-}
-
-std::string pad(std::string s, std::size_t w, bool right = true) {
-    std::size_t len = 0;
-    for (unsigned char c : s) len += (c & 0xC0) != 0x80;
-    if (len >= w) return s;
-    return right ? std::string(w - len, ' ') + s : s + std::string(w - len, ' ');
-}
-
-std::string esc(const std::string& s) {
-    std::string o;
-    for (char c : s) {
-        if (c == '<') o += "&lt;";
-        else if (c == '>') o += "&gt;";
-        else if (c == '&') o += "&amp;";
-        else if (c == '"') o += "&quot;";
-        else o += c;
-    }
-    return o;
-}
 
 const combo_result* find(const bench_report& r, namespace_set s) {
     for (const combo_result& c : r.combos)

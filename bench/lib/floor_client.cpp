@@ -1,5 +1,6 @@
 // Starting and talking to the floor helper: one request line out, one answer line back.
 #include "bench/floor_client.hpp"
+#include "bench/runner.hpp"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -12,7 +13,6 @@
 #include <charconv>
 #include <cstdlib>
 #include <cstring>
-#include <filesystem>
 #include <vector>
 
 extern char** environ;
@@ -32,22 +32,11 @@ bool parse_i64(std::string_view text, std::int64_t& out) {
 }  // namespace
 
 std::string floor_helper_path() {
-    namespace fs = std::filesystem;
-    std::vector<fs::path> candidates;
-    if (const char* env = std::getenv("DROVER_FLOOR"); env && *env) candidates.emplace_back(env);
 #ifdef DROVER_FLOOR_HELPER
-    candidates.emplace_back(DROVER_FLOOR_HELPER);
+    return find_bench_program("DROVER_FLOOR", DROVER_FLOOR_HELPER, "drover_floor");
+#else
+    return find_bench_program("DROVER_FLOOR", nullptr, "drover_floor");
 #endif
-    std::error_code ec;
-    fs::path self = fs::read_symlink("/proc/self/exe", ec);
-    if (!ec) {
-        candidates.push_back(self.parent_path() / "drover_floor");
-        candidates.push_back(self.parent_path() / ".." / "bench" / "matrix" / "drover_floor");
-        candidates.push_back(self.parent_path() / ".." / "libexec" / "drover" / "drover_floor");
-    }
-    for (const fs::path& c : candidates)
-        if (::access(c.c_str(), X_OK) == 0) return fs::absolute(c).lexically_normal().string();
-    return {};
 }
 
 floor_client::~floor_client() {

@@ -5,24 +5,11 @@
 #include <sstream>
 
 #include "bench/report.hpp"
+#include "bench/text.hpp"
 
 namespace drover::bench {
 
 namespace {
-
-std::string fmt(const char* f, double v) {
-    char buf[64];
-    std::snprintf(buf, sizeof buf, f, v);
-    return buf;
-}
-
-std::string pad(std::string s, std::size_t w, bool right = true) {
-    // Width in characters: count UTF-8 lead bytes only (µ, ±, ×, ÷ are two bytes).
-    std::size_t len = 0;
-    for (unsigned char c : s) len += (c & 0xC0) != 0x80;
-    if (len >= w) return s;
-    return right ? std::string(w - len, ' ') + s : s + std::string(w - len, ' ');
-}
 
 std::string ratio_text(double r) {
     return r > 0 ? fmt("%.2f×", r) : "–";

@@ -232,25 +232,29 @@ bool static_helper_built() noexcept {
 #endif
 }
 
-std::string static_helper_path() {
+std::string find_bench_program(const char* env_var, const char* built, const char* name) {
     namespace fs = std::filesystem;
     std::vector<fs::path> candidates;
-    if (const char* env = std::getenv("DROVER_STATIC_TRUE"); env && *env)
-        candidates.emplace_back(env);
-#ifdef DROVER_STATIC_TRUE
-    candidates.emplace_back(DROVER_STATIC_TRUE);
-#endif
+    if (const char* env = std::getenv(env_var); env && *env) candidates.emplace_back(env);
+    if (built && *built) candidates.emplace_back(built);
     std::error_code ec;
     fs::path self = fs::read_symlink("/proc/self/exe", ec);
     if (!ec) {
-        candidates.push_back(self.parent_path() / "drover_static_true");
-        candidates.push_back(self.parent_path() / ".." / "bench" / "matrix" / "drover_static_true");
-        candidates.push_back(self.parent_path() / ".." / "libexec" / "drover" /
-                             "drover_static_true");
+        candidates.push_back(self.parent_path() / name);
+        candidates.push_back(self.parent_path() / ".." / "bench" / "matrix" / name);
+        candidates.push_back(self.parent_path() / ".." / "libexec" / "drover" / name);
     }
     for (const fs::path& c : candidates)
         if (::access(c.c_str(), X_OK) == 0) return fs::absolute(c).lexically_normal().string();
     return {};
+}
+
+std::string static_helper_path() {
+#ifdef DROVER_STATIC_TRUE
+    return find_bench_program("DROVER_STATIC_TRUE", DROVER_STATIC_TRUE, "drover_static_true");
+#else
+    return find_bench_program("DROVER_STATIC_TRUE", nullptr, "drover_static_true");
+#endif
 }
 
 bool parse_ns_selection(std::string_view text, std::vector<namespace_set>& out, std::string& bad) {

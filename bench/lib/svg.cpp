@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "bench/report.hpp"
+#include "bench/text.hpp"
 
 namespace drover::bench {
 
@@ -28,21 +29,6 @@ std::string num(double v) {
     char buf[32];
     std::snprintf(buf, sizeof buf, "%.1f", v);
     return buf;
-}
-
-std::string esc(const std::string& s) {
-    std::string o;
-    for (char c : s) {
-        if (c == '<')
-            o += "&lt;";
-        else if (c == '>')
-            o += "&gt;";
-        else if (c == '&')
-            o += "&amp;";
-        else
-            o += c;
-    }
-    return o;
 }
 
 // A "nice" axis maximum: 1, 2 or 5 times a power of ten at or above v.

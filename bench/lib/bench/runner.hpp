@@ -32,6 +32,11 @@ struct workload {
 /// path is filled by the caller (see static_helper_path()).
 std::optional<workload> parse_workload(std::string_view text);
 
+/// Where a program built with the benchmarks is: $ENV_VAR, the path the build recorded
+/// (`built`, may be null), beside the running program, in ../bench/matrix or in
+/// ../libexec/drover. Empty if none is executable.
+std::string find_bench_program(const char* env_var, const char* built, const char* name);
+
 /// Where drover_static_true is: $DROVER_STATIC_TRUE, the path the build recorded, or beside
 /// the running program. Empty if none exists.
 std::string static_helper_path();
