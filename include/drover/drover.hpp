@@ -8,4 +8,5 @@
 #include "drover/spawn/spawn_error.hpp"
 #include "drover/spawn/spawn_spec.hpp"
 #include "drover/spawn/timings.hpp"
+#include "drover/spawn/warm.hpp"
 #include "drover/sys/syscalls.hpp"

@@ -9,6 +9,7 @@
 #include <pthread.h>
 
 #include "drover/process/exit_waiter.hpp"
+#include "drover/spawn/warm.hpp"
 #include "drover/sys/syscalls.hpp"
 
 namespace drover {
@@ -25,9 +26,11 @@ struct process::state {
     std::optional<exit_status> status;
     std::optional<struct rusage> usage;
     std::shared_ptr<id_lease> ids;  // released once the child is reaped
+    std::shared_ptr<warm_set> set;  // likewise: its holder is PID 1 above the job's namespace
 
     state(asio::any_io_executor e, launched_child& c)
-        : ex(e), pid(c.pid), pidfd(e, c.pidfd.release()), timings(c.timings), method(c.method), ids(std::move(c.ids)) {
+        : ex(e), pid(c.pid), pidfd(e, c.pidfd.release()), timings(c.timings), method(c.method), ids(std::move(c.ids)),
+          set(std::move(c.set)) {
         if (c.stdin_pipe) in.emplace(e, c.stdin_pipe.release());
         if (c.stdout_pipe) out.emplace(e, c.stdout_pipe.release());
         if (c.stderr_pipe) err.emplace(e, c.stderr_pipe.release());
@@ -48,7 +51,10 @@ process& process::operator=(process&& other) noexcept {
 process::~process() {
     if (!s_ || s_->status || !s_->pidfd.is_open()) return;
     sys::unique_fd fd(s_->pidfd.release());
-    detail::reap_in_background(s_->ex, std::move(fd), std::move(s_->ids));
+    std::shared_ptr<void> keep = s_->ids;
+    if (s_->set) keep = std::make_shared<std::pair<std::shared_ptr<id_lease>, std::shared_ptr<warm_set>>>(
+                     std::move(s_->ids), std::move(s_->set));
+    detail::reap_in_background(s_->ex, std::move(fd), std::move(keep));
 }
 
 process::executor_type process::get_executor() const { return s_->ex; }
@@ -111,6 +117,7 @@ bool reap(process::state& s, std::error_code& ec) {
     s.usage = ru;
     s.pidfd.close();
     s.ids.reset();  // nothing runs with the leased ids any more (see spawn_spec::ids)
+    s.set.reset();
     return true;
 }
 

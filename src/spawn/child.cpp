@@ -433,11 +433,108 @@ void signals(const child_ctx& c) noexcept {
     fail(c, child_stage::exec, idx, err);
 }
 
+// The last step: execve, or (a spec without a program, for tests and benchmarks) exit 0.
+[[noreturn]] void finish(const child_ctx& c) noexcept {
+    if (!c.p.spec.exec) {
+        injection_point(c, child_stage::exec);
+        report(c, child_stage::none, 0, 0);
+        seccomp(c);
+        ::_exit(0);
+    }
+    exec(c);
+}
+
+// A warm set's holder, once its namespaces are set up: says so, keeps nothing of drover's
+// but the hold pipe, and waits there. It is PID 1 of the set's first PID namespace; the job
+// gets a second one below it (see warm.hpp), so a /proc beneath the job's own shows no host
+// process. EOF (the set was dropped, or drover is gone) or SIGKILL ends it, and with it every
+// process of the set.
+[[noreturn]] void hold(const child_ctx& c) noexcept {
+    const launch_frame& f = c.f;
+    report(c, child_stage::none, 0, 0);
+    if (f.hold_read > 0) (void)sys::close_range(0, static_cast<unsigned>(f.hold_read - 1), 0);
+    (void)sys::close_range(static_cast<unsigned>(f.hold_read + 1), ~0U, 0);
+    for (;;) {
+        char byte;
+        ssize_t n = raw_read(f.hold_read, &byte, 1);
+        if (n == 0 || (n < 0 && errno != EINTR)) ::_exit(0);
+    }
+}
+
+[[noreturn]] void run_holder(child_ctx& c) noexcept {
+    wait_for_maps(c);
+    write_own_maps(c);
+    mounts(c);
+    set_ids(c);
+    // No parent-death signal: that follows the thread that made the holder (a pool's refill
+    // thread), not drover. EOF on the hold pipe comes when drover is gone, however it ends.
+    new_root(c);
+    uts(c);
+    loopback(c);
+    hold(c);
+}
+
+// Between drover and a warm job: joins the holder's namespaces (one setns through its pidfd),
+// then clone3s the job as drover's child (CLONE_PARENT), in a PID namespace of its own. Runs
+// on drover's memory and descriptor table, so it leaves its results in the frame.
+[[noreturn]] void run_entry(const launch_frame& f) noexcept {
+    if (f.plan->spec.inject_failure == child_stage::enter_set) {
+        f.entry_err = EPERM;
+        ::_exit(127);
+    }
+    if (auto e = sys::setns(f.set_pidfd, static_cast<int>(f.set_flags))) {
+        f.entry_err = e.value();
+        ::_exit(127);
+    }
+    sys::clone3_args a;
+    a.flags = f.job_clone_flags;
+    // clone3 wants 0 with CLONE_PARENT; the job takes ours (SIGCHLD), so a plain waitid sees it.
+    a.exit_signal = 0;
+    a.cgroup_fd = f.job_cgroup_fd;
+    std::error_code ec;
+    sys::clone3_result r =
+        sys::clone3_vm(a, f.job_stack, f.job_stack_size, child_entry, const_cast<launch_frame*>(f.job_frame), ec);
+    if (ec) {
+        f.entry_err = ec.value();
+        ::_exit(127);
+    }
+    f.job_pid = r.pid;
+    f.job_pidfd = r.pidfd;
+    ::_exit(0);
+}
+
+// The job of a warm set: its namespaces are set up; what is its own comes here. A cgroup
+// namespace is made now, rooted at the job's own cgroup (as a cold job's is), and /proc is a
+// fresh procfs of its own PID namespace.
+[[noreturn]] void run_warm_job(child_ctx& c) noexcept {
+    join_cgroups(c);
+    if (c.p.spec.namespaces.has(ns::cgroup))
+        check(c, child_stage::enter_set, 1, ::unshare(CLONE_NEWCGROUP) == 0);
+    injection_point(c, child_stage::mount_proc);
+    unsigned i = 0;
+    for (const std::string& t : c.p.proc_targets)
+        check(c, child_stage::mount_proc, i++,
+              ::mount("proc", t.c_str(), "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) == 0);
+    set_ids(c);
+    process_attributes(c);
+    limits(c);
+    capabilities(c);
+    privileges_and_cwd(c);
+    descriptors(c);
+    signals(c);
+    finish(c);
+}
+
 }  // namespace
 
+void child_entry(void* frame) noexcept { run_child(*static_cast<const launch_frame*>(frame)); }
+
 void run_child(const launch_frame& frame) noexcept {
+    if (frame.role == child_role::entry) run_entry(frame);
     int slots[max_fs_slots];
     child_ctx c{frame, *frame.plan, sys::monotonic_ns(), frame.report_write, slots};
+    if (frame.role == child_role::holder) run_holder(c);
+    if (frame.role == child_role::warm_job) run_warm_job(c);
     wait_for_maps(c);
     join_cgroups(c);
     write_own_maps(c);
@@ -453,13 +550,7 @@ void run_child(const launch_frame& frame) noexcept {
     privileges_and_cwd(c);
     descriptors(c);
     signals(c);
-    if (!c.p.spec.exec) {
-        injection_point(c, child_stage::exec);
-        report(c, child_stage::none, 0, 0);
-        seccomp(c);
-        ::_exit(0);
-    }
-    exec(c);
+    finish(c);
 }
 
 }  // namespace drover::detail

@@ -24,6 +24,7 @@
 #include <string_view>
 
 #include "drover/spawn/id_pool.hpp"
+#include "drover/spawn/warm.hpp"
 #include "drover/sys/syscalls.hpp"
 #include "plan.hpp"
 
@@ -120,6 +121,7 @@ std::shared_ptr<const prepared_data> prepare(spawn_spec spec) {
     }
     d->make_private = n.has(ns::mnt);
     d->mount_proc = s.wants_proc();
+    if (d->mount_proc) d->proc_targets.push_back("/proc");
     d->loopback = n.has(ns::net) && s.loopback_up;
     if (!s.fs.enabled) {
         for (const bind_mount& b : s.binds)
@@ -417,7 +419,6 @@ private:
 
 thread_local child_stack vfork_stack;
 
-void vfork_child_entry(void* frame) { detail::run_child(*static_cast<const detail::launch_frame*>(frame)); }
 
 }  // namespace
 
@@ -427,7 +428,165 @@ void force_clone_method(std::optional<clone_method> m) noexcept {
     forced_clone.store(m ? static_cast<int>(*m) : -1, std::memory_order_relaxed);
 }
 
+namespace {
+
+bool launch_child(const prepared_spawn& p, launched_child& child, spawn_failure& failure,
+                  const launch_extras& extras, int hold_read);
+
+thread_local child_stack warm_job_stack;
+
+// This process's PID namespace, opened once: the way back after entering a set's.
+int own_pid_ns() {
+    static const int fd = ::open("/proc/self/ns/pid", O_RDONLY | O_CLOEXEC);
+    return fd;
+}
+
+// The namespaces a warm set holds: the spec's, less the ones each job makes for itself (PID:
+// the holder has its own, the job one below it; cgroup: rooted at the job's own cgroup).
+std::uint64_t set_flags(const prepared_data& d) {
+    return d.clone_flags & ~static_cast<std::uint64_t>(CLONE_NEWPID | CLONE_NEWCGROUP | CLONE_NEWTIME);
+}
+
+// Whether a job spec can use a set made for the pool's spec: the same namespaces and the
+// same setup the holder did.
+std::string set_mismatch(const prepared_data& job, const prepared_data& pool) {
+    if (job.clone_flags != pool.clone_flags) return "the job's namespaces differ from the warm pool's";
+    const spawn_spec& a = job.spec;
+    const spawn_spec& b = pool.spec;
+    if (a.hostname != b.hostname || a.domainname != b.domainname || job.loopback != pool.loopback ||
+        job.proc_targets != pool.proc_targets || job.fs_steps.size() != pool.fs_steps.size() ||
+        job.mounts.size() != pool.mounts.size() || a.ids != b.ids || job.uid_map_text != pool.uid_map_text ||
+        job.gid_map_text != pool.gid_map_text)
+        return "the job's setup (hostname, mounts, root or id maps) differs from the warm pool's";
+    return {};
+}
+
+// A job in a warm set: an entry process (CLONE_VM | CLONE_FILES, on this thread's vfork
+// stack) enters the set and clone3s the job, which runs on a second stack; see warm.hpp.
+bool launch_warm(const prepared_spawn& p, std::unique_ptr<warm_set> set, launched_child& child,
+                 spawn_failure& failure, const launch_extras& extras) {
+    const prepared_data& d = p.data();
+    detail::launch_frame f;
+    f.plan = &d;
+    f.envp = d.env_inherit ? environ : const_cast<char* const*>(d.env_ptrs.data());
+    f.parent_pid = own_pid();
+    f.role = detail::child_role::warm_job;
+    auto report = sys::pipe();
+    if (!report) {
+        failure = parent_failure(child_stage::pipes, report.error(), "report pipe", d.spec.namespaces);
+        return false;
+    }
+    sys::unique_fd child_ends[3];
+    if (!plan_descriptors(d.spec, f, child, child_ends, failure)) return false;
+    f.report_write = report->write.get();
+    f.join_fds = extras.join_fds;
+    f.join_count = extras.join_count;
+
+    detail::launch_frame e;
+    e.plan = &d;
+    e.role = detail::child_role::entry;
+    e.set_pidfd = set->holder_pidfd();
+    e.set_flags = set_flags(d);
+    e.job_clone_flags = CLONE_PARENT | CLONE_CLEAR_SIGHAND | (d.new_pid ? CLONE_NEWPID : 0);
+    e.job_cgroup_fd = extras.cgroup_fd >= 0 ? extras.cgroup_fd : d.spec.cgroup_fd;
+    e.job_stack = warm_job_stack.get();
+    e.job_stack_size = child_stack::size;
+    e.job_frame = &f;
+    void* stack = vfork_stack.get();
+    if (!stack || !e.job_stack) {
+        failure = parent_failure(child_stage::clone, sys::errno_code(ENOMEM), "a stack for the entry process",
+                                 d.spec.namespaces);
+        return false;
+    }
+    sys::clone3_args args;
+    args.flags = CLONE_FILES | CLONE_CLEAR_SIGHAND;
+    std::error_code ec;
+    child.timings.clone_start = sys::monotonic_ns();
+    sigset_t all, old;
+    ::sigfillset(&all);
+    ::pthread_sigmask(SIG_BLOCK, &all, &old);
+    // The job's PID namespace is made below the holder's, so that the holder's end ends the
+    // job too. Only a process whose own PID namespace is the holder's can make one there
+    // (the kernel refuses CLONE_NEWPID after a setns into another): so the entry is created
+    // in it. setns(CLONE_NEWPID) changes where this thread's children go, nothing else, and
+    // is undone at once.
+    int own_ns = d.new_pid ? own_pid_ns() : -1;
+    if (d.new_pid) {
+        if (own_ns < 0) {
+            ec = sys::errno_code(errno ? errno : EBADF);
+        } else {
+            ec = sys::setns(set->holder_pidfd(), CLONE_NEWPID);
+        }
+    }
+    sys::clone3_result r;
+    if (!ec) r = sys::clone3_vm(args, stack, child_stack::size, detail::child_entry, &e, ec);
+    if (own_ns >= 0 && sys::setns(own_ns, CLONE_NEWPID)) {
+        // Cannot happen (our own namespace is always ours to enter); if it did, this thread's
+        // later children would land in a dead set's namespace. Better to stop here.
+        std::abort();
+    }
+    ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    child.timings.clone_end = sys::monotonic_ns();
+    if (ec) {
+        child = launched_child{};
+        if (ec == std::errc::no_such_process) {  // the holder is gone: the caller goes cold
+            failure = spawn_failure{child_stage::enter_set, ec, "holder " + std::to_string(set->holder_pid()), {}};
+            return false;
+        }
+        failure = parent_failure(child_stage::clone, ec, "the entry into a warm set", d.spec.namespaces);
+        return false;
+    }
+    {
+        // The entry has exited (the job exec'd or failed first): reap it.
+        sys::unique_fd entry(r.pidfd);
+        siginfo_t info;
+        (void)sys::waitid_pidfd(entry.get(), info, WEXITED);
+    }
+    if (e.entry_err != 0 || e.job_pid <= 0) {
+        child = launched_child{};
+        int err = e.entry_err ? e.entry_err : ECHILD;
+        std::string detail = "holder " + std::to_string(set->holder_pid());
+        failure = spawn_failure{child_stage::enter_set, sys::errno_code(err), detail, {}};
+        if (err == ESRCH) failure.advice = "the set's holder is gone (killed from outside?)";
+        return false;
+    }
+    child.pid = e.job_pid;
+    child.pidfd.reset(e.job_pidfd);
+    child.method = clone_method::vfork;
+    report->write.reset();
+    for (auto& end : child_ends) end.reset();
+    child.timings.maps_written = child.timings.clone_end;
+    child.report = std::move(report->read);
+    child.report_complete = true;
+    child.ids = set->ids();
+    child.set = std::shared_ptr<warm_set>(std::move(set));
+    return true;
+}
+
+}  // namespace
+
 bool launch(const prepared_spawn& p, launched_child& child, spawn_failure& failure, const launch_extras& extras) {
+    child = launched_child{};
+    if (extras.warm) {
+        if (std::string why = set_mismatch(p.data(), extras.warm->spec().data()); !why.empty()) {
+            failure = spawn_failure{child_stage::prepare, sys::errno_code(EINVAL), why, {}};
+            return false;
+        }
+        if (auto set = extras.warm->take()) {
+            if (launch_warm(p, std::move(set), child, failure, extras)) return true;
+            // The holder died between the pool's look and the entry's setns: go cold.
+            if (failure.stage != child_stage::enter_set || failure.code != std::errc::no_such_process) return false;
+        }
+    }
+    return launch_child(p, child, failure, extras, -1);
+}
+
+namespace {
+
+// hold_read >= 0: the child is a warm set's holder (fork path, no cgroup of the job's), which
+// waits on that descriptor once its namespaces are set up.
+bool launch_child(const prepared_spawn& p, launched_child& child, spawn_failure& failure,
+                  const launch_extras& extras, int hold_read) {
     const prepared_data& d = p.data();
     child = launched_child{};
 
@@ -435,6 +594,11 @@ bool launch(const prepared_spawn& p, launched_child& child, spawn_failure& failu
     f.plan = &d;
     f.envp = d.env_inherit ? environ : const_cast<char* const*>(d.env_ptrs.data());
     f.parent_pid = own_pid();
+    bool holder = hold_read >= 0;
+    if (holder) {
+        f.role = detail::child_role::holder;
+        f.hold_read = hold_read;
+    }
 
     auto report = sys::pipe();
     if (!report) {
@@ -483,9 +647,10 @@ bool launch(const prepared_spawn& p, launched_child& child, spawn_failure& failu
     // so no handler of the parent's can ever run there (without a loop of 64 sigaction calls).
     std::error_code ec;
     sys::clone3_args args;
-    args.flags = d.clone_flags | CLONE_CLEAR_SIGHAND;
-    args.cgroup_fd = extras.cgroup_fd >= 0 ? extras.cgroup_fd : d.spec.cgroup_fd;
-    void* stack = use_vfork(d) ? vfork_stack.get() : nullptr;
+    args.flags = (holder ? set_flags(d) | (d.new_pid ? CLONE_NEWPID : 0) : d.clone_flags) | CLONE_CLEAR_SIGHAND;
+    args.cgroup_fd = holder ? -1 : extras.cgroup_fd >= 0 ? extras.cgroup_fd : d.spec.cgroup_fd;
+    // A holder never execs: it needs memory of its own (fork path).
+    void* stack = !holder && use_vfork(d) ? vfork_stack.get() : nullptr;
     // A held child on the posix_spawn path: the map writer does the parent's part.
     map_writer::request mapping;
     sys::pipe_fds ready;
@@ -515,7 +680,7 @@ bool launch(const prepared_spawn& p, launched_child& child, spawn_failure& failu
         sigset_t all, old;
         ::sigfillset(&all);
         ::pthread_sigmask(SIG_BLOCK, &all, &old);
-        r = sys::clone3_vm(args, stack, child_stack::size, vfork_child_entry, &f, ec);
+        r = sys::clone3_vm(args, stack, child_stack::size, detail::child_entry, &f, ec);
         ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
         if (ec == std::errc::invalid_argument || ec == std::errc::function_not_supported) {
             vfork_refused.store(true, std::memory_order_relaxed);
@@ -573,6 +738,27 @@ bool launch(const prepared_spawn& p, launched_child& child, spawn_failure& failu
     child.report = std::move(report->read);
     child.report_complete = child.method == clone_method::vfork;
     return true;
+}
+
+}  // namespace
+
+std::unique_ptr<warm_set> make_warm_set(const prepared_spawn& p, spawn_failure& failure) {
+    if (std::string why = warm_unsupported(p); !why.empty()) {
+        failure = spawn_failure{child_stage::prepare, sys::errno_code(EINVAL), why, {}};
+        return nullptr;
+    }
+    auto hold = sys::pipe();
+    if (!hold) {
+        failure = parent_failure(child_stage::pipes, hold.error(), "hold pipe", p.spec().namespaces);
+        return nullptr;
+    }
+    launched_child holder;
+    std::int64_t start = sys::monotonic_ns();
+    bool ok = launch_child(p, holder, failure, {}, hold->read.get());
+    hold->read.reset();
+    if (!ok || !await_exec(p, holder, failure)) return nullptr;
+    return std::make_unique<warm_set>(holder.pid, std::move(holder.pidfd), std::move(hold->write),
+                                      std::move(holder.ids), sys::monotonic_ns() - start);
 }
 
 namespace {
@@ -709,6 +895,7 @@ exit_status wait_blocking(launched_child& child) {
         throw std::system_error(ec, "waitid(P_PIDFD)");
     child.timings.reaped = sys::monotonic_ns();
     child.pidfd.reset();
+    child.set.reset();
     return exit_status::from_siginfo(info);
 }
 

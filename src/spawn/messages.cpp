@@ -63,6 +63,7 @@ constexpr stage_words stage_table[] = {
     {child_stage::signals, "signals", "resetting signal handlers"},
     {child_stage::seccomp, "seccomp", "installing the seccomp filter"},
     {child_stage::exec, "exec", "execve"},
+    {child_stage::enter_set, "enter_set", "entering a warm namespace set"},
 };
 
 const stage_words& words(child_stage s) {

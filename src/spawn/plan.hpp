@@ -78,6 +78,9 @@ struct prepared_data {
     std::vector<fs_step> fs_captures;  // sources taken before the ids change (open_tree)
     std::vector<fs_step> fs_steps;     // a new root (empty: none)
     unsigned fs_slots = 0;             // captured sources the steps use (at most max_fs_slots)
+    /// Where /proc is mounted, as the job sees its tree (after the switch to a new root): a job
+    /// started in a warm set mounts its own procfs there (warm.hpp).
+    std::vector<std::string> proc_targets;
     std::string root_cwd;              // with a new root: chdir here after the switch ...
     bool root_cwd_optional = false;    // ... or to / if it does not exist there
 
@@ -114,6 +117,14 @@ struct fd_move {
     int source;
 };
 
+/// What a process created by launch() is for (warm.hpp has the design).
+enum class child_role : std::uint8_t {
+    job,     // a job, cold: clone3 made its namespaces, it sets them up and execs
+    holder,  // a warm set's holder: sets its namespaces up, then waits on hold_read until EOF
+    entry,   // enters a holder's namespaces, clone3s the job (CLONE_PARENT) and exits
+    warm_job,  // a job made by an entry: its namespaces are set up, it sets up only itself
+};
+
 /// Per-launch values the child needs beside the shared plan. Lives on the parent's stack
 /// during clone3; the child has its own copy.
 struct launch_frame {
@@ -129,6 +140,22 @@ struct launch_frame {
     int move_count = 0;
     int max_target = 2;
     bool moves_conflict = false;  // some source is another move's target: go through high fds
+
+    child_role role = child_role::job;
+    int hold_read = -1;  // holder: EOF here (the set dropped, or drover gone) ends it
+    // entry: the holder to enter, what to enter, and how to clone3 the job. The entry shares
+    // the parent's memory and descriptor table (CLONE_VM | CLONE_FILES): it leaves the job's
+    // pid and pidfd here, or the errno of what failed.
+    int set_pidfd = -1;
+    std::uint64_t set_flags = 0;
+    std::uint64_t job_clone_flags = 0;
+    int job_cgroup_fd = -1;
+    void* job_stack = nullptr;
+    std::size_t job_stack_size = 0;
+    const launch_frame* job_frame = nullptr;  // what the job walks (role warm_job)
+    mutable pid_t job_pid = -1;
+    mutable int job_pidfd = -1;
+    mutable int entry_err = 0;
 };
 
 /// Captured sources a plan may hold (the child keeps their descriptors on its stack).
@@ -150,8 +177,12 @@ std::string fs_advice(const fs_step& step, int err);
 /// spec_error naming the field.
 void prepare_walls(prepared_data& d);
 
-/// The child's side: walks the plan, then execve. Never returns.
+/// The child's side: walks the plan for frame.role (a job's, a holder's or an entry's), then
+/// execve or _exit. Never returns.
 [[noreturn]] void run_child(const launch_frame& frame) noexcept;
+
+/// run_child(*static_cast<const launch_frame*>(frame)), as clone3_vm's entry function.
+void child_entry(void* frame) noexcept;
 
 /// The report index of a failed capture (fs_captures[i]) is i | capture_index_bit.
 inline constexpr unsigned capture_index_bit = 0x8000;

@@ -278,6 +278,8 @@ void prepare_root(prepared_data& d) {
     if (s.mount_proc.value_or(false) &&
         std::none_of(ops.begin(), ops.end(), [](const fs_op& o) { return o.what == fs_op::kind::proc; }))
         ops.push_back(fs_op::proc("/proc"));
+    for (const fs_op& o : ops)
+        if (o.what == fs_op::kind::proc && !normalize(o.target).empty()) d.proc_targets.push_back(normalize(o.target));
 
     std::string root_dir;
     if (!fs.root_dir.empty()) {

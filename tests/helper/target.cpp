@@ -13,8 +13,15 @@
 //   write-fd FD TEXT       write TEXT to descriptor FD
 //   spawn-orphans N SECS   start N grandchildren (double fork) that sleep SECS; print their pids
 //   pids                   print "pid ppid"
+//   inside                 what a job sees of its isolation, one "key value" line each: the
+//                          eight namespace inodes, pid, ppid, hostname, uid (real), the first
+//                          uid_map line, the numeric entries of /proc, whether lo is up;
+//                          with "wait", then waits for EOF on stdin
 #include <dirent.h>
 #include <fcntl.h>
+#include <net/if.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -83,6 +90,37 @@ int print_ns() {
     return 0;
 }
 
+int print_inside() {
+    if (print_ns() != 0) return 5;
+    char host[256] = {};
+    ::gethostname(host, sizeof host - 1);
+    std::printf("getpid %d\ngetppid %d\nhostname %s\nuid %u\n", static_cast<int>(::getpid()),
+                static_cast<int>(::getppid()), host, static_cast<unsigned>(::getuid()));
+    char map[128] = {};
+    int fd = ::open("/proc/self/uid_map", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        ssize_t n = ::read(fd, map, sizeof map - 1);
+        ::close(fd);
+        if (n > 0) map[n] = 0;
+        if (char* nl = std::strchr(map, '\n')) *nl = 0;
+    }
+    std::printf("uid_map %s\n", map);
+    int procs = 0;
+    if (DIR* d = ::opendir("/proc")) {
+        while (dirent* e = ::readdir(d))
+            if (e->d_name[0] >= '0' && e->d_name[0] <= '9') ++procs;
+        ::closedir(d);
+    }
+    std::printf("proc_entries %d\n", procs);
+    int sock = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    struct ifreq req{};
+    std::memcpy(req.ifr_name, "lo", 3);
+    bool up = sock >= 0 && ::ioctl(sock, SIOCGIFFLAGS, &req) == 0 && (req.ifr_flags & IFF_UP);
+    if (sock >= 0) ::close(sock);
+    std::printf("lo %s\n", up ? "up" : "down");
+    return 0;
+}
+
 int spawn_orphans(int n, int secs) {
     for (int i = 0; i < n; ++i) {
         int p[2];
@@ -138,6 +176,16 @@ int main(int argc, char** argv) {
     if (mode == "flood") return flood(arg(2));
     if (mode == "fds") return list_fds();
     if (mode == "ns") return print_ns();
+    if (mode == "inside") {
+        int rc = print_inside();
+        std::fflush(stdout);
+        if (argc > 2 && std::string(argv[2]) == "wait") {
+            char c;
+            while (::read(0, &c, 1) > 0) {
+            }
+        }
+        return rc;
+    }
     if (mode == "monotonic") {
         timespec m{}, b{};
         ::clock_gettime(CLOCK_MONOTONIC, &m);

@@ -23,6 +23,8 @@ namespace drover {
 namespace detail {
 struct prepared_data;
 }
+class warm_set;
+class warm_pool;
 
 /// A spawn_spec validated and turned into the arrays, strings and map texts the child will
 /// walk. Immutable and cheap to copy (shared); launch it any number of times, from any thread.
@@ -76,6 +78,9 @@ struct launched_child {
     /// With userns_ids::automatic: the host ids the child runs as, leased until it is reaped
     /// (whoever reaps it drops this afterwards).
     std::shared_ptr<id_lease> ids;
+    /// A job started in a warm set: the set, whose holder must live until the job is reaped
+    /// (whoever reaps it drops this afterwards).
+    std::shared_ptr<warm_set> set;
 };
 
 /// Size of one record on the report pipe; a reader needs at most two of them.
@@ -89,6 +94,9 @@ struct launch_extras {
     /// to each as its first step, so it runs no code of the job outside them. Borrowed.
     const int* join_fds = nullptr;
     int join_count = 0;
+    /// Start the job in a set from this pool (warm.hpp); an empty pool: a cold spawn. The
+    /// spec must have the pool's namespaces and setup (launch fails at stage prepare if not).
+    warm_pool* warm = nullptr;
 };
 
 /// Phase 1: clone3 a child from `p` and, for a user namespace with explicit maps or for v1

@@ -48,6 +48,8 @@ enum class child_stage : std::uint16_t {
     signals,
     seccomp,
     exec,
+    // a warm set's job (warm.hpp), in the process that enters the set before the job's clone3
+    enter_set,
 };
 
 /// The child stages in execution order, for tests that inject a failure at each.

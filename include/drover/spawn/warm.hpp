@@ -1,0 +1,127 @@
+// warm: namespace sets made ahead of demand, each used by exactly one job.
+//
+// A set is held by a holder process. drover clone3s it fork-style with the spec's namespaces
+// (user, mnt, net, ipc, uts and a PID namespace whose PID 1 it is). The parent writes its id
+// maps, and the holder builds the spec's mounts and root, hostname and loopback. Then it waits
+// on a pipe. A job started in the set goes through a short-lived entry process. It is
+// clone3'd posix_spawn-style (CLONE_VM | CLONE_FILES), enters every namespace of the holder
+// with one setns(pidfd), and clone3s the job with CLONE_PARENT | CLONE_NEWPID. The job is
+// then drover's own child (waitid through its pidfd works as for any job) and PID 1 of a
+// fresh PID namespace owned by the set's user namespace. It mounts its own /proc, makes its
+// cgroup namespace and does the rest of its setup (ids, capabilities, seccomp, descriptors)
+// like a cold job, then execs.
+//
+// Why not setns from the job itself: a PID namespace cannot be entered before it has a PID 1
+// (its pid_for_children link is ENOENT until then), and a job that joined the holder's would
+// be PID 2 beside it. Why not let the holder clone the job (a zygote): then the job is the
+// holder's child. drover could not wait for it, and the holder would need the job's argv and
+// descriptors. The entry costs one CLONE_VM clone3, some tens of µs. docs/warm.md has the
+// numbers.
+//
+// A set is single-use. The holder lives until the job is reaped: it is PID 1 of the PID
+// namespace above the job's, so its death ends the job. The set then goes, and no state
+// passes from one job to the next.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "drover/spawn/id_pool.hpp"
+#include "drover/spawn/launch.hpp"
+#include "drover/sys/unique_fd.hpp"
+
+namespace drover {
+
+/// One set of namespaces, set up and held by a holder process. Move-only; dropping it ends
+/// the holder (SIGKILL through its pidfd) and reaps it.
+class warm_set {
+public:
+    warm_set(pid_t pid, sys::unique_fd pidfd, sys::unique_fd hold, std::shared_ptr<id_lease> ids,
+             std::int64_t made_ns) noexcept;
+    warm_set(warm_set&&) noexcept = default;
+    warm_set& operator=(warm_set&&) noexcept = delete;
+    ~warm_set();
+
+    [[nodiscard]] pid_t holder_pid() const noexcept { return pid_; }
+    [[nodiscard]] int holder_pidfd() const noexcept { return pidfd_.get(); }
+    /// The host ids the set's user namespace maps (userns_ids::automatic), or null.
+    [[nodiscard]] const std::shared_ptr<id_lease>& ids() const noexcept { return ids_; }
+    /// How long the holder took from clone3 until it was ready (ns).
+    [[nodiscard]] std::int64_t made_ns() const noexcept { return made_ns_; }
+    /// Whether the holder still runs (someone may have killed it). One poll(2).
+    [[nodiscard]] bool alive() const noexcept;
+
+private:
+    pid_t pid_;
+    sys::unique_fd pidfd_;
+    sys::unique_fd hold_;  // write end: its EOF ends the holder
+    std::shared_ptr<id_lease> ids_;
+    std::int64_t made_ns_;
+};
+
+/// Why `p` cannot have warm sets (a time namespace, v1 cgroup joins by path, file ops that
+/// read a descriptor, a /proc that would need host-root guards), or empty if it can.
+std::string warm_unsupported(const prepared_spawn& p);
+
+/// Makes one set for `p`, waiting until its holder is ready. nullptr with `failure` filled
+/// if it could not (the holder is then gone).
+std::unique_ptr<warm_set> make_warm_set(const prepared_spawn& p, spawn_failure& failure);
+
+struct warm_options {
+    /// How many ready sets the pool keeps.
+    unsigned size = 4;
+    /// A thread that refills the pool as sets are taken. Without it the owner calls fill().
+    bool refill_thread = true;
+    /// After a failed refill (a namespace limit, memory) the thread waits, doubling up to this.
+    std::chrono::milliseconds max_backoff{1000};
+};
+
+/// What a pool has done, for people and --json.
+struct warm_stats {
+    std::size_t ready = 0;       ///< sets ready now
+    unsigned target = 0;         ///< warm_options::size
+    std::uint64_t hits = 0;      ///< jobs started in a warm set
+    std::uint64_t misses = 0;    ///< jobs that found the pool empty and went cold
+    std::uint64_t made = 0;      ///< sets made
+    std::uint64_t failed = 0;    ///< sets that could not be made
+    std::uint64_t dead = 0;      ///< ready sets found with their holder gone, dropped
+    std::int64_t refill_last_ns = 0;  ///< how long the last set took to make
+    std::int64_t refill_max_ns = 0;
+    std::int64_t refill_total_ns = 0;  ///< over `made` sets
+    unsigned namespaces_per_set = 0;   ///< namespaces each ready set holds
+    std::string last_error;            ///< the last failure to make a set, one line
+    std::vector<pid_t> holders;        ///< the ready sets' holder processes
+};
+
+/// A pool of warm sets for one prepared spec. Jobs take sets with launch_extras::warm; an
+/// empty pool means a cold spawn, never a wait. Thread-safe.
+class warm_pool {
+public:
+    /// Throws spec_error if the spec cannot have warm sets (warm_unsupported).
+    explicit warm_pool(prepared_spawn spec, warm_options options = {});
+    warm_pool(const warm_pool&) = delete;
+    warm_pool& operator=(const warm_pool&) = delete;
+    /// Stops the refill thread and ends every ready set. Sets in use stay with their jobs.
+    ~warm_pool();
+
+    [[nodiscard]] const prepared_spawn& spec() const noexcept;
+    /// A ready set whose holder is alive, or nullptr (a miss). Wakes the refill thread.
+    std::unique_ptr<warm_set> take();
+    /// Makes sets until `size` are ready or one fails; returns how many are ready.
+    std::size_t fill();
+    /// Waits until `size` sets are ready, at most `limit`; whether it got there.
+    bool wait_ready(std::chrono::milliseconds limit);
+    [[nodiscard]] warm_stats stats() const;
+
+    struct impl;
+
+private:
+    std::unique_ptr<impl> d_;
+};
+
+}  // namespace drover

@@ -1,0 +1,186 @@
+// Warm namespace sets: the holder's lifetime and a pool that keeps sets ready (warm.hpp).
+#include "drover/spawn/warm.hpp"
+
+#include <poll.h>
+#include <signal.h>
+
+#include <algorithm>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <thread>
+
+#include "drover/sys/syscalls.hpp"
+#include "plan.hpp"
+
+namespace drover {
+
+warm_set::warm_set(pid_t pid, sys::unique_fd pidfd, sys::unique_fd hold, std::shared_ptr<id_lease> ids,
+                   std::int64_t made_ns) noexcept
+    : pid_(pid), pidfd_(std::move(pidfd)), hold_(std::move(hold)), ids_(std::move(ids)), made_ns_(made_ns) {}
+
+warm_set::~warm_set() {
+    if (!pidfd_) return;
+    // EOF alone would end the holder too, but not before this returns: kill it so that the
+    // namespaces are gone (and the ids lease free) by the time the reap below is done.
+    hold_.reset();
+    (void)sys::pidfd_send_signal(pidfd_.get(), SIGKILL);
+    siginfo_t info;
+    (void)sys::waitid_pidfd(pidfd_.get(), info, WEXITED);
+}
+
+bool warm_set::alive() const noexcept {
+    pollfd pfd{pidfd_.get(), POLLIN, 0};
+    return ::poll(&pfd, 1, 0) == 0;
+}
+
+std::string warm_unsupported(const prepared_spawn& p) {
+    const detail::prepared_data& d = p.data();
+    const spawn_spec& s = d.spec;
+    if (s.namespaces.has(ns::time))
+        return "a time namespace cannot be warm (its offsets are written before its first process)";
+    if (!s.join_cgroups.empty()) return "v1 cgroup joins by path (join_cgroups) cannot be warm: give them per job";
+    if (d.setup_may_block) return "file ops that read a descriptor cannot be warm: each set would read it again";
+    for (const detail::fs_step& st : d.fs_steps)
+        if (st.what == detail::fs_step::kind::copy_fd)
+            return "file ops that read a descriptor cannot be warm: each set would read it again";
+    if ((d.clone_flags & ~static_cast<std::uint64_t>(CLONE_NEWPID | CLONE_NEWCGROUP)) == 0)
+        return "no namespace to keep warm (pid and cgroup namespaces are made per job)";
+    if (!d.proc_targets.empty() && !s.namespaces.has(ns::pid))
+        return "a warm /proc needs a pid namespace";
+    if (!d.proc_targets.empty() && ::geteuid() == 0 &&
+        !(s.namespaces.has(ns::user) && s.ids == userns_ids::automatic) && s.fs.enabled)
+        return "a warm /proc for a job that may be host root needs ids = automatic (the read-only guards over "
+               "/proc/sys are not remade per job)";
+    return {};
+}
+
+struct warm_pool::impl {
+    prepared_spawn spec;
+    warm_options opt;
+    mutable std::mutex mu;
+    std::condition_variable wake;   // the refill thread: a set was taken, or stop
+    std::condition_variable ready;  // wait_ready(): a set was added
+    std::deque<std::unique_ptr<warm_set>> sets;
+    warm_stats st;
+    bool stop = false;
+    std::thread refiller;
+
+    impl(prepared_spawn p, warm_options o) : spec(std::move(p)), opt(o) {}
+
+    // Makes one set outside the lock and files it (or the failure). Whether it made one.
+    bool make_one() {
+        spawn_failure failure;
+        auto set = make_warm_set(spec, failure);
+        std::lock_guard lock(mu);
+        if (!set) {
+            ++st.failed;
+            st.last_error = failure.message();
+            return false;
+        }
+        ++st.made;
+        st.refill_last_ns = set->made_ns();
+        st.refill_max_ns = std::max(st.refill_max_ns, set->made_ns());
+        st.refill_total_ns += set->made_ns();
+        sets.push_back(std::move(set));
+        ready.notify_all();
+        return true;
+    }
+
+    void loop() {
+        // Signals are the process's business; a holder forked from here starts with them blocked
+        // and needs none (SIGKILL and EOF end it).
+        sigset_t all;
+        ::sigfillset(&all);
+        ::pthread_sigmask(SIG_BLOCK, &all, nullptr);
+        auto backoff = std::chrono::milliseconds(10);
+        for (;;) {
+            {
+                std::unique_lock lock(mu);
+                wake.wait(lock, [this] { return stop || sets.size() < opt.size; });
+                if (stop) return;
+            }
+            if (make_one()) {
+                backoff = std::chrono::milliseconds(10);
+                continue;
+            }
+            // A namespace limit or memory: the jobs go cold meanwhile; try again later.
+            std::unique_lock lock(mu);
+            wake.wait_for(lock, backoff, [this] { return stop; });
+            if (stop) return;
+            backoff = std::min(backoff * 2, std::max(opt.max_backoff, std::chrono::milliseconds(10)));
+        }
+    }
+};
+
+warm_pool::warm_pool(prepared_spawn spec, warm_options options)
+    : d_(std::make_unique<impl>(std::move(spec), options)) {
+    if (std::string why = warm_unsupported(d_->spec); !why.empty()) throw spec_error("warm: " + why);
+    d_->st.target = options.size;
+    d_->st.namespaces_per_set =
+        static_cast<unsigned>(__builtin_popcountll(d_->spec.data().clone_flags & ~static_cast<std::uint64_t>(CLONE_NEWCGROUP)));
+    if (options.refill_thread && options.size > 0) d_->refiller = std::thread([this] { d_->loop(); });
+}
+
+warm_pool::~warm_pool() {
+    {
+        std::lock_guard lock(d_->mu);
+        d_->stop = true;
+    }
+    d_->wake.notify_all();
+    if (d_->refiller.joinable()) d_->refiller.join();
+}
+
+const prepared_spawn& warm_pool::spec() const noexcept { return d_->spec; }
+
+std::unique_ptr<warm_set> warm_pool::take() {
+    std::vector<std::unique_ptr<warm_set>> dead;  // ended outside the lock
+    std::unique_ptr<warm_set> got;
+    {
+        std::lock_guard lock(d_->mu);
+        while (!d_->sets.empty()) {
+            auto s = std::move(d_->sets.front());
+            d_->sets.pop_front();
+            if (s->alive()) {
+                got = std::move(s);
+                break;
+            }
+            ++d_->st.dead;
+            dead.push_back(std::move(s));
+        }
+        if (got)
+            ++d_->st.hits;
+        else
+            ++d_->st.misses;
+    }
+    d_->wake.notify_one();
+    return got;
+}
+
+std::size_t warm_pool::fill() {
+    for (;;) {
+        {
+            std::lock_guard lock(d_->mu);
+            if (d_->sets.size() >= d_->opt.size) return d_->sets.size();
+        }
+        if (!d_->make_one()) {
+            std::lock_guard lock(d_->mu);
+            return d_->sets.size();
+        }
+    }
+}
+
+bool warm_pool::wait_ready(std::chrono::milliseconds limit) {
+    std::unique_lock lock(d_->mu);
+    return d_->ready.wait_for(lock, limit, [this] { return d_->sets.size() >= d_->opt.size; });
+}
+
+warm_stats warm_pool::stats() const {
+    std::lock_guard lock(d_->mu);
+    warm_stats s = d_->st;
+    s.ready = d_->sets.size();
+    for (const auto& set : d_->sets) s.holders.push_back(set->holder_pid());
+    return s;
+}
+
+}  // namespace drover

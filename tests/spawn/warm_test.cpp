@@ -1,0 +1,358 @@
+// Warm namespace sets: every job gets namespaces no other job saw, checked from inside; a set
+// is single-use; a killed holder is dropped or ends its job; nothing is left behind.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+#include <string>
+
+#include "drover/spawn/launch.hpp"
+#include "drover/spawn/warm.hpp"
+#include "drover/sys/syscalls.hpp"
+#include "support.hpp"
+
+namespace drover {
+namespace {
+
+using test::open_fd_count;
+using test::zombie_children;
+
+bool can_run() {
+    std::ifstream f("/proc/sys/user/max_user_namespaces");
+    long max = 0;
+    return ::geteuid() == 0 && (f >> max) && max > 0;
+}
+
+#define REQUIRE_WARM()                                                                 \
+    do {                                                                               \
+        if (!can_run()) GTEST_SKIP() << "needs root and user namespaces (warm sets)"; \
+    } while (0)
+
+// The full isolation of a sandboxed job, without a new root: every namespace drover can keep
+// warm, the job's own PID namespace with /proc, lo up, a hostname and a leased id range.
+spawn_spec isolated(std::vector<std::string> argv) {
+    spawn_spec s;
+    s.argv = std::move(argv);
+    s.namespaces = namespace_set{ns::user, ns::pid, ns::mnt, ns::uts, ns::ipc, ns::net, ns::cgroup};
+    s.ids = userns_ids::automatic;
+    s.hostname = "warmjob";
+    s.loopback_up = true;
+    s.tmpfs.push_back({"/tmp", "size=1m"});
+    s.out = stdio::pipe();
+    return s;
+}
+
+struct run_result {
+    bool ok = false;
+    std::string failure;
+    std::string out;
+    exit_status status;
+    bool warm = false;
+};
+
+run_result run(const prepared_spawn& p, warm_pool* pool) {
+    run_result r;
+    launched_child child;
+    spawn_failure failure;
+    launch_extras extras;
+    extras.warm = pool;
+    if (!launch(p, child, failure, extras) || !await_exec(p, child, failure)) {
+        r.failure = failure.message();
+        return r;
+    }
+    r.warm = child.set != nullptr;
+    char buf[4096];
+    ssize_t n;
+    while ((n = ::read(child.stdout_pipe.get(), buf, sizeof buf)) > 0) r.out.append(buf, static_cast<std::size_t>(n));
+    r.status = wait_blocking(child);
+    r.ok = true;
+    return r;
+}
+
+std::map<std::string, std::string> keys(const std::string& out) {
+    std::map<std::string, std::string> m;
+    std::istringstream in(out);
+    std::string line;
+    while (std::getline(in, line)) {
+        auto sp = line.find(' ');
+        if (sp != std::string::npos) m[line.substr(0, sp)] = line.substr(sp + 1);
+    }
+    return m;
+}
+
+TEST(Warm, EveryJobSeesNamespacesNoOtherJobSaw) {
+    REQUIRE_WARM();
+    // Namespace inode numbers are reused once a namespace is gone, so distinctness is checked
+    // among jobs alive together: batches of jobs that report, then wait for us.
+    constexpr int batch = 50, batches = 20;
+    spawn_spec s = isolated({test::helper, "inside", "wait"});
+    s.in = stdio::pipe();
+    prepared_spawn p(s);
+    warm_options o;
+    o.size = batch;
+    warm_pool pool(p, o);
+    const char* types[] = {"user", "pid", "mnt", "uts", "ipc", "net", "cgroup"};
+    std::set<std::string> own;  // this process's, which no job may share
+    for (const char* t : types) {
+        char link[128] = {};
+        ssize_t n = ::readlink((std::string("/proc/self/ns/") + t).c_str(), link, sizeof link - 1);
+        ASSERT_GT(n, 0);
+        own.insert(link);
+    }
+    int warm = 0;
+    for (int b = 0; b < batches && !testing::Test::HasFailure(); ++b) {
+        // Every job from a ready set: this test is about the warm path's isolation.
+        ASSERT_TRUE(pool.wait_ready(std::chrono::seconds(60))) << pool.stats().last_error;
+        std::vector<launched_child> live(batch);
+        std::map<std::string, std::set<std::string>> seen;
+        for (int i = 0; i < batch; ++i) {
+            spawn_failure failure;
+            launch_extras extras;
+            extras.warm = &pool;
+            ASSERT_TRUE(launch(p, live[i], failure, extras) && await_exec(p, live[i], failure)) << failure.message();
+            warm += live[i].set != nullptr;
+        }
+        for (int i = 0; i < batch; ++i) {
+            launched_child& c = live[i];
+            std::string out;
+            char buf[4096];
+            ssize_t n;
+            // The job's report ends with "lo ..."; it then waits for EOF on stdin.
+            while (out.find("\nlo ") == std::string::npos || out.back() != '\n') {
+                n = ::read(c.stdout_pipe.get(), buf, sizeof buf);
+                if (n <= 0) break;
+                out.append(buf, static_cast<std::size_t>(n));
+            }
+            auto k = keys(out);
+            for (const char* t : types) {
+                const std::string& inode = k[t];
+                ASSERT_FALSE(inode.empty()) << t << "\n" << out;
+                EXPECT_EQ(own.count(inode), 0u) << "a job shares our " << t << " namespace";
+                EXPECT_TRUE(seen[t].insert(inode).second) << "two live jobs share a " << t << " namespace: " << inode << "\n" << out;
+            }
+            EXPECT_EQ(k["getpid"], "1") << out;
+            EXPECT_EQ(k["getppid"], "0") << out;
+            EXPECT_EQ(k["proc_entries"], "1") << "its /proc shows more than its own tree:\n" << out;
+            EXPECT_EQ(k["hostname"], "warmjob");
+            EXPECT_EQ(k["lo"], "up");
+            EXPECT_EQ(k["uid"], "0");
+            // A leased range: in-namespace 0 is a host id other than ours (0).
+            std::istringstream map(k["uid_map"]);
+            unsigned inner = 1, outer = 0, count = 0;
+            map >> inner >> outer >> count;
+            EXPECT_EQ(inner, 0u) << k["uid_map"];
+            EXPECT_NE(outer, 0u) << k["uid_map"];
+            EXPECT_GT(count, 0u) << k["uid_map"];
+        }
+        for (launched_child& c : live) {
+            c.stdin_pipe.reset();
+            exit_status st = wait_blocking(c);
+            EXPECT_TRUE(st.success()) << st.str();
+        }
+    }
+    EXPECT_EQ(warm, batch * batches);
+    warm_stats st = pool.stats();
+    EXPECT_EQ(st.hits, static_cast<std::uint64_t>(batch * batches));
+    EXPECT_GE(st.made, static_cast<std::uint64_t>(batch * batches));
+    EXPECT_EQ(st.namespaces_per_set, 6u);  // user, pid, mnt, uts, ipc, net
+}
+
+TEST(Warm, AJobLeavesNothingForTheNext) {
+    REQUIRE_WARM();
+    // The first job changes what it can of its namespaces: hostname, a mount, a file in its
+    // tmpfs, an address on lo. The next job, warm too, must see none of it.
+    std::string dirty =
+        "hostname changed && mount -t tmpfs dirt /mnt && echo x > /tmp/mark && "
+        "(ip addr add 10.9.9.9/32 dev lo 2>/dev/null || true) && echo dirtied";
+    std::string look =
+        "hostname; test -e /tmp/mark && echo LEAK-file; grep -c ' /mnt ' /proc/self/mountinfo; "
+        "(ip addr show dev lo 2>/dev/null | grep -c 10.9.9.9) || true";
+    prepared_spawn first(isolated({"/bin/sh", "-c", dirty}));
+    prepared_spawn second(isolated({"/bin/sh", "-c", look}));
+    warm_options o;
+    o.size = 2;
+    o.refill_thread = false;
+    warm_pool pool(first, o);
+    ASSERT_EQ(pool.fill(), 2u) << pool.stats().last_error;
+    run_result a = run(first, &pool);
+    ASSERT_TRUE(a.ok) << a.failure;
+    ASSERT_TRUE(a.warm);
+    ASSERT_TRUE(a.status.success()) << a.status.str() << a.out;
+    EXPECT_NE(a.out.find("dirtied"), std::string::npos);
+    run_result b = run(second, &pool);
+    ASSERT_TRUE(b.ok) << b.failure;
+    ASSERT_TRUE(b.warm);
+    EXPECT_EQ(b.out.substr(0, b.out.find('\n')), "warmjob") << b.out;
+    EXPECT_EQ(b.out.find("LEAK"), std::string::npos) << b.out;
+    std::istringstream lines(b.out);
+    std::string host, mounts, addrs;
+    std::getline(lines, host);
+    std::getline(lines, mounts);
+    std::getline(lines, addrs);
+    EXPECT_EQ(mounts, "0") << b.out;
+    if (!addrs.empty()) EXPECT_EQ(addrs, "0") << b.out;
+}
+
+TEST(Warm, AReadySetWithAKilledHolderIsDroppedAndTheJobGoesCold) {
+    REQUIRE_WARM();
+    prepared_spawn p(isolated({test::helper, "inside"}));
+    warm_options o;
+    o.size = 1;
+    o.refill_thread = false;
+    warm_pool pool(p, o);
+    ASSERT_EQ(pool.fill(), 1u) << pool.stats().last_error;
+    std::vector<pid_t> holders = pool.stats().holders;
+    ASSERT_EQ(holders.size(), 1u);
+    // Our own child, not yet reaped: its pid cannot have been reused.
+    auto fd = sys::pidfd_open(holders[0]);
+    ASSERT_TRUE(fd);
+    ASSERT_FALSE(sys::pidfd_send_signal(fd->get(), SIGKILL));
+    siginfo_t info;
+    ASSERT_FALSE(sys::waitid_pidfd(fd->get(), info, WEXITED | WNOWAIT));  // dead, not reaped
+    run_result r = run(p, &pool);
+    ASSERT_TRUE(r.ok) << r.failure;
+    EXPECT_FALSE(r.warm);
+    EXPECT_TRUE(r.status.success()) << r.status.str();
+    EXPECT_EQ(keys(r.out)["getpid"], "1");
+    warm_stats st = pool.stats();
+    EXPECT_EQ(st.dead, 1u);
+    EXPECT_EQ(st.misses, 1u);
+    EXPECT_EQ(st.hits, 0u);
+}
+
+TEST(Warm, KillingTheHolderOfARunningJobEndsTheJob) {
+    REQUIRE_WARM();
+    spawn_spec s = isolated({test::helper, "sleep", "60"});
+    s.out = stdio::inherit();
+    prepared_spawn p(s);
+    warm_options o;
+    o.size = 1;
+    o.refill_thread = false;
+    warm_pool pool(p, o);
+    ASSERT_EQ(pool.fill(), 1u) << pool.stats().last_error;
+    launched_child child;
+    spawn_failure failure;
+    launch_extras extras;
+    extras.warm = &pool;
+    ASSERT_TRUE(launch(p, child, failure, extras) && await_exec(p, child, failure)) << failure.message();
+    ASSERT_NE(child.set, nullptr);
+    ASSERT_FALSE(sys::pidfd_send_signal(child.set->holder_pidfd(), SIGKILL));
+    // The job is in a PID namespace below the holder's: the kernel ends it with its init.
+    exit_status st = wait_blocking(child);
+    EXPECT_TRUE(st.signaled());
+    EXPECT_EQ(st.signal(), SIGKILL) << st.str();
+}
+
+TEST(Warm, AFailedEntryIsNamedAndLeavesNothing) {
+    REQUIRE_WARM();
+    spawn_spec s = isolated({test::helper, "exit", "0"});
+    prepared_spawn pool_spec(s);
+    s.inject_failure = child_stage::enter_set;
+    prepared_spawn p(s);
+    {
+        // What the process keeps after its first warm job (id range locks, its own PID
+        // namespace's descriptor) is not a leak of this one.
+        warm_options o;
+        o.size = 1;
+        o.refill_thread = false;
+        warm_pool pool(pool_spec, o);
+        ASSERT_EQ(pool.fill(), 1u) << pool.stats().last_error;
+        run_result r = run(pool_spec, &pool);
+        ASSERT_TRUE(r.ok && r.warm) << r.failure;
+    }
+    int fds = open_fd_count();
+    {
+        warm_options o;
+        o.size = 1;
+        o.refill_thread = false;
+        warm_pool pool(pool_spec, o);
+        ASSERT_EQ(pool.fill(), 1u) << pool.stats().last_error;
+        launched_child child;
+        spawn_failure failure;
+        launch_extras extras;
+        extras.warm = &pool;
+        EXPECT_FALSE(launch(p, child, failure, extras));
+        EXPECT_EQ(failure.stage, child_stage::enter_set) << failure.message();
+        EXPECT_NE(failure.message().find("entering a warm namespace set"), std::string::npos) << failure.message();
+    }
+    EXPECT_EQ(open_fd_count(), fds);
+    EXPECT_EQ(zombie_children(), 0);
+}
+
+TEST(Warm, AJobWhoseSetupDiffersFromThePoolsIsRefused) {
+    REQUIRE_WARM();
+    prepared_spawn pool_spec(isolated({test::helper, "exit", "0"}));
+    spawn_spec other = isolated({test::helper, "exit", "0"});
+    other.hostname = "elsewhere";
+    prepared_spawn p(other);
+    warm_options o;
+    o.size = 0;
+    warm_pool pool(pool_spec, o);
+    launched_child child;
+    spawn_failure failure;
+    launch_extras extras;
+    extras.warm = &pool;
+    EXPECT_FALSE(launch(p, child, failure, extras));
+    EXPECT_EQ(failure.stage, child_stage::prepare);
+    EXPECT_NE(failure.message().find("warm pool"), std::string::npos) << failure.message();
+}
+
+TEST(Warm, SpecsThatCannotBeWarmAreRefusedWithTheReason) {
+    spawn_spec s;
+    s.argv = {"true"};
+    s.namespaces = namespace_set{ns::user, ns::time};
+    try {
+        warm_pool pool{prepared_spawn(s)};
+        FAIL() << "a time namespace was accepted";
+    } catch (const spec_error& e) {
+        EXPECT_NE(std::string(e.what()).find("time namespace"), std::string::npos) << e.what();
+    }
+    s.namespaces = namespace_set{ns::pid};
+    EXPECT_THROW(warm_pool{prepared_spawn(s)}, spec_error);
+}
+
+TEST(Warm, NothingIsLeftOnceThePoolAndItsJobsAreGone) {
+    REQUIRE_WARM();
+    std::vector<pid_t> holders;
+    int fds = 0;
+    // Twice: the first round opens what the process keeps (id range locks for the next job,
+    // the map writer's thread), the second must end where it began.
+    for (int round = 0; round < 2; ++round) {
+        fds = open_fd_count();
+        prepared_spawn p(isolated({test::helper, "exit", "0"}));
+        warm_options o;
+        o.size = 3;
+        warm_pool pool(p, o);
+        ASSERT_TRUE(pool.wait_ready(std::chrono::seconds(20))) << pool.stats().last_error;
+        for (int i = 0; i < 5; ++i) {
+            run_result r = run(p, &pool);
+            ASSERT_TRUE(r.ok) << r.failure;
+        }
+        ASSERT_TRUE(pool.wait_ready(std::chrono::seconds(20))) << pool.stats().last_error;
+        holders = pool.stats().holders;
+        EXPECT_EQ(holders.size(), 3u);
+    }
+    EXPECT_EQ(open_fd_count(), fds);
+    EXPECT_EQ(zombie_children(), 0);
+    // Each holder was our child and has been reaped: its pid is gone, or (reused at once)
+    // belongs to a process that is not our child.
+    for (pid_t h : holders) {
+        std::ifstream stat("/proc/" + std::to_string(h) + "/stat");
+        std::string line;
+        if (!std::getline(stat, line)) continue;
+        auto close = line.rfind(')');
+        std::istringstream rest(line.substr(close + 2));
+        char state;
+        pid_t ppid;
+        rest >> state >> ppid;
+        EXPECT_NE(ppid, ::getpid()) << "holder " << h << " is still ours";
+    }
+}
+
+}  // namespace
+}  // namespace drover
