@@ -29,6 +29,7 @@
 #include "drover/spawn/launch.hpp"
 #include "drover/spawn/seccomp.hpp"
 #include "drover/spawn/spawn_spec.hpp"
+#include "drover/spawn/warm.hpp"
 #include "drover/sys/unique_fd.hpp"
 
 using namespace drover;
@@ -64,6 +65,8 @@ struct variant {
     std::optional<spawn_spec> spec;
     std::optional<prepared_spawn> prepared;
     bool force_fork = false;
+    bool warm = false;                 // started from a warm pool (filled before each timed spawn)
+    std::shared_ptr<warm_pool> pool;   // made with `prepared`
     int rewind_fd = -1;  // a seccomp program bwrap reads to EOF: back to 0 before each launch
     std::string skipped;
 
@@ -264,19 +267,30 @@ sample_record spawn_once(variant& v, std::size_t index, bool keep) {
     // starts where the last one stopped), and the process-wide clone switch.
     if (v.rewind_fd >= 0) ::lseek(v.rewind_fd, 0, SEEK_SET);
     force_clone_method(v.force_fork ? std::optional(clone_method::fork) : std::nullopt);
+    // A warm pool is kept full off the timed region, as its refill thread would between jobs;
+    // what a set costs to make is reported beside (refill).
+    launch_extras extras;
+    if (v.pool) {
+        v.pool->fill();
+        extras.warm = v.pool.get();
+    }
     std::string error;
+    std::shared_ptr<warm_set> set;  // its holder's end comes after the timed region
     const std::int64_t start = bench::floor_now_ns();
     launched_child child;
     spawn_failure failure;
-    if (!launch(*v.prepared, child, failure) || !await_exec(*v.prepared, child, failure)) {
+    if (!launch(*v.prepared, child, failure, extras) || !await_exec(*v.prepared, child, failure)) {
         error = failure.message();
     } else {
+        set = child.set;
         exit_status st = wait_blocking(child);
         // The leased host ids go back to the pool inside the timed region: part of every job.
         child.ids.reset();
         if (!st.success()) error = "the program " + st.str();
     }
     r.total = bench::floor_now_ns() - start;
+    const bool was_warm = set != nullptr;
+    set.reset();
     r.method = child.method;
     r.stages = child.timings.durations();
     r.ok = error.empty();
@@ -288,7 +302,7 @@ sample_record spawn_once(variant& v, std::size_t index, bool keep) {
     v.total.push_back(r.total);
     v.stages.push_back(r.stages);
     v.outside.push_back(std::max<std::int64_t>(0, r.total - r.stages.total));
-    ++v.methods[std::string(clone_method_name(r.method))];
+    ++v.methods[std::string(clone_method_name(r.method)) + (v.pool ? (was_warm ? " warm" : " cold") : "")];
     return r;
 }
 
@@ -448,6 +462,11 @@ int main(int argc, char** argv) {
         "fresh /proc over the host's, lo up)",
         false, bare);
 
+    spawn_spec plain;
+    plain.argv = {o.program};
+    add("plain", "drover, no namespaces",
+        "the same program with no namespace and no wall: the bare spawn a warm sandbox is held to", false, plain);
+
     spawn_spec sandboxed;
     sandboxed.argv = {o.program};
     make_sandboxed(sandboxed);
@@ -457,6 +476,15 @@ int main(int argc, char** argv) {
         "tmpfs /tmp), no capabilities, default seccomp filter, no_new_privs, new session, "
         "die with parent, host ids leased per job when root",
         false, sandboxed);
+
+    {
+        variant* v = add("sandbox-warm", "drover sandbox, warm",
+                         "'drover sandbox' started in a warm namespace set (warm_pool, refilled before each "
+                         "timed spawn): the holder made user+mnt+uts+ipc+net, the root, hostname and lo; the "
+                         "job makes its PID and cgroup namespaces, /proc, and every wall of its own",
+                         false, sandboxed);
+        v->warm = true;
+    }
 
     {
         std::vector<std::string> bwrap_argv = {o.bwrap.empty() ? "bwrap" : o.bwrap,
@@ -569,6 +597,13 @@ int main(int argc, char** argv) {
         }
         try {
             v.prepared.emplace(*v.spec);
+            if (v.warm) {
+                warm_options wo;
+                wo.size = 1;
+                wo.refill_thread = false;
+                v.pool = std::make_shared<warm_pool>(*v.prepared, wo);
+                if (v.pool->fill() < 1) v.skipped = "no warm set could be made: " + v.pool->stats().last_error;
+            }
         } catch (const std::exception& e) {
             v.skipped = e.what();
         }
@@ -649,6 +684,15 @@ int main(int argc, char** argv) {
     std::printf("\n");
     ratio("bwrap p50 / drover sandbox p50", "bwrap", "sandbox", 4.0, true);
     ratio("drover sandbox p50 / drover bare p50", "sandbox", "bare", 1.25, false);
+    ratio("warm sandbox p50 / no-namespace p50", "sandbox-warm", "plain", 1.2, false);
+    ratio("bwrap p50 / warm sandbox p50", "bwrap", "sandbox-warm", 10.0, true);
+    for (const variant& v : variants) {
+        if (!v.pool) continue;
+        warm_stats ws = v.pool->stats();
+        std::printf("%-38s %.3f ms mean, %.3f ms max over %llu sets (made off the timed region)\n",
+                    "warm set refill", ws.made ? static_cast<double>(ws.refill_total_ns) / static_cast<double>(ws.made) / 1e6 : 0.0,
+                    static_cast<double>(ws.refill_max_ns) / 1e6, static_cast<unsigned long long>(ws.made));
+    }
 
     std::printf("\nwhere the time goes: medians of drover's stages (ms; for bwrap, bwrap's own process)\n");
     std::printf("%-30s", "variant");
@@ -717,6 +761,14 @@ int main(int argc, char** argv) {
             jv["skipped"] = v.skipped.empty() ? nlohmann::json() : nlohmann::json(v.skipped);
             jv["failures"] = v.failures;
             jv["clone_methods"] = v.methods;
+            if (v.pool) {
+                warm_stats ws = v.pool->stats();
+                jv["warm"] = {{"sets_made", ws.made},
+                              {"hits", ws.hits},
+                              {"misses", ws.misses},
+                              {"refill_mean_ns", ws.made ? ws.refill_total_ns / static_cast<std::int64_t>(ws.made) : 0},
+                              {"refill_max_ns", ws.refill_max_ns}};
+            }
             if (v.skipped.empty()) {
                 jv["total"] = summary_json(bench::summarize(std::span<const std::int64_t>(v.total)));
                 auto m = stage_medians(v);

@@ -257,6 +257,7 @@ struct job_pool::impl : std::enable_shared_from_this<impl> {
             // (GCC 12 miscompiles a conditional expression inside a co_await's arguments.)
             launch_extras extras;
             if (watch) extras = watch->extras();
+            extras.warm = p.opt.warm;
             child.emplace(co_await spawn(p.ex, j.spec, extras));
         } catch (const spawn_error& e) {
             failed = e.failure();

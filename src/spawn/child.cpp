@@ -475,32 +475,41 @@ void signals(const child_ctx& c) noexcept {
 }
 
 // Between drover and a warm job: joins the holder's namespaces (one setns through its pidfd),
-// then clone3s the job as drover's child (CLONE_PARENT), in a PID namespace of its own. Runs
-// on drover's memory and descriptor table, so it leaves its results in the frame.
+// then clone3s the job as drover's child (CLONE_PARENT), in a PID namespace of its own below
+// the holder's. It shares drover's descriptor table, and either drover's memory (the job on
+// a stack of its own, results left in the frame) or, fork-style, a copy (results written to
+// entry_result).
 [[noreturn]] void run_entry(const launch_frame& f) noexcept {
+    int err = 0;
+    sys::clone3_result r;
     if (f.plan->spec.inject_failure == child_stage::enter_set) {
-        f.entry_err = EPERM;
-        ::_exit(127);
+        err = EPERM;
+    } else if (auto e = sys::setns(f.set_pidfd, static_cast<int>(f.set_flags))) {
+        err = e.value();
+    } else {
+        sys::clone3_args a;
+        a.flags = f.job_clone_flags;
+        // clone3 wants 0 with CLONE_PARENT; the job takes ours (SIGCHLD), so a plain waitid
+        // sees it.
+        a.exit_signal = 0;
+        a.cgroup_fd = f.job_cgroup_fd;
+        std::error_code ec;
+        if (f.job_stack) {
+            r = sys::clone3_vm(a, f.job_stack, f.job_stack_size, child_entry, const_cast<launch_frame*>(f.job_frame), ec);
+        } else {
+            r = sys::clone3(a, ec);
+            if (!ec && r.pid == 0) run_child(*f.job_frame);
+        }
+        if (ec) err = ec.value();
     }
-    if (auto e = sys::setns(f.set_pidfd, static_cast<int>(f.set_flags))) {
-        f.entry_err = e.value();
-        ::_exit(127);
-    }
-    sys::clone3_args a;
-    a.flags = f.job_clone_flags;
-    // clone3 wants 0 with CLONE_PARENT; the job takes ours (SIGCHLD), so a plain waitid sees it.
-    a.exit_signal = 0;
-    a.cgroup_fd = f.job_cgroup_fd;
-    std::error_code ec;
-    sys::clone3_result r =
-        sys::clone3_vm(a, f.job_stack, f.job_stack_size, child_entry, const_cast<launch_frame*>(f.job_frame), ec);
-    if (ec) {
-        f.entry_err = ec.value();
-        ::_exit(127);
-    }
+    f.entry_err = err;
     f.job_pid = r.pid;
     f.job_pidfd = r.pidfd;
-    ::_exit(0);
+    if (f.entry_result >= 0) {
+        int msg[3] = {err, static_cast<int>(r.pid), r.pidfd};
+        (void)raw_write(f.entry_result, msg, sizeof msg);
+    }
+    ::_exit(err ? 127 : 0);
 }
 
 // The job of a warm set: its namespaces are set up; what is its own comes here. A cgroup

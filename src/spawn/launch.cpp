@@ -489,11 +489,26 @@ bool launch_warm(const prepared_spawn& p, std::unique_ptr<warm_set> set, launche
     e.set_flags = set_flags(d);
     e.job_clone_flags = CLONE_PARENT | CLONE_CLEAR_SIGHAND | (d.new_pid ? CLONE_NEWPID : 0);
     e.job_cgroup_fd = extras.cgroup_fd >= 0 ? extras.cgroup_fd : d.spec.cgroup_fd;
-    e.job_stack = warm_job_stack.get();
-    e.job_stack_size = child_stack::size;
     e.job_frame = &f;
-    void* stack = vfork_stack.get();
-    if (!stack || !e.job_stack) {
+    // posix_spawn-style where the cold path would be; else fork-style (sanitizer builds,
+    // DROVER_CLONE=fork), the entry reporting through a pipe.
+    bool vm = use_vfork(d);
+    void* stack = nullptr;
+    sys::pipe_fds result;
+    if (vm) {
+        e.job_stack = warm_job_stack.get();
+        e.job_stack_size = child_stack::size;
+        stack = vfork_stack.get();
+    } else {
+        auto rp = sys::pipe();
+        if (!rp) {
+            failure = parent_failure(child_stage::pipes, rp.error(), "entry pipe", d.spec.namespaces);
+            return false;
+        }
+        result = std::move(*rp);
+        e.entry_result = result.write.get();
+    }
+    if (vm && (!stack || !e.job_stack)) {
         failure = parent_failure(child_stage::clone, sys::errno_code(ENOMEM), "a stack for the entry process",
                                  d.spec.namespaces);
         return false;
@@ -519,7 +534,12 @@ bool launch_warm(const prepared_spawn& p, std::unique_ptr<warm_set> set, launche
         }
     }
     sys::clone3_result r;
-    if (!ec) r = sys::clone3_vm(args, stack, child_stack::size, detail::child_entry, &e, ec);
+    if (!ec && vm) {
+        r = sys::clone3_vm(args, stack, child_stack::size, detail::child_entry, &e, ec);
+    } else if (!ec) {
+        r = sys::clone3(args, ec);
+        if (!ec && r.pid == 0) detail::run_child(e);
+    }
     if (own_ns >= 0 && sys::setns(own_ns, CLONE_NEWPID)) {
         // Cannot happen (our own namespace is always ours to enter); if it did, this thread's
         // later children would land in a dead set's namespace. Better to stop here.
@@ -537,10 +557,22 @@ bool launch_warm(const prepared_spawn& p, std::unique_ptr<warm_set> set, launche
         return false;
     }
     {
-        // The entry has exited (the job exec'd or failed first): reap it.
+        // The entry has exited (on the vfork path: once the job exec'd or failed) or is about
+        // to (fork-style: right after its clone3): reap it.
         sys::unique_fd entry(r.pidfd);
         siginfo_t info;
         (void)sys::waitid_pidfd(entry.get(), info, WEXITED);
+    }
+    if (!vm) {
+        // Its results are in the pipe, unless it died first. Not closed before: the entry
+        // shares our descriptor table (CLONE_FILES), our close would be its too.
+        int msg[3] = {ECHILD, -1, -1};
+        pollfd pfd{result.read.get(), POLLIN, 0};
+        if (::poll(&pfd, 1, 0) == 1 && ::read(result.read.get(), msg, sizeof msg) != static_cast<ssize_t>(sizeof msg))
+            msg[0] = ECHILD;
+        e.entry_err = msg[0];
+        e.job_pid = msg[1];
+        e.job_pidfd = msg[2];
     }
     if (e.entry_err != 0 || e.job_pid <= 0) {
         child = launched_child{};
@@ -552,12 +584,12 @@ bool launch_warm(const prepared_spawn& p, std::unique_ptr<warm_set> set, launche
     }
     child.pid = e.job_pid;
     child.pidfd.reset(e.job_pidfd);
-    child.method = clone_method::vfork;
+    child.method = vm ? clone_method::vfork : clone_method::fork;
     report->write.reset();
     for (auto& end : child_ends) end.reset();
     child.timings.maps_written = child.timings.clone_end;
     child.report = std::move(report->read);
-    child.report_complete = true;
+    child.report_complete = vm;
     child.ids = set->ids();
     child.set = std::shared_ptr<warm_set>(std::move(set));
     return true;

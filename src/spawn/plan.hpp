@@ -153,6 +153,7 @@ struct launch_frame {
     void* job_stack = nullptr;
     std::size_t job_stack_size = 0;
     const launch_frame* job_frame = nullptr;  // what the job walks (role warm_job)
+    int entry_result = -1;  // fork-style entry (no job_stack): {err, pid, pidfd} go here
     mutable pid_t job_pid = -1;
     mutable int job_pidfd = -1;
     mutable int entry_err = 0;

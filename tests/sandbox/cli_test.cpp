@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -115,6 +117,44 @@ TEST(SandboxCli, ParallelReportsEachJobsVerdict) {
     EXPECT_EQ(verdicts["--spin"], "timeout") << r.out << r.err;
     EXPECT_EQ(verdicts["--hog"], "ok") << r.out << r.err;
     EXPECT_EQ(r.status.code(), 1);  // one job failed
+}
+
+TEST(SandboxCli, ParallelWarmJobsAreSandboxedAndCounted) {
+    if (::geteuid() != 0) GTEST_SKIP() << "the sandbox's leased ids need root";
+    std::string input;
+    for (int i = 0; i < 20; ++i) input += std::to_string(i) + "\n";
+    auto r = drover({"parallel", "--json", "--no-progress", "-j", "2", "--warm", "4", "--sandbox", "--",
+                     test::helper, "inside"},
+                    input);
+    ASSERT_EQ(r.status.code(), 0) << r.out << r.err;
+    std::istringstream in(r.out);
+    std::string line;
+    int jobs = 0;
+    while (std::getline(in, line)) {
+        auto j = nlohmann::json::parse(line);
+        std::string out = j["stdout"];
+        ++jobs;
+        EXPECT_NE(out.find("getpid 1\n"), std::string::npos) << out;
+        EXPECT_NE(out.find("hostname sandbox\n"), std::string::npos) << out;
+        EXPECT_NE(out.find("proc_entries 1\n"), std::string::npos) << out;
+        EXPECT_NE(out.find("lo up\n"), std::string::npos) << out;
+        EXPECT_EQ(out.find("uid_map          0          0"), std::string::npos) << "host root inside: " << out;
+    }
+    EXPECT_EQ(jobs, 20);
+    // The introspection line: every job started warm or cold, none lost.
+    unsigned long long warm = 0, cold = 0;
+    auto at = r.err.find("warm sets: ");
+    ASSERT_NE(at, std::string::npos) << r.err;
+    ASSERT_EQ(std::sscanf(r.err.c_str() + at, "warm sets: %llu jobs started warm, %llu cold", &warm, &cold), 2) << r.err;
+    EXPECT_EQ(warm + cold, 20u) << r.err;
+}
+
+TEST(SandboxCli, WarmSetsAreRefusedForATimeNamespaceWithAOneLineError) {
+    auto r = drover({"parallel", "--no-progress", "--warm", "2", "-U", "-T", "--", "true"}, "x\n");
+    EXPECT_EQ(r.status.code(), 2) << r.out << r.err;
+    EXPECT_NE(r.err.find("time namespace"), std::string::npos) << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+    EXPECT_EQ(r.out, "");
 }
 
 TEST(SandboxCli, SupervisedServicesTakeTheSandboxFields) {

@@ -302,5 +302,17 @@ TEST(Escape, NothingOutlivesASigkilledDroverParallelWithoutAPidNamespace) {
     EXPECT_TRUE(left.empty()) << left.size() << " processes of the job outlived drover parallel";
 }
 
+TEST(Escape, NothingOutlivesASigkilledDroverParallelWithWarmSets) {
+    if (::geteuid() != 0) GTEST_SKIP() << "the sandbox's leased ids need root";
+    std::string mark = "drover-outlive-" + std::to_string(::getpid()) + "-warm";
+    // The holders are forks of drover and carry its command line, mark included: four ready
+    // sets, the one in use, the job and its grandchild. EOF on their hold pipes ends the
+    // holders, and each holder's end ends its PID namespace with the job below it.
+    auto left = survivors_after_sigkill({test::cli, "parallel", "--no-progress", "--warm", "4", "--sandbox", "--",
+                                         test::escape, "--outlive", "60", mark + "-{}"},
+                                        "1\n", mark, 6);
+    EXPECT_TRUE(left.empty()) << left.size() << " holders or job processes outlived drover parallel --warm";
+}
+
 }  // namespace
 }  // namespace drover

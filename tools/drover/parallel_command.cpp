@@ -25,6 +25,7 @@
 #include "drover/process/limits.hpp"
 #include "drover/process/pool.hpp"
 #include "drover/spawn/spawn_error.hpp"
+#include "drover/spawn/warm.hpp"
 #include "drover/sys/syscalls.hpp"
 #include "ns_options.hpp"
 
@@ -40,6 +41,7 @@ struct parallel_options {
     bool no_progress = false;
     std::string max_output = "16M";
     std::string on_max_output = "truncate";
+    unsigned warm = 0;
     std::vector<std::string> argv;
 };
 
@@ -237,6 +239,7 @@ int parallel_main(const parallel_options& o) {
     std::shared_ptr<cgroup_tree> tree;
     std::unique_ptr<cgroup_guardian> guardian;
     sys::unique_fd jobs_cgroup;
+    std::unique_ptr<warm_pool> warm;
     try {
         max_output = translate(o, true, tmpl, limits);
         // Every job lives in drover's cgroup subtree, which a guardian empties if drover is
@@ -257,6 +260,11 @@ int parallel_main(const parallel_options& o) {
         }
         if (std::string problem = validate(tmpl); !problem.empty()) throw spec_error(problem);
         prepared_spawn check(tmpl);  // what only preparing finds (ids, roots) fails here, before any input
+        if (o.warm > 0) {
+            warm_options wo;
+            wo.size = o.warm;
+            warm = std::make_unique<warm_pool>(check, wo);
+        }
     } catch (const spec_error& e) {
         print_error(std::string("parallel: ") + e.what());
         return usage_exit;
@@ -275,6 +283,7 @@ int parallel_main(const parallel_options& o) {
     auto ex = io.get_executor();
     pool_options popt{.concurrency = jobs, .output = {max_output, overflow_policy::truncate, o.on_max_output == "kill"}};
     popt.limits = limits;
+    popt.warm = warm.get();
     if (limits.wants_cgroup()) popt.cgroups = tree;
     popt.on_throttle = [&](const throttle_state& t) { throttle_text = t.reason(); };
     auto pool = std::make_shared<job_pool>(ex, popt);
@@ -372,6 +381,16 @@ int parallel_main(const parallel_options& o) {
     draw();
     io.run();
     bar.clear();
+    if (warm) {
+        warm_stats ws = warm->stats();
+        double mean_ms = ws.made ? static_cast<double>(ws.refill_total_ns) / static_cast<double>(ws.made) / 1e6 : 0;
+        std::fprintf(stderr,
+                     "drover: parallel: warm sets: %llu jobs started warm, %llu cold; %llu sets made (%.2f ms each on "
+                     "average), %llu failed%s%s\n",
+                     static_cast<unsigned long long>(ws.hits), static_cast<unsigned long long>(ws.misses),
+                     static_cast<unsigned long long>(ws.made), mean_ms, static_cast<unsigned long long>(ws.failed),
+                     ws.last_error.empty() ? "" : ", last: ", ws.last_error.c_str());
+    }
     if (stopped_by) {
         std::fprintf(stderr, "drover: parallel: stopped by %s: %zu jobs finished, %zu failed or cancelled\n",
                      signal_name(stopped_by).c_str(), done, failed);
@@ -398,6 +417,10 @@ command_main add_parallel_command(CLI::App& app, command_check* check) {
         ->check(CLI::IsMember({"truncate", "kill"}));
     p->add_flag("--progress", o->progress, "progress bar on stderr even if it is not a terminal");
     p->add_flag("--no-progress", o->no_progress, "no progress bar");
+    p->add_option("--warm", o->warm,
+                  "keep N namespace sets ready (set up ahead: user, mnt and root, net with lo, uts, ipc); "
+                  "each job starts in one of its own, or cold when none is ready (default 0: off)")
+        ->check(CLI::Range(0u, 4096u));
     o->ns.add_to(*p);
     p->add_option("command", o->argv, "the command; {} is replaced by the input line")->required();
     p->positionals_at_end();

@@ -131,6 +131,9 @@ struct pool_options {
     std::function<void(const throttle_state&)> on_throttle;
     /// Limits for every job (time, CPU, memory, processes, CPU share), enforced from outside.
     job_limits limits;
+    /// Start jobs in warm namespace sets from this pool when it has one (warm.hpp); every
+    /// job's spec must have its namespaces and setup. Borrowed: outlives the job_pool.
+    warm_pool* warm = nullptr;
     /// Where jobs get their own cgroups when `limits` want them; null: the pool makes a
     /// tree of its own (drover.<pid>.pool) on first need.
     std::shared_ptr<cgroup_tree> cgroups;
