@@ -66,6 +66,7 @@ struct variant {
     std::optional<prepared_spawn> prepared;
     bool force_fork = false;
     bool warm = false;                 // started from a warm pool (filled before each timed spawn)
+    bool prestart = true;              // ... of pre-started jobs (else: holders a job enters)
     std::shared_ptr<warm_pool> pool;   // made with `prepared`
     int rewind_fd = -1;  // a seccomp program bwrap reads to EOF: back to 0 before each launch
     std::string skipped;
@@ -270,9 +271,11 @@ sample_record spawn_once(variant& v, std::size_t index, bool keep) {
     // A warm pool is kept full off the timed region, as its refill thread would between jobs;
     // what a set costs to make is reported beside (refill).
     launch_extras extras;
+    std::uint64_t hits_before = 0;
     if (v.pool) {
         v.pool->fill();
         extras.warm = v.pool.get();
+        hits_before = v.pool->stats().hits;
     }
     std::string error;
     std::shared_ptr<warm_set> set;  // its holder's end comes after the timed region
@@ -289,7 +292,8 @@ sample_record spawn_once(variant& v, std::size_t index, bool keep) {
         if (!st.success()) error = "the program " + st.str();
     }
     r.total = bench::floor_now_ns() - start;
-    const bool was_warm = set != nullptr;
+    // Warm: the pool had a set and the job took it (a pre-started job has no holder to keep).
+    const bool was_warm = v.pool && v.pool->stats().hits > hits_before;
     set.reset();
     r.method = child.method;
     r.stages = child.timings.durations();
@@ -479,10 +483,18 @@ int main(int argc, char** argv) {
 
     {
         variant* v = add("sandbox-warm", "drover sandbox, warm",
-                         "'drover sandbox' started in a warm namespace set (warm_pool, refilled before each "
-                         "timed spawn): the holder made user+mnt+uts+ipc+net, the root, hostname and lo; the "
-                         "job makes its PID and cgroup namespaces, /proc, and every wall of its own",
+                         "'drover sandbox' entering a warm holder's namespaces (warm_pool, refilled before each "
+                         "timed spawn): the holder made user+mnt+uts+ipc+net, the root, hostname and lo; the job "
+                         "makes its PID and cgroup namespaces, /proc and every wall of its own",
                          false, sandboxed);
+        v->warm = true;
+        v->prestart = false;
+        v = add("sandbox-prestarted", "drover sandbox, pre-started",
+                "'drover sandbox' from a warm pool of pre-started jobs (warm_options::prestart): each job "
+                "process made its namespaces, root, /proc, ids, capabilities and limits ahead and waits; the "
+                "timed start sends argv, env and descriptors, and the job installs its seccomp filter and "
+                "execs (tearing down the copy of this process's memory it was forked with)",
+                false, sandboxed);
         v->warm = true;
     }
 
@@ -581,6 +593,24 @@ int main(int argc, char** argv) {
         add("sandbox-no-proc", "drover sandbox, no /proc op",
             "diagnostic: 'drover sandbox' without the fresh /proc op (the host's /proc stays, read-only)",
             true, no_proc);
+
+        // What a warm job still pays for itself, wall by wall.
+        add("warm-no-seccomp", "warm sandbox, no seccomp",
+            "diagnostic: 'drover sandbox, warm' without the seccomp filter", true, no_seccomp)->warm = true;
+        add("warm-no-proc", "warm sandbox, no /proc",
+            "diagnostic: 'drover sandbox, warm' without /proc (no procfs mounted per job)", true, no_proc)->warm = true;
+        spawn_spec no_pid = sandboxed;
+        no_pid.namespaces.remove(ns::pid);
+        std::erase_if(no_pid.fs.ops, [](const fs_op& op) { return op.what == fs_op::kind::proc; });
+        add("warm-no-pidns", "warm sandbox, no pid ns",
+            "diagnostic: 'drover sandbox, warm' without a PID namespace or /proc (one clone3 fewer "
+            "namespace per job)",
+            true, no_pid)->warm = true;
+        spawn_spec no_caps_work = sandboxed;
+        no_caps_work.capabilities.reset();
+        add("warm-keep-caps", "warm sandbox, caps kept",
+            "diagnostic: 'drover sandbox, warm' without dropping capabilities (no bounding-set loop)", true,
+            no_caps_work)->warm = true;
     }
 
     if (!o.only.empty())
@@ -601,6 +631,7 @@ int main(int argc, char** argv) {
                 warm_options wo;
                 wo.size = 1;
                 wo.refill_thread = false;
+                wo.prestart = v.prestart;
                 v.pool = std::make_shared<warm_pool>(*v.prepared, wo);
                 if (v.pool->fill() < 1) v.skipped = "no warm set could be made: " + v.pool->stats().last_error;
             }
@@ -686,11 +717,12 @@ int main(int argc, char** argv) {
     ratio("drover sandbox p50 / drover bare p50", "sandbox", "bare", 1.25, false);
     ratio("warm sandbox p50 / no-namespace p50", "sandbox-warm", "plain", 1.2, false);
     ratio("bwrap p50 / warm sandbox p50", "bwrap", "sandbox-warm", 10.0, true);
+    ratio("pre-started p50 / no-namespace p50", "sandbox-prestarted", "plain", 1.2, false);
     for (const variant& v : variants) {
         if (!v.pool) continue;
         warm_stats ws = v.pool->stats();
         std::printf("%-38s %.3f ms mean, %.3f ms max over %llu sets (made off the timed region)\n",
-                    "warm set refill", ws.made ? static_cast<double>(ws.refill_total_ns) / static_cast<double>(ws.made) / 1e6 : 0.0,
+                    (v.label + " refill").c_str(), ws.made ? static_cast<double>(ws.refill_total_ns) / static_cast<double>(ws.made) / 1e6 : 0.0,
                     static_cast<double>(ws.refill_max_ns) / 1e6, static_cast<unsigned long long>(ws.made));
     }
 

@@ -15,7 +15,9 @@
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/statfs.h>
 #include <unistd.h>
 
@@ -40,6 +42,11 @@ struct child_ctx {
     std::int64_t start;
     int report_fd;  // f.report_write, or where descriptors() moved it out of the targets' way
     int* fs_slots;  // the new root's captured sources (max_fs_slots)
+    // What execve runs: the plan's, or (a ready job) what arrived on its go socket.
+    const char* const* candidates = nullptr;
+    unsigned candidate_count = 0;
+    char* const* argv = nullptr;
+    char* const* envp = nullptr;
 };
 
 void write_all(int fd, const void* buf, std::size_t len) noexcept {
@@ -416,8 +423,12 @@ void signals(const child_ctx& c) noexcept {
     int err = ENOENT;
     bool saw_eacces = false;
     unsigned idx = 0, eacces_idx = 0;
-    for (unsigned i = 0; i < p.candidate_ptrs.size(); ++i) {
-        ::execve(p.candidate_ptrs[i], p.argv_ptrs.data(), c.f.envp);
+    const char* const* candidates = c.candidates ? c.candidates : p.candidate_ptrs.data();
+    unsigned count = c.candidates ? c.candidate_count : static_cast<unsigned>(p.candidate_ptrs.size());
+    char* const* argv = c.argv ? c.argv : p.argv_ptrs.data();
+    char* const* envp = c.envp ? c.envp : c.f.envp;
+    for (unsigned i = 0; i < count; ++i) {
+        ::execve(candidates[i], argv, envp);
         err = errno;
         idx = i;
         if (err == EACCES && !saw_eacces) {
@@ -534,6 +545,136 @@ void signals(const child_ctx& c) noexcept {
     finish(c);
 }
 
+// Closes every descriptor from 3 up but `a` and `b`: a ready job may wait long, and a copy of
+// another job's pipe end (the fork copied drover's table) would hold that pipe open.
+void keep_only(int a, int b) noexcept {
+    if (a > b) {
+        int t = a;
+        a = b;
+        b = t;
+    }
+    unsigned from = 3;
+    for (int k : {a, b}) {
+        if (k < static_cast<int>(from)) continue;
+        if (k > static_cast<int>(from)) (void)sys::close_range(from, static_cast<unsigned>(k - 1), 0);
+        from = static_cast<unsigned>(k) + 1;
+    }
+    (void)sys::close_range(from, ~0U, 0);
+}
+
+// Reads exactly n bytes (a stream socket may split the blob).
+bool read_full(int fd, char* buf, std::size_t n) noexcept {
+    while (n > 0) {
+        ssize_t r = raw_read(fd, buf, n);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) return false;
+        buf += r;
+        n -= static_cast<std::size_t>(r);
+    }
+    return true;
+}
+
+// Points `out[0..count)` at the next `count` NUL-terminated strings of [pos, end); false if
+// the blob has fewer.
+bool take_strings(char*& pos, char* end, char** out, unsigned count) noexcept {
+    for (unsigned i = 0; i < count; ++i) {
+        char* s = pos;
+        while (pos < end && *pos) ++pos;
+        if (pos >= end) return false;
+        out[i] = s;
+        ++pos;
+    }
+    out[count] = nullptr;
+    return true;
+}
+
+// A pre-started job, set up: says it is ready, keeps nothing of drover's but its stdio, the
+// report pipe and the go socket, and waits there for its program and descriptors. EOF (the
+// set dropped, or drover gone) ends it. See warm.hpp.
+[[noreturn]] void await_go(child_ctx& c) noexcept {
+    const launch_frame& f = c.f;
+    report(c, child_stage::none, 0, 0);
+    keep_only(f.report_write, f.go_fd);
+    go_header h;
+    constexpr int max_fds = sizeof h.targets / sizeof h.targets[0];
+    alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int) * max_fds)];
+    struct iovec iov{&h, sizeof h};
+    struct msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    ssize_t n;
+    do n = ::syscall(SYS_recvmsg, f.go_fd, &msg, MSG_CMSG_CLOEXEC | MSG_WAITALL);
+    while (n < 0 && errno == EINTR);
+    if (n == 0) ::_exit(0);  // dropped before use
+    int received[max_fds];
+    int got = 0;
+    for (struct cmsghdr* cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm))
+        if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS)
+            for (std::size_t i = 0; (CMSG_LEN(0) + (i + 1) * sizeof(int)) <= cm->cmsg_len && got < max_fds; ++i)
+                std::memcpy(&received[got++], CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
+    if (n != static_cast<ssize_t>(sizeof h) || h.magic != go_header::magic_value || h.blob > go_blob_max ||
+        h.fd_count > max_fds || got != h.fd_count || (msg.msg_flags & MSG_CTRUNC))
+        fail(c, child_stage::fds, 0, EPROTO);
+    // Strings, then room for the pointer arrays (each with its terminating null).
+    unsigned envs = h.env_count == go_header::env_inherit ? 0 : h.env_count;
+    std::size_t strings = (static_cast<std::size_t>(h.blob) + sizeof(char*) - 1) & ~(sizeof(char*) - 1);
+    std::size_t ptrs = (static_cast<std::size_t>(h.candidates) + h.argc + envs + 3) * sizeof(char*);
+    std::size_t size = strings + ptrs;
+    void* mem = reinterpret_cast<void*>(
+        ::syscall(SYS_mmap, nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+    if (mem == MAP_FAILED) fail(c, child_stage::exec, 0, ENOMEM);
+    char* blob = static_cast<char*>(mem);
+    if (!read_full(f.go_fd, blob, h.blob)) fail(c, child_stage::fds, 1, EPROTO);
+    raw_close(f.go_fd);
+    char** cand = reinterpret_cast<char**>(blob + strings);
+    char** argv = cand + h.candidates + 1;
+    char** envp = argv + h.argc + 1;
+    char* pos = blob;
+    char* end = blob + h.blob;
+    if (!take_strings(pos, end, cand, h.candidates) || !take_strings(pos, end, argv, h.argc) ||
+        (envs && !take_strings(pos, end, envp, envs)))
+        fail(c, child_stage::fds, 2, EPROTO);
+    // Its descriptors: drover's numbering is gone, the received ones take its place.
+    launch_frame jf = f;
+    jf.move_count = h.fd_count;
+    jf.max_target = 2;
+    jf.moves_conflict = false;
+    for (int i = 0; i < h.fd_count; ++i) {
+        jf.moves[i] = {h.targets[i], received[i]};
+        if (h.targets[i] > jf.max_target) jf.max_target = h.targets[i];
+    }
+    for (int i = 0; i < h.fd_count; ++i)
+        for (int j = 0; j < h.fd_count; ++j)
+            if (i != j && jf.moves[i].source == jf.moves[j].target) jf.moves_conflict = true;
+    child_ctx jc{jf, c.p, sys::monotonic_ns(), c.report_fd, c.fs_slots};
+    jc.candidates = cand;
+    jc.candidate_count = h.candidates;
+    jc.argv = argv;
+    jc.envp = envs ? envp : f.envp;
+    descriptors(jc);
+    signals(jc);
+    finish(jc);
+}
+
+[[noreturn]] void run_ready(child_ctx& c) noexcept {
+    wait_for_maps(c);
+    join_cgroups(c);
+    write_own_maps(c);
+    mounts(c);
+    set_ids(c);
+    process_attributes(c);
+    new_root(c);
+    uts(c);
+    loopback(c);
+    time_namespace(c);
+    limits(c);
+    capabilities(c);
+    privileges_and_cwd(c);
+    await_go(c);
+}
+
 }  // namespace
 
 void child_entry(void* frame) noexcept { run_child(*static_cast<const launch_frame*>(frame)); }
@@ -544,6 +685,7 @@ void run_child(const launch_frame& frame) noexcept {
     child_ctx c{frame, *frame.plan, sys::monotonic_ns(), frame.report_write, slots};
     if (frame.role == child_role::holder) run_holder(c);
     if (frame.role == child_role::warm_job) run_warm_job(c);
+    if (frame.role == child_role::ready) run_ready(c);
     wait_for_maps(c);
     join_cgroups(c);
     write_own_maps(c);

@@ -6,6 +6,8 @@
 #include <poll.h>
 #include <sched.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -431,7 +433,7 @@ void force_clone_method(std::optional<clone_method> m) noexcept {
 namespace {
 
 bool launch_child(const prepared_spawn& p, launched_child& child, spawn_failure& failure,
-                  const launch_extras& extras, int hold_read);
+                  const launch_extras& extras, int hold_read, int go_fd = -1);
 
 thread_local child_stack warm_job_stack;
 
@@ -459,6 +461,128 @@ std::string set_mismatch(const prepared_data& job, const prepared_data& pool) {
         job.gid_map_text != pool.gid_map_text)
         return "the job's setup (hostname, mounts, root or id maps) differs from the warm pool's";
     return {};
+}
+
+// Whether a job can be started as a pre-started job of the pool's spec: everything but argv,
+// env and descriptors must be the pool's.
+std::string ready_mismatch(const prepared_data& job, const prepared_data& pool) {
+    if (std::string why = set_mismatch(job, pool); !why.empty()) return why;
+    const spawn_spec& a = job.spec;
+    const spawn_spec& b = pool.spec;
+    auto same_seccomp = [&] {
+        if (a.seccomp == b.seccomp) return true;
+        return a.seccomp && b.seccomp && a.seccomp->bytes() == b.seccomp->bytes();
+    };
+    auto same_rlimits = [&] {
+        if (a.rlimits.size() != b.rlimits.size()) return false;
+        for (std::size_t i = 0; i < a.rlimits.size(); ++i)
+            if (a.rlimits[i].resource != b.rlimits[i].resource || a.rlimits[i].soft != b.rlimits[i].soft ||
+                a.rlimits[i].hard != b.rlimits[i].hard)
+                return false;
+        return true;
+    };
+    if (a.cwd != b.cwd || job.root_cwd != pool.root_cwd || job.uid != pool.uid || job.gid != pool.gid ||
+        job.groups != pool.groups || job.drop_caps != pool.drop_caps || job.keep_caps != pool.keep_caps ||
+        job.no_new_privs != pool.no_new_privs || !same_seccomp() || !same_rlimits() ||
+        a.new_session != b.new_session || a.die_with_parent != b.die_with_parent || a.foreground ||
+        a.exec != b.exec || a.init_program != b.init_program || a.cgroup_fd != b.cgroup_fd)
+        return "a pre-started job may change only its program, argv, env and descriptors; this one differs "
+               "from the warm pool's spec in its walls, ids, limits, cwd or process attributes";
+    return {};
+}
+
+// Starts a pre-started job: its program, argv, env and descriptors go over its go socket,
+// and it execs. Into the job's own cgroup first, if it has one (written by pid: it was made
+// before the job was known).
+bool launch_ready(const prepared_spawn& p, std::unique_ptr<warm_set> set, launched_child& child,
+                  spawn_failure& failure, const launch_extras& extras) {
+    const prepared_data& d = p.data();
+    detail::launch_frame f;
+    sys::unique_fd child_ends[3];
+    if (!plan_descriptors(d.spec, f, child, child_ends, failure)) return false;
+    std::string pid_text = std::to_string(set->holder_pid());
+    if (extras.cgroup_fd >= 0) {
+        sys::unique_fd procs(::openat(extras.cgroup_fd, "cgroup.procs", O_WRONLY | O_CLOEXEC));
+        if (!procs || ::write(procs.get(), pid_text.data(), pid_text.size()) != static_cast<ssize_t>(pid_text.size())) {
+            failure = parent_failure(child_stage::cgroup_join, sys::errno_code(errno), "the job's cgroup", d.spec.namespaces);
+            return false;
+        }
+    }
+    for (int i = 0; i < extras.join_count; ++i) {
+        if (::write(extras.join_fds[i], pid_text.data(), pid_text.size()) != static_cast<ssize_t>(pid_text.size())) {
+            failure = parent_failure(child_stage::cgroup_join, sys::errno_code(errno), "a v1 cgroup", d.spec.namespaces);
+            return false;
+        }
+    }
+    detail::go_header h;
+    std::string blob;
+    for (const std::string& c : d.candidates) blob.append(c).push_back('\0');
+    for (const std::string& a : d.argv_storage) blob.append(a).push_back('\0');
+    h.env_count = detail::go_header::env_inherit;
+    if (!d.env_inherit) {
+        for (const std::string& e : d.env_storage) blob.append(e).push_back('\0');
+        h.env_count = static_cast<std::uint16_t>(std::min<std::size_t>(d.env_storage.size(), 0xfffe));
+    }
+    if (blob.size() > detail::go_blob_max || d.candidates.size() > 0xffff || d.argv_storage.size() > 0xffff ||
+        d.env_storage.size() > 0xfffe) {
+        failure = spawn_failure{child_stage::prepare, sys::errno_code(E2BIG),
+                                "argv and env of a pre-started job: at most 8 MiB and 65534 strings each", {}};
+        return false;
+    }
+    h.blob = static_cast<std::uint32_t>(blob.size());
+    h.candidates = static_cast<std::uint16_t>(d.candidates.size());
+    h.argc = static_cast<std::uint16_t>(d.argv_storage.size());
+    h.fd_count = static_cast<std::uint16_t>(f.move_count);
+    int sources[sizeof h.targets / sizeof h.targets[0]];
+    for (int i = 0; i < f.move_count; ++i) {
+        h.targets[i] = f.moves[i].target;
+        sources[i] = f.moves[i].source;
+    }
+    alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof sources)] = {};
+    struct iovec iov{&h, sizeof h};
+    struct msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    if (f.move_count > 0) {
+        msg.msg_control = control;
+        msg.msg_controllen = CMSG_SPACE(sizeof(int) * static_cast<std::size_t>(f.move_count));
+        struct cmsghdr* cm = CMSG_FIRSTHDR(&msg);
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(sizeof(int) * static_cast<std::size_t>(f.move_count));
+        std::memcpy(CMSG_DATA(cm), sources, sizeof(int) * static_cast<std::size_t>(f.move_count));
+    }
+    warm_set::ready_parts job = set->take_ready();
+    child.timings.clone_start = sys::monotonic_ns();
+    ssize_t n;
+    do n = ::sendmsg(job.go.get(), &msg, MSG_NOSIGNAL);
+    while (n < 0 && errno == EINTR);
+    bool sent = n == static_cast<ssize_t>(sizeof h);
+    for (std::size_t off = 0; sent && off < blob.size();) {
+        n = ::send(job.go.get(), blob.data() + off, blob.size() - off, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+            sent = false;
+            break;
+        }
+        off += static_cast<std::size_t>(n);
+    }
+    if (!sent) {
+        // It died while it waited: the caller goes cold.
+        kill_and_reap(job.pidfd.get());
+        child = launched_child{};
+        failure = spawn_failure{child_stage::enter_set, sys::errno_code(ESRCH), "pre-started job " + std::to_string(job.pid), {}};
+        return false;
+    }
+    child.timings.clone_end = child.timings.maps_written = sys::monotonic_ns();
+    for (auto& end : child_ends) end.reset();
+    child.pid = job.pid;
+    child.pidfd = std::move(job.pidfd);
+    child.report = std::move(job.report);
+    child.ids = std::move(job.ids);
+    child.method = clone_method::fork;
+    child.report_complete = false;
+    return true;
 }
 
 // A job in a warm set: an entry process (CLONE_VM | CLONE_FILES, on this thread's vfork
@@ -600,12 +724,16 @@ bool launch_warm(const prepared_spawn& p, std::unique_ptr<warm_set> set, launche
 bool launch(const prepared_spawn& p, launched_child& child, spawn_failure& failure, const launch_extras& extras) {
     child = launched_child{};
     if (extras.warm) {
-        if (std::string why = set_mismatch(p.data(), extras.warm->spec().data()); !why.empty()) {
+        const prepared_data& pool = extras.warm->spec().data();
+        std::string why = extras.warm->prestarted() ? ready_mismatch(p.data(), pool) : set_mismatch(p.data(), pool);
+        if (!why.empty()) {
             failure = spawn_failure{child_stage::prepare, sys::errno_code(EINVAL), why, {}};
             return false;
         }
         if (auto set = extras.warm->take()) {
-            if (launch_warm(p, std::move(set), child, failure, extras)) return true;
+            bool ok = set->what() == warm_set::kind::ready_job ? launch_ready(p, std::move(set), child, failure, extras)
+                                                              : launch_warm(p, std::move(set), child, failure, extras);
+            if (ok) return true;
             // The holder died between the pool's look and the entry's setns: go cold.
             if (failure.stage != child_stage::enter_set || failure.code != std::errc::no_such_process) return false;
         }
@@ -616,9 +744,10 @@ bool launch(const prepared_spawn& p, launched_child& child, spawn_failure& failu
 namespace {
 
 // hold_read >= 0: the child is a warm set's holder (fork path, no cgroup of the job's), which
-// waits on that descriptor once its namespaces are set up.
+// waits on that descriptor once its namespaces are set up. go_fd >= 0: a pre-started job
+// (fork path), which waits there for its program once all of its setup is done.
 bool launch_child(const prepared_spawn& p, launched_child& child, spawn_failure& failure,
-                  const launch_extras& extras, int hold_read) {
+                  const launch_extras& extras, int hold_read, int go_fd) {
     const prepared_data& d = p.data();
     child = launched_child{};
 
@@ -630,6 +759,10 @@ bool launch_child(const prepared_spawn& p, launched_child& child, spawn_failure&
     if (holder) {
         f.role = detail::child_role::holder;
         f.hold_read = hold_read;
+    }
+    if (go_fd >= 0) {
+        f.role = detail::child_role::ready;
+        f.go_fd = go_fd;
     }
 
     auto report = sys::pipe();
@@ -681,8 +814,8 @@ bool launch_child(const prepared_spawn& p, launched_child& child, spawn_failure&
     sys::clone3_args args;
     args.flags = (holder ? set_flags(d) | (d.new_pid ? CLONE_NEWPID : 0) : d.clone_flags) | CLONE_CLEAR_SIGHAND;
     args.cgroup_fd = holder ? -1 : extras.cgroup_fd >= 0 ? extras.cgroup_fd : d.spec.cgroup_fd;
-    // A holder never execs: it needs memory of its own (fork path).
-    void* stack = !holder && use_vfork(d) ? vfork_stack.get() : nullptr;
+    // A holder never execs, a ready job only later: each needs memory of its own (fork path).
+    void* stack = !holder && go_fd < 0 && use_vfork(d) ? vfork_stack.get() : nullptr;
     // A held child on the posix_spawn path: the map writer does the parent's part.
     map_writer::request mapping;
     sys::pipe_fds ready;
@@ -774,11 +907,57 @@ bool launch_child(const prepared_spawn& p, launched_child& child, spawn_failure&
 
 }  // namespace
 
-std::unique_ptr<warm_set> make_warm_set(const prepared_spawn& p, spawn_failure& failure) {
-    if (std::string why = warm_unsupported(p); !why.empty()) {
+namespace {
+
+// A pre-started job: the fork path with role ready; it is ready once it has written its
+// first report record (setup done), and waits for its program on the go socket.
+std::unique_ptr<warm_set> make_ready_job(const prepared_spawn& p, spawn_failure& failure) {
+    int sv[2];
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+        failure = parent_failure(child_stage::pipes, sys::errno_code(errno), "go socket", p.spec().namespaces);
+        return nullptr;
+    }
+    sys::unique_fd ours(sv[0]), theirs(sv[1]);
+    launched_child job;
+    std::int64_t start = sys::monotonic_ns();
+    bool ok = launch_child(p, job, failure, {}, -1, theirs.get());
+    theirs.reset();
+    if (!ok) return nullptr;
+    std::byte buf[report_max_size];
+    std::size_t got = 0;
+    while (got < report_record_size) {
+        ssize_t n = ::read(job.report.get(), buf + got, report_record_size - got);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        got += static_cast<std::size_t>(n);
+    }
+    detail::child_report r{};
+    if (got == report_record_size) std::memcpy(&r, buf, sizeof r);
+    if (got != report_record_size || r.stage != 0) {
+        // A failure record (then EOF), or it died: conclude() names the stage and reaps it.
+        while (got < sizeof buf) {
+            ssize_t n = ::read(job.report.get(), buf + got, sizeof buf - got);
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0) break;
+            got += static_cast<std::size_t>(n);
+        }
+        if (conclude(p, job, std::span<const std::byte>(buf, got), sys::monotonic_ns(), failure)) {
+            failure = spawn_failure{child_stage::report, sys::errno_code(EPROTO), "a pre-started job exec'd early", {}};
+        }
+        return nullptr;
+    }
+    return std::make_unique<warm_set>(job.pid, std::move(job.pidfd), std::move(ours), std::move(job.report),
+                                      std::move(job.ids), sys::monotonic_ns() - start);
+}
+
+}  // namespace
+
+std::unique_ptr<warm_set> make_warm_set(const prepared_spawn& p, spawn_failure& failure, bool prestart) {
+    if (std::string why = warm_unsupported(p, prestart); !why.empty()) {
         failure = spawn_failure{child_stage::prepare, sys::errno_code(EINVAL), why, {}};
         return nullptr;
     }
+    if (prestart) return make_ready_job(p, failure);
     auto hold = sys::pipe();
     if (!hold) {
         failure = parent_failure(child_stage::pipes, hold.error(), "hold pipe", p.spec().namespaces);

@@ -123,7 +123,25 @@ enum class child_role : std::uint8_t {
     holder,  // a warm set's holder: sets its namespaces up, then waits on hold_read until EOF
     entry,   // enters a holder's namespaces, clone3s the job (CLONE_PARENT) and exits
     warm_job,  // a job made by an entry: its namespaces are set up, it sets up only itself
+    ready,     // a pre-started job: does all of its setup, then waits on go_fd for its program
 };
+
+/// What drover sends a ready job on its go socket: this header (with the job's descriptors as
+/// SCM_RIGHTS), then `blob` bytes of NUL-terminated strings: the execve candidates, argv,
+/// and env (env_count == env_inherit: the environment the job was started with).
+struct go_header {
+    static constexpr std::uint32_t magic_value = 0x64726f76;  // "drov"
+    static constexpr std::uint16_t env_inherit = 0xffff;
+    std::uint32_t magic = magic_value;
+    std::uint32_t blob = 0;
+    std::uint16_t candidates = 0;
+    std::uint16_t argc = 0;
+    std::uint16_t env_count = 0;
+    std::uint16_t fd_count = 0;   // descriptors attached, in the order of targets
+    std::int32_t targets[3 + 16] = {};
+};
+/// Most bytes of strings a ready job takes (argv and env together).
+inline constexpr std::uint32_t go_blob_max = 8u << 20;
 
 /// Per-launch values the child needs beside the shared plan. Lives on the parent's stack
 /// during clone3; the child has its own copy.
@@ -154,6 +172,7 @@ struct launch_frame {
     std::size_t job_stack_size = 0;
     const launch_frame* job_frame = nullptr;  // what the job walks (role warm_job)
     int entry_result = -1;  // fork-style entry (no job_stack): {err, pid, pidfd} go here
+    int go_fd = -1;         // ready: the socket its program arrives on (go_header)
     mutable pid_t job_pid = -1;
     mutable int job_pidfd = -1;
     mutable int entry_err = 0;

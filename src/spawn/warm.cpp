@@ -2,6 +2,8 @@
 #include "drover/spawn/warm.hpp"
 
 #include <poll.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <signal.h>
 
 #include <algorithm>
@@ -9,6 +11,7 @@
 #include <deque>
 #include <mutex>
 #include <thread>
+#include <vector>
 
 #include "drover/sys/syscalls.hpp"
 #include "plan.hpp"
@@ -19,14 +22,106 @@ warm_set::warm_set(pid_t pid, sys::unique_fd pidfd, sys::unique_fd hold, std::sh
                    std::int64_t made_ns) noexcept
     : pid_(pid), pidfd_(std::move(pidfd)), hold_(std::move(hold)), ids_(std::move(ids)), made_ns_(made_ns) {}
 
+warm_set::warm_set(pid_t pid, sys::unique_fd pidfd, sys::unique_fd go, sys::unique_fd report,
+                   std::shared_ptr<id_lease> ids, std::int64_t made_ns) noexcept
+    : kind_(kind::ready_job), pid_(pid), pidfd_(std::move(pidfd)), hold_(std::move(go)), report_(std::move(report)),
+      ids_(std::move(ids)), made_ns_(made_ns) {}
+
+warm_set::ready_parts warm_set::take_ready() noexcept {
+    ready_parts r;
+    r.pid = pid_;
+    r.pidfd = std::move(pidfd_);
+    r.go = std::move(hold_);
+    r.report = std::move(report_);
+    r.ids = std::move(ids_);
+    return r;
+}
+
+namespace {
+
+// Reaps ended holders on a thread of its own. A holder is PID 1 above its job's PID
+// namespace, and the kernel lets a PID 1 finish exiting only once every process below it is
+// reaped, the job included, whose parent is drover. A blocking reap of the holder before the
+// job's could therefore wait forever, and even after it the namespaces' teardown is no work
+// for the event loop's thread. The lock, condition and thread are never destroyed: the
+// thread may still run while the process exits.
+struct holder_reaper {
+    std::mutex mu;
+    std::condition_variable more;
+    std::vector<int> fds;  // pidfds of killed holders, not yet reaped
+    std::size_t pending = 0;
+    std::condition_variable drained;
+
+    static holder_reaper& get() {
+        static holder_reaper* r = [] {
+            auto* h = new holder_reaper;
+            std::thread([h] { h->loop(); }).detach();
+            return h;
+        }();
+        return *r;
+    }
+
+    void add(int fd) {
+        {
+            std::lock_guard lock(mu);
+            fds.push_back(fd);
+            ++pending;
+        }
+        more.notify_one();
+    }
+
+    void loop() {
+        sigset_t all;
+        ::sigfillset(&all);
+        ::pthread_sigmask(SIG_BLOCK, &all, nullptr);
+        std::vector<int> mine;
+        for (;;) {
+            {
+                std::unique_lock lock(mu);
+                // Wait for new ones; with some in hand, look again every 20 ms.
+                if (mine.empty()) more.wait(lock, [this] { return !fds.empty(); });
+                mine.insert(mine.end(), fds.begin(), fds.end());
+                fds.clear();
+            }
+            std::vector<pollfd> pfds;
+            for (int fd : mine) pfds.push_back({fd, POLLIN, 0});
+            (void)::poll(pfds.data(), pfds.size(), 20);
+            std::size_t reaped = 0;
+            std::erase_if(mine, [&](int fd) {
+                siginfo_t info{};
+                if (sys::waitid_pidfd(fd, info, WEXITED | WNOHANG) || info.si_pid != 0) {
+                    ::close(fd);
+                    ++reaped;
+                    return true;
+                }
+                return false;
+            });
+            if (reaped) {
+                std::lock_guard lock(mu);
+                pending -= reaped;
+                if (pending == 0) drained.notify_all();
+            }
+        }
+    }
+};
+
+}  // namespace
+
+bool wait_warm_reaps(std::chrono::milliseconds limit) {
+    holder_reaper& r = holder_reaper::get();
+    std::unique_lock lock(r.mu);
+    return r.drained.wait_for(lock, limit, [&] { return r.pending == 0; });
+}
+
 warm_set::~warm_set() {
     if (!pidfd_) return;
-    // EOF alone would end the holder too, but not before this returns: kill it so that the
-    // namespaces are gone (and the ids lease free) by the time the reap below is done.
+    // EOF alone would end the holder too; the kill makes it prompt. Reaped elsewhere (see
+    // holder_reaper): a pre-started job that never started has nothing below it, but a
+    // holder may have an unreaped job below it.
     hold_.reset();
+    report_.reset();
     (void)sys::pidfd_send_signal(pidfd_.get(), SIGKILL);
-    siginfo_t info;
-    (void)sys::waitid_pidfd(pidfd_.get(), info, WEXITED);
+    holder_reaper::get().add(pidfd_.release());
 }
 
 bool warm_set::alive() const noexcept {
@@ -34,7 +129,7 @@ bool warm_set::alive() const noexcept {
     return ::poll(&pfd, 1, 0) == 0;
 }
 
-std::string warm_unsupported(const prepared_spawn& p) {
+std::string warm_unsupported(const prepared_spawn& p, bool prestart) {
     const detail::prepared_data& d = p.data();
     const spawn_spec& s = d.spec;
     if (s.namespaces.has(ns::time))
@@ -44,6 +139,7 @@ std::string warm_unsupported(const prepared_spawn& p) {
     for (const detail::fs_step& st : d.fs_steps)
         if (st.what == detail::fs_step::kind::copy_fd)
             return "file ops that read a descriptor cannot be warm: each set would read it again";
+    if (prestart) return {};  // the job's own process, set up as a cold one is
     if ((d.clone_flags & ~static_cast<std::uint64_t>(CLONE_NEWPID | CLONE_NEWCGROUP)) == 0)
         return "no namespace to keep warm (pid and cgroup namespaces are made per job)";
     if (!d.proc_targets.empty() && !s.namespaces.has(ns::pid))
@@ -71,7 +167,7 @@ struct warm_pool::impl {
     // Makes one set outside the lock and files it (or the failure). Whether it made one.
     bool make_one() {
         spawn_failure failure;
-        auto set = make_warm_set(spec, failure);
+        auto set = make_warm_set(spec, failure, opt.prestart);
         std::lock_guard lock(mu);
         if (!set) {
             ++st.failed;
@@ -115,10 +211,11 @@ struct warm_pool::impl {
 
 warm_pool::warm_pool(prepared_spawn spec, warm_options options)
     : d_(std::make_unique<impl>(std::move(spec), options)) {
-    if (std::string why = warm_unsupported(d_->spec); !why.empty()) throw spec_error("warm: " + why);
+    if (std::string why = warm_unsupported(d_->spec, options.prestart); !why.empty()) throw spec_error("warm: " + why);
     d_->st.target = options.size;
-    d_->st.namespaces_per_set =
-        static_cast<unsigned>(__builtin_popcountll(d_->spec.data().clone_flags & ~static_cast<std::uint64_t>(CLONE_NEWCGROUP)));
+    std::uint64_t held = d_->spec.data().clone_flags;
+    if (!options.prestart) held &= ~static_cast<std::uint64_t>(CLONE_NEWCGROUP);  // the job makes its own
+    d_->st.namespaces_per_set = static_cast<unsigned>(__builtin_popcountll(held));
     if (options.refill_thread && options.size > 0) d_->refiller = std::thread([this] { d_->loop(); });
 }
 
@@ -132,6 +229,7 @@ warm_pool::~warm_pool() {
 }
 
 const prepared_spawn& warm_pool::spec() const noexcept { return d_->spec; }
+bool warm_pool::prestarted() const noexcept { return d_->opt.prestart; }
 
 std::unique_ptr<warm_set> warm_pool::take() {
     std::vector<std::unique_ptr<warm_set>> dead;  // ended outside the lock

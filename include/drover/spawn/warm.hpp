@@ -41,8 +41,14 @@ namespace drover {
 /// the holder (SIGKILL through its pidfd) and reaps it.
 class warm_set {
 public:
+    /// A holder whose namespaces a job enters, or a pre-started job waiting for its program.
+    enum class kind : unsigned char { holder, ready_job };
+
     warm_set(pid_t pid, sys::unique_fd pidfd, sys::unique_fd hold, std::shared_ptr<id_lease> ids,
              std::int64_t made_ns) noexcept;
+    /// A ready job: `go` is drover's end of its go socket, `report` its report pipe.
+    warm_set(pid_t pid, sys::unique_fd pidfd, sys::unique_fd go, sys::unique_fd report,
+             std::shared_ptr<id_lease> ids, std::int64_t made_ns) noexcept;
     warm_set(warm_set&&) noexcept = default;
     warm_set& operator=(warm_set&&) noexcept = delete;
     ~warm_set();
@@ -55,22 +61,40 @@ public:
     [[nodiscard]] std::int64_t made_ns() const noexcept { return made_ns_; }
     /// Whether the holder still runs (someone may have killed it). One poll(2).
     [[nodiscard]] bool alive() const noexcept;
+    [[nodiscard]] kind what() const noexcept { return kind_; }
+
+    /// A ready job's parts, handed to the launch that starts it: the set owns nothing after.
+    struct ready_parts {
+        pid_t pid = -1;
+        sys::unique_fd pidfd;
+        sys::unique_fd go;
+        sys::unique_fd report;
+        std::shared_ptr<id_lease> ids;
+    };
+    ready_parts take_ready() noexcept;
 
 private:
+    kind kind_ = kind::holder;
     pid_t pid_;
     sys::unique_fd pidfd_;
-    sys::unique_fd hold_;  // write end: its EOF ends the holder
+    sys::unique_fd hold_;  // holder: write end, its EOF ends the holder; ready job: go socket
+    sys::unique_fd report_;
     std::shared_ptr<id_lease> ids_;
     std::int64_t made_ns_;
 };
 
-/// Why `p` cannot have warm sets (a time namespace, v1 cgroup joins by path, file ops that
-/// read a descriptor, a /proc that would need host-root guards), or empty if it can.
-std::string warm_unsupported(const prepared_spawn& p);
+/// Ended sets are reaped on a thread of drover's (a holder may only finish exiting once the
+/// job below it is reaped). Waits until none is pending, at most `limit`; whether it got there.
+bool wait_warm_reaps(std::chrono::milliseconds limit);
 
-/// Makes one set for `p`, waiting until its holder is ready. nullptr with `failure` filled
-/// if it could not (the holder is then gone).
-std::unique_ptr<warm_set> make_warm_set(const prepared_spawn& p, spawn_failure& failure);
+/// Why `p` cannot have warm sets (a time namespace, v1 cgroup joins by path, file ops that
+/// read a descriptor; for holders also no namespace to hold, or a /proc that would need
+/// host-root guards), or empty if it can.
+std::string warm_unsupported(const prepared_spawn& p, bool prestart = false);
+
+/// Makes one set for `p`, waiting until its holder (or, with `prestart`, the pre-started job)
+/// is ready. nullptr with `failure` filled if it could not (nothing is then left).
+std::unique_ptr<warm_set> make_warm_set(const prepared_spawn& p, spawn_failure& failure, bool prestart = false);
 
 struct warm_options {
     /// How many ready sets the pool keeps.
@@ -79,6 +103,14 @@ struct warm_options {
     bool refill_thread = true;
     /// After a failed refill (a namespace limit, memory) the thread waits, doubling up to this.
     std::chrono::milliseconds max_backoff{1000};
+    /// Pre-started jobs: each set is the job's own process, set up all the way (namespaces,
+    /// root, /proc, ids, capabilities, limits) and waiting for its program, argv, env and
+    /// descriptors, which are all a job may then change (others are refused at stage
+    /// prepare). Its start costs no clone3 and no setup, but its execve tears down the copy
+    /// of drover's memory it was forked with (docs/warm.md has the numbers), so holders are
+    /// the default: false, a job enters a holder's namespaces and any job with the same
+    /// namespace setup may.
+    bool prestart = false;
 };
 
 /// What a pool has done, for people and --json.
@@ -110,6 +142,7 @@ public:
     ~warm_pool();
 
     [[nodiscard]] const prepared_spawn& spec() const noexcept;
+    [[nodiscard]] bool prestarted() const noexcept;
     /// A ready set whose holder is alive, or nullptr (a miss). Wakes the refill thread.
     std::unique_ptr<warm_set> take();
     /// Makes sets until `size` are ready or one fails; returns how many are ready.
