@@ -443,6 +443,15 @@ int own_pid_ns() {
     return fd;
 }
 
+// Whether this process may go back into its own PID namespace after entering a set's: that
+// takes CAP_SYS_ADMIN over it, which a drover inside a user namespace of its own lacks. Then
+// a job's PID namespace is made beside the holder's, not below it. Probed once, harmlessly:
+// entering the namespace one is in changes nothing.
+bool can_nest_pid_ns() {
+    static const bool ok = own_pid_ns() >= 0 && !sys::setns(own_pid_ns(), CLONE_NEWPID);
+    return ok;
+}
+
 // The namespaces a warm set holds: the spec's, less the ones each job makes for itself (PID:
 // the holder has its own, the job one below it; cgroup: rooted at the job's own cgroup).
 std::uint64_t set_flags(const prepared_data& d) {
@@ -649,14 +658,8 @@ bool launch_warm(const prepared_spawn& p, std::unique_ptr<warm_set> set, launche
     // (the kernel refuses CLONE_NEWPID after a setns into another): so the entry is created
     // in it. setns(CLONE_NEWPID) changes where this thread's children go, nothing else, and
     // is undone at once.
-    int own_ns = d.new_pid ? own_pid_ns() : -1;
-    if (d.new_pid) {
-        if (own_ns < 0) {
-            ec = sys::errno_code(errno ? errno : EBADF);
-        } else {
-            ec = sys::setns(set->holder_pidfd(), CLONE_NEWPID);
-        }
-    }
+    int own_ns = d.new_pid && can_nest_pid_ns() ? own_pid_ns() : -1;
+    if (own_ns >= 0) ec = sys::setns(set->holder_pidfd(), CLONE_NEWPID);
     sys::clone3_result r;
     if (!ec && vm) {
         r = sys::clone3_vm(args, stack, child_stack::size, detail::child_entry, &e, ec);
@@ -665,8 +668,8 @@ bool launch_warm(const prepared_spawn& p, std::unique_ptr<warm_set> set, launche
         if (!ec && r.pid == 0) detail::run_child(e);
     }
     if (own_ns >= 0 && sys::setns(own_ns, CLONE_NEWPID)) {
-        // Cannot happen (our own namespace is always ours to enter); if it did, this thread's
-        // later children would land in a dead set's namespace. Better to stop here.
+        // Cannot happen (can_nest_pid_ns() entered it before); if it did, this thread's later
+        // children would land in a dead set's namespace. Better to stop here.
         std::abort();
     }
     ::pthread_sigmask(SIG_SETMASK, &old, nullptr);

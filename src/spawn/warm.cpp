@@ -171,7 +171,7 @@ struct warm_pool::impl {
         std::lock_guard lock(mu);
         if (!set) {
             ++st.failed;
-            st.last_error = failure.message();
+            st.last_error = failure.message() + (failure.advice.empty() ? "" : " (" + failure.advice + ")");
             return false;
         }
         ++st.made;

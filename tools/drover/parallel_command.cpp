@@ -385,8 +385,8 @@ int parallel_main(const parallel_options& o) {
         warm_stats ws = warm->stats();
         double mean_ms = ws.made ? static_cast<double>(ws.refill_total_ns) / static_cast<double>(ws.made) / 1e6 : 0;
         std::fprintf(stderr,
-                     "drover: parallel: warm sets: %llu jobs started warm, %llu cold; %llu sets made (%.2f ms each on "
-                     "average), %llu failed%s%s\n",
+                     "drover: parallel: warm sets: %llu starts warm, %llu cold (retries included); %llu sets made (%.2f "
+                     "ms each on average), %llu failed%s%s\n",
                      static_cast<unsigned long long>(ws.hits), static_cast<unsigned long long>(ws.misses),
                      static_cast<unsigned long long>(ws.made), mean_ms, static_cast<unsigned long long>(ws.failed),
                      ws.last_error.empty() ? "" : ", last: ", ws.last_error.c_str());

@@ -118,7 +118,7 @@ struct warm_stats {
     std::size_t ready = 0;       ///< sets ready now
     unsigned target = 0;         ///< warm_options::size
     std::uint64_t hits = 0;      ///< jobs started in a warm set
-    std::uint64_t misses = 0;    ///< jobs that found the pool empty and went cold
+    std::uint64_t misses = 0;    ///< starts that found the pool empty and went cold (a retry counts again)
     std::uint64_t made = 0;      ///< sets made
     std::uint64_t failed = 0;    ///< sets that could not be made
     std::uint64_t dead = 0;      ///< ready sets found with their holder gone, dropped
