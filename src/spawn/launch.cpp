@@ -462,6 +462,8 @@ std::uint64_t set_flags(const prepared_data& d) {
 // same setup the holder did.
 std::string set_mismatch(const prepared_data& job, const prepared_data& pool) {
     if (job.clone_flags != pool.clone_flags) return "the job's namespaces differ from the warm pool's";
+    if (!job.spec.join_cgroups.empty())
+        return "v1 cgroup joins by path (join_cgroups) cannot be warm: give them per job (launch_extras::join_fds)";
     const spawn_spec& a = job.spec;
     const spawn_spec& b = pool.spec;
     if (a.hostname != b.hostname || a.domainname != b.domainname || job.loopback != pool.loopback ||

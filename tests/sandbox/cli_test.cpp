@@ -145,12 +145,15 @@ TEST(SandboxCli, ParallelWarmJobsAreSandboxedAndCounted) {
         EXPECT_EQ(out.find("uid_map          0          0"), std::string::npos) << "host root inside: " << out;
     }
     EXPECT_EQ(jobs, 20);
-    // The introspection line: every job started warm or cold, none lost.
-    unsigned long long warm = 0, cold = 0;
-    auto at = r.err.find("warm sets: ");
+    // The pool's numbers, as JSON on stderr with --json: every job started warm or cold.
+    auto at = r.err.find("{\"warm_pool\"");
     ASSERT_NE(at, std::string::npos) << r.err;
-    ASSERT_EQ(std::sscanf(r.err.c_str() + at, "warm sets: %llu starts warm, %llu cold", &warm, &cold), 2) << r.err;
-    EXPECT_EQ(warm + cold, 20u) << r.err;  // nothing failed, so nothing was retried
+    auto w = nlohmann::json::parse(r.err.substr(at, r.err.find('\n', at) - at))["warm_pool"];
+    EXPECT_EQ(w["hits"].get<unsigned>() + w["misses"].get<unsigned>(), 20u) << w;  // none failed: no retries
+    EXPECT_EQ(w["target"], 4) << w;
+    EXPECT_EQ(w["namespaces_per_set"], 6) << w;  // user, pid, mnt, uts, ipc, net
+    EXPECT_GE(w["made"].get<unsigned>(), w["hits"].get<unsigned>()) << w;
+    EXPECT_GT(w["refill_max_ms"].get<double>(), 0.0) << w;
 }
 
 TEST(SandboxCli, AWarmPoolShrinksUnderALoweredNamespaceLimitWithoutFailingJobs) {
@@ -182,17 +185,13 @@ TEST(SandboxCli, AWarmPoolShrinksUnderALoweredNamespaceLimitWithoutFailingJobs) 
         ok += out.find("getpid 1\n") != std::string::npos && out.find("lo up\n") != std::string::npos;
     }
     EXPECT_EQ(ok, 30) << r.out << r.err;
-    unsigned long long warm = 0, cold = 0, made = 0, failed = 0;
-    auto at = r.err.find("warm sets: ");
+    auto at = r.err.find("{\"warm_pool\"");
     ASSERT_NE(at, std::string::npos) << r.err;
-    ASSERT_EQ(std::sscanf(r.err.c_str() + at, "warm sets: %llu starts warm, %llu cold (retries included); %llu sets made (%*f ms each on average), "
-                          "%llu failed",
-                          &warm, &cold, &made, &failed),
-              4)
-        << r.err;
-    EXPECT_GE(warm + cold, 30u) << r.err;  // a cold start refused by the limit is retried
-    EXPECT_GT(failed, 0u) << "the pool never met the limit: " << r.err;
-    EXPECT_NE(r.err.find("max_net_namespaces"), std::string::npos) << r.err;
+    auto w = nlohmann::json::parse(r.err.substr(at, r.err.find('\n', at) - at))["warm_pool"];
+    // A cold start refused by the limit is retried, and each retry counts.
+    EXPECT_GE(w["hits"].get<unsigned>() + w["misses"].get<unsigned>(), 30u) << w;
+    EXPECT_GT(w["failed"].get<unsigned>(), 0u) << "the pool never met the limit: " << w;
+    EXPECT_NE(w["last_error"].get<std::string>().find("max_net_namespaces"), std::string::npos) << w;
 }
 
 TEST(SandboxCli, WarmSetsAreRefusedForATimeNamespaceWithAOneLineError) {

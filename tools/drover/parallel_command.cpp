@@ -381,7 +381,26 @@ int parallel_main(const parallel_options& o) {
     draw();
     io.run();
     bar.clear();
-    if (warm) {
+    if (warm && o.json) {
+        // For programs: the same as one JSON object on stderr (stdout holds only job lines).
+        warm_stats ws = warm->stats();
+        nlohmann::json j = {{"warm_pool",
+                             {{"target", ws.target},
+                              {"ready", ws.ready},
+                              {"hits", ws.hits},
+                              {"misses", ws.misses},
+                              {"made", ws.made},
+                              {"failed", ws.failed},
+                              {"dead", ws.dead},
+                              {"namespaces_per_set", ws.namespaces_per_set},
+                              {"refill_last_ms", static_cast<double>(ws.refill_last_ns) / 1e6},
+                              {"refill_max_ms", static_cast<double>(ws.refill_max_ns) / 1e6},
+                              {"refill_mean_ms", ws.made ? static_cast<double>(ws.refill_total_ns) /
+                                                               static_cast<double>(ws.made) / 1e6
+                                                         : 0.0},
+                              {"last_error", ws.last_error}}}};
+        write_all(stderr, j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
+    } else if (warm) {
         warm_stats ws = warm->stats();
         double mean_ms = ws.made ? static_cast<double>(ws.refill_total_ns) / static_cast<double>(ws.made) / 1e6 : 0;
         std::fprintf(stderr,
