@@ -1,12 +1,15 @@
 // Warm namespace sets: the holder's lifetime and a pool that keeps sets ready (warm.hpp).
 #include "drover/spawn/warm.hpp"
 
+#include <fcntl.h>
 #include <poll.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <signal.h>
 
 #include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
@@ -43,64 +46,78 @@ namespace {
 // namespace, and the kernel lets a PID 1 finish exiting only once every process below it is
 // reaped, the job included, whose parent is drover. A blocking reap of the holder before the
 // job's could therefore wait forever, and even after it the namespaces' teardown is no work
-// for the event loop's thread. The lock, condition and thread are never destroyed: the
-// thread may still run while the process exits.
+// for the event loop's thread. Pidfds arrive through a pipe, and the thread's loop makes raw
+// system calls only: a thread that sits in a sanitizer's interceptors while another thread
+// forks would leave the child a lock it can never take (TSan takes its locks around fork()
+// only, and drover forks with clone3). Never destroyed: the thread may run while the
+// process exits.
 struct holder_reaper {
-    std::mutex mu;
-    std::condition_variable more;
-    std::vector<int> fds;  // pidfds of killed holders, not yet reaped
-    std::size_t pending = 0;
-    std::condition_variable drained;
+    int in_read = -1;
+    int in_write = -1;
+    std::atomic<std::size_t> pending{0};
 
     static holder_reaper& get() {
         static holder_reaper* r = [] {
             auto* h = new holder_reaper;
-            std::thread([h] { h->loop(); }).detach();
+            int p[2];
+            // Non-blocking: with the thread behind, add() reaps in place rather than wait.
+            if (::pipe2(p, O_CLOEXEC | O_NONBLOCK) == 0) {
+                h->in_read = p[0];
+                h->in_write = p[1];
+                std::thread([h] { h->loop(); }).detach();
+            }
             return h;
         }();
         return *r;
     }
 
     void add(int fd) {
-        {
-            std::lock_guard lock(mu);
-            fds.push_back(fd);
-            ++pending;
-        }
-        more.notify_one();
+        pending.fetch_add(1);
+        if (in_write >= 0 && ::write(in_write, &fd, sizeof fd) == static_cast<ssize_t>(sizeof fd)) return;
+        // No thread (no pipe), or 16,384 holders behind: reap here and now.
+        siginfo_t info{};
+        (void)sys::waitid_pidfd(fd, info, WEXITED);
+        ::close(fd);
+        pending.fetch_sub(1);
+    }
+
+    static long raw(long nr, long a = 0, long b = 0, long c = 0, long d = 0, long e = 0) noexcept {
+        return ::syscall(nr, a, b, c, d, e);
     }
 
     void loop() {
         sigset_t all;
         ::sigfillset(&all);
         ::pthread_sigmask(SIG_BLOCK, &all, nullptr);
-        std::vector<int> mine;
+        // [0]: the pipe; then pidfds of killed holders. A fixed array: no allocation (an
+        // intercepted call) in the loop. When it is full the pipe waits.
+        static pollfd pfds[1024];
+        std::size_t count = 1;
+        pfds[0] = {in_read, POLLIN, 0};
         for (;;) {
-            {
-                std::unique_lock lock(mu);
-                // Wait for new ones; with some in hand, look again every 20 ms.
-                if (mine.empty()) more.wait(lock, [this] { return !fds.empty(); });
-                mine.insert(mine.end(), fds.begin(), fds.end());
-                fds.clear();
+            pfds[0].events = count < std::size(pfds) ? POLLIN : 0;
+            (void)raw(SYS_poll, reinterpret_cast<long>(pfds), static_cast<long>(count), count > 1 ? 20 : -1);
+            if (pfds[0].revents & POLLIN) {
+                int fds[64];
+                std::size_t room = std::min<std::size_t>(std::size(fds), std::size(pfds) - count);
+                long n = raw(SYS_read, in_read, reinterpret_cast<long>(fds), static_cast<long>(room * sizeof(int)));
+                for (long i = 0; i < n / static_cast<long>(sizeof(int)); ++i) pfds[count++] = {fds[i], POLLIN, 0};
             }
-            std::vector<pollfd> pfds;
-            for (int fd : mine) pfds.push_back({fd, POLLIN, 0});
-            (void)::poll(pfds.data(), pfds.size(), 20);
             std::size_t reaped = 0;
-            std::erase_if(mine, [&](int fd) {
+            for (std::size_t i = 1; i < count;) {
                 siginfo_t info{};
-                if (sys::waitid_pidfd(fd, info, WEXITED | WNOHANG) || info.si_pid != 0) {
-                    ::close(fd);
+                long rc = raw(SYS_waitid, P_PIDFD, pfds[i].fd, reinterpret_cast<long>(&info), WEXITED | WNOHANG, 0);
+                if (rc < 0 || info.si_pid != 0) {
+                    (void)raw(SYS_close, pfds[i].fd);
+                    pfds[i] = pfds[--count];
                     ++reaped;
-                    return true;
+                    continue;
                 }
-                return false;
-            });
-            if (reaped) {
-                std::lock_guard lock(mu);
-                pending -= reaped;
-                if (pending == 0) drained.notify_all();
+                pfds[i].revents = 0;
+                ++i;
             }
+            pfds[0].revents = 0;
+            if (reaped) pending.fetch_sub(reaped);
         }
     }
 };
@@ -109,8 +126,12 @@ struct holder_reaper {
 
 bool wait_warm_reaps(std::chrono::milliseconds limit) {
     holder_reaper& r = holder_reaper::get();
-    std::unique_lock lock(r.mu);
-    return r.drained.wait_for(lock, limit, [&] { return r.pending == 0; });
+    auto deadline = std::chrono::steady_clock::now() + limit;
+    while (r.pending.load() != 0) {
+        if (std::chrono::steady_clock::now() >= deadline) return false;
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    return true;
 }
 
 warm_set::~warm_set() {
