@@ -68,7 +68,7 @@ void report(const child_ctx& c, child_stage stage, unsigned index, int err) noex
 
 [[noreturn]] void fail(const child_ctx& c, child_stage stage, unsigned index, int err) noexcept {
     report(c, stage, index, err);
-    ::_exit(127);
+    raw_exit(127);
 }
 
 // Fails with EPERM if the test hook names this stage; otherwise nothing.
@@ -450,7 +450,7 @@ void signals(const child_ctx& c) noexcept {
         injection_point(c, child_stage::exec);
         report(c, child_stage::none, 0, 0);
         seccomp(c);
-        ::_exit(0);
+        raw_exit(0);
     }
     exec(c);
 }
@@ -468,7 +468,7 @@ void signals(const child_ctx& c) noexcept {
     for (;;) {
         char byte;
         ssize_t n = raw_read(f.hold_read, &byte, 1);
-        if (n == 0 || (n < 0 && errno != EINTR)) ::_exit(0);
+        if (n == 0 || (n < 0 && errno != EINTR)) raw_exit(0);
     }
 }
 
@@ -520,7 +520,7 @@ void signals(const child_ctx& c) noexcept {
         int msg[3] = {err, static_cast<int>(r.pid), r.pidfd};
         (void)raw_write(f.entry_result, msg, sizeof msg);
     }
-    ::_exit(err ? 127 : 0);
+    raw_exit(err ? 127 : 0);
 }
 
 // The job of a warm set: its namespaces are set up; what is its own comes here. A cgroup
@@ -607,7 +607,7 @@ bool take_strings(char*& pos, char* end, char** out, unsigned count) noexcept {
     ssize_t n;
     do n = ::syscall(SYS_recvmsg, f.go_fd, &msg, MSG_CMSG_CLOEXEC | MSG_WAITALL);
     while (n < 0 && errno == EINTR);
-    if (n == 0) ::_exit(0);  // dropped before use
+    if (n == 0) raw_exit(0);  // dropped before use
     int received[max_fds];
     int got = 0;
     for (struct cmsghdr* cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm))
