@@ -658,23 +658,6 @@ bool take_strings(char*& pos, char* end, char** out, unsigned count) noexcept {
     finish(jc);
 }
 
-[[noreturn]] void run_ready(child_ctx& c) noexcept {
-    wait_for_maps(c);
-    join_cgroups(c);
-    write_own_maps(c);
-    mounts(c);
-    set_ids(c);
-    process_attributes(c);
-    new_root(c);
-    uts(c);
-    loopback(c);
-    time_namespace(c);
-    limits(c);
-    capabilities(c);
-    privileges_and_cwd(c);
-    await_go(c);
-}
-
 }  // namespace
 
 void child_entry(void* frame) noexcept { run_child(*static_cast<const launch_frame*>(frame)); }
@@ -685,7 +668,6 @@ void run_child(const launch_frame& frame) noexcept {
     child_ctx c{frame, *frame.plan, sys::monotonic_ns(), frame.report_write, slots};
     if (frame.role == child_role::holder) run_holder(c);
     if (frame.role == child_role::warm_job) run_warm_job(c);
-    if (frame.role == child_role::ready) run_ready(c);
     wait_for_maps(c);
     join_cgroups(c);
     write_own_maps(c);
@@ -699,6 +681,8 @@ void run_child(const launch_frame& frame) noexcept {
     limits(c);
     capabilities(c);
     privileges_and_cwd(c);
+    // A pre-started job stops here until its program and descriptors arrive.
+    if (frame.role == child_role::ready) await_go(c);
     descriptors(c);
     signals(c);
     finish(c);
