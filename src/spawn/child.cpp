@@ -145,10 +145,7 @@ void process_attributes(const child_ctx& c) noexcept {
     if (s.foreground) {
         // For a moment we are a background group asking for the terminal: with SIGTTOU
         // blocked that is allowed instead of stopping us. signals() unblocks it again.
-        sigset_t ttou;
-        ::sigemptyset(&ttou);
-        ::sigaddset(&ttou, SIGTTOU);
-        ::sigprocmask(SIG_BLOCK, &ttou, nullptr);
+        raw_block_signal(SIGTTOU);
         check(c, child_stage::foreground, 0, ::setpgid(0, 0) == 0);
         check(c, child_stage::foreground, 0, ::tcsetpgrp(STDIN_FILENO, ::getpgrp()) == 0);
     }
@@ -232,13 +229,13 @@ void uts(const child_ctx& c) noexcept {
 void loopback(const child_ctx& c) noexcept {
     injection_point(c, child_stage::loopback);
     if (!c.p.loopback) return;
-    int sock = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    int sock = raw_socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     check(c, child_stage::loopback, 0, sock >= 0);
     struct ifreq req{};
     std::memcpy(req.ifr_name, "lo", 3);
-    check(c, child_stage::loopback, 0, ::ioctl(sock, SIOCGIFFLAGS, &req) == 0);
+    check(c, child_stage::loopback, 0, raw_ioctl(sock, SIOCGIFFLAGS, &req) == 0);
     req.ifr_flags = static_cast<short>(req.ifr_flags | IFF_UP);
-    check(c, child_stage::loopback, 0, ::ioctl(sock, SIOCSIFFLAGS, &req) == 0);
+    check(c, child_stage::loopback, 0, raw_ioctl(sock, SIOCSIFFLAGS, &req) == 0);
     raw_close(sock);
 }
 
@@ -383,7 +380,7 @@ void descriptors(child_ctx& c) noexcept {
         if (sources[i] == target)  // already in place: only let it survive execve
             check(c, child_stage::fds, static_cast<unsigned>(target), raw_fcntl(target, F_SETFD, 0) == 0);
         else
-            check(c, child_stage::fds, static_cast<unsigned>(target), ::dup2(sources[i], target) >= 0);
+            check(c, child_stage::fds, static_cast<unsigned>(target), raw_dup3(sources[i], target) >= 0);
     }
     // Every descriptor the spec did not name is marked close-on-exec, not closed, so the
     // report pipe stays usable until execve closes them all at once.
@@ -404,13 +401,9 @@ void descriptors(child_ctx& c) noexcept {
 void signals(const child_ctx& c) noexcept {
     injection_point(c, child_stage::signals);
     for (int sig : c.p.ignored_signals) {
-        struct sigaction dfl{};
-        dfl.sa_handler = SIG_DFL;
-        check(c, child_stage::signals, static_cast<unsigned>(sig), ::sigaction(sig, &dfl, nullptr) == 0);
+        check(c, child_stage::signals, static_cast<unsigned>(sig), raw_signal_default(sig) == 0);
     }
-    sigset_t none;
-    ::sigemptyset(&none);
-    check(c, child_stage::signals, 0, ::sigprocmask(SIG_SETMASK, &none, nullptr) == 0);
+    check(c, child_stage::signals, 0, raw_unblock_all_signals() == 0);
 }
 
 // Tries each prepared candidate like execvp: go on past ENOENT, ENOTDIR and EACCES (reported

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <unistd.h>
@@ -27,6 +28,32 @@ inline int raw_open(const char* path, int flags, mode_t mode = 0) noexcept {
 }
 inline int raw_close(int fd) noexcept { return static_cast<int>(::syscall(SYS_close, fd)); }
 inline int raw_fcntl(int fd, int cmd, long arg = 0) noexcept { return static_cast<int>(::syscall(SYS_fcntl, fd, cmd, arg)); }
+/// dup2 as the kernel's dup3: a sanitizer's dup2 records the new descriptor's creation stack,
+/// which can need memory an RLIMIT_AS already set in the child refuses (TSan died so).
+/// The caller handles source == target, which dup3 refuses.
+inline int raw_dup3(int from, int to) noexcept { return static_cast<int>(::syscall(SYS_dup3, from, to, 0)); }
+inline int raw_socket(int domain, int type, int protocol) noexcept {
+    return static_cast<int>(::syscall(SYS_socket, domain, type, protocol));
+}
+inline int raw_ioctl(int fd, unsigned long request, void* arg) noexcept {
+    return static_cast<int>(::syscall(SYS_ioctl, fd, request, arg));
+}
+/// Restores a signal's default action. An all-zero kernel sigaction is SIG_DFL with no flags
+/// and an empty mask on every architecture, whatever its field order.
+inline int raw_signal_default(int sig) noexcept {
+    unsigned long kernel_sigaction[4] = {};
+    return static_cast<int>(::syscall(SYS_rt_sigaction, sig, kernel_sigaction, nullptr, 8));
+}
+/// Unblocks every signal (the kernel's sigset is 8 bytes).
+inline int raw_unblock_all_signals() noexcept {
+    unsigned long long none = 0;
+    return static_cast<int>(::syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, nullptr, 8));
+}
+/// Adds one signal to the blocked set.
+inline int raw_block_signal(int sig) noexcept {
+    unsigned long long one = 1ULL << (sig - 1);
+    return static_cast<int>(::syscall(SYS_rt_sigprocmask, SIG_BLOCK, &one, nullptr, 8));
+}
 /// _exit without a sanitizer's interceptor: TSan's runs its finalizer, whose locks another
 /// thread of the parent may have held at the clone3 (a child that exits, like the entry of a
 /// warm set, then hangs).
