@@ -151,7 +151,7 @@ void process_attributes(const child_ctx& c) noexcept {
     }
     injection_point(c, child_stage::pdeathsig);
     if (s.die_with_parent) {
-        check(c, child_stage::pdeathsig, 0, ::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) == 0);
+        check(c, child_stage::pdeathsig, 0, raw_prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) == 0);
         // The parent may have died before the prctl took effect. In a new PID namespace
         // getppid() is 0, so the check only works outside one.
         if (!c.p.new_pid && ::getppid() != c.f.parent_pid) fail(c, child_stage::pdeathsig, 0, ESRCH);
@@ -278,7 +278,7 @@ void set_ids(const child_ctx& c) noexcept {
     injection_point(c, child_stage::set_ids);
     const prepared_data& p = c.p;
     if (!p.switch_ids) return;
-    check(c, child_stage::set_ids, 0, ::prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) == 0);
+    check(c, child_stage::set_ids, 0, raw_prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) == 0);
     if (p.set_groups) {
         static_assert(sizeof(gid_t) == sizeof(unsigned));
         auto e = sys::setgroups_raw(p.groups.size(), reinterpret_cast<const gid_t*>(p.groups.data()));
@@ -304,7 +304,7 @@ void capabilities(const child_ctx& c) noexcept {
     if (p.drop_caps) {
         for (int cap = 0; cap <= p.last_cap; ++cap) {
             if ((p.keep_caps >> cap) & 1) continue;
-            if (::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EINVAL) {
+            if (raw_prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EINVAL) {
                 // Without CAP_SETPCAP (an unprivileged caller outside a user namespace) the set
                 // cannot shrink; no_new_privs then keeps anything in it from being gained.
                 if (errno == EPERM && !has_setpcap()) break;
@@ -317,20 +317,20 @@ void capabilities(const child_ctx& c) noexcept {
     if (!p.drop_caps && !none_left) return;
     std::uint64_t keep = p.drop_caps ? p.keep_caps : 0;
     if (auto e = sys::capset(keep, keep, keep)) fail(c, child_stage::capabilities, 0, e.value());
-    if (p.switch_ids) check(c, child_stage::capabilities, 0, ::prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0) == 0);
-    if (::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL)
+    if (p.switch_ids) check(c, child_stage::capabilities, 0, raw_prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0) == 0);
+    if (raw_prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL)
         fail(c, child_stage::capabilities, 1, errno);
     if (p.uid == 0 || keep == 0) return;
     for (int cap = 0; cap <= p.last_cap; ++cap)
         if ((keep >> cap) & 1)
-            check(c, child_stage::capabilities, 2, ::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0) == 0);
+            check(c, child_stage::capabilities, 2, raw_prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0) == 0);
 }
 
 void privileges_and_cwd(const child_ctx& c) noexcept {
     const prepared_data& p = c.p;
     injection_point(c, child_stage::no_new_privs);
     if (p.no_new_privs)
-        check(c, child_stage::no_new_privs, 0, ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0);
+        check(c, child_stage::no_new_privs, 0, raw_prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0);
     // After the id switch: the job's own permissions decide whether it may be there.
     injection_point(c, child_stage::chdir);
     if (!p.fs_steps.empty()) {

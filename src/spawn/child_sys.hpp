@@ -49,6 +49,11 @@ inline int raw_unblock_all_signals() noexcept {
     unsigned long long none = 0;
     return static_cast<int>(::syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, nullptr, 8));
 }
+/// prctl, past a sanitizer's interceptor like the calls above.
+inline int raw_prctl(int option, unsigned long a2 = 0, unsigned long a3 = 0, unsigned long a4 = 0,
+                     unsigned long a5 = 0) noexcept {
+    return static_cast<int>(::syscall(SYS_prctl, option, a2, a3, a4, a5));
+}
 /// Adds one signal to the blocked set.
 inline int raw_block_signal(int sig) noexcept {
     unsigned long long one = 1ULL << (sig - 1);
