@@ -27,6 +27,8 @@ command_main add_bench_command(CLI::App& app, command_check* check = nullptr);
 command_main add_supervise_command(CLI::App& app);
 command_main add_init_command(CLI::App& app);
 command_main add_ctl_command(CLI::App& app);
+/// Registers `drover results merge|summary`.
+command_main add_results_command(CLI::App& app);
 
 /// What `drover ctl` makes of a supervisor's answer line: the text for stdout, or the problem
 /// (one line, after "drover: ctl: ") when the answer is a refusal or unreadable. `path` names

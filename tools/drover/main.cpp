@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
     commands["supervise"] = add_supervise_command(app);
     commands["init"] = add_init_command(app);
     commands["ctl"] = add_ctl_command(app);
+    commands["results"] = add_results_command(app);
     try {
         app.parse(argc, argv);
     } catch (const CLI::CallForHelp& e) {
@@ -34,8 +35,8 @@ int main(int argc, char** argv) {
     // Whatever a subcommand did not handle ends as one line and a failure code, never as
     // std::terminate and a core dump.
     // Said once, up front, instead of an ENOSYS from whichever stage first needs the feature
-    // (`ctl` only talks to a socket).
-    if (app.get_subcommands().front()->get_name() != "ctl")
+    // (`ctl` only talks to a socket, `results` only reads files).
+    if (const std::string& sub = app.get_subcommands().front()->get_name(); sub != "ctl" && sub != "results")
         if (const std::string& missing = drover::sys::missing_kernel_features(); !missing.empty()) {
             print_error(missing);
             return 125;

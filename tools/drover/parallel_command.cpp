@@ -16,6 +16,9 @@
 #include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
+#include <unordered_map>
+#include <map>
+#include <cstdlib>
 #include <vector>
 
 #include "command.hpp"
@@ -28,6 +31,7 @@
 #include "drover/spawn/warm.hpp"
 #include "drover/sys/syscalls.hpp"
 #include "ns_options.hpp"
+#include "shard.hpp"
 
 namespace drover::cli {
 
@@ -42,7 +46,19 @@ struct parallel_options {
     std::string max_output = "16M";
     std::string on_max_output = "truncate";
     unsigned warm = 0;
+    std::string shard;
+    std::string shard_by = "line";
+    std::vector<std::string> resume;
+    bool resume_failed = false;
+    std::string stop_grace = "10s";
     std::vector<std::string> argv;
+};
+
+// What a result line says beyond the job itself: where its input was and how the run went.
+struct record_context {
+    std::uint64_t line = 0;
+    const shard_spec* shard = nullptr;
+    bool interrupted = false;
 };
 
 // Replaces every "{}" in the template's arguments by `line`; without any "{}" the line
@@ -76,11 +92,17 @@ std::string describe(const job_result& r) {
     return r.status ? r.status->str() : "unknown";
 }
 
-nlohmann::json to_json(const job_result& r) {
+nlohmann::json to_json(const job_result& r, const record_context& c) {
     nlohmann::json j;
     j["index"] = r.index;
+    j["line"] = c.line;
+    if (c.shard) {
+        j["shard"] = c.shard->index;
+        j["shards"] = c.shard->count;
+    }
     j["input"] = r.tag;
     j["ok"] = r.ok();
+    if (c.interrupted) j["interrupted"] = true;
     if (r.status) {
         j["exit_code"] = r.status->exited() ? nlohmann::json(r.status->code()) : nlohmann::json();
         j["signal"] = r.status->signaled() ? nlohmann::json(signal_name(r.status->signal())) : nlohmann::json();
@@ -220,9 +242,41 @@ std::size_t translate(const parallel_options& o, bool open_files, spawn_spec& tm
     return static_cast<std::size_t>(*size);
 }
 
+const char* real_env(const char* name) { return std::getenv(name); }
+
+// --shard and --shard-by as a slice (none without --shard); throws spec_error.
+std::optional<shard_spec> shard_of(const parallel_options& o) {
+    if (o.shard.empty()) return std::nullopt;
+    shard_parse p = parse_shard(o.shard, real_env);
+    if (!p.spec) throw spec_error(p.error);
+    p.spec->by_hash = o.shard_by == "hash";
+    return p.spec;
+}
+
+std::chrono::nanoseconds grace_of(const parallel_options& o) {
+    auto d = parse_duration(o.stop_grace, std::chrono::hours(24));
+    if (!d) throw spec_error("--stop-grace: '" + o.stop_grace + "' is not a duration from 0 to 24h (10s, 500ms, 2m)");
+    return *d;
+}
+
+// The inputs earlier runs finished, from --resume's result files: line number -> input.
+std::map<std::uint64_t, std::string> load_done(const parallel_options& o) {
+    std::map<std::uint64_t, std::string> done;
+    for (const std::string& path : o.resume) {
+        std::string problem = read_records(path, [&](result_record&& r) {
+            if (r.done(o.resume_failed)) done[r.line] = std::move(r.input);
+        });
+        if (!problem.empty()) throw spec_error("--resume " + problem);
+    }
+    return done;
+}
+
 // parallel_main's usage checks without the cgroup tree or a spawn.
 std::string check_parallel(const parallel_options& o) {
     try {
+        shard_of(o);
+        grace_of(o);
+        if (o.resume_failed && o.resume.empty()) throw spec_error("--resume-failed needs --resume FILE");
         spawn_spec tmpl;
         job_limits limits;
         translate(o, false, tmpl, limits);
@@ -240,7 +294,14 @@ int parallel_main(const parallel_options& o) {
     std::unique_ptr<cgroup_guardian> guardian;
     sys::unique_fd jobs_cgroup;
     std::unique_ptr<warm_pool> warm;
+    std::optional<shard_spec> shard;
+    std::chrono::nanoseconds grace{};
+    std::map<std::uint64_t, std::string> already_done;
     try {
+        shard = shard_of(o);
+        grace = grace_of(o);
+        if (o.resume_failed && o.resume.empty()) throw spec_error("--resume-failed needs --resume FILE");
+        already_done = load_done(o);
         max_output = translate(o, true, tmpl, limits);
         // Every job lives in drover's cgroup subtree, which a guardian empties if drover is
         // killed: no job's descendant outlives the run, pid namespace or not.
@@ -274,6 +335,8 @@ int parallel_main(const parallel_options& o) {
     bool show_progress = !o.no_progress && (o.progress || ::isatty(STDERR_FILENO));
     progress_bar bar(show_progress);
     std::size_t done = 0, failed = 0, read_lines = 0;
+    std::uint64_t line_no = 0, skipped_done = 0;
+    std::unordered_map<std::size_t, std::uint64_t> line_of;  // submission index -> input line
     bool input_done = false;
     std::string throttle_text;
     int code = 0;
@@ -300,8 +363,17 @@ int parallel_main(const parallel_options& o) {
         ++done;
         if (!r.ok()) ++failed;
         bar.clear();
+        record_context rc;
+        if (auto it = line_of.find(r.index); it != line_of.end()) {
+            rc.line = it->second;
+            line_of.erase(it);
+        }
+        rc.shard = shard ? &*shard : nullptr;
+        // What ran while the run was being stopped and did not succeed may have been cut
+        // short by it: --resume runs it again.
+        rc.interrupted = stopped_by != 0 && !r.ok();
         if (o.json) {
-            write_all(stdout, to_json(r).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
+            write_all(stdout, to_json(r, rc).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
         } else {
             write_all(stdout, r.out);
             write_all(stderr, r.err);
@@ -341,12 +413,21 @@ int parallel_main(const parallel_options& o) {
             if (stopped_by) break;
             std::optional<std::string> line = co_await input.next();
             if (!line || stopped_by) break;
+            ++line_no;
+            if (shard && !shard->takes(line_no, *line)) continue;
+            if (auto it = already_done.find(line_no); it != already_done.end()) {
+                if (it->second != *line)
+                    throw spec_error("--resume: input line " + std::to_string(line_no) + " is '" + *line +
+                                     "' but the results have '" + it->second + "' for it: not the same input");
+                ++skipped_done;
+                continue;
+            }
             spawn_spec s = tmpl;
             s.argv = command_for(o.argv, *line);
             s.in = stdio::null();
             s.out = stdio::pipe();
             s.err = stdio::pipe();
-            pool->submit(prepared_spawn(std::move(s)), std::move(*line));
+            line_of[pool->submit(prepared_spawn(std::move(s)), std::move(*line))] = line_no;
             ++read_lines;
         }
         input_done = true;
@@ -357,6 +438,10 @@ int parallel_main(const parallel_options& o) {
     // SIGINT, SIGTERM, SIGHUP: start nothing more, pass the signal to the running jobs, wait
     // for them, exit 128+signal. The same signal again: SIGKILL for the jobs.
     asio::signal_set signals(ex, SIGINT, SIGTERM, SIGHUP);
+    // After the first signal the jobs have --stop-grace to end; then they are killed (a
+    // sandboxed job is PID 1 of its namespace, which the kernel spares signals it does not
+    // handle, and a scheduler's kill-wait should not be what ends them).
+    asio::steady_timer grace_timer(ex);
     std::function<void(std::error_code, int)> on_signal = [&](std::error_code ec, int sig) {
         if (ec) return;
         if (!stopped_by) {
@@ -366,6 +451,10 @@ int parallel_main(const parallel_options& o) {
             pool->cancel_queued();
             pool->close();
             pool->signal_all(sig);
+            grace_timer.expires_after(grace);
+            grace_timer.async_wait([&](std::error_code e) {
+                if (!e) pool->signal_all(SIGKILL);
+            });
         } else {
             pool->signal_all(SIGKILL);
         }
@@ -376,6 +465,7 @@ int parallel_main(const parallel_options& o) {
     asio::co_spawn(ex, feed(), on_error);
     asio::co_spawn(ex, pool->run(on_done), [&](std::exception_ptr ep) {
         signals.cancel();  // the run is over: the loop may end
+        grace_timer.cancel();
         on_error(ep);
     });
     draw();
@@ -410,6 +500,9 @@ int parallel_main(const parallel_options& o) {
                      static_cast<unsigned long long>(ws.made), mean_ms, static_cast<unsigned long long>(ws.failed),
                      ws.last_error.empty() ? "" : ", last: ", ws.last_error.c_str());
     }
+    if (skipped_done)
+        std::fprintf(stderr, "drover: parallel: resumed: %llu inputs the results show done were skipped\n",
+                     static_cast<unsigned long long>(skipped_done));
     if (stopped_by) {
         std::fprintf(stderr, "drover: parallel: stopped by %s: %zu jobs finished, %zu failed or cancelled\n",
                      signal_name(stopped_by).c_str(), done, failed);
@@ -440,6 +533,16 @@ command_main add_parallel_command(CLI::App& app, command_check* check) {
                   "keep N namespace sets ready (set up ahead: user, mnt and root, net with lo, uts, ipc); "
                   "each job starts in one of its own, or cold when none is ready (default 0: off)")
         ->check(CLI::Range(0u, 4096u));
+    p->add_option("--shard", o->shard,
+                  "run only slice K of N of the input (K/N, K from 0); auto: the Slurm array task's slice "
+                  "(SLURM_ARRAY_TASK_*); auto/N: Slurm's or a Kubernetes Indexed Job's (JOB_COMPLETION_INDEX)");
+    p->add_option("--shard-by", o->shard_by, "line (default): by input line number; hash: by the line's text")
+        ->check(CLI::IsMember({"line", "hash"}));
+    p->add_option("--resume", o->resume,
+                  "skip the inputs these --json result files show done (may be given more than once)");
+    p->add_flag("--resume-failed", o->resume_failed, "with --resume: run the failed ones again too");
+    p->add_option("--stop-grace", o->stop_grace,
+                  "after SIGINT, SIGTERM or SIGHUP, jobs still running this long are killed (default 10s)");
     o->ns.add_to(*p);
     p->add_option("command", o->argv, "the command; {} is replaced by the input line")->required();
     p->positionals_at_end();
