@@ -96,7 +96,10 @@ struct holder_reaper {
         pfds[0] = {in_read, POLLIN, 0};
         for (;;) {
             pfds[0].events = count < std::size(pfds) ? POLLIN : 0;
-            (void)raw(SYS_poll, reinterpret_cast<long>(pfds), static_cast<long>(count), count > 1 ? 20 : -1);
+            // ppoll, not poll: arm64 and newer architectures have only the former.
+            timespec tick{0, 20'000'000};
+            (void)raw(SYS_ppoll, reinterpret_cast<long>(pfds), static_cast<long>(count),
+                      count > 1 ? reinterpret_cast<long>(&tick) : 0L, 0L, 0L);
             if (pfds[0].revents & POLLIN) {
                 int fds[64];
                 std::size_t room = std::min<std::size_t>(std::size(fds), std::size(pfds) - count);
