@@ -417,8 +417,8 @@ int parallel_main(const parallel_options& o) {
             if (shard && !shard->takes(line_no, *line)) continue;
             if (auto it = already_done.find(line_no); it != already_done.end()) {
                 if (it->second != *line)
-                    throw spec_error("--resume: input line " + std::to_string(line_no) + " is '" + *line +
-                                     "' but the results have '" + it->second + "' for it: not the same input");
+                    throw spec_error("--resume: input line " + std::to_string(line_no) + " is '" + printable(*line) +
+                                     "' but the results have '" + printable(it->second) + "' for it: not the same input");
                 ++skipped_done;
                 continue;
             }

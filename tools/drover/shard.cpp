@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 
 #include "drover/spawn/units.hpp"
@@ -47,12 +48,12 @@ shard_parse from_slurm(const env_lookup& env, std::optional<std::uint64_t> given
         return std::string_view(v);
     };
     auto id_text = var("SLURM_ARRAY_TASK_ID");
-    const std::string ids = "SLURM_ARRAY_TASK_ID=" + std::string(id_text.value_or(""));
+    const std::string ids = "SLURM_ARRAY_TASK_ID=" + printable(id_text.value_or(""));
     auto read = [&](const char* name, std::uint64_t lo, std::uint64_t hi) -> shard_parse {
         auto t = var(name);
         if (!t) return {std::nullopt, std::string("--shard auto: ") + ids + " but " + name + " is not set"};
         if (!number(*t, lo, hi))
-            return {std::nullopt, std::string("--shard auto: ") + name + "='" + std::string(*t) +
+            return {std::nullopt, std::string("--shard auto: ") + name + "='" + printable(*t) +
                                       "' is not a number from " + std::to_string(lo) + " to " + std::to_string(hi)};
         return {};
     };
@@ -88,6 +89,23 @@ shard_parse from_slurm(const env_lookup& env, std::optional<std::uint64_t> given
 
 }  // namespace
 
+std::string printable(std::string_view text) {
+    constexpr std::size_t max = 120;
+    std::string out;
+    for (std::size_t i = 0; i < text.size() && i < max; ++i) {
+        unsigned char c = static_cast<unsigned char>(text[i]);
+        if (c == '\n') out += "\\n";
+        else if (c == '\t') out += "\\t";
+        else if (c < 0x20 || c == 0x7f) {
+            char hex[5];
+            std::snprintf(hex, sizeof hex, "\\x%02x", c);
+            out += hex;
+        } else out += static_cast<char>(c);
+    }
+    if (text.size() > max) out += "…";
+    return out;
+}
+
 bool shard_spec::takes(std::uint64_t line, std::string_view text) const noexcept {
     if (count <= 1) return true;
     std::uint64_t key = by_hash ? stable_hash(text) : line - 1;
@@ -95,7 +113,7 @@ bool shard_spec::takes(std::uint64_t line, std::string_view text) const noexcept
 }
 
 shard_parse parse_shard(std::string_view text, const env_lookup& env) {
-    const std::string quoted = "--shard '" + std::string(text) + "'";
+    const std::string quoted = "--shard '" + printable(text) + "'";
     auto slash = text.find('/');
     std::string_view left = text.substr(0, slash);
     std::optional<std::uint64_t> count;
@@ -111,12 +129,12 @@ shard_parse parse_shard(std::string_view text, const env_lookup& env) {
                                       "use --shard auto/N with the Job's completions"};
             auto index = number(k8s, 0, *count - 1);
             if (!index)
-                return {std::nullopt, "--shard auto/" + std::to_string(*count) + ": JOB_COMPLETION_INDEX='" + k8s +
+                return {std::nullopt, "--shard auto/" + std::to_string(*count) + ": JOB_COMPLETION_INDEX='" + printable(k8s) +
                                           "' is not a number from 0 to " + std::to_string(*count - 1)};
             shard_spec s;
             s.index = *index;
             s.count = *count;
-            s.source = "JOB_COMPLETION_INDEX=" + std::string(k8s) + " of " + std::to_string(*count);
+            s.source = "JOB_COMPLETION_INDEX=" + printable(k8s) + " of " + std::to_string(*count);
             return {s, {}};
         }
         return {std::nullopt, "--shard auto: neither a Slurm array task (SLURM_ARRAY_TASK_ID) nor a Kubernetes "
@@ -129,7 +147,7 @@ shard_parse parse_shard(std::string_view text, const env_lookup& env) {
     shard_spec s;
     s.index = *index;
     s.count = *count;
-    s.source = "--shard " + std::string(text);
+    s.source = "--shard " + printable(text);
     return {s, {}};
 }
 
@@ -138,8 +156,9 @@ bool result_record::done(bool failed_too) const {
     return ok || !failed_too;
 }
 
-std::string read_records(const std::string& path, const std::function<void(result_record&&)>& each) {
-    sys::unique_fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+std::string read_records(const std::string& file, const std::function<void(result_record&&)>& each) {
+    sys::unique_fd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
+    const std::string path = printable(file);  // as named in messages
     if (!fd) return path + ": " + std::strerror(errno);
     std::string buf;
     std::uint64_t line_no = 0;
@@ -210,8 +229,8 @@ std::string merge_records(const std::vector<std::string>& paths, merged_results&
         std::string problem = read_records(path, [&](result_record&& r) {
             auto [it, fresh] = out.by_line.try_emplace(r.line);
             if (!fresh && it->second.input != r.input && problem_seen.empty())
-                problem_seen = r.where + ": input line " + std::to_string(r.line) + " is '" + r.input + "' here but '" +
-                               it->second.input + "' at " + it->second.where + ": results of different inputs";
+                problem_seen = r.where + ": input line " + std::to_string(r.line) + " is '" + printable(r.input) + "' here but '" +
+                               printable(it->second.input) + "' at " + it->second.where + ": results of different inputs";
             if (!fresh && it->second.done() && it->second.ok && r.done()) out.done_twice.push_back(r.line);
             // A later record wins unless it would replace a done input by an undone one.
             if (fresh || r.done() || !it->second.done()) it->second = std::move(r);

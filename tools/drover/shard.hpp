@@ -14,6 +14,10 @@
 
 namespace drover::cli {
 
+/// `text` as it may appear inside a one-line message: control characters escaped (\n, \xHH),
+/// at most 120 bytes of it, "…" when cut.
+std::string printable(std::string_view text);
+
 /// This run's slice: input line n (from 1) is its own when `takes(n, text)`.
 struct shard_spec {
     std::uint64_t index = 0;  ///< from 0
