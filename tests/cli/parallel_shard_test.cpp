@@ -197,6 +197,12 @@ TEST(ParallelShard, ResumeRunsOnlyWhatIsNotDone) {
                        "junk.jsonl:1: not a JSON object");
     expect_usage_error(drover({"parallel", "--no-progress", "--resume", (d.path / "none").string(), "--", "true"}, "x\n"),
                        "none: No such file");
+    // Nested past any record's shape: refused before anything prints it recursively.
+    write_file(d.path / "deep.jsonl", "{\"line\":1,\"input\":\"[[\",\"x\":" + std::string(100000, '[') +
+                                          std::string(100000, ']') + ",\"verdict\":\"ok\",\"ok\":true}\n");
+    auto deep = drover({"results", "merge", (d.path / "deep.jsonl").string()});
+    EXPECT_EQ(deep.status.code(), 2);
+    EXPECT_NE(deep.err.find("deep.jsonl:1: nested more than 64 levels"), std::string::npos) << deep.err;
 }
 
 // A stop (scancel's SIGTERM) gives the jobs --stop-grace, then kills them: a sandboxed job is

@@ -87,6 +87,30 @@ shard_parse from_slurm(const env_lookup& env, std::optional<std::uint64_t> given
     return {s, {}};
 }
 
+// How deeply arrays and objects nest in a JSON text (brackets inside strings do not count).
+// A record nested 100,000 levels deep would overflow the stack of the recursive dump that
+// `drover results merge` prints it with.
+std::size_t nesting(std::string_view text) noexcept {
+    std::size_t depth = 0, deepest = 0;
+    bool in_string = false, escaped = false;
+    for (char c : text) {
+        if (in_string) {
+            if (escaped) escaped = false;
+            else if (c == '\\') escaped = true;
+            else if (c == '"') in_string = false;
+        } else if (c == '"') {
+            in_string = true;
+        } else if (c == '[' || c == '{') {
+            deepest = std::max(deepest, ++depth);
+        } else if ((c == ']' || c == '}') && depth > 0) {
+            --depth;
+        }
+    }
+    return deepest;
+}
+
+constexpr std::size_t max_nesting = 64;
+
 }  // namespace
 
 std::string printable(std::string_view text) {
@@ -168,6 +192,8 @@ std::string read_records(const std::string& file, const std::function<void(resul
         ++line_no;
         const std::string where = path + ":" + std::to_string(line_no);
         if (text.find_first_not_of(" \t\r") == std::string_view::npos) return {};
+        if (nesting(text) > max_nesting)
+            return where + ": nested more than " + std::to_string(max_nesting) + " levels deep (not a result record)";
         nlohmann::json j = nlohmann::json::parse(text.begin(), text.end(), nullptr, false);
         if (j.is_discarded() || !j.is_object()) return where + ": not a JSON object (a line of drover parallel --json)";
         result_record r;
