@@ -36,4 +36,9 @@ LD_LIBRARY_PATH=$prefix/lib "$work/pc_supervise"
 # The installed binary is stripped, its debug info beside it.
 if readelf -S "$prefix/bin/drover" | grep -q '\.debug_info'; then echo "bin/drover has debug info"; exit 1; fi
 "$prefix/bin/drover" --version
+# Man pages and completions where man and the shells look.
+for f in share/man/man1/drover.1 share/man/man1/drover-parallel.1 share/bash-completion/completions/drover \
+         share/zsh/vendor-completions/_drover share/fish/vendor_completions.d/drover.fish; do
+  [ -s "$prefix/$f" ] || { echo "not installed: $f"; exit 1; }
+done
 echo "consumer: all builds ran"

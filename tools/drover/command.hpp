@@ -27,6 +27,9 @@ command_main add_bench_command(CLI::App& app, command_check* check = nullptr);
 command_main add_supervise_command(CLI::App& app);
 command_main add_init_command(CLI::App& app);
 command_main add_ctl_command(CLI::App& app);
+/// Registers `drover help [COMMAND…]` and the hidden `drover generate-docs` (man pages and
+/// shell completions from the registered commands; call it after all others are registered).
+command_main add_docs_commands(CLI::App& app, const std::string& version);
 /// Registers `drover results merge|summary`.
 command_main add_results_command(CLI::App& app);
 

@@ -7,9 +7,12 @@
 
 int main(int argc, char** argv) {
     using namespace drover::cli;
-    CLI::App app{"drover: spawn and supervise processes in Linux namespaces"};
+    // Named, not from argv[0]: usage lines say `drover run`, as the man pages do.
+    CLI::App app{"drover: spawn and supervise processes in Linux namespaces", "drover"};
     app.set_version_flag("--version", "drover " DROVER_VERSION);
     app.require_subcommand(1);
+    app.footer("drover help COMMAND (or drover COMMAND --help) shows a command's options; man drover-COMMAND the same "
+               "as a page.");
     std::map<std::string, command_main> commands;
     commands["run"] = add_run_command(app);
     commands["parallel"] = add_parallel_command(app);
@@ -18,6 +21,9 @@ int main(int argc, char** argv) {
     commands["init"] = add_init_command(app);
     commands["ctl"] = add_ctl_command(app);
     commands["results"] = add_results_command(app);
+    command_main docs = add_docs_commands(app, DROVER_VERSION);
+    commands["help"] = docs;
+    commands["generate-docs"] = docs;
     try {
         app.parse(argc, argv);
     } catch (const CLI::CallForHelp& e) {
@@ -36,7 +42,8 @@ int main(int argc, char** argv) {
     // std::terminate and a core dump.
     // Said once, up front, instead of an ENOSYS from whichever stage first needs the feature
     // (`ctl` only talks to a socket, `results` only reads files).
-    if (const std::string& sub = app.get_subcommands().front()->get_name(); sub != "ctl" && sub != "results")
+    if (const std::string& sub = app.get_subcommands().front()->get_name(); sub != "ctl" && sub != "results" &&
+                                                                                  sub != "help" && sub != "generate-docs")
         if (const std::string& missing = drover::sys::missing_kernel_features(); !missing.empty()) {
             print_error(missing);
             return 125;
