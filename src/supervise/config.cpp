@@ -50,7 +50,7 @@ public:
             "exec", "type", "restart", "restart_sec", "restart_max_delay_sec", "restart_jitter",
             "timeout_stop_sec", "kill_signal", "after", "environment", "working_directory",
             "start_limit_burst", "start_limit_interval_sec", "failure_action", "memory_max", "tasks_max",
-            "cpu_quota", "namespaces", "hostname", "init", "sandbox", "share_net", "root", "bind", "ro_bind",
+            "cpu_quota", "notify_access", "watchdog_sec", "timeout_start_sec", "namespaces", "hostname", "init", "sandbox", "share_net", "root", "bind", "ro_bind",
             "tmpfs", "capabilities", "seccomp", "uid", "gid"};
         for (const auto& [k, v] : t_)
             if (!known.count(std::string(k.str())))
@@ -75,6 +75,12 @@ public:
             s_.backoff.jitter = *v;
         }
         if (auto v = seconds("timeout_stop_sec")) s_.stop_timeout = *v;
+        if (auto v = seconds("watchdog_sec")) s_.watchdog = *v;
+        if (auto v = seconds("timeout_start_sec")) s_.start_timeout = *v;
+        if (auto v = str("notify_access")) {
+            if (*v == "all") s_.notify_access_all = true;
+            else if (*v != "main") fail(file_, *t_.get("notify_access"), prefix_ + "notify_access", "expected \"main\" or \"all\"");
+        }
         if (const toml::node* n = t_.get("kill_signal")) {
             std::optional<int> sig;
             if (n->is_integer()) {

@@ -76,6 +76,10 @@ std::string validate(const service_spec& s) {
     for (const auto& a : s.after)
         if (a == s.name) return "after: '" + a + "' is the service itself";
     if (s.limits.cpu_quota && *s.limits.cpu_quota <= 0) return "cpu_quota: not positive";
+    if (s.watchdog.count() < 0) return "watchdog_sec: negative";
+    if (s.start_timeout.count() < 0) return "timeout_start_sec: negative";
+    if (s.ready != readiness::notify && (s.watchdog.count() > 0 || s.start_timeout.count() > 0 || s.notify_access_all))
+        return "watchdog_sec, timeout_start_sec and notify_access need type = \"notify\"";
     if (s.limits.tasks_max && *s.limits.tasks_max == 0) return "tasks_max: zero";
     if (s.limits.memory_max && *s.limits.memory_max < 4096) return "memory_max: below one page";
     for (const auto& p : s.spawn.pass_fds)
@@ -113,6 +117,7 @@ nlohmann::json to_json(const service_status& s) {
         j["uptime_sec"] = nullptr;
     j["cgroup"] = s.cgroup;
     j["error"] = s.last_error;
+    j["status_text"] = s.notify_status;
     return j;
 }
 

@@ -21,6 +21,7 @@
 #include "drover/process/cgroup.hpp"
 #include "drover/process/cgroup_wait.hpp"
 #include "drover/sys/syscalls.hpp"
+#include "notify.hpp"
 
 namespace drover::supervise {
 
@@ -71,6 +72,9 @@ struct service_rt {
     std::vector<std::weak_ptr<stream_descriptor>> streams;
     unsigned start_failures = 0;  // consecutive runs that could not even start
     unsigned logging = 0;         // output streams still being read and logged
+    std::string notify_status;    // the last STATUS= (notify)
+    bool warned_no_socket = false;
+    clock::time_point last_ping{};  // the start, then each WATCHDOG=1
 };
 
 // Start order: each service after those it names in `after` (Kahn's algorithm, stable).
@@ -193,6 +197,80 @@ struct supervisor::impl : std::enable_shared_from_this<impl> {
         changed.notify_all();
     }
 
+    // One sd_notify assignment from the current run `run`.
+    void on_notify(service_rt& s, const process* run, const std::string& key, const std::string& value) {
+        if (!s.proc || &*s.proc != run) return;
+        if (key == "READY" && value == "1") {
+            if (s.state == service_state::starting) {
+                log->info("[{}] ready", s.spec.name);
+                set_state(s, service_state::running);
+            }
+        } else if (key == "STATUS") {
+            s.notify_status = value.substr(0, 256);
+            changed.notify_all();
+        } else if (key == "WATCHDOG") {
+            if (value == "1") s.last_ping = clock::now();
+            else if (value == "trigger") s.last_ping = clock::time_point{};  // fail it now
+            changed.notify_all();
+        } else if ((key == "STOPPING" || key == "RELOADING") && value == "1") {
+            log->info("[{}] {}", s.spec.name, key == "STOPPING" ? "stopping" : "reloading");
+        } else if (key == "MAINPID") {
+            // drover keeps watching the process it started; a daemon that forks away its main
+            // process is still tracked through its cgroup.
+            log->info("[{}] says its main pid is {} (drover follows pid {})", s.spec.name, value.substr(0, 16), run->pid());
+        }
+    }
+
+    // Datagrams on the notify socket ($NOTIFY_SOCKET), from the main process of this run (or,
+    // with notify_access = "all", any process of its tree); others are dropped and logged.
+    awaitable<void> watch_notify_socket(std::shared_ptr<stream_descriptor> sock, std::shared_ptr<service_rt> s,
+                                        const process* run) {
+        unsigned refused = 0;
+        for (;;) {
+            auto [ec] = co_await sock->async_wait(stream_descriptor::wait_read, use_tuple);
+            if (ec) co_return;
+            while (auto d = detail::receive_notify(sock->native_handle())) {
+                if (!s->proc || &*s->proc != run) co_return;
+                bool allowed = d->pid == run->pid() || (s->spec.notify_access_all && d->pid > 0 && detail::in_tree(d->pid, run->pid()));
+                if (!allowed || d->truncated) {
+                    if (refused++ < 5)
+                        log->warn("[{}] notify message {} pid {} ignored", s->spec.name,
+                                  d->truncated ? "longer than 4096 bytes from" : "from another process:", d->pid);
+                    continue;
+                }
+                for (const auto& [k, v] : detail::parse_notify(d->text)) on_notify(*s, run, k, v);
+            }
+        }
+    }
+
+    // timeout_start_sec and watchdog_sec of one run: the service is killed (SIGABRT for the
+    // watchdog, as systemd does; the stop signal otherwise; SIGKILL after stop_timeout).
+    awaitable<void> notify_deadlines(std::shared_ptr<service_rt> s, const process* run) {
+        const auto& spec = s->spec;
+        auto same_run = [&] { return s->proc && &*s->proc == run; };
+        for (;;) {
+            if (!same_run() || s->state == service_state::stopping) co_return;
+            auto deadline = clock::time_point::max();
+            if (spec.start_timeout.count() > 0 && s->state == service_state::starting)
+                deadline = s->started_at + spec.start_timeout;
+            if (spec.watchdog.count() > 0) deadline = std::min(deadline, s->last_ping + spec.watchdog);
+            if (clock::now() < deadline) {
+                co_await changed.wait(deadline);
+                continue;
+            }
+            bool watchdog = !(spec.start_timeout.count() > 0 && s->state == service_state::starting &&
+                              clock::now() >= s->started_at + spec.start_timeout);
+            s->error = watchdog ? "watchdog: no WATCHDOG=1 within " + std::to_string(std::chrono::duration<double>(spec.watchdog).count()) + " s"
+                                : "not ready within timeout_start_sec (" + std::to_string(std::chrono::duration<double>(spec.start_timeout).count()) + " s)";
+            log->error("[{}] {}: killing it", spec.name, s->error);
+            (void)s->proc->signal(watchdog ? SIGABRT : spec.stop_signal);
+            auto kill_at = clock::now() + spec.stop_timeout;
+            const std::function<bool()> gone = [&] { return !same_run(); };
+            if (!co_await wait_for(gone, kill_at) && same_run()) (void)s->proc->signal(SIGKILL);
+            co_return;
+        }
+    }
+
     // Reads sd_notify-style assignments ("READY=1\n") from the notify pipe.
     awaitable<void> watch_notify(std::shared_ptr<stream_descriptor> stream, std::shared_ptr<service_rt> s,
                                  const process* run) {
@@ -207,10 +285,7 @@ struct supervisor::impl : std::enable_shared_from_this<impl> {
                 auto nl = buf.find('\n', start);
                 std::string_view item(buf.data() + start, (nl == std::string::npos ? buf.size() : nl) - start);
                 // A last assignment without '\n' counts as well (sd_notify sends datagrams).
-                if (item == "READY=1" && s->proc && &*s->proc == run && s->state == service_state::starting) {
-                    log->info("[{}] ready", s->spec.name);
-                    set_state(*s, service_state::running);
-                }
+                for (const auto& [k, v] : detail::parse_notify(item)) on_notify(*s, run, k, v);
                 if (nl == std::string::npos) break;
                 start = nl + 1;
             }
@@ -243,8 +318,35 @@ struct supervisor::impl : std::enable_shared_from_this<impl> {
             spec.pass_fds.push_back({notify_fd, notify->write.get()});
             spec.env.set("NOTIFY_FD", std::to_string(notify_fd));
         }
+        // $NOTIFY_SOCKET too, where the service can reach it: an abstract name is shared only
+        // within drover's network namespace, a path only within its file system.
+        std::optional<detail::notify_socket> nsock;
+        // What an embedding program (or drover under systemd) was given is not the service's.
+        for (const char* v : {"NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"}) spec.env.unset(v);
+        if (s->spec.ready == readiness::notify) {
+            const bool own_net = spec.namespaces.has(ns::net);
+            if (own_net && spec.fs.enabled) {
+                if (!s->warned_no_socket)
+                    log->warn("[{}] no $NOTIFY_SOCKET: its own network namespace and root cannot reach one (use $NOTIFY_FD)",
+                              s->spec.name);
+                s->warned_no_socket = true;
+            } else {
+                try {
+                    nsock.emplace(detail::open_notify_socket(own_net));
+                } catch (const std::exception& e) {
+                    s->error = e.what();
+                    log->error("[{}] cannot start: {}", s->spec.name, s->error);
+                    co_return std::nullopt;
+                }
+                spec.env.set("NOTIFY_SOCKET", nsock->address);
+            }
+            if (s->spec.watchdog.count() > 0)
+                spec.env.set("WATCHDOG_USEC", std::to_string(std::chrono::duration_cast<std::chrono::microseconds>(s->spec.watchdog).count()));
+        }
+        s->notify_status.clear();
         service_cgroup cg;
         s->started_at = clock::now();
+        s->last_ping = s->started_at;
         set_state(*s, service_state::starting);
         try {
             if (tree) cg = tree->create(s->spec.name, s->spec.limits);
@@ -280,11 +382,21 @@ struct supervisor::impl : std::enable_shared_from_this<impl> {
             notify->write.reset();  // the child holds the only write end now
             notify_stream = std::make_shared<stream_descriptor>(ex, notify->read.release());
             asio::co_spawn(ex, watch_notify(notify_stream, s, &proc), escaped(s->spec.name));
-        } else {
+        }
+        std::shared_ptr<stream_descriptor> socket_stream;
+        if (nsock) {
+            socket_stream = std::make_shared<stream_descriptor>(ex, nsock->fd.release());
+            asio::co_spawn(ex, watch_notify_socket(socket_stream, s, &proc), escaped(s->spec.name));
+        }
+        if (s->spec.ready == readiness::notify &&
+            (s->spec.start_timeout.count() > 0 || s->spec.watchdog.count() > 0))
+            asio::co_spawn(ex, notify_deadlines(s, &proc), escaped(s->spec.name));
+        if (!notify) {
             set_state(*s, service_state::running);
         }
         exit_status st = co_await proc.wait();
         if (notify_stream) notify_stream->close();
+        if (socket_stream) socket_stream->close();
         // What the main process left behind (double-forked daemons) goes with it.
         if (cg.valid()) {
             if (cg.populated()) (void)cg.kill_all();
@@ -594,6 +706,7 @@ supervisor_status supervisor::status() const {
         st.last_exit = s->last_exit;
         st.last_oom_killed = s->oom;
         st.last_error = s->error;
+        st.notify_status = s->notify_status;
         if (s->proc) st.uptime = now - s->started_at;
         if (s->cg) st.cgroup = s->cg->path();
         out.services.push_back(std::move(st));

@@ -13,6 +13,9 @@
 //   write-fd FD TEXT       write TEXT to descriptor FD
 //   spawn-orphans N SECS   start N grandchildren (double fork) that sleep SECS; print their pids
 //   pids                   print "pid ppid"
+//   notify MSG [SECS]      send MSG ("\\n" between assignments) to $NOTIFY_SOCKET as sd_notify(3)
+//                          does, then sleep SECS; "notify-loop MSG EVERY SECS [THEN]" resends it
+//                          every EVERY seconds for SECS seconds, then sleeps THEN seconds
 //   inside                 what a job sees of its isolation, one "key value" line each: the
 //                          eight namespace inodes, pid, ppid, hostname, uid (real), the first
 //                          uid_map line, the numeric entries of /proc, whether lo is up;
@@ -22,11 +25,13 @@
 #include <net/if.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <cstddef>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -155,11 +160,60 @@ int spawn_orphans(int n, int secs) {
 
 }  // namespace
 
+// sd_notify(3): one datagram to $NOTIFY_SOCKET ("@name" is abstract).
+bool notify(const std::string& msg) {
+    const char* where = std::getenv("NOTIFY_SOCKET");
+    if (!where || !*where) {
+        std::fprintf(stderr, "notify: no NOTIFY_SOCKET\n");
+        return false;
+    }
+    int fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    std::string path = where;
+    if (path.size() >= sizeof a.sun_path) return false;
+    std::memcpy(a.sun_path, path.data(), path.size());
+    if (path[0] == '@') a.sun_path[0] = '\0';
+    auto len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size() + (path[0] == '@' ? 0 : 1));
+    bool ok = ::sendto(fd, msg.data(), msg.size(), 0, reinterpret_cast<sockaddr*>(&a), len) == static_cast<ssize_t>(msg.size());
+    if (!ok) std::perror("notify: sendto");
+    ::close(fd);
+    return ok;
+}
+
 int main(int argc, char** argv) {
     if (argc < 2) return 64;
     std::string mode = argv[1];
     auto arg = [&](int i) { return i < argc ? std::atoll(argv[i]) : 0LL; };
     if (mode == "exit") return static_cast<int>(arg(2));
+    if (mode == "notify" || mode == "notify-loop") {
+        // "\\n" in the argument stands for a newline between assignments.
+        std::string msg;
+        for (const char* c = argc > 2 ? argv[2] : ""; *c; ++c) {
+            if (c[0] == '\\' && c[1] == 'n') {
+                msg += '\n';
+                ++c;
+            } else {
+                msg += *c;
+            }
+        }
+        double every = mode == "notify-loop" && argc > 3 ? std::atof(argv[3]) : 0;
+        double total = argc > (mode == "notify-loop" ? 4 : 3) ? std::atof(argv[mode == "notify-loop" ? 4 : 3]) : 0;
+        do {
+            if (!notify(msg)) return 3;
+            if (every > 0) {
+                timespec ts{static_cast<time_t>(every), static_cast<long>((every - static_cast<time_t>(every)) * 1e9)};
+                ::nanosleep(&ts, nullptr);
+                total -= every;
+            }
+        } while (every > 0 && total > 0);
+        double then = mode == "notify-loop" ? (argc > 5 ? std::atof(argv[5]) : 0) : total;
+        if (then > 0) {
+            timespec ts{static_cast<time_t>(then), static_cast<long>((then - static_cast<time_t>(then)) * 1e9)};
+            ::nanosleep(&ts, nullptr);
+        }
+        return 0;
+    }
     if (mode == "signal") {
         int sig = static_cast<int>(arg(2));
         ::signal(sig, SIG_DFL);

@@ -1,14 +1,20 @@
 // `drover supervise FILE.toml`: run the services of a config file until SIGTERM/SIGINT;
 // SIGHUP reloads the file; `drover ctl` talks to it over a unix socket.
 #include <limits.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
 #include <asio/io_context.hpp>
 #include <asio/signal_set.hpp>
+#include <asio/steady_timer.hpp>
 #include <csignal>
+#include <cstddef>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <optional>
 #include <spdlog/logger.h>
@@ -17,6 +23,8 @@
 #include "command.hpp"
 #include "drover/process/asio.hpp"
 #include "drover/process/limits.hpp"
+#include "drover/spawn/units.hpp"
+#include "drover/sys/unique_fd.hpp"
 #include "drover/supervise/config.hpp"
 #include "drover/supervise/control.hpp"
 #include "drover/supervise/supervisor.hpp"
@@ -42,29 +50,77 @@ std::string self_exe() {
     return std::string(buf, static_cast<std::size_t>(n));
 }
 
+// drover under systemd (Type=notify): where to say READY=1, STOPPING=1 and WATCHDOG=1. Taken
+// out of the environment at start, so that no service inherits it and speaks for drover.
+struct systemd_link {
+    std::string socket;                   // $NOTIFY_SOCKET: "@abstract" or a path
+    std::chrono::microseconds watchdog{};  // $WATCHDOG_USEC, if meant for this process
+
+    static systemd_link take_from_environment() {
+        systemd_link l;
+        if (const char* n = std::getenv("NOTIFY_SOCKET"); n && *n) l.socket = n;
+        const char* usec = std::getenv("WATCHDOG_USEC");
+        const char* pid = std::getenv("WATCHDOG_PID");
+        if (usec && (!pid || parse_integer(pid, 1, INT32_MAX) == ::getpid()))
+            if (auto v = parse_integer(usec, 1, std::int64_t{1} << 40)) l.watchdog = std::chrono::microseconds(*v);
+        for (const char* v : {"NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"}) ::unsetenv(v);
+        return l;
+    }
+
+    // One datagram, as sd_notify(3) sends it; false if there is no socket or it failed.
+    bool send(const std::string& msg) const {
+        if (socket.empty() || socket.size() >= sizeof(sockaddr_un::sun_path)) return false;
+        sys::unique_fd fd(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+        if (!fd) return false;
+        sockaddr_un a{};
+        a.sun_family = AF_UNIX;
+        std::memcpy(a.sun_path, socket.data(), socket.size());
+        if (socket[0] == '@') a.sun_path[0] = '\0';
+        auto len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + socket.size() + (socket[0] == '@' ? 0 : 1));
+        return ::sendto(fd.get(), msg.data(), msg.size(), MSG_NOSIGNAL, reinterpret_cast<sockaddr*>(&a), len) ==
+               static_cast<ssize_t>(msg.size());
+    }
+};
+
+// WATCHDOG=1 at half the interval systemd asked for, while the loop runs.
+asio::awaitable<void> ping_systemd(const systemd_link& link, asio::steady_timer& t) {
+    for (;;) {
+        link.send("WATCHDOG=1");
+        t.expires_after(link.watchdog / 2);
+        auto [ec] = co_await t.async_wait(use_tuple);
+        if (ec) co_return;
+    }
+}
+
 asio::awaitable<int> supervise(sv::supervisor& sup, const supervise_options& o, const sv::config_options& copts,
-                               std::shared_ptr<spdlog::logger> log, bool& fatal) {
+                               std::shared_ptr<spdlog::logger> log, bool& fatal, const systemd_link& systemd) {
     auto ex = co_await asio::this_coro::executor;
     asio::signal_set signals(ex, SIGTERM, SIGINT, SIGHUP);
     co_await sup.start();
+    systemd.send("READY=1\nSTATUS=" + std::to_string(sup.status().services.size()) + " services started\nMAINPID=" +
+                 std::to_string(::getpid()));
     for (;;) {
         auto [ec, sig] = co_await signals.async_wait(use_tuple);
         if (ec) break;
         if (sig == SIGHUP) {
             log->info("reloading {}", o.file);
+            systemd.send("RELOADING=1");
             try {
                 auto cfg = sv::load_config(o.file, copts);
                 co_await sup.reload(std::move(cfg.services));
                 log->info("reloaded {}", o.file);
+                systemd.send("READY=1\nSTATUS=reloaded");
             } catch (const std::exception& e) {
                 // A bad file changes nothing: everything keeps running as it was.
                 log->error("reload refused, nothing changed: {}", e.what());
+                systemd.send("READY=1\nSTATUS=reload refused");
             }
             continue;
         }
         log->info("{}: stopping", sig == SIGTERM ? "SIGTERM" : sig == SIGINT ? "SIGINT" : "shutdown");
         break;
     }
+    systemd.send("STOPPING=1");
     co_await sup.stop();
     co_return fatal ? 1 : 0;
 }
@@ -97,6 +153,7 @@ int supervise_main(const supervise_options& o) {
         return 0;
     }
     std::signal(SIGPIPE, SIG_IGN);
+    const systemd_link systemd = systemd_link::take_from_environment();
     // About four descriptors per service (pidfd, two log pipes, the cgroup): the usual soft
     // limit of 1024 would stop at a few hundred services.
     if (auto r = raise_nofile_limit(); r.error && r.soft < 4096)
@@ -149,7 +206,9 @@ int supervise_main(const supervise_options& o) {
         log->info("control socket {}", path);
     }
     int code = 1;
-    asio::co_spawn(io, supervise(*sup, o, copts, log, fatal), [&](std::exception_ptr ep, int c) {
+    asio::steady_timer ping_timer(io);  // cancelled when the supervisor is done
+    if (systemd.watchdog.count() > 0) asio::co_spawn(io, ping_systemd(systemd, ping_timer), asio::detached);
+    asio::co_spawn(io, supervise(*sup, o, copts, log, fatal, systemd), [&](std::exception_ptr ep, int c) {
         code = c;
         if (ep) {
             try {
@@ -160,6 +219,7 @@ int supervise_main(const supervise_options& o) {
             }
         }
         control.reset();  // stop accepting, so that the loop can end
+        ping_timer.cancel();
     });
     io.run();
     sup.reset();

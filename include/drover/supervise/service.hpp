@@ -76,7 +76,9 @@ private:
 /// How readiness is learnt.
 enum class readiness : std::uint8_t {
     on_start,  ///< ready once execve succeeded (systemd Type=exec)
-    notify,    ///< the child writes "READY=1" to the descriptor named by $NOTIFY_FD (Type=notify)
+    /// Type=notify: the child sends "READY=1" as sd_notify(3) does, to the datagram socket in
+    /// $NOTIFY_SOCKET, or writes it to the descriptor named by $NOTIFY_FD (both are given).
+    notify,
 };
 
 
@@ -94,6 +96,14 @@ struct service_spec {
     int stop_signal = SIGTERM;
     nanoseconds stop_timeout = std::chrono::seconds(5);  ///< then SIGKILL to the whole tree
     readiness ready = readiness::on_start;
+    /// notify: accept messages from any process of the service's tree (NotifyAccess=all),
+    /// not only from its main process.
+    bool notify_access_all = false;
+    /// notify: WATCHDOG=1 must come at least this often, or the service is killed (SIGABRT,
+    /// then SIGKILL after stop_timeout) and restarted by its policy; $WATCHDOG_USEC says so.
+    nanoseconds watchdog{0};
+    /// notify: a service not ready this long after its start is killed as failed (0: no limit).
+    nanoseconds start_timeout{0};
     std::vector<std::string> after;  ///< start once these are ready; stop before them
     resource_limits limits;
     /// For reload: two specs with the same non-empty fingerprint are the same service
@@ -126,6 +136,7 @@ struct service_status {
     std::optional<exit_status> last_exit;
     bool last_oom_killed = false;            ///< the cgroup's OOM killer ended the last run
     std::string last_error;                  ///< why the last start failed, if it did
+    std::string notify_status;               ///< the last STATUS= it sent (notify), if any
     std::optional<nanoseconds> uptime;       ///< while running
     std::string cgroup;                      ///< the service's cgroup (v2 path), if any
 };
