@@ -334,7 +334,7 @@ int parallel_main(const parallel_options& o) {
     std::size_t jobs = o.jobs ? o.jobs : std::max(1u, std::thread::hardware_concurrency());
     bool show_progress = !o.no_progress && (o.progress || ::isatty(STDERR_FILENO));
     progress_bar bar(show_progress);
-    std::size_t done = 0, failed = 0, read_lines = 0;
+    std::size_t done = 0, failed = 0, cancelled = 0, read_lines = 0;
     std::uint64_t line_no = 0, skipped_done = 0;
     std::unordered_map<std::size_t, std::uint64_t> line_of;  // submission index -> input line
     bool input_done = false;
@@ -361,7 +361,8 @@ int parallel_main(const parallel_options& o) {
     };
     auto on_done = [&](job_result r) {
         ++done;
-        if (!r.ok()) ++failed;
+        if (r.outcome.why == verdict::cancelled) ++cancelled;
+        else if (!r.ok()) ++failed;
         bar.clear();
         record_context rc;
         if (auto it = line_of.find(r.index); it != line_of.end()) {
@@ -378,8 +379,8 @@ int parallel_main(const parallel_options& o) {
             write_all(stdout, r.out);
             write_all(stderr, r.err);
             if (!r.ok() && !stopped_by)
-                std::fprintf(stderr, "drover: parallel: job %zu (%s): %s\n", r.index, r.tag.c_str(),
-                             describe(r).c_str());
+                std::fprintf(stderr, "drover: parallel: line %llu (%s): %s\n",
+                             static_cast<unsigned long long>(rc.line), r.tag.c_str(), describe(r).c_str());
         }
         room.cancel();
         draw();
@@ -504,8 +505,8 @@ int parallel_main(const parallel_options& o) {
         std::fprintf(stderr, "drover: parallel: resumed: %llu inputs the results show done were skipped\n",
                      static_cast<unsigned long long>(skipped_done));
     if (stopped_by) {
-        std::fprintf(stderr, "drover: parallel: stopped by %s: %zu jobs finished, %zu failed or cancelled\n",
-                     signal_name(stopped_by).c_str(), done, failed);
+        std::fprintf(stderr, "drover: parallel: stopped by %s: %zu jobs ended (%zu failed), %zu never started\n",
+                     signal_name(stopped_by).c_str(), done - cancelled, failed, cancelled);
         return 128 + stopped_by;
     }
     return code ? code : summary_exit_code(failed);
