@@ -24,8 +24,16 @@ done
 if ((${#missing[@]})); then
   echo "bootstrap: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -q
-  apt-get install -y -q --no-install-recommends "${missing[@]}"
+  # dpkg's progress goes to a log, shown only if something fails.
+  log=$(mktemp)
+  if ! { apt-get update -q && apt-get install -y -q -o Dpkg::Use-Pty=0 --no-install-recommends "${missing[@]}"; } \
+    >"$log" 2>&1; then
+    cat "$log"
+    rm -f "$log"
+    echo "bootstrap: installing ${missing[*]} failed" >&2
+    exit 1
+  fi
+  rm -f "$log"
 fi
 
 build=${DROVER_BUILD_DIR:-build}
