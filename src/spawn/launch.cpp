@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sched.h>
+#include <sys/stat.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -1066,6 +1067,12 @@ bool conclude(const prepared_spawn& p, launched_child& child, std::span<const st
         } else {
             failure.advice = kernel_advice(stage, bad->err, d.spec.namespaces);
         }
+        // execve says EACCES for a directory too: say which it is. (Looked at from here, not
+        // from the child's root: a new root makes this a guess, so only a sure "directory".)
+        struct stat st{};
+        if (stage == child_stage::exec && bad->err == EACCES && bad->index < d.candidates.size() &&
+            !d.spec.fs.enabled && ::stat(d.candidates[bad->index].c_str(), &st) == 0 && S_ISDIR(st.st_mode))
+            failure.advice = "it is a directory, not a program";
     } else {
         failure = spawn_failure{child_stage::report, sys::errno_code(ECHILD),
                                 "the child died during setup: " +

@@ -15,7 +15,8 @@ namespace drover::supervise {
 namespace {
 
 std::string locate(const std::string& file, int line, int col, const std::string& field, const std::string& problem) {
-    std::string s = file + ":" + std::to_string(line) + ":" + std::to_string(col) + ": ";
+    // Line 0: about the file as a whole (unreadable), not a place in it.
+    std::string s = line > 0 ? file + ":" + std::to_string(line) + ":" + std::to_string(col) + ": " : file + ": ";
     if (!field.empty()) s += field + ": ";
     return s + problem;
 }

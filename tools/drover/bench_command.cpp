@@ -152,6 +152,8 @@ bench::bench_config make_config(const bench_options& o) {
     }
     if (!cfg.throughput_sets.empty() && cfg.concurrency.empty())
         throw usage_problem{"--throughput-ns needs --concurrency (e.g. --concurrency 1,8,64)"};
+    if (o.no_matrix && !cfg.peers && cfg.concurrency.empty())
+        throw usage_problem{"--no-matrix leaves nothing to measure: add --peers or --concurrency"};
     if (o.no_matrix) cfg.sets.clear();
     auto w = bench::parse_workload(o.workload);
     if (!w)

@@ -1,4 +1,5 @@
 // Namespace, sandbox and limit flags: registration and translation into a spawn_spec.
+#include <algorithm>
 #include "ns_options.hpp"
 
 #include <unistd.h>
@@ -110,7 +111,8 @@ void ns_options::add_to(CLI::App& app) {
 namespace {
 
 id_range range_or_throw(const std::string& flag, const std::string& text) {
-    auto r = parse_id_range(text);
+    // All three parts, as documented: "0:0" is not taken as a count of one.
+    auto r = std::count(text.begin(), text.end(), ':') == 2 ? parse_id_range(text) : std::nullopt;
     if (!r) throw spec_error(flag + ": '" + text + "' is not INNER:OUTER:COUNT");
     return *r;
 }

@@ -520,8 +520,9 @@ command_main add_parallel_command(CLI::App& app, command_check* check) {
         "parallel",
         "Run a command once per stdin line, N at a time ({} is the line). Exit status: 0 all "
         "jobs succeeded, 1-100 that many failed, 101 more than 100 failed, 2 also for bad usage");
-    p->add_option("-j,--jobs", o->jobs, "jobs at once (default: number of CPUs)")
-        ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 20));
+    p->add_option("-j,--jobs", o->jobs, "jobs at once, 1 to 1048576 (default: number of CPUs)")
+        ->type_name("N")
+        ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 20).description(""));
     p->add_flag("--json", o->json, "one JSON line per job: input, status, timings, stdout, stderr");
     p->add_option("--max-output", o->max_output,
                   "bytes kept per job and stream (64K, 16M); more is dropped with a marker (default 16M)");
@@ -531,9 +532,10 @@ command_main add_parallel_command(CLI::App& app, command_check* check) {
     p->add_flag("--progress", o->progress, "progress bar on stderr even if it is not a terminal");
     p->add_flag("--no-progress", o->no_progress, "no progress bar");
     p->add_option("--warm", o->warm,
-                  "keep N namespace sets ready (set up ahead: user, mnt and root, net with lo, uts, ipc); "
+                  "keep N (0 to 4096) namespace sets ready (set up ahead: user, mnt and root, net with lo, uts, ipc); "
                   "each job starts in one of its own, or cold when none is ready (default 0: off)")
-        ->check(CLI::Range(0u, 4096u));
+        ->type_name("N")
+        ->check(CLI::Range(0u, 4096u).description(""));
     p->add_option("--shard", o->shard,
                   "run only slice K of N of the input (K/N, K from 0); auto: the Slurm array task's slice "
                   "(SLURM_ARRAY_TASK_*); auto/N: Slurm's or a Kubernetes Indexed Job's (JOB_COMPLETION_INDEX)");
