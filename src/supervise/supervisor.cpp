@@ -418,7 +418,11 @@ struct supervisor::impl : std::enable_shared_from_this<impl> {
         s->cg = nullptr;
         s->proc.reset();
         s->last_exit = st;
-        log->info("[{}] {}{}", s->spec.name, st.str(), s->oom ? " (out of memory: killed by the cgroup OOM killer)" : "");
+        // A failure is a warning, an ending by plan (exit 0, or the stop drover sent) is not.
+        const bool expected = st.success() || (!s->want && st.signaled() && (st.signal() == s->spec.stop_signal ||
+                                                                             st.signal() == SIGKILL));
+        log->log(expected ? spdlog::level::info : spdlog::level::warn, "[{}] {}{}", s->spec.name, st.str(),
+                 s->oom ? " (out of memory: killed by the cgroup OOM killer)" : "");
         co_return st;
     }
 
@@ -437,6 +441,9 @@ struct supervisor::impl : std::enable_shared_from_this<impl> {
                 if (policy == restart_policy::never || (policy == restart_policy::on_failure && !failure)) {
                     s->want = false;
                     set_state(*s, failure ? service_state::failed : service_state::exited);
+                    // Failed for good without a restart to try: failure_action applies as
+                    // much as when the restart limit is reached.
+                    if (failure && s->spec.shutdown_on_failure && opt.on_fatal) opt.on_fatal(s->spec.name);
                     break;
                 }
                 auto delay = s->tracker.next(s->started_at, clock::now(), unit_random());
@@ -452,14 +459,14 @@ struct supervisor::impl : std::enable_shared_from_this<impl> {
                 }
                 if (!delay) {
                     s->want = false;
-                    s->error = "restart limit reached: more than " + std::to_string(s->spec.intensity.burst) +
-                               " restarts in " +
-                               std::to_string(std::chrono::duration<double>(s->spec.intensity.interval).count()) + " s";
+                    s->error = fmt::format("restart limit reached: more than {} restarts in {:g} s", s->spec.intensity.burst,
+                                           std::chrono::duration<double>(s->spec.intensity.interval).count());
                     log->error("[{}] failed: {}", s->spec.name, s->error);
                     set_state(*s, service_state::failed);
                     if (s->spec.shutdown_on_failure && opt.on_fatal) opt.on_fatal(s->spec.name);
                     break;
                 }
+                log->info("[{}] restarting in {:.3g} s", s->spec.name, std::chrono::duration<double>(*delay).count());
                 set_state(*s, service_state::backoff);
                 s->wake.expires_after(*delay);
                 (void)co_await s->wake.async_wait(use_tuple);

@@ -92,11 +92,40 @@ asio::awaitable<void> ping_systemd(const systemd_link& link, asio::steady_timer&
     }
 }
 
+// Whether no service runs or will restart (all exited, failed or stopped).
+bool all_idle(const sv::supervisor_status& st) {
+    for (const auto& s : st.services)
+        if (s.state != sv::service_state::exited && s.state != sv::service_state::failed &&
+            s.state != sv::service_state::stopped)
+            return false;
+    return !st.services.empty();
+}
+
+// Says once per idle spell that nothing runs; ends within a second of `done`.
+asio::awaitable<void> say_when_idle(sv::supervisor& sup, std::shared_ptr<spdlog::logger> log,
+                                    std::shared_ptr<const bool> done) {
+    bool said = false;
+    const std::function<bool(const sv::supervisor_status&)> idle_or_done = [&](const sv::supervisor_status& st) {
+        return *done || all_idle(st) != said;
+    };
+    while (!*done) {
+        if (!co_await sup.wait_until(idle_or_done, std::chrono::seconds(1)) || *done) continue;
+        said = !said;
+        if (said)
+            log->warn("no service is running or will restart: drover waits (drover ctl start NAME, SIGHUP to "
+                      "reload, SIGTERM to stop)");
+    }
+}
+
 asio::awaitable<int> supervise(sv::supervisor& sup, const supervise_options& o, const sv::config_options& copts,
                                std::shared_ptr<spdlog::logger> log, bool& fatal, const systemd_link& systemd) {
     auto ex = co_await asio::this_coro::executor;
     asio::signal_set signals(ex, SIGTERM, SIGINT, SIGHUP);
     co_await sup.start();
+    // Once nothing runs or will restart, say so: drover stays for `drover ctl start` and a
+    // reload, which an idle, silent supervisor would hide.
+    auto done = std::make_shared<bool>(false);  // outlives this frame: the watcher ends after it
+    asio::co_spawn(ex, say_when_idle(sup, log, done), asio::detached);
     systemd.send("READY=1\nSTATUS=" + std::to_string(sup.status().services.size()) + " services started\nMAINPID=" +
                  std::to_string(::getpid()));
     for (;;) {
@@ -117,9 +146,12 @@ asio::awaitable<int> supervise(sv::supervisor& sup, const supervise_options& o, 
             }
             continue;
         }
-        log->info("{}: stopping", sig == SIGTERM ? "SIGTERM" : sig == SIGINT ? "SIGINT" : "shutdown");
+        // A failure_action = "exit" service raised our own SIGTERM: say that, not "SIGTERM".
+        if (fatal) log->info("stopping: a service with failure_action = \"exit\" failed");
+        else log->info("{}: stopping", sig == SIGTERM ? "SIGTERM" : sig == SIGINT ? "SIGINT" : "shutdown");
         break;
     }
+    *done = true;
     systemd.send("STOPPING=1");
     co_await sup.stop();
     co_return fatal ? 1 : 0;
