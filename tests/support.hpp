@@ -134,3 +134,16 @@ inline std::string chomp(std::string s) {
 }
 
 }  // namespace drover::test
+
+#include <ostream>
+
+#include "drover/process/exit_waiter.hpp"
+#include "drover/spawn/launch.hpp"
+
+namespace drover {
+
+// How GoogleTest prints test parameters (in test names and failures): by name, not as bytes.
+inline void PrintTo(clone_method m, std::ostream* os) { *os << clone_method_name(m); }
+inline void PrintTo(exit_wait_method m, std::ostream* os) { *os << exit_wait_method_name(m); }
+
+}  // namespace drover

@@ -19,6 +19,9 @@ struct bad_case {
     const char* says;
 };
 
+// Printed by the field it is about, not as bytes.
+void PrintTo(const bad_case& c, std::ostream* os) { *os << c.field; }
+
 class ConfigError : public ::testing::TestWithParam<bad_case> {};
 
 TEST_P(ConfigError, NamesFileLineColumnAndField) {
