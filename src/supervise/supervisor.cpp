@@ -250,18 +250,18 @@ struct supervisor::impl : std::enable_shared_from_this<impl> {
         auto same_run = [&] { return s->proc && &*s->proc == run; };
         for (;;) {
             if (!same_run() || s->state == service_state::stopping) co_return;
-            auto deadline = clock::time_point::max();
-            if (spec.start_timeout.count() > 0 && s->state == service_state::starting)
-                deadline = s->started_at + spec.start_timeout;
-            if (spec.watchdog.count() > 0) deadline = std::min(deadline, s->last_ping + spec.watchdog);
+            const bool timing_start = spec.start_timeout.count() > 0 && s->state == service_state::starting;
+            const auto start_due = timing_start ? s->started_at + spec.start_timeout : clock::time_point::max();
+            const auto ping_due = spec.watchdog.count() > 0 ? s->last_ping + spec.watchdog : clock::time_point::max();
+            const auto deadline = std::min(start_due, ping_due);
             if (clock::now() < deadline) {
                 co_await changed.wait(deadline);
                 continue;
             }
-            bool watchdog = !(spec.start_timeout.count() > 0 && s->state == service_state::starting &&
-                              clock::now() >= s->started_at + spec.start_timeout);
-            s->error = watchdog ? "watchdog: no WATCHDOG=1 within " + std::to_string(std::chrono::duration<double>(spec.watchdog).count()) + " s"
-                                : "not ready within timeout_start_sec (" + std::to_string(std::chrono::duration<double>(spec.start_timeout).count()) + " s)";
+            const bool watchdog = deadline == ping_due;
+            s->error = watchdog ? fmt::format("watchdog: no WATCHDOG=1 within {:g} s", std::chrono::duration<double>(spec.watchdog).count())
+                                : fmt::format("not ready within timeout_start_sec ({:g} s)",
+                                              std::chrono::duration<double>(spec.start_timeout).count());
             log->error("[{}] {}: killing it", spec.name, s->error);
             (void)s->proc->signal(watchdog ? SIGABRT : spec.stop_signal);
             auto kill_at = clock::now() + spec.stop_timeout;
