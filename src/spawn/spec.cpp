@@ -2,6 +2,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <climits>
 #include <cstring>
@@ -102,6 +103,43 @@ std::optional<std::string> environment::lookup(std::string_view name, char** cal
         for (char** e = caller_environ; *e; ++e)
             if (env_name(*e) == name) return std::string(*e + name.size() + 1);
     return std::nullopt;
+}
+
+spec_field field_of(std::string_view m) {
+    spec_field f;
+    std::size_t i = 0;
+    while (i < m.size() && (std::islower(static_cast<unsigned char>(m[i])) || m[i] == '_' || m[i] == '.')) ++i;
+    if (i == 0 || i == m.size()) return {{}, {}, std::string(m)};
+    std::string_view name = m.substr(0, i);
+    std::string_view tail = m.substr(i);
+    auto number = [](std::string_view& t) -> std::optional<std::size_t> {
+        std::size_t v = 0;
+        auto [end, ec] = std::from_chars(t.data(), t.data() + t.size(), v);
+        if (ec != std::errc() || end == t.data()) return std::nullopt;
+        t.remove_prefix(static_cast<std::size_t>(end - t.data()));
+        return v;
+    };
+    if (tail.starts_with("[")) {
+        tail.remove_prefix(1);
+        f.index = number(tail);
+        if (!f.index || !tail.starts_with("]")) return {{}, {}, std::string(m)};
+        tail.remove_prefix(1);
+    } else if (tail.starts_with(" range ")) {
+        tail.remove_prefix(7);
+        auto n = number(tail);
+        if (!n || *n == 0) return {{}, {}, std::string(m)};
+        f.index = *n - 1;
+    }
+    // A qualifier our messages add after the field: "(tmpfs)", "(0:1000:1)".
+    if (tail.starts_with(" (")) {
+        std::size_t close = tail.find(')');
+        if (close == std::string_view::npos) return {{}, {}, std::string(m)};
+        tail.remove_prefix(close + 1);
+    }
+    if (!tail.starts_with(": ")) return {{}, {}, std::string(m)};
+    f.name = std::string(name);
+    f.rest = std::string(tail.substr(2));
+    return f;
 }
 
 std::string validate(const spawn_spec& s) {

@@ -6,6 +6,7 @@
 #include <map>
 #include <set>
 #include <sstream>
+#include <tuple>
 #include <toml++/toml.h>
 
 #include "drover/spawn/units.hpp"
@@ -135,7 +136,7 @@ public:
                 s_.spawn.init_program = o_.init_program;
             }
         }
-        if (std::string e = validate(s_); !e.empty()) fail(file_, t_, "service." + s_.name, e);
+        if (std::string e = validate(s_); !e.empty()) fail_in_toml_terms(e);
         std::ostringstream fp;
         fp << t_;
         s_.fingerprint = fp.str();
@@ -209,7 +210,9 @@ private:
         auto pairs = [&](const char* key, fs_op::kind k) {
             const toml::node* n = t_.get(key);
             if (!n) return;
+            std::size_t index = 0;
             for (const auto& v : strings(*n, key)) {
+                op_origin_.emplace_back(key, index++);
                 auto colon = v.find(':');
                 std::string src = v.substr(0, colon);
                 std::string dst = colon == std::string::npos ? src : v.substr(colon + 1);
@@ -231,6 +234,7 @@ private:
             preset.share_net = share_net;
             preset.root_dir = root;
             make_sandboxed(sp, preset);
+            preset_ops_ = sp.fs.ops.size() - op_origin_.size();
         } else if (!ops.empty() || !root.empty()) {
             sp.namespaces.add(ns::mnt);
             sp.fs.enabled = true;
@@ -283,6 +287,37 @@ private:
         }
     }
 
+    // A validate() message in the file's words, at the key it is about: "hostname: needs the
+    // uts namespace" is service.NAME.hostname at its line, with what to add to namespaces.
+    [[noreturn]] void fail_in_toml_terms(const std::string& message) {
+        spec_field f = field_of(message);
+        std::string key;
+        std::optional<std::size_t> index;
+        if (f.name == "hostname" || f.name == "uid" || f.name == "gid" || f.name == "exec" || f.name == "name" ||
+            f.name == "after" || f.name == "kill_signal" || f.name == "cpu_quota" || f.name == "tasks_max" ||
+            f.name == "memory_max" || f.name == "watchdog_sec" || f.name == "timeout_start_sec") {
+            key = f.name;
+        } else if (f.name == "argv") {
+            key = "exec";
+        } else if (f.name == "fs.root_dir") {
+            key = "root";
+        } else if (f.name == "fs.ops" && f.index && *f.index >= preset_ops_ && *f.index - preset_ops_ < op_origin_.size()) {
+            std::tie(key, index) = op_origin_[*f.index - preset_ops_];
+        }
+        std::string text = key.empty() ? message : f.rest;
+        if (auto at = text.find("needs the "); at != std::string::npos) {
+            std::size_t name_at = at + 10, end = text.find(" namespace", name_at);
+            if (end != std::string::npos)
+                text.insert(end + 10, " (add \"" + text.substr(name_at, end - name_at) + "\" to namespaces)");
+        }
+        const toml::node* n = key.empty() ? nullptr : t_.get(key);
+        if (!n) fail(file_, t_, "service." + s_.name, text);
+        if (index && n->is_array() && *index < n->as_array()->size()) n = n->as_array()->get(*index);
+        fail(file_, *n, prefix_ + key + (index ? "[" + std::to_string(*index) + "]" : ""), text);
+    }
+
+    std::vector<std::pair<std::string, std::size_t>> op_origin_;  // key and index behind each user fs op
+    std::size_t preset_ops_ = 0;                                   // the sandbox preset's ops come first
     const std::string& file_;
     std::string prefix_;
     const toml::table& t_;

@@ -47,12 +47,12 @@ TEST(Run, ImpossibleSpecsExitTwoWithOneLineAndStartNothing) {
         std::string message;
     };
     const bad cases[] = {
-        {{"--mount-proc"}, "drover: run: mount_proc: needs the pid namespace\n"},
-        {{"--hostname=box"}, "drover: run: hostname: needs the uts namespace\n"},
+        {{"--mount-proc"}, "drover: run: --mount-proc: needs the pid namespace (add -p)\n"},
+        {{"--hostname=box"}, "drover: run: --hostname: needs the uts namespace (add -u)\n"},
         {{"--map-user=x:0:1"}, "drover: run: --map-user: 'x:0:1' is not INNER:OUTER:COUNT\n"},
         {{"--map-user=0:0:10", "--map-user=5:100:1"},
-         "drover: run: uid_map range 2 (5:100:1): overlaps range 1 inside\n"},
-        {{"--monotonic=5"}, "drover: run: monotonic_offset: needs the time namespace\n"},
+         "drover: run: --map-user 5:100:1: overlaps --map-user 0:0:10 inside\n"},
+        {{"--monotonic=5"}, "drover: run: --monotonic: needs the time namespace (add -T)\n"},
         {{"--rlimit=bogus=1"},
          "drover: run: --rlimit: 'bogus=1' is not NAME=SOFT[:HARD] with a known NAME\n"},
     };
@@ -95,7 +95,8 @@ TEST(Run, KernelRefusalComesWithAdvice) {
 TEST(Run, TimingPrintsEveryStage) {
     auto r = drover_run({"--timing", "-U", "--", "/bin/true"});
     EXPECT_EQ(r.status.code(), 0);
-    for (const char* stage : {"clone=", "id_maps=", "setup=", "exec=", "run=", "reap=", "total="})
+    // The same stages, named the same, as drover bench reports.
+    for (const char* stage : {" prepare=", " clone=", " id_maps=", " setup=", " exec=", " run=", " reap=", " total="})
         EXPECT_NE(r.err.find(stage), std::string::npos) << stage << " in " << r.err;
 }
 

@@ -134,8 +134,13 @@ TEST(Timings, DurationsAreOrderedNonNegativeAndSumToTotal) {
     for (auto v : d.as_array()) EXPECT_GE(v, 0);
     EXPECT_EQ(d.setup, 0);
     EXPECT_EQ(d.exec, 150);
-    EXPECT_EQ(d.clone + d.id_maps + d.setup + d.exec + d.run + d.reap, d.total);
+    EXPECT_EQ(d.prepare, 0);  // launch_start not recorded: the timeline starts at clone3
+    EXPECT_EQ(d.prepare + d.clone + d.id_maps + d.setup + d.exec + d.run + d.reap, d.total);
     EXPECT_EQ(d.total, 310);
+    t.launch_start = 60;
+    d = t.durations();
+    EXPECT_EQ(d.prepare, 40);
+    EXPECT_EQ(d.total, 350);
 }
 
 TEST(KernelAdvice, NamesTheSysctlOrLimit) {
@@ -146,6 +151,50 @@ TEST(KernelAdvice, NamesTheSysctlOrLimit) {
     EXPECT_NE(kernel_advice(child_stage::clone, EINVAL, {ns::time}).find("CONFIG_TIME_NS"),
               std::string::npos);
     EXPECT_FALSE(kernel_advice(child_stage::clone, EPERM, {ns::user}).empty());
+}
+
+}  // namespace
+}  // namespace drover
+
+namespace drover {
+namespace {
+
+// Front ends reword validate()'s messages by their field; every shape it writes must parse.
+TEST(SpecField, ReadsTheFieldOfEachMessageShape) {
+    auto f = field_of("hostname: needs the uts namespace");
+    EXPECT_EQ(f.name, "hostname");
+    EXPECT_FALSE(f.index);
+    EXPECT_EQ(f.rest, "needs the uts namespace");
+    f = field_of("fs.ops[12] (tmpfs): target must be an absolute path");
+    EXPECT_EQ(f.name, "fs.ops");
+    EXPECT_EQ(f.index, 12U);
+    EXPECT_EQ(f.rest, "target must be an absolute path");
+    f = field_of("uid_map range 2 (0:1001:1): overlaps range 1 inside");
+    EXPECT_EQ(f.name, "uid_map");
+    EXPECT_EQ(f.index, 1U);
+    EXPECT_EQ(f.rest, "overlaps range 1 inside");
+    // Not a field: the whole message is the rest.
+    for (const char* m : {"", "Hostname: x", "binds[x]: y", "uid_map range 0 (1:1:1): z", "fs.ops[1] (tmpfs: z", "argv"}) {
+        f = field_of(m);
+        EXPECT_TRUE(f.name.empty()) << m;
+        EXPECT_EQ(f.rest, m);
+    }
+    // And every message validate() gives for these specs has its field.
+    spawn_spec s;
+    s.argv = {"true"};
+    s.hostname = "h";
+    EXPECT_EQ(field_of(validate(s)).name, "hostname");
+    s = {};
+    s.argv = {"true"};
+    s.namespaces.add(ns::mnt);
+    s.fs.enabled = true;
+    s.fs.ops.push_back(fs_op::tmpfs("rel", ""));
+    EXPECT_EQ(field_of(validate(s)).name, "fs.ops");
+    s = {};
+    s.argv = {"true"};
+    s.namespaces.add(ns::user);
+    s.uid_map = {{0, 1000, 1}, {0, 1001, 1}};
+    EXPECT_EQ(field_of(validate(s)).index, 1U);
 }
 
 }  // namespace

@@ -70,7 +70,14 @@ INSTANTIATE_TEST_SUITE_P(
         bad_case{"[service.web]\nexec = \"x\"\ncpu_quota = \"1e308%\"\n", 3, 13, "service.web.cpu_quota", "50%"},
         bad_case{"[service.web]\nexec = \"x\"\nrestart_jitter = nan\n", 3, 18, "service.web.restart_jitter", "fraction"},
         bad_case{"[service.web]\nexec = \"x\"\ntimeout_stop_sec = 9223372036854775807\n", 3, 20, "service.web.timeout_stop_sec", "seconds"},
-        bad_case{"[service.web]\nexec = \"x\"\nrestart_sec = -9223372036854775808\n", 3, 15, "service.web.restart_sec", "seconds"}),
+        bad_case{"[service.web]\nexec = \"x\"\nrestart_sec = -9223372036854775808\n", 3, 15, "service.web.restart_sec", "seconds"},
+        // What the spec's own checks find, said with the key that was written and where.
+        bad_case{"[service.web]\nexec = \"x\"\nhostname = \"h\"\n", 3, 12, "service.web.hostname",
+                 "needs the uts namespace (add \"uts\" to namespaces)"},
+        bad_case{"[service.web]\nexec = \"x\"\nnamespaces = [\"mnt\"]\ntmpfs = [\"/ok\", \"/x/../y\"]\n", 4, 17,
+                 "service.web.tmpfs[1]", "target must not contain '..'"},
+        bad_case{"[service.web]\nexec = \"x\"\nsandbox = true\nbind = [\"/a:/b/../c\"]\n", 4, 9, "service.web.bind[0]",
+                 "target must not contain '..'"}),
     [](const auto& param) { return "case" + std::to_string(param.index); });
 
 TEST(ConfigNumbers, IntegersADoubleCannotHoldStillReadAsWhatTheySay) {

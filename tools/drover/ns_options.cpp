@@ -174,19 +174,25 @@ void ns_options::apply_fs(spawn_spec& spec) const {
                           !dev.empty() || !proc.empty() || !dir.empty() || !symlink.empty() || !file.empty() ||
                           !remount_ro.empty();
     bool new_root_mode = sandbox || !root.empty() || overlay_root || ro_root || new_root || any_bwrap_only;
+    op_flags_.clear();
+    bind_flags_.clear();
+    tmpfs_flags_.clear();
     if (!new_root_mode) {
         // unshare-style: binds and tmpfs over the host's own paths, in the private mount namespace.
         for (const auto& b : bind) {
             auto [src, dst] = split_pair("--bind", b, false);
             spec.binds.push_back({src, dst.empty() ? src : dst, false});
+            bind_flags_.push_back("--bind " + b);
         }
         for (const auto& b : ro_bind) {
             auto [src, dst] = split_pair("--ro-bind", b, false);
             spec.binds.push_back({src, dst.empty() ? src : dst, true});
+            bind_flags_.push_back("--ro-bind " + b);
         }
         for (const auto& t : tmpfs) {
             auto [dst, opts] = split_pair("--tmpfs", t, false);
             spec.tmpfs.push_back({dst, opts});
+            tmpfs_flags_.push_back("--tmpfs " + t);
         }
         return;
     }
@@ -241,6 +247,7 @@ void ns_options::apply_fs(spawn_spec& spec) const {
         }
         if (op.target.empty() || op.target[0] != '/') throw spec_error(flag + ": '" + v + "': the target must be an absolute path");
         spec.fs.ops.push_back(std::move(op));
+        op_flags_.push_back(flag + " " + v);
     }
 }
 
@@ -255,9 +262,9 @@ void ns_options::apply(spawn_spec& spec, bool open_files) const {
         if (!userns.empty()) preset.automatic_ids = userns == "auto";
         make_sandboxed(spec, preset);
         if (ro_root) spec.fs.read_only = true;
-    } else if (share_net) {
-        throw spec_error("--share-net: only with --sandbox");
     }
+    preset_ops_ = spec.fs.ops.size() - op_flags_.size();
+    if (share_net && !sandbox) throw spec_error("--share-net: only with --sandbox");
     bool any_map = map_root || !map_user.empty() || !map_group.empty() || !userns.empty();
     if (user || any_map) n.add(ns::user);
     if (pid) n.add(ns::pid);

@@ -4,6 +4,7 @@
 
 #include <CLI/CLI.hpp>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "drover/process/job.hpp"
@@ -44,12 +45,20 @@ struct ns_options {
     void apply(spawn_spec& spec, bool open_files = true) const;
     /// The limit flags as job_limits (sandboxed jobs get a cgroup of their own).
     [[nodiscard]] job_limits limits() const;
+    /// A spec_error message from the library (validate(), prepare) in the words of the
+    /// command line, after apply(): "hostname: needs the uts namespace" becomes "--hostname:
+    /// needs the uts namespace (add -u)", "fs.ops[4] (tmpfs): …" the flag that made that op.
+    [[nodiscard]] std::string in_flag_terms(std::string_view message) const;
 
 private:
     void apply_fs(spawn_spec& spec) const;
     CLI::App* app_ = nullptr;
     std::vector<std::pair<CLI::Option*, fs_op::kind>> fs_flags_;
     std::vector<CLI::Option*> try_flags_;
+    // What apply() made, for in_flag_terms(): the flag and value behind each fs op of the
+    // user's (after the preset's), and behind each bind and tmpfs of the unshare-style path.
+    mutable std::vector<std::string> op_flags_, bind_flags_, tmpfs_flags_;
+    mutable std::size_t preset_ops_ = 0;
 };
 
 }  // namespace drover::cli

@@ -199,7 +199,7 @@ std::string check_run(const run_options& o) {
         translate(o, false, spec, limits);
         return validate(spec);
     } catch (const spec_error& e) {
-        return e.what();
+        return o.ns.in_flag_terms(e.what());
     }
 }
 
@@ -232,7 +232,7 @@ int run_main(const run_options& o) {
         // Everything about the spec that can be known without a process is checked here.
         prepared.emplace(std::move(spec));
     } catch (const spec_error& e) {
-        print_error(std::string("run: ") + e.what());
+        print_error("run: " + o.ns.in_flag_terms(e.what()));
         return usage_exit;
     }
     asio::io_context io;

@@ -197,4 +197,16 @@ void make_sandboxed(spawn_spec& spec, const sandbox_preset& preset = {});
 /// an empty string if it can. Checks only what can be known without starting a process.
 std::string validate(const spawn_spec& spec);
 
+/// The field a spec_error or validate() message starts with, so that a front end can say it
+/// in its own words (a flag, a TOML key): "fs.ops[3] (tmpfs): target must be an absolute
+/// path" is {"fs.ops", 3, "target must be an absolute path"}; "uid_map range 2 (0:1:1):
+/// count is 0" is {"uid_map", 1, "count is 0"}. `name` is empty for a message that does not
+/// start with a field.
+struct spec_field {
+    std::string name;
+    std::optional<std::size_t> index;  ///< [i], or "range i" counted from 1, as 0-based
+    std::string rest;                  ///< the message after the field and its ": "
+};
+spec_field field_of(std::string_view message);
+
 }  // namespace drover
