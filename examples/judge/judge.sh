@@ -162,7 +162,7 @@ else
     : > "$stage/drover.err"
 fi
 # drover's status counts failed jobs (wrong answers are failures too); 125 and up: drover
-# itself failed or was stopped. Usage errors (2) show up as missing results below.
+# itself failed, was stopped, or was given bad usage (255).
 if [ "$rc" -ge 125 ]; then
     cat "$stage/drover.err" >&2
     echo "judge: drover parallel failed (status $rc)" >&2

@@ -42,7 +42,7 @@ int run_init(const std::vector<std::string>& argv) {
     pid_t parent = ::getpid();
     pid_t child = ::fork();
     if (child < 0) {
-        std::fprintf(stderr, "drover init: fork: %s\n", std::strerror(errno));
+        std::fprintf(stderr, "drover: init: fork: %s\n", std::strerror(errno));
         return 125;
     }
     if (child == 0) {
@@ -53,7 +53,7 @@ int run_init(const std::vector<std::string>& argv) {
         ::sigprocmask(SIG_SETMASK, &old, nullptr);
         ::execvp(args[0], args.data());
         int e = errno;
-        std::fprintf(stderr, "drover init: cannot run %s: %s\n", args[0], std::strerror(e));
+        std::fprintf(stderr, "drover: init: cannot run %s: %s\n", args[0], std::strerror(e));
         ::_exit(e == ENOENT || e == ENOTDIR ? 127 : 126);
     }
     auto pidfd = sys::pidfd_open(child);  // signals go to this child, never to a reused pid

@@ -64,9 +64,9 @@ std::vector<nlohmann::json> records(const std::string& out) {
 
 void write_file(const fs::path& p, const std::string& text) { std::ofstream(p) << text; }
 
-// One line on stderr, naming the option; exit 2.
+// One line on stderr, naming the option; exit 255 (parallel's 2 means two jobs failed).
 void expect_usage_error(const run_result& r, const std::string& names) {
-    EXPECT_EQ(r.status.code(), 2) << r.out << r.err;
+    EXPECT_EQ(r.status.code(), 255) << r.out << r.err;
     EXPECT_NE(r.err.find(names), std::string::npos) << r.err;
     EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
     EXPECT_EQ(r.out, "");
@@ -186,7 +186,7 @@ TEST(ParallelShard, ResumeRunsOnlyWhatIsNotDone) {
     EXPECT_EQ(ran, (std::set<std::uint64_t>{3, 7})) << failed.err;
     // Results of other input: refused, naming the line.
     auto other = drover({"parallel", "--no-progress", "--resume", results.string(), "--", "true"}, "in-1\nchanged\n");
-    EXPECT_EQ(other.status.code(), 2) << other.err;
+    EXPECT_EQ(other.status.code(), 255) << other.err;
     EXPECT_NE(other.err.find("input line 2 is 'changed' but the results have 'in-2'"), std::string::npos) << other.err;
     // A file that is not results: the file and line are named.
     write_file(d.path / "bad.jsonl", first.out + "{\"line\": 1}\n");

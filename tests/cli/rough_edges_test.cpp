@@ -46,7 +46,60 @@ TEST(RoughEdges, CountsReadAsNumbersInHelp) {
     auto help = drover({"parallel", "--help"});
     EXPECT_NE(help.out.find("-j,--jobs N "), std::string::npos) << help.out;
     EXPECT_EQ(help.out.find("UINT:UINT"), std::string::npos) << help.out;
-    expect_one_line(drover({"parallel", "-j", "0", "true"}), 2, "--jobs: Value 0 not in range 1 to 1048576");
+    expect_one_line(drover({"parallel", "-j", "0", "true"}), 255, "--jobs: Value 0 not in range 1 to 1048576");
+}
+
+TEST(RoughEdges, AnUnknownCommandIsCalledOneAndTheCommandsListed) {
+    expect_one_line(drover({"foo"}), 2, "drover: unknown command 'foo' (commands: run, parallel, bench, supervise");
+    auto v = drover({"version"});
+    expect_one_line(v, 2, "unknown command 'version'");
+    EXPECT_NE(v.err.find("drover --version"), std::string::npos) << v.err;
+    EXPECT_EQ(v.err.find("generate-docs"), std::string::npos) << v.err;  // hidden, for the build
+}
+
+TEST(RoughEdges, AnUnknownOptionIsNamedAloneNotWithTheDoubleDash) {
+    auto r = drover({"run", "--bogus", "--", "true"});
+    expect_one_line(r, 2, "drover: run: unknown option --bogus (drover help run lists them)");
+    EXPECT_EQ(r.err.find(" -- "), std::string::npos) << r.err;
+    expect_one_line(drover({"parallel", "--bogus", "--", "true"}), 255, "drover: parallel: unknown option --bogus");
+}
+
+TEST(RoughEdges, InitSpeaksInTheSameStyle) {
+    expect_one_line(drover({"init", "--", "/nonexistent/x"}), 127, "drover: init: cannot run /nonexistent/x");
+}
+
+TEST(RoughEdges, HelpIsInOneStyleAndNamesWhatOptionsTake) {
+    auto help = drover({"run", "--help"});
+    EXPECT_NE(help.out.find("-h,--help                   print this help and exit"), std::string::npos) << help.out;
+    EXPECT_NE(help.out.find("--uid UID "), std::string::npos) << help.out;
+    EXPECT_NE(help.out.find("--bind SRC[:DST] "), std::string::npos) << help.out;
+    EXPECT_NE(help.out.find("--timeout DURATION "), std::string::npos) << help.out;
+    EXPECT_EQ(help.out.find(" TEXT "), help.out.find("command TEXT ") + 7) << help.out;  // only the command
+    EXPECT_EQ(drover({"--help"}).out.find("Print this"), std::string::npos);
+}
+
+// The library's checks speak of spec fields (hostname, uid_map, fs.ops[4]); the command line
+// says them with the flag, and the value, that the user typed.
+TEST(RoughEdges, SpecErrorsNameTheFlagNotTheField) {
+    expect_one_line(drover({"run", "--hostname", "h", "--", "true"}), 2, "run: --hostname: needs the uts namespace (add -u)");
+    expect_one_line(drover({"run", "-U", "--monotonic", "5", "--", "true"}), 2, "run: --monotonic: needs the time namespace (add -T)");
+    expect_one_line(drover({"run", "--rlimit", "NOFILE=10:5", "--", "true"}), 2, "run: --rlimit NOFILE=10:5: soft limit above hard limit");
+    expect_one_line(drover({"run", "--map-user", "0:1000:1", "--map-user", "0:1001:1", "--", "true"}), 2,
+                    "run: --map-user 0:1001:1: overlaps --map-user 0:1000:1 inside");
+    expect_one_line(drover({"run", "-m", "--bind", "/:rel", "--", "true"}), 2, "run: --bind /:rel: target must be an absolute path");
+    expect_one_line(drover({"run", "--sandbox", "--tmpfs", "/x/../y", "--", "true"}), 2, "run: --tmpfs /x/../y: target must not contain '..'");
+    expect_one_line(drover({"run", "-U", "--uid", "5", "--", "true"}), 2, "run: --uid: 5 is not mapped inside (only 0 is: add --map-user)");
+    expect_one_line(drover({"parallel", "--hostname", "h", "echo"}), 255, "parallel: --hostname: needs the uts namespace (add -u)");
+    for (const char* internal : {"uid_map", "fs.ops", "rlimits[", "mount_proc", "monotonic_offset"}) {
+        for (const auto& args : std::vector<std::vector<std::string>>{
+                 {"run", "-U", "--map-user", "0:1000:1", "--map-user", "0:1000:1", "--", "true"},
+                 {"run", "--sandbox", "--tmpfs", "rel", "--", "true"},
+                 {"run", "--rlimit", "NOFILE=10:5", "--", "true"},
+                 {"run", "-U", "--monotonic", "5", "--", "true"}}) {
+            auto r = drover(args);
+            EXPECT_EQ(r.err.find(internal), std::string::npos) << r.err;
+        }
+    }
 }
 
 }  // namespace

@@ -68,6 +68,36 @@ TEST(parallel_cli, more_than_a_hundred_failures_give_101) {
     EXPECT_EQ(r.code, 101) << r.err;
 }
 
+// Later lines finish first (each sleeps less than the one before); -k prints in input order
+// all the same, and the end says how many failed.
+TEST(parallel_cli, keep_order_prints_in_input_order_and_a_summary_ends_a_failed_run) {
+    std::string input;
+    for (int i = 0; i < 8; ++i) input += std::to_string(i) + "\n";
+    const std::string job = "-- sh -c 'sleep 0.$((8 - $0)); echo line-$0; [ $0 != 3 ] && [ $0 != 6 ]' {}";
+    auto r = parallel(input, "-j 8 --keep-order " + job);
+    EXPECT_EQ(r.code, 2) << r.err;
+    std::vector<std::string> want;
+    for (int i = 0; i < 8; ++i) want.push_back("line-" + std::to_string(i));
+    EXPECT_EQ(lines_of(r.out), want);
+    auto err = lines_of(r.err);
+    ASSERT_EQ(err.size(), 3u) << r.err;
+    // The failure lines in input order too, then the summary.
+    EXPECT_NE(err[0].find("line 4 (3)"), std::string::npos) << r.err;
+    EXPECT_NE(err[1].find("line 7 (6)"), std::string::npos) << r.err;
+    EXPECT_EQ(err[2], "drover: parallel: 8 jobs: 6 succeeded, 2 failed (exit status 2)");
+    // --json too; and without -k the same run finishes (and prints) out of order.
+    auto j = parallel(input, "-j 8 -k --json " + job);
+    auto jl = lines_of(j.out);
+    ASSERT_EQ(jl.size(), 8u) << j.err;
+    for (std::size_t i = 0; i < jl.size(); ++i) EXPECT_EQ(nlohmann::json::parse(jl[i])["input"], std::to_string(i));
+    auto unordered = parallel(input, "-j 8 " + job);
+    EXPECT_NE(lines_of(unordered.out), want) << "the jobs did not finish out of order: -k was not tested";
+    // A run where all succeed and no bar is shown ends silently.
+    auto ok = parallel("a\nb\n", "-k -- true");
+    EXPECT_EQ(ok.code, 0);
+    EXPECT_EQ(ok.err, "");
+}
+
 TEST(parallel_cli, json_gives_one_result_per_input_line) {
     auto r = parallel("a\nb\nc\n", "-j 2 --json -- sh -c 'echo out-$0; echo err-$0 >&2; [ $0 != b ]' {}");
     EXPECT_EQ(r.code, 1) << r.err;
@@ -100,13 +130,13 @@ TEST(parallel_cli, output_past_the_limit_is_cut_with_a_marker) {
     EXPECT_LT(r.out.size(), 1100u);
 }
 
-TEST(parallel_cli, bad_flags_give_one_line_and_exit_2) {
+TEST(parallel_cli, bad_flags_give_one_line_and_exit_255) {
     auto r = parallel("x\n", "--jobs 0 -- true");
-    EXPECT_EQ(r.code, 2);
+    EXPECT_EQ(r.code, 255);
     EXPECT_EQ(lines_of(r.err).size(), 1u) << r.err;
     EXPECT_EQ(r.err.rfind("drover: ", 0), 0u) << r.err;
     r = parallel("x\n", "--hostname h -- true");
-    EXPECT_EQ(r.code, 2);
+    EXPECT_EQ(r.code, 255);
     EXPECT_NE(r.err.find("uts"), std::string::npos) << r.err;
     EXPECT_TRUE(r.out.empty());
 }

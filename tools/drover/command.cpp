@@ -2,11 +2,38 @@
 #include "command.hpp"
 
 #include <cstdio>
+#include <map>
+#include <string_view>
 
 namespace drover::cli {
 
 void print_error(const std::string& what) {
     std::fprintf(stderr, "drover: %s\n", what.c_str());
+}
+
+void name_option_values(CLI::App& app) {
+    // What each option's value is, as help and the man pages show it ("--uid UID", not
+    // CLI11's "--uid TEXT").
+    static const std::map<std::string_view, std::string_view> names = {
+        {"--json-status-fd", "FD"}, {"--uid", "UID"}, {"--gid", "GID"},
+        {"--map-user", "INNER:OUTER:COUNT"}, {"--map-group", "INNER:OUTER:COUNT"}, {"--hostname", "NAME"},
+        {"--domainname", "NAME"}, {"--root", "DIR"}, {"--bind", "SRC[:DST]"}, {"--ro-bind", "SRC[:DST]"},
+        {"--dev-bind", "SRC[:DST]"}, {"--bind-try", "SRC[:DST]"}, {"--ro-bind-try", "SRC[:DST]"},
+        {"--dev-bind-try", "SRC[:DST]"}, {"--tmpfs", "DST[:OPTIONS]"}, {"--dev", "DST"}, {"--proc", "DST"},
+        {"--dir", "DST"}, {"--symlink", "TEXT:DST"}, {"--file", "FD:DST"}, {"--remount-ro", "DST"},
+        {"--cap-drop", "CAPS"}, {"--cap-add", "CAPS"}, {"--seccomp", "POLICY"}, {"--seccomp-fd", "FD"},
+        {"--monotonic", "SECONDS"}, {"--boottime", "SECONDS"}, {"--setenv", "NAME=VALUE"}, {"--unsetenv", "NAME"},
+        {"--chdir", "DIR"}, {"--rlimit", "NAME=SOFT[:HARD]"}, {"--timeout", "DURATION"},
+        {"--timeout-signal", "SIGNAL"}, {"--kill-after", "DURATION"}, {"--cpu-time", "DURATION"},
+        {"--memory-max", "SIZE"}, {"--pids-max", "N"}, {"--cpu", "SHARE"}, {"--max-output", "SIZE"},
+        {"--shard", "K/N"}, {"--resume", "FILE"}, {"--stop-grace", "DURATION"}, {"--socket", "PATH"},
+        {"--userns", "auto|own"}, {"--on-max-output", "truncate|kill"}, {"--shard-by", "line|hash"}};
+    for (CLI::Option* o : app.get_options()) {
+        if (o->get_type_name() != "TEXT" && o->get_type_name().rfind("TEXT:", 0) != 0) continue;
+        std::string name = o->get_lnames().empty() ? o->get_name() : "--" + o->get_lnames().front();
+        if (auto it = names.find(name); it != names.end()) o->type_name(std::string(it->second));
+    }
+    for (CLI::App* sub : app.get_subcommands({})) name_option_values(*sub);
 }
 
 }  // namespace drover::cli

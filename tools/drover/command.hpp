@@ -45,6 +45,16 @@ ctl_reading read_ctl_answer(std::string_view answer, const std::string& path, bo
 
 /// Exit code for bad usage (flags, impossible specs): nothing was started.
 inline constexpr int usage_exit = 2;
+/// `drover parallel`'s: its 1-101 count failed jobs (GNU parallel's convention), so bad
+/// usage takes the code GNU parallel gives other errors.
+inline constexpr int parallel_usage_exit = 255;
+inline int usage_exit_of(std::string_view command) {
+    return command == "parallel" ? parallel_usage_exit : usage_exit;
+}
+
+/// Gives the options of `app` and its subcommands that CLI11 would show as TEXT the name
+/// of what they take (UID, SRC[:DST], DURATION), for help and the man pages.
+void name_option_values(CLI::App& app);
 
 /// Prints "drover: <what>" on stderr.
 void print_error(const std::string& what);

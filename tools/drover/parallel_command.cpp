@@ -41,6 +41,7 @@ struct parallel_options {
     ns_options ns;
     std::size_t jobs = 0;
     bool json = false;
+    bool keep_order = false;
     bool progress = false;
     bool no_progress = false;
     std::string max_output = "16M";
@@ -282,7 +283,7 @@ std::string check_parallel(const parallel_options& o) {
         translate(o, false, tmpl, limits);
         return validate(tmpl);
     } catch (const spec_error& e) {
-        return e.what();
+        return o.ns.in_flag_terms(e.what());
     }
 }
 
@@ -327,8 +328,8 @@ int parallel_main(const parallel_options& o) {
             warm = std::make_unique<warm_pool>(check, wo);
         }
     } catch (const spec_error& e) {
-        print_error(std::string("parallel: ") + e.what());
-        return usage_exit;
+        print_error("parallel: " + o.ns.in_flag_terms(e.what()));
+        return parallel_usage_exit;
     }
     raise_nofile_limit();
     std::size_t jobs = o.jobs ? o.jobs : std::max(1u, std::thread::hardware_concurrency());
@@ -359,6 +360,19 @@ int parallel_main(const parallel_options& o) {
     auto draw = [&] {
         bar.draw(done, read_lines, input_done, failed, pool->stats().live, throttle_text);
     };
+    auto print = [&](const job_result& r, const record_context& rc) {
+        if (o.json) {
+            write_all(stdout, to_json(r, rc).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
+            return;
+        }
+        write_all(stdout, r.out);
+        write_all(stderr, r.err);
+        if (!r.ok() && !stopped_by)
+            std::fprintf(stderr, "drover: parallel: line %llu (%s): %s\n", static_cast<unsigned long long>(rc.line),
+                         r.tag.c_str(), describe(r).c_str());
+    };
+    std::map<std::size_t, std::pair<job_result, record_context>> held;  // --keep-order
+    std::size_t next_to_print = 0;
     auto on_done = [&](job_result r) {
         ++done;
         if (r.outcome.why == verdict::cancelled) ++cancelled;
@@ -373,14 +387,16 @@ int parallel_main(const parallel_options& o) {
         // What ran while the run was being stopped and did not succeed may have been cut
         // short by it: --resume runs it again.
         rc.interrupted = stopped_by != 0 && !r.ok();
-        if (o.json) {
-            write_all(stdout, to_json(r, rc).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
+        if (!o.keep_order) {
+            print(r, rc);
         } else {
-            write_all(stdout, r.out);
-            write_all(stderr, r.err);
-            if (!r.ok() && !stopped_by)
-                std::fprintf(stderr, "drover: parallel: line %llu (%s): %s\n",
-                             static_cast<unsigned long long>(rc.line), r.tag.c_str(), describe(r).c_str());
+            // --keep-order: a result waits here until every job submitted before it has been
+            // printed (its output is held in memory meanwhile, at most --max-output a stream).
+            held.emplace(r.index, std::make_pair(std::move(r), rc));
+            for (auto it = held.begin(); it != held.end() && it->first == next_to_print; it = held.erase(it)) {
+                print(it->second.first, it->second.second);
+                ++next_to_print;
+            }
         }
         room.cancel();
         draw();
@@ -396,7 +412,7 @@ int parallel_main(const parallel_options& o) {
         } catch (const spec_error& e) {
             // A line made a command the spec rejects: nothing more starts.
             print_error(std::string("parallel: ") + e.what());
-            if (!code) code = usage_exit;
+            if (!code) code = parallel_usage_exit;
             pool->cancel_queued();
             pool->close();
         } catch (const std::exception& e) {
@@ -509,7 +525,13 @@ int parallel_main(const parallel_options& o) {
                      signal_name(stopped_by).c_str(), done - cancelled, failed, cancelled);
         return 128 + stopped_by;
     }
-    return code ? code : summary_exit_code(failed);
+    if (code) return code;
+    // One line at the end for a person watching (a progress bar was shown) or when jobs
+    // failed: how many ran, how many failed, and the exit status that says so.
+    if (show_progress || failed)
+        std::fprintf(stderr, "drover: parallel: %zu jobs: %zu succeeded, %zu failed (exit status %d)\n", done,
+                     done - failed - cancelled, failed, summary_exit_code(failed));
+    return summary_exit_code(failed);
 }
 
 }  // namespace
@@ -519,11 +541,15 @@ command_main add_parallel_command(CLI::App& app, command_check* check) {
     CLI::App* p = app.add_subcommand(
         "parallel",
         "Run a command once per stdin line, N at a time ({} is the line). Exit status: 0 all "
-        "jobs succeeded, 1-100 that many failed, 101 more than 100 failed, 2 also for bad usage");
+        "jobs succeeded, 1-100 that many failed, 101 more than 100 failed, 125 drover failed, 128+N stopped by "
+        "signal N, 255 bad usage (nothing started)");
     p->add_option("-j,--jobs", o->jobs, "jobs at once, 1 to 1048576 (default: number of CPUs)")
         ->type_name("N")
         ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 20).description(""));
     p->add_flag("--json", o->json, "one JSON line per job: input, status, timings, stdout, stderr");
+    p->add_flag("-k,--keep-order", o->keep_order,
+                "print each job's output (or JSON line) in input order, not as jobs finish; a finished job's "
+                "output waits in memory for the jobs before it");
     p->add_option("--max-output", o->max_output,
                   "bytes kept per job and stream (64K, 16M); more is dropped with a marker (default 16M)");
     p->add_option("--on-max-output", o->on_max_output,
