@@ -312,9 +312,11 @@ void run_matrix(const bench_config& cfg, bench_report& report, const progress_fn
                 }
                 if (d.method == clone_method::vfork) ++cs.vfork_spawns;
                 cs.drover.push_back(d.total);
+                // Here "prepare" is all of the wall clock that is not a kernel-side stage: the
+                // library's own prepare stage and the return paths after the reap.
                 auto a = d.stages.as_array();
-                cs.stages[0].push_back(std::max<std::int64_t>(0, d.total - d.stages.total));
-                for (std::size_t k = 0; k < a.size(); ++k) cs.stages[k + 1].push_back(a[k]);
+                cs.stages[0].push_back(std::max<std::int64_t>(0, d.total - (d.stages.total - d.stages.prepare)));
+                for (std::size_t k = 1; k < a.size(); ++k) cs.stages[k].push_back(a[k]);
                 return;
             }
             case runner::floor:

@@ -727,7 +727,9 @@ bool launch_warm(const prepared_spawn& p, std::unique_ptr<warm_set> set, launche
 
 }  // namespace
 
-bool launch(const prepared_spawn& p, launched_child& child, spawn_failure& failure, const launch_extras& extras) {
+namespace {
+
+bool launch_any(const prepared_spawn& p, launched_child& child, spawn_failure& failure, const launch_extras& extras) {
     child = launched_child{};
     if (extras.warm) {
         const prepared_data& pool = extras.warm->spec().data();
@@ -745,6 +747,17 @@ bool launch(const prepared_spawn& p, launched_child& child, spawn_failure& failu
         }
     }
     return launch_child(p, child, failure, extras, -1);
+}
+
+}  // namespace
+
+bool launch(const prepared_spawn& p, launched_child& child, spawn_failure& failure, const launch_extras& extras) {
+    // The "prepare" stage: what drover does before clone3 (pipes, the launch frame, a warm
+    // set's checks) is drover's own cost, timed like the kernel's stages.
+    const std::int64_t start = sys::monotonic_ns();
+    bool ok = launch_any(p, child, failure, extras);
+    if (ok) child.timings.launch_start = start;
+    return ok;
 }
 
 namespace {

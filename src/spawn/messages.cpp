@@ -232,17 +232,18 @@ std::string exit_status::str() const {
 
 stage_durations spawn_timings::durations() const noexcept {
     // The timeline in stage order; a missing point (0) takes the one before it.
-    std::array<std::int64_t, 7> t = {clone_start,  clone_end,     maps_written, setup_done,
-                                     exec_done,    exit_observed, reaped};
+    std::array<std::int64_t, 8> t = {launch_start ? launch_start : clone_start,
+                                     clone_start, clone_end, maps_written, setup_done, exec_done, exit_observed, reaped};
     for (std::size_t i = 1; i < t.size(); ++i) t[i] = std::max(t[i], t[i - 1]);
     stage_durations d;
-    d.clone = t[1] - t[0];
-    d.id_maps = t[2] - t[1];
-    d.setup = t[3] - t[2];
-    d.exec = t[4] - t[3];
-    d.run = t[5] - t[4];
-    d.reap = t[6] - t[5];
-    d.total = t[6] - t[0];
+    d.prepare = t[1] - t[0];
+    d.clone = t[2] - t[1];
+    d.id_maps = t[3] - t[2];
+    d.setup = t[4] - t[3];
+    d.exec = t[5] - t[4];
+    d.run = t[6] - t[5];
+    d.reap = t[7] - t[6];
+    d.total = t[7] - t[0];
     return d;
 }
 

@@ -7,22 +7,27 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "bench/stats.hpp"
 #include "drover/spawn/namespaces.hpp"
+#include "drover/spawn/timings.hpp"
 
 namespace drover::bench {
 
 /// Failure reasons and how often each happened. Empty: none.
 using failure_counts = std::map<std::string, std::size_t>;
 
-/// The per-stage names, in order: "prepare" is drover's work before clone3 (pipes, the
-/// launch frame) plus its return paths — the wall-clock total minus spawn_timings' total —
-/// then the stages of spawn_timings::durations().
+/// The per-stage names, in order: stage_durations::names, the library's. In the bench
+/// "prepare" is drover's work before clone3 (pipes, the launch frame) plus its return paths:
+/// the wall-clock total minus the six kernel-side stages.
 inline constexpr std::size_t stage_count = 7;
 inline constexpr std::array<const char*, stage_count> stage_names = {
     "prepare", "clone", "id_maps", "setup", "exec", "run", "reap"};
+static_assert(stage_count == stage_durations::names.size());
+static_assert(std::string_view(stage_names[0]) == stage_durations::names[0] &&
+              std::string_view(stage_names[6]) == stage_durations::names[6]);
 
 /// One namespace combination: drover and the raw floors, side by side (docs/bench.md).
 struct combo_result {

@@ -9,24 +9,28 @@ namespace drover {
 
 /// Stage durations in nanoseconds, in order; their sum is `total`.
 struct stage_durations {
+    std::int64_t prepare = 0;  ///< launch entered -> clone3 entered (pipes, the launch frame)
     std::int64_t clone = 0;    ///< clone3 entered -> returned in the parent
     std::int64_t id_maps = 0;  ///< writing uid_map/setgroups/gid_map (0 without user)
     std::int64_t setup = 0;    ///< the child's own setup, until just before execve
     std::int64_t exec = 0;     ///< execve -> the parent saw it succeed (EOF on the report pipe)
     std::int64_t run = 0;      ///< exec -> the exit was observed (pidfd readable)
     std::int64_t reap = 0;     ///< observed -> reaped with waitid
-    std::int64_t total = 0;    ///< clone3 entered -> reaped
+    std::int64_t total = 0;    ///< launch entered -> reaped
 
-    static constexpr std::array<std::string_view, 6> names = {"clone", "id_maps", "setup",
-                                                              "exec",  "run",     "reap"};
-    [[nodiscard]] std::array<std::int64_t, 6> as_array() const noexcept {
-        return {clone, id_maps, setup, exec, run, reap};
+    /// The one vocabulary of stages: `drover run --timing`, the JSON results, the supervisor
+    /// and `drover bench` all use these names in this order.
+    static constexpr std::array<std::string_view, 7> names = {"prepare", "clone", "id_maps", "setup",
+                                                              "exec",    "run",   "reap"};
+    [[nodiscard]] std::array<std::int64_t, 7> as_array() const noexcept {
+        return {prepare, clone, id_maps, setup, exec, run, reap};
     }
 };
 
 /// Timestamps (ns, CLOCK_MONOTONIC of the parent; 0 = not reached). The child's own two
 /// are read before execve, hence before a new time namespace takes effect.
 struct spawn_timings {
+    std::int64_t launch_start = 0;   ///< parent: launch() entered (0: not recorded)
     std::int64_t clone_start = 0;    ///< parent: about to call clone3
     std::int64_t clone_end = 0;      ///< parent: clone3 returned
     std::int64_t maps_written = 0;   ///< parent: id maps written and the child released
