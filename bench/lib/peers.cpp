@@ -13,6 +13,7 @@
 #include "bench/floor.hpp"
 #include "bench/runner.hpp"
 #include "drover/spawn/launch.hpp"
+#include "drover/sys/path.hpp"
 
 namespace drover::bench {
 
@@ -21,20 +22,6 @@ namespace {
 namespace fs = std::filesystem;
 
 constexpr namespace_set sandbox_set{ns::user, ns::pid, ns::mnt, ns::uts, ns::ipc, ns::net};
-
-std::string find_in_path(const std::string& name) {
-    const char* path = std::getenv("PATH");
-    std::string p = path ? path : "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-    std::size_t begin = 0;
-    while (begin <= p.size()) {
-        std::size_t end = p.find(':', begin);
-        if (end == std::string::npos) end = p.size();
-        std::string candidate = p.substr(begin, end - begin) + "/" + name;
-        if (end > begin && ::access(candidate.c_str(), X_OK) == 0) return candidate;
-        begin = end + 1;
-    }
-    return {};
-}
 
 // Runs `argv` once with stderr captured: the reason a peer refuses, if it does.
 std::string probe(const std::vector<std::string>& argv) {
@@ -135,18 +122,18 @@ void run_peers(const bench_config& cfg, bench_report& report, const progress_fn&
         c.result.note = std::move(note);
         peers.push_back(std::move(c));
     };
-    std::string unshare = find_in_path("unshare");
+    std::string unshare = sys::find_in_path("unshare");
     add_peer(
         "unshare",
         {unshare, "--user", "--map-root-user", "--pid", "--fork", "--mount", "--mount-proc",
          "--uts", "--ipc", "--net", program},
         unshare.empty() ? "not installed" : "leaves lo down (unshare(1) has no option for it)");
-    std::string bwrap = find_in_path("bwrap");
+    std::string bwrap = sys::find_in_path("bwrap");
     add_peer("bwrap",
              {bwrap, "--unshare-all", "--unshare-user", "--dev-bind", "/", "/", "--proc", "/proc",
               program},
              bwrap.empty() ? "not installed" : "--unshare-all adds a cgroup namespace; lo up");
-    std::string runc = find_in_path("runc");
+    std::string runc = sys::find_in_path("runc");
     std::string helper = static_helper_path();
     std::optional<runc_bundle> bundle;
     std::string runc_note = "static helper as /true in a one-file rootfs; fresh /proc; lo down";

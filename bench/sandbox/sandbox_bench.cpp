@@ -30,6 +30,7 @@
 #include "drover/spawn/seccomp.hpp"
 #include "drover/spawn/spawn_spec.hpp"
 #include "drover/spawn/warm.hpp"
+#include "drover/sys/path.hpp"
 #include "drover/sys/unique_fd.hpp"
 
 using namespace drover;
@@ -85,20 +86,6 @@ struct sample_record {
     stage_durations stages;
     clone_method method = clone_method::fork;
 };
-
-std::string find_in_path(const std::string& name) {
-    const char* path = std::getenv("PATH");
-    std::string p = path ? path : "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-    std::size_t begin = 0;
-    while (begin <= p.size()) {
-        std::size_t end = p.find(':', begin);
-        if (end == std::string::npos) end = p.size();
-        std::string candidate = p.substr(begin, end - begin) + "/" + name;
-        if (end > begin && ::access(candidate.c_str(), X_OK) == 0) return candidate;
-        begin = end + 1;
-    }
-    return {};
-}
 
 std::string loadavg() {
     std::ifstream in("/proc/loadavg");
@@ -443,7 +430,7 @@ int main(int argc, char** argv) {
 
     std::string memfd_error;
     sys::unique_fd bpf = filter_memfd(filter->bytes(), memfd_error);
-    if (o.bwrap.empty()) o.bwrap = find_in_path("bwrap");
+    if (o.bwrap.empty()) o.bwrap = sys::find_in_path("bwrap");
 
     std::vector<variant> variants;
     auto add = [&](std::string key, std::string label, std::string what, bool diagnostic, spawn_spec spec) {

@@ -80,6 +80,11 @@ void check(const child_ctx& c, child_stage stage, unsigned index, bool ok) noexc
     if (!ok) fail(c, stage, index, errno);
 }
 
+// The same for a call through sys/, which reports its errno as an error_code.
+void check(const child_ctx& c, child_stage stage, unsigned index, std::error_code ec) noexcept {
+    if (ec) fail(c, stage, index, ec.value());
+}
+
 constexpr int CAP_SETPCAP_NR = 8;
 
 bool has_setpcap() noexcept {
@@ -174,7 +179,7 @@ void mounts(const child_ctx& c) noexcept {
     injection_point(c, child_stage::mount_private);
     if (c.p.make_private)
         check(c, child_stage::mount_private, 0,
-              ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) == 0);
+              sys::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr));
     if (!c.p.fs_steps.empty()) {
         unsigned failed = 0;
         if (int e = run_fs_captures(c.p, c.fs_slots, failed))
@@ -183,7 +188,7 @@ void mounts(const child_ctx& c) noexcept {
     injection_point(c, child_stage::mount_proc);
     if (c.p.mount_proc)
         check(c, child_stage::mount_proc, 0,
-              ::mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) == 0);
+              sys::mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr));
     injection_point(c, child_stage::bind_mount);
     injection_point(c, child_stage::remount_ro);
     injection_point(c, child_stage::tmpfs);
@@ -192,16 +197,16 @@ void mounts(const child_ctx& c) noexcept {
         const char* target = m.target.c_str();
         if (m.what == mount_op::kind::bind) {
             check(c, child_stage::bind_mount, i,
-                  ::mount(m.source.c_str(), target, nullptr, MS_BIND | MS_REC, nullptr) == 0);
+                  sys::mount(m.source.c_str(), target, nullptr, MS_BIND | MS_REC, nullptr));
             if (m.read_only) {
                 unsigned long flags = MS_BIND | MS_REMOUNT | MS_RDONLY | locked_flags(target);
                 check(c, child_stage::remount_ro, i,
-                      ::mount(nullptr, target, nullptr, flags, nullptr) == 0);
+                      sys::mount(nullptr, target, nullptr, flags, nullptr));
             }
         } else {
             const char* data = m.data.empty() ? nullptr : m.data.c_str();
             check(c, child_stage::tmpfs, i,
-                  ::mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, data) == 0);
+                  sys::mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, data));
         }
         ++i;
     }
@@ -246,7 +251,7 @@ void time_namespace(const child_ctx& c) noexcept {
     injection_point(c, child_stage::time_ns);
     injection_point(c, child_stage::time_offsets);
     if (!c.p.unshare_time) return;
-    check(c, child_stage::time_ns, 0, ::unshare(CLONE_NEWTIME) == 0);
+    check(c, child_stage::time_ns, 0, sys::unshare(CLONE_NEWTIME));
     int fd = raw_open("/proc/self/timens_offsets", O_WRONLY | O_CLOEXEC);
     check(c, child_stage::time_offsets, 0, fd >= 0);
     const std::string& t = c.p.time_offsets_text;
@@ -522,12 +527,12 @@ void signals(const child_ctx& c) noexcept {
 [[noreturn]] void run_warm_job(child_ctx& c) noexcept {
     join_cgroups(c);
     if (c.p.spec.namespaces.has(ns::cgroup))
-        check(c, child_stage::enter_set, 1, ::unshare(CLONE_NEWCGROUP) == 0);
+        check(c, child_stage::enter_set, 1, sys::unshare(CLONE_NEWCGROUP));
     injection_point(c, child_stage::mount_proc);
     unsigned i = 0;
     for (const std::string& t : c.p.proc_targets)
         check(c, child_stage::mount_proc, i++,
-              ::mount("proc", t.c_str(), "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) == 0);
+              sys::mount("proc", t.c_str(), "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr));
     set_ids(c);
     process_attributes(c);
     limits(c);

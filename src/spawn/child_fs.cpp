@@ -93,20 +93,17 @@ int step(const fs_step& s, int* slots) noexcept {
     int captured = s.slot >= 0 ? slots[s.slot] : -1;
     switch (s.what) {
         case k::mount:
-            if (::mount(s.a.empty() ? s.fstype.c_str() : s.a.c_str(), s.b.c_str(), s.fstype.c_str(), s.flags,
-                        s.data.empty() ? nullptr : s.data.c_str()) != 0)
-                return errno;
-            return 0;
+            return err_of(sys::mount(s.a.empty() ? s.fstype.c_str() : s.a.c_str(), s.b.c_str(), s.fstype.c_str(),
+                                     s.flags, s.data.empty() ? nullptr : s.data.c_str()));
         case k::bind:
-            if (::mount(s.a.c_str(), s.b.c_str(), nullptr, MS_BIND | s.flags, nullptr) != 0) return errno;
-            return 0;
+            return err_of(sys::mount(s.a.c_str(), s.b.c_str(), nullptr, MS_BIND | s.flags, nullptr));
         case k::setattr: {
             if (captured >= 0)  // a detached tree: set its flags before it is attached
                 return err_of(sys::mount_setattr(captured, "", s.attr_flags | AT_EMPTY_PATH, s.attr_set, 0));
             int e = err_of(sys::mount_setattr(AT_FDCWD, s.b.c_str(), s.attr_flags, s.attr_set, 0));
             if (e != ENOSYS) return e;
             // Linux < 5.12: the top mount only, keeping the flags the kernel locked on it.
-            return ::mount(nullptr, s.b.c_str(), nullptr, MS_BIND | MS_REMOUNT | s.flags, nullptr) == 0 ? 0 : errno;
+            return err_of(sys::mount(nullptr, s.b.c_str(), nullptr, MS_BIND | MS_REMOUNT | s.flags, nullptr));
         }
         case k::mkdir:
             return mkdir_ok(s.b.c_str(), s.mode);
@@ -122,11 +119,11 @@ int step(const fs_step& s, int* slots) noexcept {
             // pivot_root(2)'s own recipe: with new and old root the same directory, the old
             // root ends up mounted on top of the new one, and is detached at once.
             if (::chdir(s.b.c_str()) != 0) return errno;
-            if (::syscall(SYS_pivot_root, ".", ".") != 0) return errno;
-            if (::umount2(".", MNT_DETACH) != 0) return errno;
+            if (int e = err_of(sys::pivot_root(".", "."))) return e;
+            if (int e = err_of(sys::umount2(".", MNT_DETACH))) return e;
             return ::chdir("/") == 0 ? 0 : errno;
         case k::umount:
-            return ::umount2(s.b.c_str(), MNT_DETACH) == 0 ? 0 : errno;
+            return err_of(sys::umount2(s.b.c_str(), MNT_DETACH));
         case k::capture: {
             long fd = ::syscall(nr_open_tree, AT_FDCWD, s.a.c_str(), open_tree_clone | AT_RECURSIVE | O_CLOEXEC);
             if (fd < 0) return errno;

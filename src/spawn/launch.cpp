@@ -28,6 +28,7 @@
 
 #include "drover/spawn/id_pool.hpp"
 #include "drover/spawn/warm.hpp"
+#include "drover/sys/path.hpp"
 #include "drover/sys/syscalls.hpp"
 #include "plan.hpp"
 
@@ -70,20 +71,7 @@ void prepare_exec(prepared_data& d) {
     if (!s.init_program.empty()) {
         argv.insert(argv.begin(), {s.init_program, "init", "--"});
     }
-    const std::string& name = argv.front();
-    if (name.find('/') != std::string::npos) {
-        d.candidates.push_back(name);
-    } else {
-        std::string path = s.env.lookup("PATH", environ).value_or(default_path);
-        std::size_t begin = 0;
-        while (begin <= path.size()) {
-            std::size_t end = path.find(':', begin);
-            if (end == std::string::npos) end = path.size();
-            std::string dir = path.substr(begin, end - begin);
-            d.candidates.push_back((dir.empty() ? std::string(".") : dir) + '/' + name);
-            begin = end + 1;
-        }
-    }
+    d.candidates = sys::path_candidates(s.env.lookup("PATH", environ).value_or(default_path), argv.front());
     for (const std::string& c : d.candidates) d.candidate_ptrs.push_back(c.c_str());
     d.argv_storage = std::move(argv);
     for (std::string& a : d.argv_storage) d.argv_ptrs.push_back(a.data());

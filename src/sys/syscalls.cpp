@@ -7,7 +7,6 @@
 #include <sys/mount.h>
 #include <linux/capability.h>
 #include <linux/seccomp.h>
-#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -193,11 +192,6 @@ std::error_code pivot_root(const char* new_root, const char* put_old) noexcept {
 
 std::error_code close_range(unsigned first, unsigned last, unsigned flags) noexcept {
     return check(::syscall(SYS_close_range, first, last, flags));
-}
-
-std::error_code prctl(int option, unsigned long a2, unsigned long a3, unsigned long a4,
-                      unsigned long a5) noexcept {
-    return check(::prctl(option, a2, a3, a4, a5));
 }
 
 namespace {

@@ -15,6 +15,8 @@
 #include <sstream>
 #include <vector>
 
+#include "drover/sys/path.hpp"
+
 extern char** environ;
 
 namespace drover::cli {
@@ -57,18 +59,7 @@ bool capture(const std::vector<std::string>& args, std::string& out, std::size_t
 
 }  // namespace
 
-std::string find_perf() {
-    const char* path = std::getenv("PATH");
-    std::string dirs = path && *path ? path : "/usr/local/bin:/usr/bin:/bin";
-    std::size_t begin = 0;
-    while (begin <= dirs.size()) {
-        std::size_t end = std::min(dirs.find(':', begin), dirs.size());
-        std::string candidate = dirs.substr(begin, end - begin) + "/perf";
-        if (end > begin && ::access(candidate.c_str(), X_OK) == 0) return candidate;
-        begin = end + 1;
-    }
-    return {};
-}
+std::string find_perf() { return sys::find_in_path("perf"); }
 
 perf_session::~perf_session() {
     if (ctl_ >= 0) ::close(ctl_);

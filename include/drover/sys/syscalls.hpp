@@ -90,10 +90,6 @@ std::error_code pivot_root(const char* new_root, const char* put_old) noexcept;
 /// close_range(2); with CLOSE_RANGE_CLOEXEC marks instead of closing. Async-signal-safe.
 std::error_code close_range(unsigned first, unsigned last, unsigned flags) noexcept;
 
-/// prctl(2) with up to four arguments. Async-signal-safe.
-std::error_code prctl(int option, unsigned long a2 = 0, unsigned long a3 = 0,
-                      unsigned long a4 = 0, unsigned long a5 = 0) noexcept;
-
 /// mount_setattr(2) (Linux >= 5.12): sets and clears MOUNT_ATTR_* on the mount at `path`
 /// (relative to `dirfd`), with AT_RECURSIVE in `flags` on every mount below it too.
 /// Async-signal-safe (raw syscall, no errno: the error is returned).
