@@ -12,6 +12,7 @@
 #include <asio/local/stream_protocol.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/write.hpp>
+#include <fmt/format.h>
 #include <cctype>
 #include <charconv>
 #include <cstdio>
@@ -33,11 +34,22 @@ using asio::local::stream_protocol;
 
 namespace {
 
+// User text quoted in a one-line error: control bytes as \xNN, at most 64 bytes shown.
+std::string quoted(std::string_view text) {
+    std::string out = "'";
+    for (char c : text.substr(0, 64)) {
+        auto u = static_cast<unsigned char>(c);
+        if (u < 0x20 || u == 0x7f) out += fmt::format("\\x{:02x}", u);
+        else out += c;
+    }
+    return out + (text.size() > 64 ? "...'" : "'");
+}
+
 std::uint16_t parse_port(std::string_view text) {
     unsigned value = 0;
     auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
     if (text.empty() || ec != std::errc{} || end != text.data() + text.size() || value > 65535)
-        throw std::invalid_argument("port '" + std::string(text) + "' is not a number from 0 to 65535");
+        throw std::invalid_argument("port " + quoted(text) + " is not a number from 0 to 65535");
     return static_cast<std::uint16_t>(value);
 }
 
@@ -129,13 +141,16 @@ metrics_address parse_metrics_address(std::string_view text) {
     metrics_address a;
     a.port = parse_port(port);
     a.host = host == "localhost" ? "127.0.0.1" : std::string(host);
+    // A zone index ("::1%lo") names an interface, which loopback does not need.
+    if (host.find('%') != std::string_view::npos) throw std::invalid_argument(quoted(host) + " has a zone index: use [::1]");
     std::error_code ec;
     asio::ip::address ip = asio::ip::make_address(a.host, ec);
-    if (ec) throw std::invalid_argument("'" + std::string(host) + "' is not an IP address or localhost");
+    if (ec) throw std::invalid_argument(quoted(host) + " is not an IP address or localhost");
     if (!ip.is_loopback())
-        throw std::invalid_argument("'" + std::string(host) +
-                                    "' is not a loopback address (metrics are served on 127.0.0.1, [::1], localhost or "
+        throw std::invalid_argument(quoted(host) +
+                                    " is not a loopback address (metrics are served on 127.0.0.1, [::1], localhost or "
                                     "a unix socket only: they have no authentication)");
+    a.host = ip.to_string();  // canonical ("::0:1" is "::1"), as logged and compared
     return a;
 }
 

@@ -193,7 +193,11 @@ int supervise_main(const supervise_options& o) {
         try {
             (void)sv::parse_metrics_address(o.metrics_listen);
         } catch (const std::invalid_argument& e) {
-            print_error("supervise: --metrics-listen '" + o.metrics_listen + "': " + e.what());
+            // The value echoed on one line: a control byte (a pasted newline) shows as '?'.
+            std::string shown = o.metrics_listen;
+            for (char& c : shown)
+                if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
+            print_error("supervise: --metrics-listen '" + shown + "': " + e.what());
             return usage_exit;
         }
     }

@@ -17,7 +17,7 @@ namespace drover::supervise {
 struct metrics_address {
     enum class kind : std::uint8_t { tcp, unix_socket };
     kind type = kind::tcp;
-    std::string host;        ///< tcp: "127.0.0.1" or "::1" (localhost is read as 127.0.0.1)
+    std::string host;        ///< tcp: a loopback address in canonical form (localhost: 127.0.0.1)
     std::uint16_t port = 0;  ///< tcp: 0 asks for any free port
     std::string path;        ///< unix_socket: the socket file
 };
