@@ -10,6 +10,7 @@
 #include <toml++/toml.h>
 
 #include "drover/spawn/units.hpp"
+#include "drover/supervise/metrics_http.hpp"
 
 namespace drover::supervise {
 
@@ -408,9 +409,20 @@ config parse_config(std::string_view text, const std::string& file, const config
         } else if (key == "supervisor") {
             if (!v.is_table()) fail(file, v, "supervisor", "expected a table [supervisor]");
             for (const auto& [sk, sv] : *v.as_table()) {
-                if (sk.str() != "control_socket") fail(file, sv, "supervisor." + std::string(sk.str()), "unknown field");
-                if (!sv.is_string()) fail(file, sv, "supervisor.control_socket", "expected a string");
-                c.control_socket = *sv.value<std::string>();
+                const std::string field = "supervisor." + std::string(sk.str());
+                if (sk.str() != "control_socket" && sk.str() != "metrics_listen") fail(file, sv, field, "unknown field");
+                if (!sv.is_string()) fail(file, sv, field, "expected a string");
+                if (sk.str() == "control_socket") {
+                    c.control_socket = *sv.value<std::string>();
+                    continue;
+                }
+                c.metrics_listen = *sv.value<std::string>();
+                // Checked here, so that a bad address is an error located in the file.
+                try {
+                    (void)parse_metrics_address(c.metrics_listen);
+                } catch (const std::invalid_argument& e) {
+                    fail(file, sv, field, e.what());
+                }
             }
         } else {
             fail(file, v, key, "unknown table or field: services go in [service.NAME], settings in [supervisor]");

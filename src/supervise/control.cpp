@@ -19,6 +19,7 @@
 
 #include "drover/process/asio.hpp"
 #include "drover/supervise/json.hpp"
+#include "drover/supervise/metrics.hpp"
 #include "drover/sys/result.hpp"
 #include "drover/sys/unique_fd.hpp"
 
@@ -75,6 +76,10 @@ control_command parse_control_request(std::string_view line) {
     control_command c;
     c.service = std::string(name);
     if (verb == "status" && name.empty()) return c;
+    if (verb == "metrics" && name.empty()) {
+        c.what = control_command::verb::metrics;
+        return c;
+    }
     if (!name.empty()) {
         if (verb == "start") c.what = control_command::verb::start;
         else if (verb == "stop") c.what = control_command::verb::stop;
@@ -82,7 +87,7 @@ control_command parse_control_request(std::string_view line) {
         if (c.what != control_command::verb::status) return c;
     }
     throw std::invalid_argument("unknown request '" + std::string(line) +
-                                "' (status, start NAME, stop NAME, restart NAME)");
+                                "' (status, metrics, start NAME, stop NAME, restart NAME)");
 }
 
 std::string control_answer_line(const nlohmann::json& answer) {
@@ -108,6 +113,11 @@ struct control_server::impl : std::enable_shared_from_this<impl> {
         try {
             control_command c = parse_control_request(line);
             const std::string& name = c.service;
+            if (c.what == control_command::verb::metrics) {
+                out["ok"] = true;
+                out["metrics"] = render_prometheus(sup.metrics());
+                co_return out;
+            }
             if (c.what != control_command::verb::status) {
                 if (!sup.has(name)) throw std::invalid_argument("no service named '" + name + "'");
                 if (c.what == control_command::verb::start) co_await sup.start_service(name);

@@ -10,6 +10,7 @@
 #include <asio/steady_timer.hpp>
 #include <asio/this_coro.hpp>
 #include <atomic>
+#include <chrono>
 #include <map>
 #include <set>
 #include <spdlog/logger.h>
@@ -20,6 +21,7 @@
 #include "drover/process/process.hpp"
 #include "drover/process/cgroup.hpp"
 #include "drover/process/cgroup_wait.hpp"
+#include "drover/spawn/spawn_error.hpp"
 #include "drover/sys/syscalls.hpp"
 #include "notify.hpp"
 
@@ -53,10 +55,12 @@ private:
 }  // namespace
 
 struct service_rt {
-    service_rt(asio::any_io_executor ex, service_spec s)
-        : spec(std::move(s)), tracker(spec.backoff, spec.intensity), wake(ex) {}
+    service_rt(asio::any_io_executor ex, service_spec s, std::shared_ptr<service_counters> c)
+        : spec(std::move(s)), counters(std::move(c)), tracker(spec.backoff, spec.intensity), wake(ex) {}
 
     service_spec spec;
+    // Kept by the supervisor by name: a service that reload replaces counts on.
+    std::shared_ptr<service_counters> counters;
     service_state state = service_state::stopped;
     bool want = false;     // meant to be running
     bool runner = false;   // a runner coroutine is active
@@ -138,6 +142,41 @@ struct supervisor::impl : std::enable_shared_from_this<impl> {
     notifier changed;
     std::mt19937_64 rng;
     bool shut = false;
+    // Metrics: counters by service name (they outlive a reload's replacement of a service),
+    // spawn latency by namespace set, and when this supervisor was made.
+    std::map<std::string, std::shared_ptr<service_counters>, std::less<>> counters;
+    std::map<std::string, latency_histogram> spawn_latency;
+    double started_unix = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+
+    std::shared_ptr<service_rt> make_service(service_spec spec) {
+        auto& c = counters[spec.name];
+        if (!c) c = std::make_shared<service_counters>();
+        return std::make_shared<service_rt>(ex, std::move(spec), c);
+    }
+
+    // Where a start failed, as the metrics name it: the spawn's stage, or "supervisor" for
+    // what drover prepared before the spawn (cgroup, notify socket).
+    static std::string failure_stage(const std::exception& e) {
+        if (const auto* se = dynamic_cast<const spawn_error*>(&e)) return std::string(stage_id(se->stage()));
+        if (dynamic_cast<const spec_error*>(&e)) return std::string(stage_id(child_stage::prepare));
+        return "supervisor";
+    }
+
+    // A run's spawn succeeded: counted, and its clone3 -> execve time observed.
+    void count_spawn(service_rt& s) {
+        ++s.counters->spawns;
+        const spawn_timings& t = s.proc->timings();
+        if (t.clone_start == 0 || t.exec_done < t.clone_start) return;
+        spawn_latency[s.spec.spawn.namespaces.str()].observe(static_cast<double>(t.exec_done - t.clone_start) / 1e9);
+    }
+
+    void count_exit(service_rt& s, const exit_status& st) {
+        auto& c = *s.counters;
+        if (st.success()) ++c.exits_success;
+        else if (st.signaled()) ++c.exits_signal;
+        else ++c.exits_code;
+        if (s.oom) ++c.oom_kills;
+    }
 
     std::shared_ptr<service_rt> find(std::string_view name) const {
         for (const auto& s : services)
@@ -187,6 +226,8 @@ struct supervisor::impl : std::enable_shared_from_this<impl> {
         try {
             line_reader lines(*stream, opt.max_line);
             while (auto line = co_await lines.next()) {
+                ++(err ? s->counters->stderr_lines : s->counters->stdout_lines);
+                (err ? s->counters->stderr_bytes : s->counters->stdout_bytes) += line->size();
                 if (err) log->warn("[{}] {}", s->spec.name, *line);
                 else log->info("[{}] {}", s->spec.name, *line);
             }
@@ -262,6 +303,7 @@ struct supervisor::impl : std::enable_shared_from_this<impl> {
             s->error = watchdog ? fmt::format("watchdog: no WATCHDOG=1 within {:g} s", std::chrono::duration<double>(spec.watchdog).count())
                                 : fmt::format("not ready within timeout_start_sec ({:g} s)",
                                               std::chrono::duration<double>(spec.start_timeout).count());
+            ++(watchdog ? s->counters->watchdog_kills : s->counters->start_timeout_kills);
             log->error("[{}] {}: killing it", spec.name, s->error);
             (void)s->proc->signal(watchdog ? SIGABRT : spec.stop_signal);
             auto kill_at = clock::now() + spec.stop_timeout;
@@ -335,6 +377,7 @@ struct supervisor::impl : std::enable_shared_from_this<impl> {
                     nsock.emplace(detail::open_notify_socket(own_net));
                 } catch (const std::exception& e) {
                     s->error = e.what();
+                    ++s->counters->spawn_failures["supervisor"];
                     log->error("[{}] cannot start: {}", s->spec.name, s->error);
                     co_return std::nullopt;
                 }
@@ -356,6 +399,7 @@ struct supervisor::impl : std::enable_shared_from_this<impl> {
             s->proc.emplace(co_await spawn(ex, std::move(spec)));
         } catch (const std::exception& e) {
             s->error = e.what();
+            ++s->counters->spawn_failures[failure_stage(e)];
             log->error("[{}] cannot start: {}", s->spec.name, s->error);
             co_return std::nullopt;
         }
@@ -367,6 +411,7 @@ struct supervisor::impl : std::enable_shared_from_this<impl> {
         }
         s->cg = &cg;
         s->error.clear();
+        count_spawn(*s);
         process& proc = *s->proc;
         log->info("[{}] started, pid {}", s->spec.name, proc.pid());
         if (proc.stdout_pipe()) {
@@ -418,6 +463,7 @@ struct supervisor::impl : std::enable_shared_from_this<impl> {
         s->cg = nullptr;
         s->proc.reset();
         s->last_exit = st;
+        count_exit(*s, st);
         // A failure is a warning, an ending by plan (exit 0, or the stop drover sent) is not.
         const bool expected = st.success() || (!s->want && st.signaled() && (st.signal() == s->spec.stop_signal ||
                                                                              st.signal() == SIGKILL));
@@ -458,6 +504,7 @@ struct supervisor::impl : std::enable_shared_from_this<impl> {
                     s->start_failures = 0;
                 }
                 if (!delay) {
+                    ++s->counters->restart_limit_hits;
                     s->want = false;
                     s->error = fmt::format("restart limit reached: more than {} restarts in {:g} s", s->spec.intensity.burst,
                                            std::chrono::duration<double>(s->spec.intensity.interval).count());
@@ -467,11 +514,13 @@ struct supervisor::impl : std::enable_shared_from_this<impl> {
                     break;
                 }
                 log->info("[{}] restarting in {:.3g} s", s->spec.name, std::chrono::duration<double>(*delay).count());
+                ++s->counters->backoffs;
                 set_state(*s, service_state::backoff);
                 s->wake.expires_after(*delay);
                 (void)co_await s->wake.async_wait(use_tuple);
                 if (!s->want) break;
                 ++s->restarts;
+                ++s->counters->restarts;
             }
         } catch (const std::exception& e) {
             s->want = false;
@@ -602,7 +651,7 @@ supervisor::~supervisor() { p_->shutdown_now(); }
 void supervisor::add(service_spec spec) {
     if (std::string e = validate(spec); !e.empty()) throw std::invalid_argument(spec.name + ": " + e);
     if (p_->find(spec.name)) throw std::invalid_argument(spec.name + ": a service with this name exists");
-    p_->services.push_back(std::make_shared<service_rt>(p_->ex, std::move(spec)));
+    p_->services.push_back(p_->make_service(std::move(spec)));
 }
 
 std::string supervisor::check() const {
@@ -686,7 +735,7 @@ awaitable<void> supervisor::reload(std::vector<service_spec> next) {
         } else {
             p_->log->info("[{}] added by reload", spec.name);
         }
-        auto fresh = std::make_shared<service_rt>(p_->ex, std::move(spec));
+        auto fresh = p_->make_service(std::move(spec));
         result.push_back(fresh);
         to_start.push_back(fresh);
     }
@@ -719,6 +768,15 @@ supervisor_status supervisor::status() const {
         out.services.push_back(std::move(st));
     }
     return out;
+}
+
+supervisor_metrics supervisor::metrics() const {
+    supervisor_metrics m;
+    m.version = DROVER_VERSION;
+    m.start_time_seconds = p_->started_unix;
+    m.spawn_latency = p_->spawn_latency;
+    for (const auto& s : p_->services) m.services.push_back({s->spec.name, s->state, s->proc.has_value(), *s->counters});
+    return m;
 }
 
 bool supervisor::has(std::string_view name) const { return p_->find(name) != nullptr; }

@@ -1,10 +1,12 @@
 // control_server_fuzz: the supervisor's end of the control protocol. A request line (as the
 // server reads it: up to the first newline, at most 4096 bytes) is parsed, answered with a
-// status that carries the requested name, and written as the answer line; `drover ctl` must
-// then be able to read that answer, whatever bytes the request had.
+// status that carries the requested name (or metrics text with it as a label value), and
+// written as the answer line; `drover ctl` must then be able to read that answer, whatever
+// bytes the request had.
 #include "command.hpp"
 #include "drover/supervise/control.hpp"
 #include "drover/supervise/json.hpp"
+#include "drover/supervise/metrics.hpp"
 #include "fuzz.hpp"
 
 using namespace drover;
@@ -16,10 +18,24 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     line = line.substr(0, line.find('\n'));
     nlohmann::json answer;
     bool status = false;
+    std::string metrics_text;
     try {
         control_command c = parse_control_request(line);
         status = c.what == control_command::verb::status;
-        expect(status == c.service.empty(), "a service name exactly with start, stop, restart");
+        const bool metrics = c.what == control_command::verb::metrics;
+        expect((status || metrics) == c.service.empty(), "a service name exactly with start, stop, restart");
+        if (metrics) {
+            supervisor_metrics m;
+            m.version = std::string(line);  // any bytes as a label value
+            metrics_text = render_prometheus(m);
+            answer = {{"ok", true}, {"metrics", metrics_text}};
+            std::string sent = control_answer_line(answer);
+            expect(sent.find('\n') == sent.size() - 1, "the answer is one line");
+            sent.pop_back();
+            cli::ctl_reading r = cli::read_ctl_metrics(sent, "fuzz.sock");
+            expect(r.error.empty(), "ctl reads every metrics answer the server writes");
+            return 0;
+        }
         supervisor_status st;
         st.cgroup_mode = "none";
         service_status s;

@@ -61,6 +61,8 @@ INSTANTIATE_TEST_SUITE_P(
         bad_case{"[service.web]\nrestart = \"always\"\n", 1, 1, "service.web", "missing field 'exec'"},
         bad_case{"[service.a]\nexec = \"x\"\nafter = \"b\"\n[service.b]\nexec = \"x\"\nafter = \"a\"\n", 3, 9, "service.a.after", "cycle"},
         bad_case{"[services.web]\nexec = \"x\"\n", 1, 1, "services", "unknown table"},
+        bad_case{"[supervisor]\nmetrics_listen = \"0.0.0.0:9100\"\n[service.web]\nexec = \"x\"\n", 2, 18,
+                 "supervisor.metrics_listen", "not a loopback address"},
         bad_case{"[service.web]\nexec = \"x\"\nrestart = \n", 3, 11, "", ""},  // TOML syntax
         // Numbers a person (or a fuzzer) types that must not wrap, clamp or crash.
         bad_case{"[service.web]\nexec = \"x\"\nkill_signal = \"99999999999\"\n", 3, 15, "service.web.kill_signal", "signal"},
@@ -100,6 +102,7 @@ TEST(ConfigFile, ReadingIsBounded) {
 TEST(Config, ReadsEveryField) {
     auto c = parse_config(R"([supervisor]
 control_socket = "/tmp/x.sock"
+metrics_listen = "[::1]:9100"
 [service.db]
 exec = ["/bin/db", "--port", "5"]
 type = "notify"
@@ -125,6 +128,7 @@ init = true
 )",
                           "t.toml", {"/usr/bin/drover"});
     EXPECT_EQ(c.control_socket, "/tmp/x.sock");
+    EXPECT_EQ(c.metrics_listen, "[::1]:9100");
     ASSERT_EQ(c.services.size(), 2U);
     const auto& db = c.services[0];
     EXPECT_EQ(db.ready, readiness::notify);

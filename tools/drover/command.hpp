@@ -42,6 +42,8 @@ struct ctl_reading {
     std::string error;
 };
 ctl_reading read_ctl_answer(std::string_view answer, const std::string& path, bool status, bool json);
+/// The same for the answer to "metrics": `out` is the Prometheus text exactly as sent.
+ctl_reading read_ctl_metrics(std::string_view answer, const std::string& path);
 
 /// Exit code for bad usage (flags, impossible specs): nothing was started.
 inline constexpr int usage_exit = 2;

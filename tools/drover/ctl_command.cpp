@@ -1,4 +1,4 @@
-// `drover ctl [--socket PATH] status [--json] | start|stop|restart NAME`: talk to a running
+// `drover ctl [--socket PATH] status [--json] | metrics | start|stop|restart NAME`: talk to a running
 // `drover supervise` over its unix socket.
 #include <cmath>
 #include <cstdio>
@@ -69,20 +69,21 @@ std::optional<std::string> status_table(const nlohmann::json& status) {
 int ctl_main(const ctl_options& o) {
     const auto& a = o.args;
     bool is_status = a.size() == 1 && a[0] == "status";
+    bool is_metrics = a.size() == 1 && a[0] == "metrics";
     bool is_action = a.size() == 2 && (a[0] == "start" || a[0] == "stop" || a[0] == "restart");
-    if (!is_status && !is_action) {
-        print_error("ctl: expected `status`, `start NAME`, `stop NAME` or `restart NAME`");
+    if (!is_status && !is_metrics && !is_action) {
+        print_error("ctl: expected `status`, `metrics`, `start NAME`, `stop NAME` or `restart NAME`");
         return usage_exit;
     }
     std::string path = o.socket.empty() ? supervise::default_control_socket() : o.socket;
     std::string answer;
     try {
-        answer = supervise::control_request(path, is_status ? "status" : a[0] + " " + a[1]);
+        answer = supervise::control_request(path, is_action ? a[0] + " " + a[1] : a[0]);
     } catch (const std::system_error& e) {
         print_error(std::string("ctl: ") + e.what());
         return 1;
     }
-    ctl_reading r = read_ctl_answer(answer, path, is_status, o.json);
+    ctl_reading r = is_metrics ? read_ctl_metrics(answer, path) : read_ctl_answer(answer, path, is_status, o.json);
     if (!r.error.empty()) print_error("ctl: " + r.error);
     std::fputs(r.out.c_str(), stdout);
     return r.error.empty() ? 0 : 1;
@@ -90,7 +91,10 @@ int ctl_main(const ctl_options& o) {
 
 }  // namespace
 
-ctl_reading read_ctl_answer(std::string_view answer, const std::string& path, bool status, bool json) {
+namespace {
+
+// The answer as JSON once it says ok, or the problem in `error`.
+nlohmann::json accepted_answer(std::string_view answer, const std::string& path, std::string& error) {
     // A status is four levels deep. Printing JSON recurses once per level, so an answer nested
     // deeper than this (up to the 16 MiB read) is refused instead of overflowing the stack.
     constexpr int max_depth = 64;
@@ -100,11 +104,34 @@ ctl_reading read_ctl_answer(std::string_view answer, const std::string& path, bo
         return !too_deep;  // what is past the limit is not even built
     };
     nlohmann::json j = nlohmann::json::parse(answer, depth_check, false);
-    if (too_deep) return {{}, "unreadable answer from " + path + " (nested more than 64 levels deep)"};
+    if (too_deep) {
+        error = "unreadable answer from " + path + " (nested more than 64 levels deep)";
+        return {};
+    }
     auto ok = j.is_object() ? j.find("ok") : j.end();
-    if (j.is_discarded() || !j.is_object() || ok == j.end() || !ok->is_boolean())
-        return {{}, "unreadable answer from " + path};
-    if (!ok->get<bool>()) return {{}, str_of(j, "error", "the supervisor refused without saying why")};
+    if (j.is_discarded() || !j.is_object() || ok == j.end() || !ok->is_boolean()) {
+        error = "unreadable answer from " + path;
+        return {};
+    }
+    if (!ok->get<bool>()) error = str_of(j, "error", "the supervisor refused without saying why");
+    return j;
+}
+
+}  // namespace
+
+ctl_reading read_ctl_metrics(std::string_view answer, const std::string& path) {
+    std::string error;
+    nlohmann::json j = accepted_answer(answer, path, error);
+    if (!error.empty()) return {{}, std::move(error)};
+    auto m = j.find("metrics");
+    if (m == j.end() || !m->is_string()) return {{}, "unreadable answer from " + path + " (no metrics text)"};
+    return {m->get<std::string>(), {}};
+}
+
+ctl_reading read_ctl_answer(std::string_view answer, const std::string& path, bool status, bool json) {
+    std::string error;
+    nlohmann::json j = accepted_answer(answer, path, error);
+    if (!error.empty()) return {{}, std::move(error)};
     if (!status) return {};
     auto st = j.find("status");
     if (st == j.end() || !st->is_object()) return {{}, "unreadable answer from " + path + " (no status)"};
@@ -115,10 +142,10 @@ ctl_reading read_ctl_answer(std::string_view answer, const std::string& path, bo
 
 command_main add_ctl_command(CLI::App& app) {
     auto o = std::make_shared<ctl_options>();
-    CLI::App* sub = app.add_subcommand("ctl", "Ask a running `drover supervise`: status, start, stop, restart");
+    CLI::App* sub = app.add_subcommand("ctl", "Ask a running `drover supervise`: status, metrics, start, stop, restart");
     sub->add_option("--socket", o->socket, "the supervisor's control socket");
     sub->add_flag("--json", o->json, "status as JSON");
-    sub->add_option("request", o->args, "status | start NAME | stop NAME | restart NAME")->required();
+    sub->add_option("request", o->args, "status | metrics (Prometheus text) | start NAME | stop NAME | restart NAME")->required();
     return [o] { return ctl_main(*o); };
 }
 

@@ -27,6 +27,7 @@
 #include "drover/sys/unique_fd.hpp"
 #include "drover/supervise/config.hpp"
 #include "drover/supervise/control.hpp"
+#include "drover/supervise/metrics_http.hpp"
 #include "drover/supervise/supervisor.hpp"
 
 namespace drover::cli {
@@ -38,6 +39,8 @@ namespace sv = drover::supervise;
 struct supervise_options {
     std::string file;
     std::string socket;
+    std::string metrics_listen;
+    bool metrics_given = false;  // --metrics-listen '' is an error, not "not given"
     bool no_cgroups = false;
     bool no_control = false;
     bool check = false;
@@ -174,9 +177,30 @@ std::optional<sv::config> read_config(const supervise_options& o, const sv::conf
     return cfg;
 }
 
+// The --metrics-listen address (or, without the flag, [supervisor] metrics_listen, checked
+// when the file was read); nullopt without either. Throws std::invalid_argument for the flag.
+std::optional<sv::metrics_address> metrics_address_of(const supervise_options& o, const sv::config& cfg) {
+    if (o.metrics_given) return sv::parse_metrics_address(o.metrics_listen);
+    if (!cfg.metrics_listen.empty()) return sv::parse_metrics_address(cfg.metrics_listen);
+    return std::nullopt;
+}
+
 int supervise_main(const supervise_options& o) {
     sv::config_options copts;
     copts.init_program = self_exe();
+    // A bad flag is a usage error before anything starts (the file's key is checked as it is read).
+    if (o.metrics_given) {
+        try {
+            (void)sv::parse_metrics_address(o.metrics_listen);
+        } catch (const std::invalid_argument& e) {
+            // The value echoed on one line: a control byte (a pasted newline) shows as '?'.
+            std::string shown = o.metrics_listen;
+            for (char& c : shown)
+                if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
+            print_error("supervise: --metrics-listen '" + shown + "': " + e.what());
+            return usage_exit;
+        }
+    }
     if (o.check) {
         auto cfg = read_config(o, copts);
         if (!cfg) return usage_exit;
@@ -237,6 +261,19 @@ int supervise_main(const supervise_options& o) {
         }
         log->info("control socket {}", path);
     }
+    std::unique_ptr<sv::metrics_server> metrics;
+    if (auto where = metrics_address_of(o, cfg)) {
+        try {
+            metrics = std::make_unique<sv::metrics_server>(io.get_executor(), *sup, *where);
+        } catch (const std::system_error& e) {
+            print_error(std::string("supervise: ") + e.what());
+            return 1;
+        }
+        // With port 0 this is how a user (or a test) learns the port.
+        log->info("metrics on {}", where->type == sv::metrics_address::kind::unix_socket
+                                       ? metrics->local_address()
+                                       : "http://" + metrics->local_address() + "/metrics");
+    }
     int code = 1;
     asio::steady_timer ping_timer(io);  // cancelled when the supervisor is done
     if (systemd.watchdog.count() > 0) asio::co_spawn(io, ping_systemd(systemd, ping_timer), asio::detached);
@@ -251,6 +288,7 @@ int supervise_main(const supervise_options& o) {
             }
         }
         control.reset();  // stop accepting, so that the loop can end
+        metrics.reset();
         ping_timer.cancel();
     });
     io.run();
@@ -266,6 +304,13 @@ command_main add_supervise_command(CLI::App& app) {
     sub->add_option("file", o->file, "the config file (see docs/supervise.md)")->required();
     sub->add_option("--socket", o->socket, "control socket path (default: [supervisor] control_socket, "
                                            "$XDG_RUNTIME_DIR/drover/supervise.sock, /run/drover/supervise.sock for root)");
+    sub->add_option("--metrics-listen", o->metrics_listen,
+                    "serve Prometheus metrics (GET /metrics, text format 0.0.4) on ADDR: 127.0.0.1:PORT, "
+                    "[::1]:PORT, localhost:PORT (PORT 0: any free port, logged) or unix:PATH (mode 0600); "
+                    "loopback only, as there is no authentication. Default: [supervisor] metrics_listen. "
+                    "`drover ctl metrics` gives the same text")
+        ->type_name("ADDR")
+        ->each([o](const std::string&) { o->metrics_given = true; });
     sub->add_flag("--no-cgroups", o->no_cgroups, "do not put services in cgroups (no limits, no whole-tree kill)");
     sub->add_flag("--no-control", o->no_control, "do not listen on a control socket");
     sub->add_flag("--check", o->check, "validate the file and exit: 0, or 2 with located errors");

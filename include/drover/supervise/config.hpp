@@ -30,6 +30,7 @@ private:
 struct config {
     std::vector<service_spec> services;  ///< in file order, each with its fingerprint
     std::string control_socket;          ///< [supervisor] control_socket, if set
+    std::string metrics_listen;          ///< [supervisor] metrics_listen, if set (checked)
 };
 
 struct config_options {

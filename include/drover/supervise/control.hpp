@@ -15,15 +15,15 @@ namespace drover::supervise {
 /// $XDG_RUNTIME_DIR/drover/supervise.sock, or /run/drover/supervise.sock for root.
 std::string default_control_socket();
 
-/// One request of the control protocol: "status", or a verb and a service name.
+/// One request of the control protocol: "status", "metrics", or a verb and a service name.
 struct control_command {
-    enum class verb { status, start, stop, restart };
+    enum class verb { status, start, stop, restart, metrics };
     verb what = verb::status;
-    std::string service;  ///< empty with status
+    std::string service;  ///< empty with status and metrics
 };
 
 /// Reads one request line (without its newline). Throws std::invalid_argument with the text
-/// the client is sent ("unknown request ...") if it is none of the four requests.
+/// the client is sent ("unknown request ...") if it is none of the five requests.
 control_command parse_control_request(std::string_view line);
 
 /// The line sent for `answer`: compact JSON, bytes that are not UTF-8 replaced (names and
@@ -31,7 +31,8 @@ control_command parse_control_request(std::string_view line);
 std::string control_answer_line(const nlohmann::json& answer);
 
 /// Listens on `path` for requests "status", "start NAME", "stop NAME", "restart NAME" and answers
-/// {"ok": true, "status": {...}} or {"ok": false, "error": "..."}. The socket file is made
+/// {"ok": true, "status": {...}} or {"ok": false, "error": "..."}; "metrics" is answered
+/// {"ok": true, "metrics": "<Prometheus text>"}. The socket file is made
 /// connectable by anyone (0666) so that the credential check, not the file mode, is what
 /// refuses other users, with an answer that says so. Removes the socket when destroyed.
 /// Use on the supervisor's executor; `sup` must outlive it.

@@ -11,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include "drover/supervise/metrics.hpp"
 #include "drover/supervise/service.hpp"
 
 namespace spdlog {
@@ -81,6 +82,8 @@ public:
                                      nanoseconds timeout);
 
     [[nodiscard]] supervisor_status status() const;
+    /// Counters, states and spawn latencies of the current services (see metrics.hpp); a copy.
+    [[nodiscard]] supervisor_metrics metrics() const;
     [[nodiscard]] bool has(std::string_view name) const;
     /// The cgroup warning (empty when cgroups work).
     [[nodiscard]] std::string cgroup_warning() const;
