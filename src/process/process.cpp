@@ -279,7 +279,10 @@ std::optional<prepared_spawn> prepare(spawn_spec spec, std::error_code& ec, std:
         return prepared_spawn(std::move(spec));
     } catch (const spec_error& e) {
         ec = make_error_code(errc::invalid_spec);
-        if (why) *why = e.what();
+        try {
+            if (why) *why = e.what();
+        } catch (...) {  // no room for the text: the code alone
+        }
     } catch (...) {
         ec = detail::error_code_of(std::current_exception());
     }

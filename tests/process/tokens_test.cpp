@@ -12,8 +12,10 @@
 #include <fstream>
 #include <future>
 #include <optional>
+#include <unistd.h>
 
 #include "drover/process/asio.hpp"
+#include "drover/process/cgroup.hpp"
 #include "drover/process/pool.hpp"
 #include "drover/process/process.hpp"
 #include "support.hpp"
@@ -277,6 +279,30 @@ TEST(Tokens, SpawnErrorCodesPackStageAndErrno) {
     std::error_code bare = spawn_error_code(child_stage::none, std::make_error_code(std::errc::io_error));
     EXPECT_EQ(bare.category(), std::generic_category());
     EXPECT_EQ(spawn_stage(bare), child_stage::none);
+}
+
+}  // namespace
+}  // namespace drover
+
+namespace drover {
+namespace {
+
+// The error_code form of a throwing call at the public boundary: a limit on a host (here, a
+// tree) without cgroups is reported, not thrown.
+TEST(Tokens, CgroupCreateWithAnErrorCodeReportsMissingCgroups) {
+    cgroup_layout none;
+    none.warning = "no cgroup here";
+    cgroup_tree tree("drover-test-tokens." + std::to_string(::getpid()), none);
+    resource_limits limits;
+    limits.tasks_max = 10;
+    std::error_code ec;
+    std::string what;
+    service_cgroup cg = tree.create("svc", limits, false, ec, &what);
+    EXPECT_EQ(ec, std::errc::not_supported);
+    EXPECT_NE(what.find("no cgroup here"), std::string::npos) << what;
+    EXPECT_THROW(tree.create("svc", limits), std::system_error);
+    tree.create("svc", resource_limits{}, false, ec);
+    EXPECT_FALSE(ec);
 }
 
 }  // namespace
