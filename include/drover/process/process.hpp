@@ -43,7 +43,7 @@ struct output {
 ///   std::future<drover::exit_status> f = p.wait(asio::use_future);
 ///
 /// A failed spawn's error_code is in drover::error_category(): spawn_stage(ec) gives the stage,
-/// ec.message() says "starting the program: No such file or directory", and it compares equal
+/// ec.message() says "execve: No such file or directory", and it compares equal
 /// to the errno (ec == std::errc::no_such_file_or_directory). The spawn overload with a
 /// spawn_failure& also gives the detail (the path) and the advice. Cancellation through the
 /// handler's slot (asio::bind_cancellation_slot) ends a wait with operation_aborted and leaves
