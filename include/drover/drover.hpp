@@ -2,6 +2,7 @@
 #pragma once
 
 #include "drover/process/process.hpp"
+#include "drover/spawn/error.hpp"
 #include "drover/spawn/exit_status.hpp"
 #include "drover/spawn/launch.hpp"
 #include "drover/spawn/namespaces.hpp"

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <new>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -380,6 +381,23 @@ service_cgroup cgroup_tree::create(const std::string& service, const resource_li
         write_or_throw(d + "/cpu.cfs_quota_us", std::to_string(std::max(quota, 1000LL)));
     }
     return cg;
+}
+
+service_cgroup cgroup_tree::create(const std::string& service, const resource_limits& limits, bool account_memory,
+                                   std::error_code& ec, std::string* what) noexcept {
+    ec.clear();
+    try {
+        return create(service, limits, account_memory);
+    } catch (const std::system_error& e) {
+        ec = e.code();
+        try {
+            if (what) *what = e.what();
+        } catch (...) {  // no room for the text: the code alone
+        }
+    } catch (const std::bad_alloc&) {
+        ec = sys::errno_code(ENOMEM);
+    }
+    return {};
 }
 
 void cgroup_tree::destroy() {

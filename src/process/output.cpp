@@ -22,7 +22,7 @@ asio::awaitable<void> read_to_end(stream_descriptor& stream, std::string& into) 
     }
 }
 
-asio::awaitable<output> process::read_all() {
+asio::awaitable<output> process::read_all_coro() {
     using namespace asio::experimental::awaitable_operators;
     output o;
     stream_descriptor* out = stdout_pipe();
@@ -36,7 +36,7 @@ asio::awaitable<output> process::read_all() {
     co_return o;
 }
 
-asio::awaitable<run_result> run(asio::any_io_executor ex, spawn_spec spec, std::string input) {
+asio::awaitable<run_result> detail::run_coro(asio::any_io_executor ex, spawn_spec spec, std::string input) {
     using namespace asio::experimental::awaitable_operators;
     process p = co_await spawn(ex, std::move(spec));
     auto feed = [&]() -> asio::awaitable<void> {

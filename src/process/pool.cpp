@@ -572,7 +572,9 @@ void job_pool::close() {
     impl_->notify();
 }
 
-asio::awaitable<void> job_pool::run(std::function<void(job_result)> on_done) {
+asio::any_io_executor job_pool::get_executor() const noexcept { return impl_->ex; }
+
+asio::awaitable<void> job_pool::run_coro(std::function<void(job_result)> on_done) {
     impl& p = *impl_;
     if (p.ran) throw std::logic_error("job_pool: run() called twice");
     p.ran = true;
@@ -625,9 +627,9 @@ const throttle_state& job_pool::throttle() const noexcept { return impl_->thr; }
 const pool_stats& job_pool::stats() const noexcept { return impl_->st; }
 const pool_options& job_pool::options() const noexcept { return impl_->opt; }
 
-asio::awaitable<std::vector<job_result>> run_jobs(asio::any_io_executor ex,
-                                                  std::vector<prepared_spawn> specs,
-                                                  pool_options options) {
+asio::awaitable<std::vector<job_result>> detail::run_jobs_coro(asio::any_io_executor ex,
+                                                               std::vector<prepared_spawn> specs,
+                                                               pool_options options) {
     job_pool pool(ex, std::move(options));
     for (auto& s : specs) pool.submit(std::move(s));
     pool.close();

@@ -6,6 +6,7 @@
 #include <asio/use_awaitable.hpp>
 #include <cerrno>
 #include <csignal>
+#include <new>
 #include <pthread.h>
 
 #include "drover/process/exit_waiter.hpp"
@@ -37,6 +38,7 @@ struct process::state {
     }
 };
 
+process::process() noexcept = default;
 process::process(executor_type ex, launched_child child)
     : s_(std::make_unique<state>(std::move(ex), child)) {}
 process::process(process&&) noexcept = default;
@@ -78,7 +80,7 @@ bool reap(process::state& s, std::error_code& ec);
 const spawn_timings& process::timings() const noexcept { return s_->timings; }
 clone_method process::method() const noexcept { return s_->method; }
 
-asio::awaitable<exit_status> process::wait() {
+asio::awaitable<exit_status> process::wait_coro() {
     state& s = *s_;
     if (!s.status && exit_wait_method_for(s.ex) == exit_wait_method::waitid) {
         // IORING_OP_WAITID waits and reaps in one step; if the ring cannot be used, the
@@ -190,7 +192,7 @@ ssize_t write_without_sigpipe(int fd, const char* data, std::size_t n) {
 
 }  // namespace
 
-asio::awaitable<void> process::write_stdin(std::string_view data) {
+asio::awaitable<void> process::write_stdin_coro(std::string_view data) {
     if (!s_->in) throw std::system_error(sys::errno_code(EBADF), "stdin is not a pipe");
     stream_descriptor& in = *s_->in;
     in.non_blocking(true);
@@ -210,10 +212,6 @@ asio::awaitable<void> process::write_stdin(std::string_view data) {
 
 void process::close_stdin() noexcept { s_->in.reset(); }
 
-asio::awaitable<process> spawn(asio::any_io_executor ex, prepared_spawn spec) {
-    return spawn(std::move(ex), std::move(spec), launch_extras{});
-}
-
 namespace {
 
 // Until a spawned child is handed to its process object it belongs to the spawning frame: a
@@ -232,10 +230,21 @@ struct unhanded_child {
 
 }  // namespace
 
-asio::awaitable<process> spawn(asio::any_io_executor ex, prepared_spawn spec, launch_extras extras) {
+namespace {
+
+// Throws the failure, leaving a copy in `out` first for the caller that asked for one.
+[[noreturn]] void fail(spawn_failure& failure, spawn_failure* out) {
+    if (out) *out = failure;
+    throw spawn_error(std::move(failure));
+}
+
+}  // namespace
+
+asio::awaitable<process> detail::spawn_coro(asio::any_io_executor ex, prepared_spawn spec, launch_extras extras,
+                                            spawn_failure* out) {
     launched_child child;
     spawn_failure failure;
-    if (!launch(spec, child, failure, extras)) throw spawn_error(std::move(failure));
+    if (!launch(spec, child, failure, extras)) fail(failure, out);
     unhanded_child guard{child};
     std::byte buf[report_max_size];
     std::size_t got = 0;
@@ -260,12 +269,43 @@ asio::awaitable<process> spawn(asio::any_io_executor ex, prepared_spawn spec, la
     }
     guard.armed = false;
     if (!conclude(spec, child, std::span<const std::byte>(buf, got), sys::monotonic_ns(), failure))
-        throw spawn_error(std::move(failure));
+        fail(failure, out);
     co_return process(std::move(ex), std::move(child));
 }
 
-asio::awaitable<process> spawn(asio::any_io_executor ex, spawn_spec spec) {
-    return spawn(std::move(ex), prepared_spawn(std::move(spec)));
+std::optional<prepared_spawn> prepare(spawn_spec spec, std::error_code& ec, std::string* why) noexcept {
+    ec.clear();
+    try {
+        return prepared_spawn(std::move(spec));
+    } catch (const spec_error& e) {
+        ec = make_error_code(errc::invalid_spec);
+        try {
+            if (why) *why = e.what();
+        } catch (...) {  // no room for the text: the code alone
+        }
+    } catch (...) {
+        ec = detail::error_code_of(std::current_exception());
+    }
+    return std::nullopt;
+}
+
+std::error_code detail::error_code_of(std::exception_ptr e) noexcept {
+    if (!e) return {};
+    try {
+        std::rethrow_exception(e);
+    } catch (const spawn_error& x) {
+        return x.failure().as_error_code();
+    } catch (const std::system_error& x) {
+        return x.code();
+    } catch (const spec_error&) {
+        return make_error_code(errc::invalid_spec);
+    } catch (const std::bad_alloc&) {
+        return sys::errno_code(ENOMEM);
+    } catch (...) {
+        // A handler has no way to take an exception of a type it does not know; the code
+        // says one was dropped rather than pretending success.
+        return make_error_code(errc::unexpected_exception);
+    }
 }
 
 }  // namespace drover

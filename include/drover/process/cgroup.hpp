@@ -135,6 +135,10 @@ public:
     /// `account_memory`: on hybrid hosts also a v1 memory cgroup without a limit, so that the
     /// peak memory of the run is known (v2 counts it with the memory controller only).
     service_cgroup create(const std::string& service, const resource_limits& limits, bool account_memory = false);
+    /// error_code form of create(): the failure in `ec` (and the file or reason in `what`, if
+    /// given) and an empty service_cgroup instead of std::system_error.
+    service_cgroup create(const std::string& service, const resource_limits& limits, bool account_memory,
+                          std::error_code& ec, std::string* what = nullptr) noexcept;
 
     /// Kills everything under the subtree and removes it (best effort, bounded wait).
     void destroy();

@@ -18,6 +18,7 @@
 #include <system_error>
 #include <vector>
 
+#include "drover/process/async.hpp"
 #include "drover/process/job.hpp"
 #include "drover/spawn/exit_status.hpp"
 #include "drover/spawn/launch.hpp"
@@ -174,8 +175,20 @@ public:
 
     /// Runs the queue; calls `on_done` once per job as it finishes, in completion order.
     /// Returns when closed and done. Call once. An exception from `on_done` ends run() with
-    /// it (jobs still running keep running: signal_all() and a second loop pass end them).
-    asio::awaitable<void> run(std::function<void(job_result)> on_done);
+    /// it (jobs still running keep running: signal_all() and a second loop pass end them;
+    /// a token other than use_awaitable gets errc::unexpected_exception for an exception
+    /// that is not a system_error). Completion: void(std::error_code). Keep the pool alive
+    /// until it completes.
+    template <completion_token_for<void> Token = default_token>
+    auto run(std::function<void(job_result)> on_done, Token&& token = {}) {
+        return detail::async_coroutine(get_executor(), std::forward<Token>(token),
+                                       [this, on_done = std::move(on_done)]() mutable {
+            return run_coro(std::move(on_done));
+        });
+    }
+
+    /// The executor the jobs run on.
+    [[nodiscard]] asio::any_io_executor get_executor() const noexcept;
 
     /// Sends `sig` to job `index` through its pidfd; ESRCH if it is not running (queued,
     /// still spawning or finished).
@@ -195,12 +208,24 @@ public:
     struct impl;
 
 private:
+    asio::awaitable<void> run_coro(std::function<void(job_result)> on_done);
+
     std::shared_ptr<impl> impl_;
 };
 
-/// Runs `specs` to completion with `options`; returns the results in submission order.
-asio::awaitable<std::vector<job_result>> run_jobs(asio::any_io_executor ex,
-                                                  std::vector<prepared_spawn> specs,
-                                                  pool_options options);
+namespace detail {
+asio::awaitable<std::vector<job_result>> run_jobs_coro(asio::any_io_executor ex, std::vector<prepared_spawn> specs,
+                                                       pool_options options);
+}  // namespace detail
+
+/// Runs `specs` to completion with `options`; gives the results in submission order.
+/// Completion: void(std::error_code, std::vector<job_result>).
+template <completion_token_for<std::vector<job_result>> Token = default_token>
+auto run_jobs(asio::any_io_executor ex, std::vector<prepared_spawn> specs, pool_options options, Token&& token = {}) {
+    return detail::async_coroutine(ex, std::forward<Token>(token),
+                                   [ex, specs = std::move(specs), options = std::move(options)]() mutable {
+        return detail::run_jobs_coro(ex, std::move(specs), std::move(options));
+    });
+}
 
 }  // namespace drover

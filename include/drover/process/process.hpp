@@ -1,4 +1,5 @@
-// process: a child on an Asio executor — co_await its start, its exit, its output.
+// process: a child on an Asio executor — await its start, its exit, its output, with any
+// Asio completion token.
 #pragma once
 
 #include <sys/resource.h>
@@ -15,8 +16,10 @@
 #include <string_view>
 #include <system_error>
 
+#include "drover/process/async.hpp"
 #include "drover/spawn/exit_status.hpp"
 #include "drover/spawn/launch.hpp"
+#include "drover/spawn/spawn_error.hpp"
 #include "drover/spawn/spawn_spec.hpp"
 #include "drover/spawn/timings.hpp"
 
@@ -27,6 +30,29 @@ struct output {
     std::string out;
     std::string err;
 };
+
+/// Completion tokens. Every asynchronous operation here takes an Asio completion token last,
+/// use_awaitable when none is given, so `co_await spawn(ex, spec)` and `co_await p.wait()`
+/// are plain coroutines that throw (spawn_error naming the stage, std::system_error). Any
+/// other token gets Asio's error_code-first signature instead — void(std::error_code,
+/// process) for spawn, void(std::error_code, exit_status) for wait, and so on — so a callback,
+/// asio::use_future, asio::experimental::deferred or as_tuple(use_awaitable) work too:
+///
+///   drover::spawn(ex, spec, [](std::error_code ec, drover::process p) { ... });
+///   auto [ec, st] = co_await p.wait(drover::use_tuple);
+///   std::future<drover::exit_status> f = p.wait(asio::use_future);
+///
+/// A failed spawn's error_code is in drover::error_category(): spawn_stage(ec) gives the stage,
+/// ec.message() says "execve: No such file or directory", and it compares equal
+/// to the errno (ec == std::errc::no_such_file_or_directory). The spawn overload with a
+/// spawn_failure& also gives the detail (the path) and the advice. Cancellation through the
+/// handler's slot (asio::bind_cancellation_slot) ends a wait with operation_aborted and leaves
+/// the child running and owned by the process. Handlers run on their associated executor,
+/// else the operation's.
+///
+/// Why not std::exception_ptr first, as co_spawn gives: callers of callbacks and as_tuple
+/// would have to rethrow to learn anything; an error_code is Asio's convention, and packing
+/// the stage into it keeps the one piece of a failure that is not an errno.
 
 /// A running (or finished) child, owned by one coroutine at a time.
 ///
@@ -39,6 +65,9 @@ class process {
 public:
     using executor_type = asio::any_io_executor;
 
+    /// No child (what a failed spawn hands a completion handler, and what a moved-from
+    /// process is): only assignment, destruction, pid() (-1) and pidfd() (-1) are meaningful.
+    process() noexcept;
     process(executor_type ex, launched_child child);
     process(process&&) noexcept;
     process& operator=(process&&) noexcept;
@@ -62,10 +91,15 @@ public:
 
     /// Waits for the exit (pidfd readable on the event loop), reaps with waitid(P_PIDFD) and
     /// returns the status. After the first time it returns the same status at once.
-    asio::awaitable<exit_status> wait();
+    /// Completion: void(std::error_code, exit_status); cancelled: operation_aborted (the
+    /// child is not signalled; wait again, or drop the process and it is reaped).
+    template <completion_token_for<exit_status> Token = default_token>
+    auto wait(Token&& token = {}) {
+        return detail::async_coroutine(get_executor(), std::forward<Token>(token), [this] { return wait_coro(); });
+    }
 
-    /// Callback form of wait(), for code that keeps thousands of children without a
-    /// coroutine each: `done` runs once, on the executor, with the status, or with an error
+    /// Callback form of wait() without a coroutine frame, for code that keeps thousands of
+    /// children (wait() with a callback co_spawns one per wait): `done` runs once, on the executor, with the status, or with an error
     /// (asio::error::operation_aborted if the wait was cancelled). Keep the process alive
     /// until it has run.
     using exit_callback = std::function<void(std::error_code, exit_status)>;
@@ -80,30 +114,80 @@ public:
     asio::posix::stream_descriptor* stdout_pipe() noexcept;
     asio::posix::stream_descriptor* stderr_pipe() noexcept;
 
-    /// Writes all of `data` to stdin.
-    asio::awaitable<void> write_stdin(std::string_view data);
+    /// Writes all of `data` to stdin (borrowed until the operation completes).
+    /// Completion: void(std::error_code); EPIPE if the child closed its end.
+    template <completion_token_for<void> Token = default_token>
+    auto write_stdin(std::string_view data, Token&& token = {}) {
+        return detail::async_coroutine(get_executor(), std::forward<Token>(token),
+                                       [this, data] { return write_stdin_coro(data); });
+    }
     /// Closes stdin so that the child sees EOF.
     void close_stdin() noexcept;
     /// Reads piped stdout and stderr concurrently to EOF (neither can fill and block the
-    /// child while the other is being read).
-    asio::awaitable<output> read_all();
+    /// child while the other is being read). Completion: void(std::error_code, output).
+    template <completion_token_for<output> Token = default_token>
+    auto read_all(Token&& token = {}) {
+        return detail::async_coroutine(get_executor(), std::forward<Token>(token), [this] { return read_all_coro(); });
+    }
 
     struct state;
 
 private:
+    // The operations as coroutines; the templates above adapt them to the caller's token.
+    asio::awaitable<exit_status> wait_coro();
+    asio::awaitable<void> write_stdin_coro(std::string_view data);
+    asio::awaitable<output> read_all_coro();
+
     std::unique_ptr<state> s_;
 };
 
+namespace detail {
+/// The spawn coroutine behind every spawn() below; with `failure`, a failure is also written
+/// there before spawn_error is thrown.
+asio::awaitable<process> spawn_coro(asio::any_io_executor ex, prepared_spawn spec, launch_extras extras,
+                                    spawn_failure* failure);
+}  // namespace detail
+
 /// Starts a child from a prepared spec. Completes when the child has reached execve (or
-/// finished its setup, with spec.exec = false); throws spawn_error naming the failed stage,
-/// after reaping the child and closing every descriptor of the attempt.
-asio::awaitable<process> spawn(asio::any_io_executor ex, prepared_spawn spec);
+/// finished its setup, with spec.exec = false). On failure the child is reaped and every
+/// descriptor of the attempt closed first; then co_await throws spawn_error naming the stage,
+/// and other tokens get spawn_failure::as_error_code() (see "Completion tokens" above).
+/// Completion: void(std::error_code, process).
+template <completion_token_for<process> Token = default_token>
+auto spawn(asio::any_io_executor ex, prepared_spawn spec, Token&& token = {}) {
+    return detail::async_coroutine(ex, std::forward<Token>(token), [ex, spec = std::move(spec)]() mutable {
+        return detail::spawn_coro(ex, std::move(spec), launch_extras{}, nullptr);
+    });
+}
 
 /// As above, with per-launch additions (a job's own cgroups; borrowed until it completes).
-asio::awaitable<process> spawn(asio::any_io_executor ex, prepared_spawn spec, launch_extras extras);
+template <completion_token_for<process> Token = default_token>
+auto spawn(asio::any_io_executor ex, prepared_spawn spec, launch_extras extras, Token&& token = {}) {
+    return detail::async_coroutine(ex, std::forward<Token>(token), [ex, spec = std::move(spec), extras]() mutable {
+        return detail::spawn_coro(ex, std::move(spec), extras, nullptr);
+    });
+}
 
-/// Validates and prepares `spec` (throws spec_error), then as above.
-asio::awaitable<process> spawn(asio::any_io_executor ex, spawn_spec spec);
+/// As above; a failure is also written to `failure` (borrowed until completion) before the
+/// completion runs, with the detail and advice an error_code cannot hold.
+template <completion_token_for<process> Token = default_token>
+auto spawn(asio::any_io_executor ex, prepared_spawn spec, spawn_failure& failure, Token&& token = {}) {
+    return detail::async_coroutine(ex, std::forward<Token>(token), [ex, spec = std::move(spec), &failure]() mutable {
+        return detail::spawn_coro(ex, std::move(spec), launch_extras{}, &failure);
+    });
+}
+
+/// Validates and prepares `spec` now, in the call (throws spec_error, whatever the token:
+/// an invalid spec is the caller's mistake; prepare(spec, ec) checks without throwing), then
+/// as above.
+template <completion_token_for<process> Token = default_token>
+auto spawn(asio::any_io_executor ex, spawn_spec spec, Token&& token = {}) {
+    return spawn(std::move(ex), prepared_spawn(std::move(spec)), std::forward<Token>(token));
+}
+
+/// error_code form of prepared_spawn's constructor: nullopt and errc::invalid_spec (what
+/// names the field in `why`, if given) instead of spec_error.
+std::optional<prepared_spawn> prepare(spawn_spec spec, std::error_code& ec, std::string* why = nullptr) noexcept;
 
 /// The result of running a child to its end.
 struct run_result {
@@ -113,8 +197,20 @@ struct run_result {
     spawn_timings timings;
 };
 
+namespace detail {
+asio::awaitable<run_result> run_coro(asio::any_io_executor ex, spawn_spec spec, std::string input);
+}  // namespace detail
+
 /// Spawns, writes `input` to a piped stdin and closes it, collects piped output, waits.
-asio::awaitable<run_result> run(asio::any_io_executor ex, spawn_spec spec, std::string input = {});
+/// An invalid spec fails the operation (spec_error; errc::invalid_spec for other tokens).
+/// Completion: void(std::error_code, run_result).
+template <completion_token_for<run_result> Token = default_token>
+auto run(asio::any_io_executor ex, spawn_spec spec, std::string input = {}, Token&& token = {}) {
+    return detail::async_coroutine(ex, std::forward<Token>(token),
+                                   [ex, spec = std::move(spec), input = std::move(input)]() mutable {
+        return detail::run_coro(ex, std::move(spec), std::move(input));
+    });
+}
 
 /// Reads a stream to EOF, appending to `into`.
 asio::awaitable<void> read_to_end(asio::posix::stream_descriptor& stream, std::string& into);

@@ -5,6 +5,7 @@
 #include <string>
 #include <system_error>
 
+#include "drover/spawn/error.hpp"
 #include "drover/spawn/stages.hpp"
 
 namespace drover {
@@ -19,6 +20,10 @@ struct spawn_failure {
     /// One line: "setting hostname: Operation not permitted" or
     /// "execve /no/such: No such file or directory".
     [[nodiscard]] std::string message() const;
+
+    /// The stage and errno as one error_code in drover's category (spawn_error_code()): what
+    /// a completion handler gets for this failure.
+    [[nodiscard]] std::error_code as_error_code() const noexcept { return spawn_error_code(stage, code); }
 };
 
 /// Thrown by the throwing spawn calls. what() is failure().message() plus the advice.
