@@ -153,7 +153,7 @@ void render_output(exposition& e, const supervisor_metrics& m) {
 
 void render_latency(exposition& e, const supervisor_metrics& m) {
     constexpr std::string_view name = "drover_spawn_latency_seconds";
-    e.family(name, "histogram", "time from clone3 to a successful execve, by namespace set");
+    e.family(name, "histogram", "time from the start of a spawn (its prepare stage) to a successful execve, by namespace set");
     for (const auto& [set, h] : m.spawn_latency) {
         const std::string ns = label("namespaces", set);
         std::uint64_t cumulative = 0;

@@ -162,12 +162,14 @@ struct supervisor::impl : std::enable_shared_from_this<impl> {
         return "supervisor";
     }
 
-    // A run's spawn succeeded: counted, and its clone3 -> execve time observed.
+    // A run's spawn succeeded: counted, and its time from launch (the prepare stage, drover's
+    // own share included) to execve observed.
     void count_spawn(service_rt& s) {
         ++s.counters->spawns;
         const spawn_timings& t = s.proc->timings();
-        if (t.clone_start == 0 || t.exec_done < t.clone_start) return;
-        spawn_latency[s.spec.spawn.namespaces.str()].observe(static_cast<double>(t.exec_done - t.clone_start) / 1e9);
+        const std::int64_t from = t.launch_start ? t.launch_start : t.clone_start;
+        if (from == 0 || t.exec_done < from) return;
+        spawn_latency[s.spec.spawn.namespaces.str()].observe(static_cast<double>(t.exec_done - from) / 1e9);
     }
 
     void count_exit(service_rt& s, const exit_status& st) {

@@ -108,7 +108,7 @@ drover_service_output_lines_total{service="we\"ird\\na\nme",stream="stderr"} 0
 # TYPE drover_service_output_bytes_total counter
 drover_service_output_bytes_total{service="we\"ird\\na\nme",stream="stdout"} 40
 drover_service_output_bytes_total{service="we\"ird\\na\nme",stream="stderr"} 0
-# HELP drover_spawn_latency_seconds time from clone3 to a successful execve, by namespace set
+# HELP drover_spawn_latency_seconds time from the start of a spawn (its prepare stage) to a successful execve, by namespace set
 # TYPE drover_spawn_latency_seconds histogram
 drover_spawn_latency_seconds_bucket{namespaces="user+pid",le="0.0001"} 0
 drover_spawn_latency_seconds_bucket{namespaces="user+pid",le="0.00025"} 2

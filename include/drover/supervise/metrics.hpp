@@ -11,7 +11,7 @@
 
 namespace drover::supervise {
 
-/// Spawn latencies (clone3 entered -> execve succeeded), in fixed buckets from 100 µs to 1 s.
+/// Spawn latencies (launch entered, the prepare stage -> execve succeeded), in fixed buckets from 100 µs to 1 s.
 /// A value; `buckets[i]` counts observations in (bounds[i-1], bounds[i]], not cumulated.
 struct latency_histogram {
     static constexpr std::array<double, 13> bounds = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
