@@ -327,30 +327,14 @@ private:
 };
 
 void check_order(const std::string& file, const config& c, const toml::table& services) {
-    std::set<std::string> names;
-    for (const auto& s : c.services) names.insert(s.name);
-    for (const auto& s : c.services)
-        for (const auto& a : s.after)
-            if (!names.count(a)) {
-                const toml::node* n = services.get(s.name)->as_table()->get("after");
-                fail(file, *n, "service." + s.name + ".after", "no service named \"" + a + "\"");
-            }
-    // Cycle: repeatedly drop services whose dependencies are all dropped.
-    std::set<std::string> done;
-    for (bool progress = true; progress;) {
-        progress = false;
-        for (const auto& s : c.services) {
-            if (done.count(s.name)) continue;
-            bool ok = true;
-            for (const auto& a : s.after) ok = ok && done.count(a);
-            if (ok) done.insert(s.name), progress = true;
-        }
-    }
-    for (const auto& s : c.services)
-        if (!done.count(s.name)) {
-            const toml::node* n = services.get(s.name)->as_table()->get("after");
-            fail(file, *n, "service." + s.name + ".after", "dependency cycle through \"" + s.name + "\"");
-        }
+    std::vector<const service_spec*> specs;
+    for (const auto& s : c.services) specs.push_back(&s);
+    start_plan plan = plan_start(specs);
+    if (plan.ok()) return;
+    const service_spec& s = *specs[plan.unknown.empty() ? plan.cycle.front() : plan.unknown_in];
+    const toml::node* n = services.get(s.name)->as_table()->get("after");
+    if (!plan.unknown.empty()) fail(file, *n, "service." + s.name + ".after", "no service named \"" + plan.unknown + "\"");
+    fail(file, *n, "service." + s.name + ".after", "dependency cycle through \"" + s.name + "\"");
 }
 
 }  // namespace

@@ -1,6 +1,8 @@
 // service: names of policies and states, the restart arithmetic, validation, JSON.
 #include "drover/supervise/service.hpp"
 
+#include <map>
+
 #include <algorithm>
 #include <cmath>
 
@@ -87,6 +89,46 @@ std::string validate(const service_spec& s) {
             return "pass_fds: descriptor 3 is the notify descriptor";
     if (std::string e = drover::validate(s.spawn); !e.empty()) return e;
     return {};
+}
+
+start_plan plan_start(const std::vector<const service_spec*>& specs) {
+    start_plan plan;
+    std::map<std::string, std::size_t> index;
+    for (std::size_t i = 0; i < specs.size(); ++i) index[specs[i]->name] = i;
+    for (std::size_t i = 0; i < specs.size(); ++i)
+        for (const auto& a : specs[i]->after)
+            if (!index.count(a)) {
+                plan.unknown_in = i;
+                plan.unknown = a;
+                return plan;
+            }
+    // Repeatedly take the services whose dependencies have all been taken; what is never
+    // taken waits on a cycle.
+    std::vector<bool> done(specs.size());
+    for (bool progress = true; progress;) {
+        progress = false;
+        for (std::size_t i = 0; i < specs.size(); ++i) {
+            if (done[i]) continue;
+            bool ready = true;
+            for (const auto& a : specs[i]->after) ready = ready && done[index[a]];
+            if (!ready) continue;
+            done[i] = true;
+            plan.order.push_back(i);
+            progress = true;
+        }
+    }
+    for (std::size_t i = 0; i < specs.size(); ++i)
+        if (!done[i]) plan.cycle.push_back(i);
+    if (!plan.cycle.empty()) plan.order.clear();
+    return plan;
+}
+
+std::string start_plan::problem(const std::vector<const service_spec*>& specs) const {
+    if (!unknown.empty()) return specs[unknown_in]->name + ": after: unknown service '" + unknown + "'";
+    if (cycle.empty()) return {};
+    std::string names;
+    for (std::size_t i : cycle) names += (names.empty() ? "" : ", ") + specs[i]->name;
+    return "after: dependency cycle among " + names;
 }
 
 const service_status* supervisor_status::find(std::string_view name) const {

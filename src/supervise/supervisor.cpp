@@ -82,39 +82,11 @@ struct service_rt {
 };
 
 // Start order: each service after those it names in `after` (Kahn's algorithm, stable).
+// The start order of a set, or none (with the reason in `problem`) if it cannot start.
 static std::vector<std::size_t> start_order(const std::vector<const service_spec*>& specs, std::string* problem) {
-    std::map<std::string, std::size_t> index;
-    for (std::size_t i = 0; i < specs.size(); ++i) index[specs[i]->name] = i;
-    std::vector<std::size_t> out;
-    std::vector<bool> done(specs.size());
-    while (out.size() < specs.size()) {
-        bool progress = false;
-        for (std::size_t i = 0; i < specs.size(); ++i) {
-            if (done[i]) continue;
-            bool ok = true;
-            for (const auto& a : specs[i]->after) {
-                auto it = index.find(a);
-                if (it == index.end()) {
-                    if (problem) *problem = specs[i]->name + ": after: unknown service '" + a + "'";
-                    return {};
-                }
-                if (!done[it->second]) ok = false;
-            }
-            if (ok) {
-                done[i] = true;
-                out.push_back(i);
-                progress = true;
-            }
-        }
-        if (!progress) {
-            std::string cycle;
-            for (std::size_t i = 0; i < specs.size(); ++i)
-                if (!done[i]) cycle += (cycle.empty() ? "" : ", ") + specs[i]->name;
-            if (problem) *problem = "after: dependency cycle among " + cycle;
-            return {};
-        }
-    }
-    return out;
+    start_plan plan = plan_start(specs);
+    if (problem) *problem = plan.problem(specs);
+    return plan.order;
 }
 
 struct supervisor::impl : std::enable_shared_from_this<impl> {

@@ -114,6 +114,20 @@ struct service_spec {
 /// Why `s` is unusable ("name: ...", "stop_timeout: ..."), or empty.
 std::string validate(const service_spec& s);
 
+/// The order services start in: each after every service its `after` names. The one check
+/// of `after` that the config loader (which locates errors in the file) and the supervisor
+/// (which refuses a set) share.
+struct start_plan {
+    std::vector<std::size_t> order;  ///< indices into the list; all of them when ok()
+    std::size_t unknown_in = 0;      ///< with `unknown`: the service naming it
+    std::string unknown;             ///< a name in `after` that no service has
+    std::vector<std::size_t> cycle;  ///< services that can never start: they wait on each other
+    [[nodiscard]] bool ok() const noexcept { return unknown.empty() && cycle.empty(); }
+    /// "web: after: unknown service 'db'", "after: dependency cycle among a, b", or "".
+    [[nodiscard]] std::string problem(const std::vector<const service_spec*>& services) const;
+};
+start_plan plan_start(const std::vector<const service_spec*>& services);
+
 /// Where a service is in its life.
 enum class service_state : std::uint8_t {
     stopped,   ///< not running and not meant to run
