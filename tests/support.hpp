@@ -5,9 +5,12 @@
 
 #include <asio/co_spawn.hpp>
 #include <asio/io_context.hpp>
+#include <cstdlib>
 #include <exception>
+#include <filesystem>
 #include <fstream>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <utility>
 
@@ -128,6 +131,22 @@ inline std::string nobody_skip_reason(const std::string& path) {
 }
 
 /// Trims one trailing newline.
+/// A directory of its own under $TMPDIR, removed with everything in it at the end of scope.
+struct temp_dir {
+    std::filesystem::path path;
+    explicit temp_dir(const std::string& prefix = "drover-test") {
+        std::string tmpl = (std::filesystem::temp_directory_path() / (prefix + "-XXXXXX")).string();
+        if (!::mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp " + tmpl);
+        path = tmpl;
+    }
+    temp_dir(const temp_dir&) = delete;
+    temp_dir& operator=(const temp_dir&) = delete;
+    ~temp_dir() {
+        std::error_code ec;
+        std::filesystem::remove_all(path, ec);
+    }
+};
+
 inline std::string chomp(std::string s) {
     while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
     return s;

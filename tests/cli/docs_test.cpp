@@ -32,16 +32,6 @@ std::string read_file(const fs::path& p) {
     return s.str();
 }
 
-struct temp_dir {
-    fs::path path;
-    temp_dir() {
-        std::string tmpl = (fs::temp_directory_path() / "drover-docs-XXXXXX").string();
-        if (!::mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp");
-        path = tmpl;
-    }
-    ~temp_dir() { fs::remove_all(path); }
-};
-
 // The long options a command's --help lists ("--jobs", "--shard", ...).
 std::set<std::string> long_options(const std::string& help) {
     std::set<std::string> out;
@@ -71,7 +61,7 @@ TEST(Docs, HelpListsTheCommandsAndHelpCmdIsItsHelp) {
 }
 
 TEST(Docs, ManPagesAndBashCompletionKnowEveryOption) {
-    temp_dir d;
+    test::temp_dir d("drover-docs");
     auto gen = drover({"generate-docs", "--man", (d.path / "man").string(), "--completions", (d.path / "comp").string()});
     ASSERT_EQ(gen.status.code(), 0) << gen.err;
     const std::string bash_script = read_file(d.path / "comp" / "drover.bash");

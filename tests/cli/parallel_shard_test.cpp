@@ -24,16 +24,6 @@ using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 using test::cli;
 
-struct temp_dir {
-    fs::path path;
-    temp_dir() {
-        std::string tmpl = (fs::temp_directory_path() / "drover-shard-XXXXXX").string();
-        if (!::mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp");
-        path = tmpl;
-    }
-    ~temp_dir() { fs::remove_all(path); }
-};
-
 std::string numbered_input(int n) {
     std::string s;
     for (int i = 1; i <= n; ++i) s += "in-" + std::to_string(i) + "\n";
@@ -125,7 +115,7 @@ TEST(ParallelShard, AutoTakesTheSlurmArrayTaskOrTheKubernetesIndex) {
 }
 
 TEST(ParallelShard, BadSlicesAreOneLineErrorsThatStartNothing) {
-    temp_dir d;
+    test::temp_dir d("drover-shard");
     const fs::path trace = d.path / "ran";
     const std::vector<std::string> job = {"--", "touch", trace.string()};
     auto with = [&](std::vector<std::string> opts) {
@@ -159,7 +149,7 @@ TEST(ParallelShard, BadSlicesAreOneLineErrorsThatStartNothing) {
 }
 
 TEST(ParallelShard, ResumeRunsOnlyWhatIsNotDone) {
-    temp_dir d;
+    test::temp_dir d("drover-shard");
     const fs::path results = d.path / "r.jsonl";
     const std::vector<std::string> job = {"--", "/bin/sh", "-c", "case {} in in-3|in-7) exit 1;; esac; echo {}"};
     auto run = [&](std::vector<std::string> opts, int lines) {
@@ -210,7 +200,7 @@ TEST(ParallelShard, ResumeRunsOnlyWhatIsNotDone) {
 // are marked, and a resumed run does them again.
 TEST(ParallelShard, AStopKillsJobsAfterTheGraceAndTheirRecordsSayInterrupted) {
     if (::geteuid() != 0) GTEST_SKIP() << "needs root for -p without a user namespace";
-    temp_dir d;
+    test::temp_dir d("drover-shard");
     std::string out, err;
     int code = -1;
     spawn_spec s = test::piped({cli, "parallel", "--no-progress", "--json", "-p", "-U", "-r", "--stop-grace", "1s", "-j",
@@ -251,7 +241,7 @@ TEST(ParallelShard, AStopKillsJobsAfterTheGraceAndTheirRecordsSayInterrupted) {
 }
 
 TEST(Results, MergeAndSummaryJoinShardsAndResumedRuns) {
-    temp_dir d;
+    test::temp_dir d("drover-shard");
     const std::vector<std::string> job = {"--", "/bin/sh", "-c", "test {} != in-5"};
     std::vector<std::string> files;
     for (int k = 0; k < 3; ++k) {

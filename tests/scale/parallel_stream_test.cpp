@@ -32,16 +32,6 @@ spawn_spec parallel_spec(std::vector<std::string> args) {
 }
 
 // A directory of this test's own, removed at the end (also on failure).
-struct temp_dir {
-    fs::path path;
-    temp_dir() {
-        std::string tmpl = (fs::temp_directory_path() / "drover-parallel-XXXXXX").string();
-        if (!::mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp");
-        path = tmpl;
-    }
-    ~temp_dir() { fs::remove_all(path); }
-};
-
 asio::awaitable<bool> wait_until(asio::any_io_executor ex, const std::function<bool()>& ready,
                                  std::chrono::milliseconds limit) {
     asio::steady_timer t(ex);
@@ -81,7 +71,7 @@ TEST(parallel_stream, jobs_start_before_the_input_ends) {
 }
 
 TEST(parallel_stream, a_signal_reaches_running_jobs_and_starts_nothing_more) {
-    temp_dir dir;
+    test::temp_dir dir("drover-parallel");
     std::string out, err;
     std::optional<exit_status> status;
     std::int64_t signalled_ns = 0, ended_ns = 0;

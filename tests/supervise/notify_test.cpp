@@ -12,6 +12,7 @@ namespace drover::supervise {
 namespace {
 
 using namespace std::chrono_literals;
+using drover::test::quiet;
 using drover::test::helper;
 
 service_spec notify_svc(std::string name, std::vector<std::string> argv) {
@@ -22,13 +23,6 @@ service_spec notify_svc(std::string name, std::vector<std::string> argv) {
     s.restart = restart_policy::never;
     s.stop_timeout = 1s;
     return s;
-}
-
-supervisor_options quiet(std::shared_ptr<spdlog::logger> log) {
-    supervisor_options o;
-    o.log = std::move(log);
-    o.seed = 42;
-    return o;
 }
 
 struct observed {

@@ -79,6 +79,14 @@ inline asio::awaitable<bool> wait_for_lines(capture_sink& sink,
     co_return held;
 }
 
+/// A supervisor that logs to `log` (a capture) with a fixed jitter seed: runs repeat.
+inline supervise::supervisor_options quiet(std::shared_ptr<spdlog::logger> log) {
+    supervise::supervisor_options o;
+    o.log = std::move(log);
+    o.seed = 42;
+    return o;
+}
+
 inline std::pair<std::shared_ptr<spdlog::logger>, std::shared_ptr<capture_sink>> capture_logger() {
     auto sink = std::make_shared<capture_sink>();
     auto log = std::make_shared<spdlog::logger>("test", sink);

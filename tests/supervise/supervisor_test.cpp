@@ -11,6 +11,7 @@ namespace drover::supervise {
 namespace {
 
 using namespace std::chrono_literals;
+using drover::test::quiet;
 using drover::test::helper;
 
 service_spec svc(std::string name, std::vector<std::string> argv) {
@@ -21,13 +22,6 @@ service_spec svc(std::string name, std::vector<std::string> argv) {
     s.backoff.jitter = 0;
     s.stop_timeout = 1s;
     return s;
-}
-
-supervisor_options quiet(std::shared_ptr<spdlog::logger> log) {
-    supervisor_options o;
-    o.log = std::move(log);
-    o.seed = 42;
-    return o;
 }
 
 double seconds(clock::duration d) { return std::chrono::duration<double>(d).count(); }
