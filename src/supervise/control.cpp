@@ -22,6 +22,7 @@
 #include "drover/supervise/metrics.hpp"
 #include "drover/sys/result.hpp"
 #include "drover/sys/unique_fd.hpp"
+#include "accept.hpp"
 
 namespace drover::supervise {
 
@@ -102,8 +103,7 @@ struct control_server::impl : std::enable_shared_from_this<impl> {
     supervisor& sup;
     std::string path;
     stream_protocol::acceptor acceptor;
-    bool closed = false;
-    std::size_t connections = 0;
+    detail::accept_state accepting{.max_connections = max_connections};
     asio::steady_timer room{ex};  // wakes the accept loop when a connection ends
     dev_t socket_dev = 0;         // the socket file we made: removed only if it is still ours
     ino_t socket_ino = 0;
@@ -169,28 +169,8 @@ struct control_server::impl : std::enable_shared_from_this<impl> {
     }
 
     asio::awaitable<void> accept_loop() {
-        auto self = shared_from_this();
-        while (!closed) {
-            if (connections >= max_connections) {
-                room.expires_at(asio::steady_timer::time_point::max());
-                (void)co_await room.async_wait(use_tuple);
-                continue;
-            }
-            auto [ec, sock] = co_await acceptor.async_accept(use_tuple);
-            if (ec) {
-                if (ec == asio::error::operation_aborted || closed) co_return;
-                // Out of descriptors (EMFILE, ENFILE) or memory: accepting again at once would
-                // spin; the pending connection waits in the queue meanwhile.
-                room.expires_after(std::chrono::milliseconds(100));
-                (void)co_await room.async_wait(use_tuple);
-                continue;
-            }
-            ++connections;
-            asio::co_spawn(ex, serve(std::move(sock)), [self](std::exception_ptr) {
-                --self->connections;
-                self->room.cancel();
-            });
-        }
+        return detail::accept_bounded(shared_from_this(), ex, acceptor, room, accepting,
+                                      [this](asio::local::stream_protocol::socket sock) { return serve(std::move(sock)); });
     }
 };
 
@@ -230,7 +210,7 @@ control_server::control_server(asio::any_io_executor ex, supervisor& sup, std::s
 }
 
 control_server::~control_server() {
-    p_->closed = true;
+    p_->accepting.closed = true;
     std::error_code ec;
     p_->acceptor.close(ec);
     p_->room.cancel();

@@ -26,6 +26,7 @@
 #include "drover/supervise/metrics.hpp"
 #include "drover/sys/result.hpp"
 #include "drover/sys/unique_fd.hpp"
+#include "accept.hpp"
 
 namespace drover::supervise {
 
@@ -188,8 +189,7 @@ struct metrics_server::impl : std::enable_shared_from_this<impl> {
     metrics_server_options opt;
     std::optional<tcp::acceptor> tcp_acceptor;
     std::optional<stream_protocol::acceptor> unix_acceptor;
-    bool closed = false;
-    std::size_t connections = 0;
+    detail::accept_state accepting;
     asio::steady_timer room{ex};  // wakes the accept loop when a connection ends
     // Open connections, closed by the destructor (a client that idles must not hold the loop).
     std::map<unsigned, std::function<void()>> open;
@@ -275,27 +275,9 @@ struct metrics_server::impl : std::enable_shared_from_this<impl> {
 
     template <typename Acceptor>
     asio::awaitable<void> accept_loop(Acceptor& acceptor) {
-        auto self = shared_from_this();
-        while (!closed) {
-            if (connections >= opt.max_connections) {
-                room.expires_at(asio::steady_timer::time_point::max());
-                (void)co_await room.async_wait(use_tuple);
-                continue;
-            }
-            auto [ec, sock] = co_await acceptor.async_accept(use_tuple);
-            if (ec) {
-                if (ec == asio::error::operation_aborted || closed) co_return;
-                // Out of descriptors or memory: accepting again at once would spin.
-                room.expires_after(std::chrono::milliseconds(100));
-                (void)co_await room.async_wait(use_tuple);
-                continue;
-            }
-            ++connections;
-            asio::co_spawn(ex, serve(std::move(sock)), [self](std::exception_ptr) {
-                --self->connections;
-                self->room.cancel();
-            });
-        }
+        accepting.max_connections = opt.max_connections;
+        return detail::accept_bounded(shared_from_this(), ex, acceptor, room, accepting,
+                                      [this](typename Acceptor::protocol_type::socket sock) { return serve(std::move(sock)); });
     }
 
     void listen_tcp() {
@@ -369,7 +351,7 @@ metrics_server::metrics_server(asio::any_io_executor ex, supervisor& sup, metric
 }
 
 metrics_server::~metrics_server() {
-    p_->closed = true;
+    p_->accepting.closed = true;
     std::error_code ec;
     if (p_->tcp_acceptor) p_->tcp_acceptor->close(ec);
     if (p_->unix_acceptor) p_->unix_acceptor->close(ec);

@@ -184,14 +184,10 @@ TEST(MetricsText, TheHandBuiltTextFollowsTheGrammar) { expect_exposition_grammar
 
 // ---- a supervisor's counters --------------------------------------------------------------
 
+// A quick-restarting service (test::svc) that fails after three restarts in 10 s.
 service_spec svc(std::string name, std::vector<std::string> argv) {
-    service_spec s;
-    s.name = std::move(name);
-    s.spawn.argv = std::move(argv);
-    s.backoff.initial = 20ms;
-    s.backoff.jitter = 0;
+    service_spec s = test::svc(std::move(name), std::move(argv));
     s.intensity = {3, 10s};
-    s.stop_timeout = 1s;
     return s;
 }
 

@@ -79,6 +79,17 @@ inline asio::awaitable<bool> wait_for_lines(capture_sink& sink,
     co_return held;
 }
 
+/// A service that restarts quickly (20 ms, no jitter) and is given 1 s to stop.
+inline supervise::service_spec svc(std::string name, std::vector<std::string> argv) {
+    supervise::service_spec s;
+    s.name = std::move(name);
+    s.spawn.argv = std::move(argv);
+    s.backoff.initial = std::chrono::milliseconds(20);
+    s.backoff.jitter = 0;
+    s.stop_timeout = std::chrono::seconds(1);
+    return s;
+}
+
 /// A supervisor that logs to `log` (a capture) with a fixed jitter seed: runs repeat.
 inline supervise::supervisor_options quiet(std::shared_ptr<spdlog::logger> log) {
     supervise::supervisor_options o;

@@ -12,17 +12,8 @@ namespace {
 
 using namespace std::chrono_literals;
 using drover::test::quiet;
+using drover::test::svc;
 using drover::test::helper;
-
-service_spec svc(std::string name, std::vector<std::string> argv) {
-    service_spec s;
-    s.name = std::move(name);
-    s.spawn.argv = std::move(argv);
-    s.backoff.initial = 20ms;
-    s.backoff.jitter = 0;
-    s.stop_timeout = 1s;
-    return s;
-}
 
 double seconds(clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
