@@ -71,7 +71,10 @@ void prepare_exec(prepared_data& d) {
     if (!s.init_program.empty()) {
         argv.insert(argv.begin(), {s.init_program, "init", "--"});
     }
-    d.candidates = sys::path_candidates(s.env.lookup("PATH", environ).value_or(default_path), argv.front());
+    // $PATH is looked up (a scan of the environment) only for a bare name.
+    const std::string& name = argv.front();
+    if (name.find('/') != std::string::npos) d.candidates.push_back(name);
+    else d.candidates = sys::path_candidates(s.env.lookup("PATH", environ).value_or(default_path), name);
     for (const std::string& c : d.candidates) d.candidate_ptrs.push_back(c.c_str());
     d.argv_storage = std::move(argv);
     for (std::string& a : d.argv_storage) d.argv_ptrs.push_back(a.data());
