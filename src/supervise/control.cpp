@@ -155,6 +155,8 @@ struct control_server::impl : std::enable_shared_from_this<impl> {
         // (closing on an unread request makes its write fail with EPIPE or its read with ECONNRESET).
         std::optional<std::string> line = co_await read_request(sock);
         if (!line) co_return;
+        // The server was destroyed while the request came in: its supervisor may be gone too.
+        if (accepting.closed) co_return;
         if (::getsockopt(sock.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
             answer = {{"ok", false}, {"error", "cannot read the peer's credentials"}};
         } else if (cred.uid != 0 && cred.uid != ::geteuid()) {

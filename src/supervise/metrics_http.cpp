@@ -267,6 +267,9 @@ struct metrics_server::impl : std::enable_shared_from_this<impl> {
         });
         std::optional<head_read> r = co_await read_head(sock);
         if (!r) co_return;  // silence, a closed or failed client: dropped without an answer
+        // The server was destroyed while the head came in (a completion already queued when the
+        // destructor closed this socket): the supervisor may be gone as well, so no answer.
+        if (accepting.closed) co_return;
         const std::string text = answer_for(r);
         (void)co_await asio::async_write(sock, asio::buffer(text), use_tuple);
         if (r->too_large) co_await drain(sock);

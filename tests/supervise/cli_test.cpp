@@ -569,11 +569,7 @@ std::string http_get_metrics(int port) {
     ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     std::string req = "GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n";
     (void)::send(fd.get(), req.data(), req.size(), MSG_NOSIGNAL);
-    std::string out;
-    char buf[4096];
-    for (ssize_t n; (n = ::read(fd.get(), buf, sizeof buf)) > 0 && out.size() < (4U << 20);)
-        out.append(buf, static_cast<std::size_t>(n));
-    return out;
+    return drover::test::read_until_closed(fd.get());
 }
 
 TEST_F(SuperviseCli, CtlMetricsAndTheHttpEndpointServeTheSameText) {

@@ -403,11 +403,7 @@ protected:
         timeval tv{10, 0};
         ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
         if (!request.empty()) (void)::send(fd.get(), request.data(), request.size(), MSG_NOSIGNAL);
-        std::string out;
-        char buf[4096];
-        for (ssize_t n; (n = ::read(fd.get(), buf, sizeof buf)) > 0 && out.size() < (4U << 20);)
-            out.append(buf, static_cast<std::size_t>(n));
-        return out;
+        return drover::test::read_until_closed(fd.get());
     }
 
     asio::io_context io_;

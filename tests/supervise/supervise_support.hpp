@@ -79,6 +79,22 @@ inline asio::awaitable<bool> wait_for_lines(capture_sink& sink,
     co_return held;
 }
 
+/// Reads `fd` (a blocking socket with SO_RCVTIMEO) until the peer closes, the timeout or
+/// `limit` bytes. A read on such a socket is never restarted after a signal handler
+/// (signal(7)), and test processes get SIGCHLD from the children of earlier tests: EINTR is
+/// retried, not taken for the end.
+inline std::string read_until_closed(int fd, std::size_t limit = 4U << 20) {
+    std::string out;
+    char buf[4096];
+    while (out.size() < limit) {
+        ssize_t n = ::read(fd, buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        out.append(buf, static_cast<std::size_t>(n));
+    }
+    return out;
+}
+
 /// A service that restarts quickly (20 ms, no jitter) and is given 1 s to stop.
 inline supervise::service_spec svc(std::string name, std::vector<std::string> argv) {
     supervise::service_spec s;
