@@ -81,6 +81,31 @@ struct service_rt {
     clock::time_point last_ping{};  // the start, then each WATCHDOG=1
 };
 
+// Where events go: the caller's handler, or the log. Shared with the completion handlers of
+// the service coroutines, which may run after the supervisor is gone.
+struct event_sink {
+    std::function<void(const supervisor_event&)> handler;
+    std::shared_ptr<spdlog::logger> log;
+
+    void operator()(const supervisor_event& e) const {
+        if (!handler) return log_event(*log, e);
+        try {
+            handler(e);
+        } catch (...) {
+            // A handler that throws loses that event only: the service's coroutine that
+            // reported it goes on (documented on supervisor_options::on_event).
+        }
+    }
+    void operator()(std::string_view service, event_kind k, event_severity sev, std::string_view message) const {
+        supervisor_event e;
+        e.service = service;
+        e.kind = k;
+        e.severity = sev;
+        e.message = message;
+        (*this)(e);
+    }
+};
+
 // Start order: each service after those it names in `after` (Kahn's algorithm, stable).
 // The start order of a set, or none (with the reason in `problem`) if it cannot start.
 static std::vector<std::size_t> start_order(const std::vector<const service_spec*>& specs, std::string* problem) {
@@ -92,9 +117,10 @@ static std::vector<std::size_t> start_order(const std::vector<const service_spec
 struct supervisor::impl : std::enable_shared_from_this<impl> {
     impl(asio::any_io_executor e, supervisor_options o)
         : ex(e), opt(std::move(o)), rng(opt.seed) {
-        log = opt.log;
-        if (!log)
+        auto log = opt.log;
+        if (!log && !opt.on_event)
             log = std::make_shared<spdlog::logger>("drover", std::make_shared<spdlog::sinks::stderr_sink_mt>());
+        emit = std::make_shared<const event_sink>(event_sink{opt.on_event, std::move(log)});
         if (opt.use_cgroups) {
             std::string name = opt.cgroup_name.empty()
                                    ? "drover." + std::to_string(::getpid()) + "." + std::to_string(tree_serial++)
@@ -107,7 +133,7 @@ struct supervisor::impl : std::enable_shared_from_this<impl> {
 
     asio::any_io_executor ex;
     supervisor_options opt;
-    std::shared_ptr<spdlog::logger> log;
+    std::shared_ptr<const event_sink> emit;
     std::unique_ptr<cgroup_tree> tree;
     std::unique_ptr<cgroup_guardian> guardian;
     std::vector<std::shared_ptr<service_rt>> services;  // in the order added
@@ -158,6 +184,28 @@ struct supervisor::impl : std::enable_shared_from_this<impl> {
         return nullptr;
     }
 
+    // A start that failed: s.error says why (status().last_error keeps it).
+    void emit_start_failed(const service_rt& s, child_stage stage) {
+        supervisor_event e;
+        e.service = s.spec.name;
+        e.kind = event_kind::start_failed;
+        e.severity = event_severity::error;
+        const std::string text = "cannot start: " + s.error;
+        e.message = text;
+        e.stage = stage;
+        (*emit)(e);
+    }
+
+    void emit_killed(const service_rt& s, const std::string& text, event_severity sev) {
+        supervisor_event e;
+        e.service = s.spec.name;
+        e.kind = event_kind::killed;
+        e.severity = sev;
+        e.message = text;
+        e.pid = s.proc ? s.proc->pid() : 0;
+        (*emit)(e);
+    }
+
     void set_state(service_rt& s, service_state st) {
         s.state = st;
         changed.notify_all();
@@ -189,8 +237,8 @@ struct supervisor::impl : std::enable_shared_from_this<impl> {
 
     // Completion of a service's coroutines: what escapes one is logged, never dropped.
     auto escaped(std::string name) {
-        return on_escape([log = log, name = std::move(name)](const std::string& what) {
-            log->error("[{}] supervisor error: {}", name, what);
+        return on_escape([emit = emit, name = std::move(name)](const std::string& what) {
+            (*emit)(name, event_kind::error, event_severity::error, "supervisor error: " + what);
         });
     }
 
@@ -202,8 +250,13 @@ struct supervisor::impl : std::enable_shared_from_this<impl> {
             while (auto line = co_await lines.next()) {
                 ++(err ? s->counters->stderr_lines : s->counters->stdout_lines);
                 (err ? s->counters->stderr_bytes : s->counters->stdout_bytes) += line->size();
-                if (err) log->warn("[{}] {}", s->spec.name, *line);
-                else log->info("[{}] {}", s->spec.name, *line);
+                supervisor_event e;
+                e.service = s->spec.name;
+                e.kind = event_kind::output;
+                e.severity = err ? event_severity::warning : event_severity::info;
+                e.message = *line;
+                e.from_stderr = err;
+                (*emit)(e);
             }
         } catch (const std::exception&) {
             // The stream was closed under us (shutdown) or failed: stop logging it.
@@ -217,7 +270,7 @@ struct supervisor::impl : std::enable_shared_from_this<impl> {
         if (!s.proc || &*s.proc != run) return;
         if (key == "READY" && value == "1") {
             if (s.state == service_state::starting) {
-                log->info("[{}] ready", s.spec.name);
+                (*emit)(s.spec.name, event_kind::ready, event_severity::info, "ready");
                 set_state(s, service_state::running);
             }
         } else if (key == "STATUS") {
@@ -228,11 +281,12 @@ struct supervisor::impl : std::enable_shared_from_this<impl> {
             else if (value == "trigger") s.last_ping = clock::time_point{};  // fail it now
             changed.notify_all();
         } else if ((key == "STOPPING" || key == "RELOADING") && value == "1") {
-            log->info("[{}] {}", s.spec.name, key == "STOPPING" ? "stopping" : "reloading");
+            (*emit)(s.spec.name, event_kind::notice, event_severity::info, key == "STOPPING" ? "stopping" : "reloading");
         } else if (key == "MAINPID") {
             // drover keeps watching the process it started; a daemon that forks away its main
             // process is still tracked through its cgroup.
-            log->info("[{}] says its main pid is {} (drover follows pid {})", s.spec.name, value.substr(0, 16), run->pid());
+            (*emit)(s.spec.name, event_kind::notice, event_severity::info,
+                    fmt::format("says its main pid is {} (drover follows pid {})", value.substr(0, 16), run->pid()));
         }
     }
 
@@ -249,8 +303,9 @@ struct supervisor::impl : std::enable_shared_from_this<impl> {
                 bool allowed = d->pid == run->pid() || (s->spec.notify_access_all && d->pid > 0 && detail::in_tree(d->pid, run->pid()));
                 if (!allowed || d->truncated) {
                     if (refused++ < 5)
-                        log->warn("[{}] notify message {} pid {} ignored", s->spec.name,
-                                  d->truncated ? "longer than 4096 bytes from" : "from another process:", d->pid);
+                        (*emit)(s->spec.name, event_kind::refused, event_severity::warning,
+                                fmt::format("notify message {} pid {} ignored",
+                                            d->truncated ? "longer than 4096 bytes from" : "from another process:", d->pid));
                     continue;
                 }
                 for (const auto& [k, v] : detail::parse_notify(d->text)) on_notify(*s, run, k, v);
@@ -278,7 +333,7 @@ struct supervisor::impl : std::enable_shared_from_this<impl> {
                                 : fmt::format("not ready within timeout_start_sec ({:g} s)",
                                               std::chrono::duration<double>(spec.start_timeout).count());
             ++(watchdog ? s->counters->watchdog_kills : s->counters->start_timeout_kills);
-            log->error("[{}] {}: killing it", spec.name, s->error);
+            emit_killed(*s, s->error + ": killing it", event_severity::error);
             (void)s->proc->signal(watchdog ? SIGABRT : spec.stop_signal);
             auto kill_at = clock::now() + spec.stop_timeout;
             const std::function<bool()> gone = [&] { return !same_run(); };
@@ -343,8 +398,8 @@ struct supervisor::impl : std::enable_shared_from_this<impl> {
             const bool own_net = spec.namespaces.has(ns::net);
             if (own_net && spec.fs.enabled) {
                 if (!s->warned_no_socket)
-                    log->warn("[{}] no $NOTIFY_SOCKET: its own network namespace and root cannot reach one (use $NOTIFY_FD)",
-                              s->spec.name);
+                    (*emit)(s->spec.name, event_kind::warning, event_severity::warning,
+                            "no $NOTIFY_SOCKET: its own network namespace and root cannot reach one (use $NOTIFY_FD)");
                 s->warned_no_socket = true;
             } else {
                 try {
@@ -352,7 +407,7 @@ struct supervisor::impl : std::enable_shared_from_this<impl> {
                 } catch (const std::exception& e) {
                     s->error = e.what();
                     ++s->counters->spawn_failures["supervisor"];
-                    log->error("[{}] cannot start: {}", s->spec.name, s->error);
+                    emit_start_failed(*s, child_stage::none);
                     co_return std::nullopt;
                 }
                 spec.env.set("NOTIFY_SOCKET", nsock->address);
@@ -374,7 +429,8 @@ struct supervisor::impl : std::enable_shared_from_this<impl> {
         } catch (const std::exception& e) {
             s->error = e.what();
             ++s->counters->spawn_failures[failure_stage(e)];
-            log->error("[{}] cannot start: {}", s->spec.name, s->error);
+            const auto* se = dynamic_cast<const spawn_error*>(&e);
+            emit_start_failed(*s, se ? se->stage() : child_stage::none);
             co_return std::nullopt;
         }
         if (!s->want) {
@@ -387,7 +443,15 @@ struct supervisor::impl : std::enable_shared_from_this<impl> {
         s->error.clear();
         count_spawn(*s);
         process& proc = *s->proc;
-        log->info("[{}] started, pid {}", s->spec.name, proc.pid());
+        {
+            supervisor_event e;
+            e.service = s->spec.name;
+            e.kind = event_kind::started;
+            const std::string text = fmt::format("started, pid {}", proc.pid());
+            e.message = text;
+            e.pid = proc.pid();
+            (*emit)(e);
+        }
         if (proc.stdout_pipe()) {
             ++s->logging;
             asio::co_spawn(ex, log_lines(own(*s, proc.stdout_pipe()), s, false), escaped(s->spec.name));
@@ -424,13 +488,15 @@ struct supervisor::impl : std::enable_shared_from_this<impl> {
             (void)co_await async_wait_empty(cg, std::chrono::seconds(2));
             s->oom = cg.oom_kills() > 0;
             if (auto ec = co_await async_remove(cg, std::chrono::seconds(1)))
-                log->warn("[{}] cannot remove cgroup {}: {}", s->spec.name, cg.path(), ec.message());
+                (*emit)(s->spec.name, event_kind::warning, event_severity::warning,
+                        fmt::format("cannot remove cgroup {}: {}", cg.path(), ec.message()));
         } else {
             s->oom = false;
         }
         // Its last lines are logged before it counts as ended (a status or a test that looks
         // after the exit sees them all); a survivor holding the pipes (no cgroup) is logged on
         // after the bound, as before.
+        const pid_t pid = proc.pid();
         service_rt* raw = s.get();
         const std::function<bool()> drained = [raw] { return raw->logging == 0; };
         (void)co_await wait_for(drained, clock::now() + std::chrono::seconds(1));
@@ -441,8 +507,16 @@ struct supervisor::impl : std::enable_shared_from_this<impl> {
         // A failure is a warning, an ending by plan (exit 0, or the stop drover sent) is not.
         const bool expected = st.success() || (!s->want && st.signaled() && (st.signal() == s->spec.stop_signal ||
                                                                              st.signal() == SIGKILL));
-        log->log(expected ? spdlog::level::info : spdlog::level::warn, "[{}] {}{}", s->spec.name, st.str(),
-                 s->oom ? " (out of memory: killed by the cgroup OOM killer)" : "");
+        const std::string text = st.str() + (s->oom ? " (out of memory: killed by the cgroup OOM killer)" : "");
+        supervisor_event e;
+        e.service = s->spec.name;
+        e.kind = event_kind::exited;
+        e.severity = expected ? event_severity::info : event_severity::warning;
+        e.message = text;
+        e.pid = pid;
+        e.exit = st;
+        e.oom_killed = s->oom;
+        (*emit)(e);
         co_return st;
     }
 
@@ -482,12 +556,21 @@ struct supervisor::impl : std::enable_shared_from_this<impl> {
                     s->want = false;
                     s->error = fmt::format("restart limit reached: more than {} restarts in {:g} s", s->spec.intensity.burst,
                                            std::chrono::duration<double>(s->spec.intensity.interval).count());
-                    log->error("[{}] failed: {}", s->spec.name, s->error);
+                    (*emit)(s->spec.name, event_kind::failed, event_severity::error, "failed: " + s->error);
                     set_state(*s, service_state::failed);
                     if (s->spec.shutdown_on_failure && opt.on_fatal) opt.on_fatal(s->spec.name);
                     break;
                 }
-                log->info("[{}] restarting in {:.3g} s", s->spec.name, std::chrono::duration<double>(*delay).count());
+                {
+                    supervisor_event e;
+                    e.service = s->spec.name;
+                    e.kind = event_kind::restarting;
+                    const std::string text =
+                        fmt::format("restarting in {:.3g} s", std::chrono::duration<double>(*delay).count());
+                    e.message = text;
+                    e.delay = *delay;
+                    (*emit)(e);
+                }
                 ++s->counters->backoffs;
                 set_state(*s, service_state::backoff);
                 s->wake.expires_after(*delay);
@@ -499,12 +582,12 @@ struct supervisor::impl : std::enable_shared_from_this<impl> {
         } catch (const std::exception& e) {
             s->want = false;
             s->error = e.what();
-            log->error("[{}] supervisor error: {}", s->spec.name, s->error);
+            (*emit)(s->spec.name, event_kind::error, event_severity::error, "supervisor error: " + s->error);
             s->state = service_state::failed;
         } catch (...) {
             s->want = false;
             s->error = "an exception that is not a std::exception";
-            log->error("[{}] supervisor error: {}", s->spec.name, s->error);
+            (*emit)(s->spec.name, event_kind::error, event_severity::error, "supervisor error: " + s->error);
             s->state = service_state::failed;
         }
         if (s->state != service_state::failed && s->state != service_state::exited)
@@ -539,8 +622,10 @@ struct supervisor::impl : std::enable_shared_from_this<impl> {
             (void)s->proc->signal(s->spec.stop_signal);
         }
         if (co_await wait_for(ended, clock::now() + s->spec.stop_timeout)) co_return;
-        log->warn("[{}] did not stop within {:.3f} s: killing it", s->spec.name,
-                  std::chrono::duration<double>(s->spec.stop_timeout).count());
+        emit_killed(*s,
+                    fmt::format("did not stop within {:.3f} s: killing it",
+                                std::chrono::duration<double>(s->spec.stop_timeout).count()),
+                    event_severity::warning);
         if (s->cg) (void)s->cg->kill_all();
         if (s->proc) (void)s->proc->signal(SIGKILL);
         // SIGKILL ends it; what is left (its cgroup emptied, its pipes drained) is bounded too.
@@ -688,7 +773,7 @@ awaitable<void> supervisor::reload(std::vector<service_spec> next) {
     auto old = p_->ordered();
     for (auto it = old.rbegin(); it != old.rend(); ++it)
         if (!names.count((*it)->spec.name)) {
-            p_->log->info("[{}] removed by reload", (*it)->spec.name);
+            (*p_->emit)((*it)->spec.name, event_kind::removed, event_severity::info, "removed by reload");
             co_await p_->stop_one(*it);
         }
     std::erase_if(p_->services, [&](const auto& s) { return !names.count(s->spec.name); });
@@ -704,10 +789,10 @@ awaitable<void> supervisor::reload(std::vector<service_spec> next) {
             continue;
         }
         if (cur) {
-            p_->log->info("[{}] changed: restarting", spec.name);
+            (*p_->emit)(spec.name, event_kind::changed, event_severity::info, "changed: restarting");
             co_await p_->stop_one(cur);
         } else {
-            p_->log->info("[{}] added by reload", spec.name);
+            (*p_->emit)(spec.name, event_kind::added, event_severity::info, "added by reload");
         }
         auto fresh = p_->make_service(std::move(spec));
         result.push_back(fresh);

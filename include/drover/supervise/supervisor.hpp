@@ -11,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include "drover/supervise/events.hpp"
 #include "drover/supervise/metrics.hpp"
 #include "drover/supervise/service.hpp"
 
@@ -21,8 +22,12 @@ class logger;
 namespace drover::supervise {
 
 struct supervisor_options {
-    /// Where service output ("[name] line") and lifecycle events go. Null: a logger named
-    /// "drover" writing to stderr.
+    /// Where every event goes: each output line, start, exit, restart and failure, as a value
+    /// (events.hpp). Null: each is logged to `log` with log_event(). Failures are also kept in
+    /// status() (last_error, last_exit), whatever the handler does.
+    std::function<void(const supervisor_event&)> on_event;
+    /// The log of the default event handler ("[name] line"). Null: a logger named "drover"
+    /// writing to stderr. Not used when on_event is set.
     std::shared_ptr<spdlog::logger> log;
     /// Longest line logged in one piece; longer ones are split (memory per service stays
     /// bounded by this, whatever the service writes).
