@@ -206,8 +206,13 @@ control_server::control_server(asio::any_io_executor ex, supervisor& sup, std::s
         p_->socket_ino = st.st_ino;
     }
     // Should accepting itself fail (out of memory), say so: drover ctl would meet silence.
-    asio::co_spawn(ex, p_->accept_loop(), on_escape([path = p](const std::string& what) {
-        std::fprintf(stderr, "drover: control socket %s: no longer accepting: %s\n", path.c_str(), what.c_str());
+    asio::co_spawn(ex, p_->accept_loop(), on_escape([path = p, emit = sup.event_handler()](const std::string& what) {
+        const std::string text = "control socket " + path + ": no longer accepting: " + what;
+        supervisor_event e;
+        e.kind = event_kind::error;
+        e.severity = event_severity::error;
+        e.message = text;
+        emit(e);
     }));
 }
 

@@ -30,7 +30,8 @@ void log_event(spdlog::logger& log, const supervisor_event& e) {
     const auto level = e.severity == event_severity::error     ? spdlog::level::err
                        : e.severity == event_severity::warning ? spdlog::level::warn
                                                                : spdlog::level::info;
-    log.log(level, "[{}] {}", e.service, e.message);
+    if (e.service.empty()) log.log(level, "{}", e.message);  // about drover itself, not a service
+    else log.log(level, "[{}] {}", e.service, e.message);
 }
 
 }  // namespace drover::supervise

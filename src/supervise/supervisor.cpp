@@ -840,6 +840,10 @@ supervisor_metrics supervisor::metrics() const {
 
 bool supervisor::has(std::string_view name) const { return p_->find(name) != nullptr; }
 
+std::function<void(const supervisor_event&)> supervisor::event_handler() const {
+    return [emit = p_->emit](const supervisor_event& e) { (*emit)(e); };
+}
+
 std::string supervisor::cgroup_warning() const {
     if (!p_->opt.use_cgroups) return {};
     return p_->tree ? p_->tree->warning() : std::string{};

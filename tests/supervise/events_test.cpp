@@ -157,6 +157,33 @@ TEST(SupervisorEvents, WithoutAHandlerEventsAreLoggedAsBefore) {
     EXPECT_NE(std::find(lines.begin(), lines.end(), "exited with code 0"), lines.end());
 }
 
+TEST(SupervisorEvents, TheHandlerOfAttachedServersOutlivesTheSupervisor) {
+    std::vector<std::string> got;
+    std::function<void(const supervisor_event&)> handler;
+    {
+        asio::io_context io;
+        supervisor_options o;
+        o.use_cgroups = false;
+        o.on_event = [&got](const supervisor_event& e) { got.push_back(std::string(e.message)); };
+        supervisor sup(io.get_executor(), o);
+        handler = sup.event_handler();
+    }
+    supervisor_event e;
+    e.kind = event_kind::error;
+    e.message = "metrics 127.0.0.1:9: no longer accepting: out of memory";
+    handler(e);
+    ASSERT_EQ(got.size(), 1u);
+    EXPECT_EQ(got[0], e.message);
+
+    // The default handler writes an event about drover itself without a "[service]" prefix.
+    auto [log, sink] = drover::test::capture_logger();
+    log_event(*log, e);
+    e.service = "web";
+    e.message = "ready";
+    log_event(*log, e);
+    EXPECT_EQ(sink->lines(), (std::vector<std::string>{"metrics 127.0.0.1:9: no longer accepting: out of memory", "[web] ready"}));
+}
+
 TEST(SupervisorEvents, KindsHaveNames) {
     EXPECT_EQ(to_string(event_kind::start_failed), "start_failed");
     EXPECT_EQ(to_string(event_kind::output), "output");

@@ -43,6 +43,7 @@ enum class event_severity { info, warning, error };
 /// One event. The views point into the supervisor's state and live for the call only: copy
 /// what is kept. Handlers run on the supervisor's executor and must not block.
 struct supervisor_event {
+    /// Empty for what concerns drover itself (a control or metrics socket that failed).
     std::string_view service;
     event_kind kind = event_kind::output;
     event_severity severity = event_severity::info;
@@ -57,8 +58,8 @@ struct supervisor_event {
     child_stage stage = child_stage::none;  ///< start_failed: the spawn stage that failed, if any
 };
 
-/// The default handler's formatting: "[service] message" at the event's severity (output
-/// lines from stderr at warning). A handler that also wants the log calls this.
+/// The default handler's formatting: "[service] message" (or the message alone when no
+/// service) at the event's severity: output lines from stderr at warning. A handler that also wants the log calls this.
 void log_event(spdlog::logger& log, const supervisor_event& e);
 
 }  // namespace drover::supervise

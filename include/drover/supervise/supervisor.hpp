@@ -90,6 +90,10 @@ public:
     /// Counters, states and spawn latencies of the current services (see metrics.hpp); a copy.
     [[nodiscard]] supervisor_metrics metrics() const;
     [[nodiscard]] bool has(std::string_view name) const;
+    /// Where this supervisor's events go (on_event, or the log), for what is attached to it:
+    /// the control and metrics servers report their own failures through it. The function
+    /// stays callable after the supervisor is gone.
+    [[nodiscard]] std::function<void(const supervisor_event&)> event_handler() const;
     /// The cgroup warning (empty when cgroups work).
     [[nodiscard]] std::string cgroup_warning() const;
     /// Top directories of drover's cgroup subtree (for tests and diagnostics).
