@@ -13,6 +13,7 @@
 #include "bench/floor.hpp"
 #include "bench/runner.hpp"
 #include "drover/spawn/launch.hpp"
+#include "drover/spawn/warm.hpp"
 #include "drover/sys/path.hpp"
 
 namespace drover::bench {
@@ -95,8 +96,39 @@ struct runc_bundle {
 struct candidate {
     peer_result result;
     std::optional<prepared_spawn> prepared;
+    std::unique_ptr<warm_pool> warm;  // drover-warm: each timed start takes a ready set
     std::vector<std::int64_t> samples;
 };
+
+// drover starting the same sandbox in a warm set (warm.hpp). The pool has no refill thread:
+// a set is made before each start, outside the timed region, so the sample is the latency of
+// a job that finds a ready set, and no refill competes with the other runners for the CPUs.
+candidate warm_candidate(const spawn_spec& spec) {
+    candidate c;
+    c.result.name = "drover-warm";
+    c.result.argv = spec.argv;
+    try {
+        prepared_spawn p(spec);
+        if (std::string why = warm_unsupported(p); !why.empty()) {
+            c.result.note = "not possible here: " + why;
+            return c;
+        }
+        warm_options o;
+        o.size = 1;
+        o.refill_thread = false;
+        c.warm = std::make_unique<warm_pool>(std::move(p), o);
+        if (c.warm->fill() == 0) {
+            c.result.note = "cannot make a warm set: " + c.warm->stats().last_error;
+            c.warm.reset();
+            return c;
+        }
+        c.result.ran = true;
+        c.result.note = "a ready warm set per start (made before the timed region)";
+    } catch (const std::exception& e) {
+        c.result.note = std::string("cannot make a warm set: ") + e.what();
+    }
+    return c;
+}
 
 }  // namespace
 
@@ -114,6 +146,7 @@ void run_peers(const bench_config& cfg, bench_report& report, const progress_fn&
         spec.argv = {program};
         d.prepared.emplace(spec);
         peers.push_back(std::move(d));
+        peers.push_back(warm_candidate(spec));
     }
     auto add_peer = [&](std::string name, std::vector<std::string> argv, std::string note) {
         candidate c;
@@ -157,6 +190,7 @@ void run_peers(const bench_config& cfg, bench_report& report, const progress_fn&
             c.result.ran = true;
             continue;
         }
+        if (c.result.name == "drover-warm") continue;  // probed when its pool was filled
         if (c.result.argv.empty() || c.result.argv.front().empty() ||
             c.result.argv.front().find('/') == std::string::npos) {
             c.result.note = c.result.note.empty() ? "not available" : c.result.note;
@@ -186,11 +220,17 @@ void run_peers(const bench_config& cfg, bench_report& report, const progress_fn&
     std::int64_t last = 0;
     auto one = [&](std::size_t i, bool keep) {
         candidate& c = peers[i];
+        launch_extras extras;
+        if (c.warm) {
+            if (c.warm->stats().ready == 0) (void)c.warm->fill();  // not timed
+            extras.warm = c.warm.get();
+        }
+        const prepared_spawn& p = c.warm ? c.warm->spec() : *c.prepared;
         const std::int64_t start = floor_now_ns();
         launched_child child;
         spawn_failure failure;
         std::string error;
-        if (!launch(*c.prepared, child, failure) || !await_exec(*c.prepared, child, failure)) {
+        if (!launch(p, child, failure, extras) || !await_exec(p, child, failure)) {
             error = failure.message();
         } else if (exit_status st = wait_blocking(child); !st.success()) {
             error = st.str();
@@ -220,6 +260,12 @@ void run_peers(const bench_config& cfg, bench_report& report, const progress_fn&
     }
     report.peers.clear();
     for (candidate& c : peers) {
+        if (c.warm) {
+            // A miss is a cold start timed as a warm one: say how many there were.
+            const warm_stats st = c.warm->stats();
+            if (st.misses) c.result.note += "; " + std::to_string(st.misses) + " starts found no ready set and went cold";
+            c.warm.reset();
+        }
         c.result.total = summarize(c.samples);
         report.peers.push_back(std::move(c.result));
     }

@@ -9,6 +9,7 @@
 
 #include "bench/floor.hpp"
 #include "bench/floor_client.hpp"
+#include "bench/report.hpp"
 #include "bench/runner.hpp"
 #include "support.hpp"
 
@@ -262,6 +263,12 @@ TEST(BenchSmoke, ThroughputCountsSpawnsAtEachConcurrency) {
     EXPECT_EQ(test::zombie_children(), 0);
 }
 
+std::string failures_of(const peer_result& p) {
+    std::string out;
+    for (const auto& [what, n] : p.failures) out += what + " ×" + std::to_string(n) + "; ";
+    return out;
+}
+
 TEST(BenchSmoke, PeersRunOrSayWhyNot) {
     if (!user_namespaces_work()) GTEST_SKIP() << "user namespaces are not available here";
     bench_config cfg;
@@ -269,10 +276,19 @@ TEST(BenchSmoke, PeersRunOrSayWhyNot) {
     cfg.warmup = 0;
     bench_report r;
     run_peers(cfg, r, {});
-    ASSERT_EQ(r.peers.size(), 4u);
+    ASSERT_EQ(r.peers.size(), 5u);
     EXPECT_EQ(r.peers[0].name, "drover");
     EXPECT_TRUE(r.peers[0].ran);
     EXPECT_EQ(r.peers[0].total.n, 1u);
+    // The same sandbox from a warm set: here (root, user namespaces) it must run, and its one
+    // start must have found a ready set rather than gone cold.
+    const peer_result& warm = r.peers[1];
+    EXPECT_EQ(warm.name, "drover-warm");
+    EXPECT_TRUE(warm.ran) << warm.note;
+    EXPECT_EQ(warm.total.n, 1u) << failures_of(warm);
+    EXPECT_EQ(warm.note.find("went cold"), std::string::npos) << warm.note;
+    EXPECT_NE(format_table(r).find("drover-warm: "), std::string::npos);
+    EXPECT_NE(format_markdown(r).find("faster than cold drover"), std::string::npos);
     for (const peer_result& p : r.peers) {
         if (p.ran) {
             EXPECT_EQ(p.total.n + p.failures.size(), 1u) << p.name;
