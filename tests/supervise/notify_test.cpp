@@ -203,5 +203,83 @@ TEST(NotifySocket, ConfigFieldsAreReadAndChecked) {
               std::string::npos);
 }
 
+// ---- what a service says, as events ----------------------------------------------------
+
+// The events of one run of `s` until `until(status)` holds (or 15 s), kept as (kind, message).
+struct notice_run {
+    std::vector<std::pair<event_kind, std::string>> events;
+    std::vector<pid_t> started;  // the pid of each run
+    bool settled = false;
+};
+
+notice_run run_with_events(service_spec s, std::function<bool(const supervisor_status&)> until) {
+    auto [log, sink] = drover::test::capture_logger();
+    return drover::test::run_on_loop([&, log = log](asio::any_io_executor ex) -> asio::awaitable<notice_run> {
+        notice_run r;
+        supervisor_options o = quiet(log);
+        o.on_event = [&r](const supervisor_event& e) {
+            if (e.kind == event_kind::output) return;
+            r.events.emplace_back(e.kind, std::string(e.message));
+            if (e.kind == event_kind::started) r.started.push_back(e.pid);
+        };
+        supervisor sup(ex, o);
+        sup.add(s);
+        co_await sup.start();
+        r.settled = co_await sup.wait_until(until, 15s);
+        co_await sup.stop();
+        co_return r;
+    });
+}
+
+std::vector<std::string> messages_of(const notice_run& r, event_kind k) {
+    std::vector<std::string> out;
+    for (const auto& [kind, text] : r.events)
+        if (kind == k) out.push_back(text);
+    return out;
+}
+
+TEST(NotifySocket, StoppingReloadingAndMainpidReachTheCaller) {
+    auto s = notify_svc("talker", {helper, "notify", "READY=1\nRELOADING=1\nSTOPPING=1\nMAINPID=4242\nSTATUS=said", "30"});
+    const std::function<bool(const supervisor_status&)> said = [](const supervisor_status& st) {
+        return st.find("talker")->notify_status == "said";
+    };
+    auto r = run_with_events(s, said);
+    ASSERT_TRUE(r.settled) << "the service's messages never arrived";
+    ASSERT_EQ(r.started.size(), 1u);
+    EXPECT_EQ(messages_of(r, event_kind::ready), std::vector<std::string>{"ready"});
+    EXPECT_EQ(messages_of(r, event_kind::notice),
+              (std::vector<std::string>{"reloading", "stopping",
+                                        "says its main pid is 4242 (drover follows pid " + std::to_string(r.started[0]) + ")"}));
+}
+
+TEST(NotifySocket, AMissedWatchdogRestartsAServiceThatRestarts) {
+    // Pings every 50 ms for 0.3 s, then stays silent: each run is killed by the 300 ms
+    // watchdog and, with restart = always, started again.
+    auto s = notify_svc("pinger", {helper, "notify-loop", "READY=1\nWATCHDOG=1", "0.05", "0.3", "30"});
+    s.watchdog = 300ms;
+    s.restart = restart_policy::always;
+    s.backoff = {20ms, 1s, 2.0, 0.0};
+    s.intensity = {5, 60s};
+    const std::function<bool(const supervisor_status&)> restarted = [](const supervisor_status& st) {
+        return st.find("pinger")->restarts >= 1 && st.find("pinger")->state == service_state::running;
+    };
+    auto r = run_with_events(s, restarted);
+    ASSERT_TRUE(r.settled) << "no restart after the watchdog fired";
+    ASSERT_GE(r.started.size(), 2u);
+    EXPECT_NE(r.started[0], r.started[1]);
+    auto killed = messages_of(r, event_kind::killed);
+    ASSERT_FALSE(killed.empty());
+    EXPECT_NE(killed[0].find("watchdog: no WATCHDOG=1 within 0.3 s: killing it"), std::string::npos) << killed[0];
+    // The run ended by SIGABRT, then the restart was announced, in that order.
+    std::size_t exited = 0, restarting = 0;
+    for (std::size_t i = 0; i < r.events.size(); ++i) {
+        if (r.events[i].first == event_kind::exited && !exited) exited = i + 1;
+        if (r.events[i].first == event_kind::restarting && !restarting) restarting = i + 1;
+    }
+    ASSERT_TRUE(exited && restarting);
+    EXPECT_LT(exited, restarting);
+    EXPECT_NE(r.events[exited - 1].second.find("SIGABRT"), std::string::npos) << r.events[exited - 1].second;
+}
+
 }  // namespace
 }  // namespace drover::supervise
