@@ -143,6 +143,47 @@ TEST(Run, ASignalThatWouldEndTheJobEndsItAsPidOne) {
     EXPECT_EQ(handled, exit_status::exited_with(7)) << handled.str();
 }
 
+// With --init the command runs under drover init as PID 1: it is not PID 1 itself, and a
+// signal that would end an ordinary process ends it (init passes it on) rather than being
+// spared by the kernel and turned into SIGKILL by drover.
+TEST(Run, InitIsPidOneAndPassesSignalsOn) {
+    auto r = test::run_spec(test::piped({cli, "run", "-U", "-p", "-m", "--init", "--", "/bin/sh", "-c",
+                                         "echo pid=$$; tr '\\0' ' ' < /proc/1/cmdline; echo"}));
+    EXPECT_EQ(r.status, exit_status::exited_with(0)) << r.err;
+    EXPECT_NE(r.out.find("pid=2\n"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find(" init -- /bin/sh -c "), std::string::npos) << r.out;
+
+    auto st = test::run_on_loop([](asio::any_io_executor ex) -> asio::awaitable<exit_status> {
+        spawn_spec s = test::piped({cli, "run", "-U", "-p", "--init", "--", "/bin/sh", "-c", "echo ready; exec sleep 30"});
+        process p = co_await spawn(ex, s);
+        line_reader lines(*p.stdout_pipe());
+        auto first = co_await lines.next();
+        EXPECT_EQ(first, "ready");
+        p.signal(SIGTERM);
+        co_return co_await p.wait();
+    });
+    // sleep ended by the SIGTERM itself (128 + 15), not killed (137) as a bare PID 1 is.
+    EXPECT_EQ(st, exit_status::exited_with(128 + SIGTERM)) << st.str();
+}
+
+// ^C typed on a terminal reaches the foreground job; under --init it ends a command that has
+// no handler for it (a bare PID 1 would ignore it).
+TEST(Run, InitEndsTheCommandOnCtrlCAtATerminal) {
+    if (::access("/usr/bin/script", X_OK) != 0) GTEST_SKIP() << "script(1) from util-linux is missing";
+    auto st = test::run_on_loop([](asio::any_io_executor ex) -> asio::awaitable<exit_status> {
+        std::string cmd = std::string(cli) + " run -U -p --init -- /bin/sh -c 'echo rea''dy; exec sleep 30'";
+        spawn_spec s = test::piped({"/usr/bin/script", "-qec", cmd, "/dev/null"});
+        s.in = stdio::pipe();
+        process p = co_await spawn(ex, s);
+        line_reader lines(*p.stdout_pipe());
+        while (auto l = co_await lines.next())
+            if (l->find("ready") != std::string::npos) break;
+        co_await p.write_stdin("\x03");
+        co_return co_await p.wait();
+    });
+    EXPECT_EQ(st, exit_status::exited_with(128 + SIGINT)) << st.str();
+}
+
 // The seed's interactive session: a shell on a terminal (script(1) gives it a pty), typed at.
 TEST(Run, InteractiveShellOnATerminal) {
     if (::access("/usr/bin/script", X_OK) != 0) GTEST_SKIP() << "script(1) from util-linux is missing";

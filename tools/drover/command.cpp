@@ -1,11 +1,21 @@
 // command: what the subcommands share (their registration is in one file each).
 #include "command.hpp"
 
+#include <limits.h>
+#include <unistd.h>
+
 #include <cstdio>
 #include <map>
 #include <string_view>
 
 namespace drover::cli {
+
+std::string self_exe() {
+    char buf[PATH_MAX];
+    ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+    if (n <= 0) return "/proc/self/exe";
+    return std::string(buf, static_cast<std::size_t>(n));
+}
 
 void print_error(const std::string& what) {
     std::fprintf(stderr, "drover: %s\n", what.c_str());

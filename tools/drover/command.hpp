@@ -58,6 +58,10 @@ inline int usage_exit_of(std::string_view command) {
 /// of what they take (UID, SRC[:DST], DURATION), for help and the man pages.
 void name_option_values(CLI::App& app);
 
+/// The path of the running drover binary (/proc/self/exe resolved), for `drover init` as a
+/// job's init program; "/proc/self/exe" itself if it cannot be read.
+std::string self_exe();
+
 /// Prints "drover: <what>" on stderr.
 void print_error(const std::string& what);
 

@@ -29,6 +29,7 @@ namespace {
 struct run_options {
     ns_options ns;
     bool timing = false;
+    bool init = false;
     std::string json_status_fd;
     std::vector<std::string> argv;
 };
@@ -182,6 +183,7 @@ asio::awaitable<run_outcome> run_child(prepared_spawn prepared, job_limits limit
 // descriptor (-1 without). `open_files` as in ns_options::apply.
 int translate(const run_options& o, bool open_files, spawn_spec& spec, job_limits& limits) {
     spec.argv = o.argv;
+    if (o.init) spec.init_program = self_exe();
     o.ns.apply(spec, open_files);
     limits = o.ns.limits();
     if (o.json_status_fd.empty()) return -1;
@@ -279,6 +281,10 @@ command_main add_run_command(CLI::App& app, command_check* check) {
     CLI::App* run = app.add_subcommand("run", "Run a command in new namespaces");
     o->ns.add_to(*run);
     run->add_flag("--timing", o->timing, "print the duration of each spawn stage, the verdict and the usage to stderr");
+    run->add_flag("--init", o->init,
+                  "run the command under drover's own init (drover init), as docker run --init: with -p the "
+                  "command is not PID 1, so ^C and other signals end it as they would any process, and "
+                  "orphans are reaped; drover's binary must be reachable at its path inside the sandbox");
     run->add_option("--json-status-fd", o->json_status_fd,
                     "write the verdict, exit status, usage and stage times as one JSON line to descriptor FD");
     run->add_option("command", o->argv, "the command and its arguments")->required();

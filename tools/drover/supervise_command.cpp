@@ -46,13 +46,6 @@ struct supervise_options {
     bool check = false;
 };
 
-std::string self_exe() {
-    char buf[PATH_MAX];
-    ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
-    if (n <= 0) return "/proc/self/exe";
-    return std::string(buf, static_cast<std::size_t>(n));
-}
-
 // drover under systemd (Type=notify): where to say READY=1, STOPPING=1 and WATCHDOG=1. Taken
 // out of the environment at start, so that no service inherits it and speaks for drover.
 struct systemd_link {
