@@ -4,7 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdio>
+#include <fmt/format.h>
 #include <sstream>
 
 #include "bench/report.hpp"
@@ -21,7 +21,7 @@ const combo_result* find(const bench_report& r, namespace_set s) {
 }
 
 std::string ratio_cell(const compared_cell& c) {
-    return fmt("%.2f×", c.vs_first) + fmt(" [%.2f", c.vs_first_ci.low) + fmt("–%.2f]", c.vs_first_ci.high);
+    return fmt::format("{:.2f}× [{:.2f}–{:.2f}]", c.vs_first, c.vs_first_ci.low, c.vs_first_ci.high);
 }
 
 std::string machine_line(const machine_info& m) {
@@ -108,7 +108,7 @@ std::string format_comparison_table(const comparison& c) {
                 continue;
             }
             const compared_cell& x = *r.cells[k];
-            o << pad(human_ns(x.p50), 12) << pad(x.floor_ratio > 0 ? fmt("%.2f×", x.floor_ratio) : "–", 8);
+            o << pad(human_ns(x.p50), 12) << pad(x.floor_ratio > 0 ? fmt::format("{:.2f}×", x.floor_ratio) : "–", 8);
             if (k) o << pad(ratio_cell(x), 22) << "  " << pad(x.verdict, 13, false);
         }
         o << "\n";
@@ -141,7 +141,7 @@ std::string format_comparison_markdown(const comparison& c) {
                 continue;
             }
             const compared_cell& x = *r.cells[k];
-            o << " " << human_ns(x.p50) << " | " << (x.floor_ratio > 0 ? fmt("%.2f×", x.floor_ratio) : "–")
+            o << " " << human_ns(x.p50) << " | " << (x.floor_ratio > 0 ? fmt::format("{:.2f}×", x.floor_ratio) : "–")
               << " |";
             if (k) o << " " << ratio_cell(x) << " | " << x.verdict << " |";
         }
@@ -191,7 +191,7 @@ std::string format_comparison_svg(const comparison& c) {
             double x = xpos(t);
             o << "<line x1=\"" << x << "\" y1=\"" << y - 3 << "\" x2=\"" << x << "\" y2=\"" << y + 3
               << "\" stroke=\"#333\"/><text x=\"" << x << "\" y=\"" << (labels_above ? y - 6 : y + 15)
-              << "\" text-anchor=\"middle\">" << fmt("%.2f×", t) << "</text>\n";
+              << "\" text-anchor=\"middle\">" << fmt::format("{:.2f}×", t) << "</text>\n";
         }
     };
     double y = top;
@@ -209,7 +209,7 @@ std::string format_comparison_svg(const comparison& c) {
                   << xpos(x.vs_first_ci.high) << "\" y2=\"" << cy << "\" stroke=\"" << col
                   << "\" stroke-width=\"2\"/><circle cx=\"" << xpos(x.vs_first) << "\" cy=\"" << cy
                   << "\" r=\"4\" fill=\"" << col << "\"/><text x=\"" << xpos(x.vs_first_ci.high) + 6 << "\" y=\""
-                  << cy + 4 << "\">" << fmt("%.2f×", x.vs_first) << " " << x.verdict << "</text>\n";
+                  << cy + 4 << "\">" << fmt::format("{:.2f}×", x.vs_first) << " " << x.verdict << "</text>\n";
             } else {
                 o << "<text x=\"" << xpos(1) + 6 << "\" y=\"" << cy + 4 << "\" fill=\"#999\">not measured</text>\n";
             }

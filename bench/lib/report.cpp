@@ -1,7 +1,7 @@
 // Text reporters: the terminal table, CSV and Markdown.
 #include <algorithm>
 #include <cmath>
-#include <cstdio>
+#include <fmt/format.h>
 #include <sstream>
 
 #include "bench/report.hpp"
@@ -12,14 +12,14 @@ namespace drover::bench {
 namespace {
 
 std::string ratio_text(double r) {
-    return r > 0 ? fmt("%.2f×", r) : "–";
+    return r > 0 ? fmt::format("{:.2f}×", r) : "–";
 }
 
 // "1.03× [0.99–1.07]": the ratio and its 95 % bootstrap interval.
 std::string ratio_ci_text(double r, const interval& ci) {
     if (r <= 0) return "–";
     if (ci.high <= 0) return ratio_text(r);
-    return fmt("%.2f×", r) + fmt(" [%.2f", ci.low) + fmt("–%.2f]", ci.high);
+    return fmt::format("{:.2f}× [{:.2f}–{:.2f}]", r, ci.low, ci.high);
 }
 
 // The floor's p50 with its method when it is not the usual one.
@@ -149,10 +149,10 @@ void all_failures(std::ostringstream& o, const bench_report& r) {
 
 std::string human_ns(double ns) {
     if (ns < 0) return "−" + human_ns(-ns);
-    if (std::fabs(ns) < 1e3) return fmt("%.0f ns", ns);
-    if (std::fabs(ns) < 1e6) return fmt("%.1f µs", ns / 1e3);
-    if (std::fabs(ns) < 1e9) return fmt("%.2f ms", ns / 1e6);
-    return fmt("%.2f s", ns / 1e9);
+    if (std::fabs(ns) < 1e3) return fmt::format("{:.0f} ns", ns);
+    if (std::fabs(ns) < 1e6) return fmt::format("{:.1f} µs", ns / 1e3);
+    if (std::fabs(ns) < 1e9) return fmt::format("{:.2f} ms", ns / 1e6);
+    return fmt::format("{:.2f} s", ns / 1e9);
 }
 
 std::string format_table(const bench_report& r) {
@@ -165,8 +165,8 @@ std::string format_table(const bench_report& r) {
       << " spawns per combination after " << r.params.warmup << " warm-up, seed " << r.params.seed
       << "; spawn→reap, drover and the raw floors interleaved\n";
     o << "drover's clone method " << (m.clone_method.empty() ? "–" : m.clone_method) << "; floors: "
-      << (m.floor_source.empty() ? "–" : m.floor_source) << "; load average " << fmt("%.2f", m.load_before)
-      << " → " << fmt("%.2f", m.load_after) << "\n";
+      << (m.floor_source.empty() ? "–" : m.floor_source)
+      << fmt::format("; load average {:.2f} → {:.2f}\n", m.load_before, m.load_after);
     o << "floor: the fastest raw method (vfork-style; (f) fork-style, which a time namespace needs) with "
          "drover's default setup; bare: namespaces only; fork: fork-style with the setup.\n"
          "drover's share = drover − floor; setup share = floor − bare (docs/bench.md)\n\n";
@@ -252,7 +252,7 @@ std::string format_table(const bench_report& r) {
         for (const throughput_result& t : r.throughput) {
             double drift = t.first_decile_p50 > 0 ? t.last_decile_p50 / t.first_decile_p50 : 0;
             o << pad(t.set.str(), 37, false) << pad(std::to_string(t.concurrency), 6)
-              << pad(fmt("%.0f", t.per_second), 10) << pad(human_ns(t.latency.p50), 11)
+              << pad(fmt::format("{:.0f}", t.per_second), 10) << pad(human_ns(t.latency.p50), 11)
               << pad(human_ns(t.latency.p99), 11) << pad(human_ns(t.first_decile_p50), 11)
               << pad(human_ns(t.last_decile_p50), 11) << pad(ratio_text(drift), 8)
               << pad(failures_text(t.failures), 6) << "\n";
@@ -260,7 +260,7 @@ std::string format_table(const bench_report& r) {
     }
     all_failures(o, r);
     warnings(o, r, "  ");
-    o << "\n(" << fmt("%.1f", r.elapsed) << " s)\n";
+    o << fmt::format("\n({:.1f} s)\n", r.elapsed);
     return o.str();
 }
 
@@ -271,11 +271,9 @@ std::string format_csv(const bench_report& r) {
     auto row = [&](const std::string& section, const std::string& set, const std::string& who,
                    const std::string& stage, const summary& s, double ratio,
                    const std::string& fails) {
-        o << section << ',' << set << ',' << who << ',' << stage << ',' << s.n << ','
-          << fmt("%.0f", s.p50) << ',' << fmt("%.0f", s.p90) << ',' << fmt("%.0f", s.p99) << ','
-          << fmt("%.0f", s.max) << ',' << fmt("%.0f", s.min) << ',' << fmt("%.0f", s.mean) << ','
-          << fmt("%.0f", s.stddev) << ',' << (ratio > 0 ? fmt("%.4f", ratio) : "") << ',' << fails
-          << '\n';
+        o << fmt::format("{},{},{},{},{},{:.0f},{:.0f},{:.0f},{:.0f},{:.0f},{:.0f},{:.0f},{},{}\n", section, set,
+                         who, stage, s.n, s.p50, s.p90, s.p99, s.max, s.min, s.mean, s.stddev,
+                         ratio > 0 ? fmt::format("{:.4f}", ratio) : "", fails);
     };
     for (const combo_result& c : r.combos) {
         std::string set = c.set.str();
@@ -296,7 +294,7 @@ std::string format_csv(const bench_report& r) {
                 failures_text(p.failures));
     for (const throughput_result& t : r.throughput)
         row("throughput", t.set.str(), "drover",
-            "c" + std::to_string(t.concurrency) + "@" + fmt("%.0f", t.per_second) + "/s", t.latency,
+            "c" + std::to_string(t.concurrency) + "@" + fmt::format("{:.0f}", t.per_second) + "/s", t.latency,
             t.first_decile_p50 > 0 ? t.last_decile_p50 / t.first_decile_p50 : 0,
             failures_text(t.failures));
     return o.str();
@@ -309,8 +307,8 @@ std::string format_markdown(const bench_report& r) {
       << m.kernel << ", cgroup " << m.cgroup_mode << ", drover " << m.drover_version << " ("
       << m.drover_commit << "); workload `" << r.params.workload << "`, " << r.params.count
       << " spawns per combination, seed " << r.params.seed << "; drover's clone method "
-      << (m.clone_method.empty() ? "–" : m.clone_method) << "; floors: " << m.floor_source << "; load average "
-      << fmt("%.2f", m.load_before) << " before, " << fmt("%.2f", m.load_after) << " after.\n\n";
+      << (m.clone_method.empty() ? "–" : m.clone_method) << "; floors: " << m.floor_source
+      << fmt::format("; load average {:.2f} before, {:.2f} after.\n\n", m.load_before, m.load_after);
     if (!r.combos.empty()) {
         o << "The floor is the fastest raw method (vfork-style; *(f)* fork-style, which a time namespace "
              "needs) doing drover's default setup; *bare* creates the namespaces only; *fork* is the "
@@ -363,7 +361,7 @@ std::string format_markdown(const bench_report& r) {
         o << "\n| namespaces | concurrency | spawns/s | p50 | p99 | first 10% p50 | last 10% p50 "
              "|\n|---|---:|---:|---:|---:|---:|---:|\n";
         for (const throughput_result& t : r.throughput)
-            o << "| " << t.set.str() << " | " << t.concurrency << " | " << fmt("%.0f", t.per_second)
+            o << "| " << t.set.str() << " | " << t.concurrency << " | " << fmt::format("{:.0f}", t.per_second)
               << " | " << human_ns(t.latency.p50) << " | " << human_ns(t.latency.p99) << " | "
               << human_ns(t.first_decile_p50) << " | " << human_ns(t.last_decile_p50) << " |\n";
     }

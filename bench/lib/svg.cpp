@@ -3,7 +3,7 @@
 // peers. Readable on its own: every chart has a title, axis, legend and value labels.
 #include <algorithm>
 #include <cmath>
-#include <cstdio>
+#include <fmt/format.h>
 #include <sstream>
 
 #include "bench/report.hpp"
@@ -25,11 +25,7 @@ constexpr const char* base_color = "#bab0ac";
 constexpr const char* stage_colors[stage_count] = {"#bab0ac", "#4e79a7", "#f28e2b", "#59a14f",
                                                    "#e15759", "#76b7b2", "#b07aa1"};
 
-std::string num(double v) {
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "%.1f", v);
-    return buf;
-}
+std::string num(double v) { return fmt::format("{:.1f}", v); }
 
 // A "nice" axis maximum: 1, 2 or 5 times a power of ten at or above v.
 double nice_max(double v) {
@@ -163,11 +159,7 @@ void p50_chart(svg_out& s, const bench_report& r) {
             s.line(fx, y, fx, y + h, "#000", 2);
         }
         std::string label = human_ns(total);
-        if (c.ratio() > 0) {
-            char buf[32];
-            std::snprintf(buf, sizeof buf, "  %.2f× floor", c.ratio());
-            label += buf;
-        }
+        if (c.ratio() > 0) label += fmt::format("  {:.2f}× floor", c.ratio());
         s.text(bar_x + std::max(total, c.floor.p50) * scale + 6, y + h * 0.75, label,
                "class=\"val\"");
     }
@@ -276,11 +268,8 @@ void peers_chart(svg_out& s, const bench_report& r) {
         double w = p.total.p50 * plot_w / max;
         s.rect(bar_x, y + 3, w, h - 6, p.name == "drover" ? "#4e79a7" : "#bab0ac");
         std::string label = human_ns(p.total.p50);
-        if (d && p.name != "drover" && d->total.n && d->total.p50 > 0) {
-            char buf[48];
-            std::snprintf(buf, sizeof buf, "  (drover %.1f× faster)", p.total.p50 / d->total.p50);
-            label += buf;
-        }
+        if (d && p.name != "drover" && d->total.n && d->total.p50 > 0)
+            label += fmt::format("  (drover {:.1f}× faster)", p.total.p50 / d->total.p50);
         s.text(bar_x + w + 6, y + 15, label, "class=\"val\"");
     }
     s.y = top + h * static_cast<double>(r.peers.size()) + 22;

@@ -1,15 +1,7 @@
 // The reporters' shared text helpers (bench/text.hpp).
 #include "bench/text.hpp"
 
-#include <cstdio>
-
 namespace drover::bench {
-
-std::string fmt(const char* f, double v) {
-    char buf[64];
-    std::snprintf(buf, sizeof buf, f, v);
-    return buf;
-}
 
 std::string pad(std::string s, std::size_t w, bool right) {
     // Width in characters: count UTF-8 lead bytes only (µ, ±, ×, ÷ are two bytes).

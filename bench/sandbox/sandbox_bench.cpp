@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fmt/format.h>
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -313,11 +314,7 @@ std::array<double, 6> stage_medians(const variant& v) {
     return out;
 }
 
-std::string ms(double ns) {
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "%.3f", ns / 1e6);
-    return buf;
-}
+std::string ms(double ns) { return fmt::format("{:.3f}", ns / 1e6); }
 
 std::string methods_text(const variant& v) {
     std::string out;

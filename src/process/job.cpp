@@ -5,7 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdio>
+#include <fmt/format.h>
 #include <thread>
 
 #include "drover/process/process.hpp"
@@ -39,21 +39,17 @@ std::string_view verdict_name(verdict v) noexcept {
 }
 
 std::string human_seconds(std::int64_t ns) {
-    char buf[32];
     double s = static_cast<double>(ns) / 1e9;
-    if (s >= 10) std::snprintf(buf, sizeof buf, "%.1f s", s);
-    else if (s >= 0.001 || s == 0) std::snprintf(buf, sizeof buf, "%.3f s", s);
-    else std::snprintf(buf, sizeof buf, "%.0f us", s * 1e6);
-    return buf;
+    if (s >= 10) return fmt::format("{:.1f} s", s);
+    if (s >= 0.001 || s == 0) return fmt::format("{:.3f} s", s);
+    return fmt::format("{:.0f} us", s * 1e6);
 }
 
 std::string human_bytes(std::uint64_t b) {
-    char buf[32];
-    if (b >= (1ULL << 30)) std::snprintf(buf, sizeof buf, "%.1f GiB", static_cast<double>(b) / (1ULL << 30));
-    else if (b >= (1ULL << 20)) std::snprintf(buf, sizeof buf, "%.1f MiB", static_cast<double>(b) / (1ULL << 20));
-    else if (b >= (1ULL << 10)) std::snprintf(buf, sizeof buf, "%.1f KiB", static_cast<double>(b) / (1ULL << 10));
-    else std::snprintf(buf, sizeof buf, "%llu B", static_cast<unsigned long long>(b));
-    return buf;
+    if (b >= (1ULL << 30)) return fmt::format("{:.1f} GiB", static_cast<double>(b) / (1ULL << 30));
+    if (b >= (1ULL << 20)) return fmt::format("{:.1f} MiB", static_cast<double>(b) / (1ULL << 20));
+    if (b >= (1ULL << 10)) return fmt::format("{:.1f} KiB", static_cast<double>(b) / (1ULL << 10));
+    return fmt::format("{} B", b);
 }
 
 limit_watch::limit_watch(asio::any_io_executor ex, job_limits limits, cgroup_tree* tree)

@@ -4,9 +4,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
+#include <regex>
 #include <sstream>
+#include <vector>
 
 #include "bench/report.hpp"
 #include "support.hpp"
@@ -91,6 +94,32 @@ TEST(BenchCli, ProfileRecordsDroversOwnProcessOrSaysWhyNot) {
     std::remove(data.c_str());
     std::remove((data + ".old").c_str());
     ::rmdir(dir);
+}
+
+// stderr not a terminal: progress is a line per tenth of a phase, left standing (no carriage
+// returns, no escapes), rising to 100 % with everything done.
+TEST(BenchCli, ProgressIntoAFileIsALinePerTenthEndingAtAHundred) {
+    cli_result r = run_cli("--ns none -n 3 --warmup 1 --workload exec:/bin/true");
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_EQ(r.err.find('\r'), std::string::npos) << r.err;
+    EXPECT_EQ(r.err.find('\033'), std::string::npos) << r.err;
+    const std::regex format(R"(drover: bench: matrix +(\d+)% \((\d+)/(\d+)\), ETA \d+s)");
+    std::vector<int> percent;
+    std::string last_done, last_total;
+    std::istringstream in(r.err);
+    for (std::string line; std::getline(in, line);) {
+        if (line.rfind("drover: bench: matrix", 0) != 0) continue;
+        std::smatch m;
+        ASSERT_TRUE(std::regex_match(line, m, format)) << line;
+        percent.push_back(std::stoi(m[1]));
+        last_done = m[2];
+        last_total = m[3];
+    }
+    ASSERT_FALSE(percent.empty()) << r.err;
+    EXPECT_TRUE(std::is_sorted(percent.begin(), percent.end())) << r.err;
+    EXPECT_LE(percent.size(), 11u) << "more than a line per tenth: " << r.err;
+    EXPECT_EQ(percent.back(), 100) << r.err;
+    EXPECT_EQ(last_done, last_total) << r.err;
 }
 
 TEST(BenchCli, TinyRunWritesJsonThatReadsBack) {

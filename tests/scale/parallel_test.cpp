@@ -1,9 +1,11 @@
 // `drover parallel`: output kept together per job, exit status counts failures, --json, usage.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <regex>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -128,6 +130,48 @@ TEST(parallel_cli, output_past_the_limit_is_cut_with_a_marker) {
     EXPECT_EQ(r.code, 0) << r.err;
     EXPECT_NE(r.out.find("[drover: 4000 bytes of stdout dropped]"), std::string::npos);
     EXPECT_LT(r.out.size(), 1100u);
+}
+
+// --progress draws the status line into a pipe too (a program may read it): each draw starts
+// with carriage return and erase-line, the line is erased at the end, and the summary a
+// person watching gets comes last.
+TEST(parallel_cli, progress_into_a_pipe_is_the_redrawn_line_then_the_summary) {
+    auto r = parallel("a\nb\nc\n", "-j 2 --progress -- echo out-{}");
+    ASSERT_EQ(r.code, 0) << r.err;
+    auto out = lines_of(r.out);
+    std::sort(out.begin(), out.end());
+    EXPECT_EQ(out, (std::vector<std::string>{"out-a", "out-b", "out-c"}));
+    const std::string erase = "\r\033[K";
+    const std::string summary = "drover: parallel: 3 jobs: 3 succeeded, 0 failed (exit status 0)\n";
+    ASSERT_GT(r.err.size(), erase.size() + summary.size()) << r.err;
+    EXPECT_EQ(r.err.substr(r.err.size() - erase.size() - summary.size()), erase + summary) << r.err;
+    // What lies between the erases: drawn lines (or nothing, where a line was erased for output).
+    std::string drawn = r.err.substr(0, r.err.size() - erase.size() - summary.size());
+    ASSERT_EQ(drawn.rfind(erase, 0), 0u) << "the first draw starts the stream: " << drawn;
+    std::vector<std::string> lines;
+    for (std::size_t at = 0; at < drawn.size();) {
+        std::size_t next = drawn.find(erase, at + erase.size());
+        if (next == std::string::npos) next = drawn.size();
+        std::string line = drawn.substr(at + erase.size(), next - at - erase.size());
+        if (!line.empty()) lines.push_back(line);
+        at = next;
+    }
+    ASSERT_FALSE(lines.empty());
+    // Before any input was read: an empty bar, and a total that may still grow. (A throttle
+    // notice may follow the counts when the machine is short of memory or tasks.)
+    EXPECT_EQ(lines.front(), "[" + std::string(30, '.') + "] 0/0+ done, 0 failed, 0 running");
+    const std::regex line_format(R"(\[[#.]{30}\] [0-3]/[0-3]\+? done, 0 failed, [0-2] running(, .+)?)");
+    for (const auto& l : lines) EXPECT_TRUE(std::regex_match(l, line_format)) << l;
+    // Each job printed output, so the line was redrawn at once after each: the last job's shows.
+    const std::regex all_done(R"(\[#{30}\] 3/3\+? done, 0 failed, [0-2] running(, .+)?)");
+    auto shows_all_done = [&](const std::string& l) { return std::regex_match(l, all_done); };
+    EXPECT_TRUE(std::any_of(lines.begin(), lines.end(), shows_all_done)) << r.err;
+}
+
+TEST(parallel_cli, no_progress_wins_over_progress) {
+    auto r = parallel("a\n", "--progress --no-progress -- true");
+    EXPECT_EQ(r.code, 0);
+    EXPECT_EQ(r.err, "");
 }
 
 TEST(parallel_cli, bad_flags_give_one_line_and_exit_255) {

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <fmt/format.h>
 #include <fstream>
 #include <optional>
 #include <string>
@@ -16,6 +17,7 @@
 #include "bench_profile.hpp"
 #include "command.hpp"
 #include "drover/spawn/spawn_error.hpp"
+#include "progress.hpp"
 
 namespace drover::cli {
 
@@ -176,18 +178,14 @@ bench::bench_config make_config(const bench_options& o) {
     return cfg;
 }
 
-// Progress on stderr: a bar with ETA on a terminal, a line per tenth otherwise.
-class progress_printer {
+// Progress on stderr: a bar with ETA on a terminal, a line per tenth otherwise (a log keeps
+// them all, so fewer).
+class bench_progress {
   public:
-    progress_printer() : tty_(::isatty(STDERR_FILENO) != 0) {}
-    ~progress_printer() { finish(); }
-    progress_printer(const progress_printer&) = delete;
-    progress_printer& operator=(const progress_printer&) = delete;
-
     void operator()(const bench::progress_event& e) {
         std::int64_t now = bench::floor_now_ns();
         if (e.phase != phase_) {
-            finish();
+            display_.erase();
             phase_ = std::string(e.phase);
             start_ = now;
             last_tenth_ = -1;
@@ -195,32 +193,20 @@ class progress_printer {
         double frac = e.total ? static_cast<double>(e.done) / static_cast<double>(e.total) : 1.0;
         double elapsed = static_cast<double>(now - start_) / 1e9;
         double eta = frac > 0 ? elapsed * (1 - frac) / frac : 0;
-        if (tty_) {
-            constexpr int width = 30;
-            int filled = static_cast<int>(frac * width);
-            std::string bar(static_cast<std::size_t>(filled), '#');
-            bar.resize(width, '.');
-            std::fprintf(stderr, "\r\033[K%-10s [%s] %3.0f%%  %zu/%zu  %.0fs elapsed, ETA %.0fs",
-                         phase_.c_str(), bar.c_str(), frac * 100, e.done, e.total, elapsed, eta);
-            open_line_ = true;
-        } else {
-            int tenth = static_cast<int>(frac * 10);
-            if (tenth == last_tenth_) return;
-            last_tenth_ = tenth;
-            std::fprintf(stderr, "drover: bench: %s %3.0f%% (%zu/%zu), ETA %.0fs\n", phase_.c_str(),
-                         frac * 100, e.done, e.total, eta);
+        if (display_.style() == progress_style::redraw) {
+            display_.update(fmt::format("{:<10} [{}] {:3.0f}%  {}/{}  {:.0f}s elapsed, ETA {:.0f}s", phase_,
+                                        progress_bar(e.done, e.total), frac * 100, e.done, e.total, elapsed, eta));
+            return;
         }
-        std::fflush(stderr);
-    }
-
-    void finish() {
-        if (open_line_) std::fprintf(stderr, "\r\033[K");
-        open_line_ = false;
+        int tenth = static_cast<int>(frac * 10);
+        if (tenth == last_tenth_) return;
+        last_tenth_ = tenth;
+        display_.update(
+            fmt::format("drover: bench: {} {:3.0f}% ({}/{}), ETA {:.0f}s", phase_, frac * 100, e.done, e.total, eta));
     }
 
   private:
-    bool tty_;
-    bool open_line_ = false;
+    progress_display display_{progress_style_for_stderr(progress_style::lines)};
     std::string phase_;
     std::int64_t start_ = 0;
     int last_tenth_ = -1;
@@ -282,7 +268,7 @@ int run_bench(const bench_options& o) {
 
     const std::int64_t start = bench::floor_now_ns();
     try {
-        progress_printer printer;
+        bench_progress printer;
         bench::progress_fn progress = [&](const bench::progress_event& e) { printer(e); };
         if (!cfg.sets.empty()) bench::run_matrix(cfg, report, progress);
         if (cfg.peers) bench::run_peers(cfg, report, progress);

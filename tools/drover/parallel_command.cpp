@@ -12,6 +12,7 @@
 #include <asio/steady_timer.hpp>
 #include <optional>
 #include <cstdio>
+#include <fmt/format.h>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -31,6 +32,7 @@
 #include "drover/spawn/warm.hpp"
 #include "drover/sys/syscalls.hpp"
 #include "ns_options.hpp"
+#include "progress.hpp"
 #include "shard.hpp"
 
 namespace drover::cli {
@@ -137,31 +139,13 @@ nlohmann::json to_json(const job_result& r, const record_context& c) {
     return j;
 }
 
-class progress_bar {
-public:
-    explicit progress_bar(bool on) : on_(on) {}
-    void clear() {
-        if (on_ && drawn_) std::fputs("\r\033[K", stderr);
-        drawn_ = false;
-    }
-    // `total` is what has been read so far; `known` once the input has ended.
-    void draw(std::size_t done, std::size_t total, bool known, std::size_t failed, std::size_t live,
-              const std::string& throttle) {
-        if (!on_) return;
-        constexpr int width = 30;
-        int filled = total ? static_cast<int>(width * done / total) : 0;
-        std::string bar(static_cast<std::size_t>(filled), '#');
-        bar.resize(width, '.');
-        std::fprintf(stderr, "\r\033[K[%s] %zu/%zu%s done, %zu failed, %zu running%s%s", bar.c_str(), done,
-                     total, known ? "" : "+", failed, live, throttle.empty() ? "" : ", ", throttle.c_str());
-        std::fflush(stderr);
-        drawn_ = true;
-    }
-
-private:
-    bool on_;
-    bool drawn_ = false;
-};
+// The status line: "[###...] 3/10+ done, 0 failed, 4 running". `total` is what has been read
+// so far, `known` once the input has ended (no "+").
+std::string progress_text(std::size_t done, std::size_t total, bool known, std::size_t failed, std::size_t live,
+                          const std::string& throttle) {
+    return fmt::format("[{}] {}/{}{} done, {} failed, {} running{}{}", progress_bar(done, total), done, total,
+                       known ? "" : "+", failed, live, throttle.empty() ? "" : ", ", throttle);
+}
 
 void write_all(std::FILE* f, const std::string& s) {
     if (!s.empty()) std::fwrite(s.data(), 1, s.size(), f);
@@ -333,8 +317,12 @@ int parallel_main(const parallel_options& o) {
     }
     raise_nofile_limit();
     std::size_t jobs = o.jobs ? o.jobs : std::max(1u, std::thread::hardware_concurrency());
-    bool show_progress = !o.no_progress && (o.progress || ::isatty(STDERR_FILENO));
-    progress_bar bar(show_progress);
+    // A terminal gets the line unless --no-progress; anything else only with --progress (the
+    // same redrawn line, for a program that reads it).
+    progress_display bar(o.no_progress ? progress_style::off
+                         : o.progress  ? progress_style::redraw
+                                       : progress_style_for_stderr(progress_style::off));
+    bool show_progress = bar.on();
     std::size_t done = 0, failed = 0, cancelled = 0, read_lines = 0;
     std::uint64_t line_no = 0, skipped_done = 0;
     std::unordered_map<std::size_t, std::uint64_t> line_of;  // submission index -> input line
@@ -358,16 +346,28 @@ int parallel_main(const parallel_options& o) {
     asio::steady_timer room(ex);  // cancelled when a job ends
 
     auto draw = [&] {
-        bar.draw(done, read_lines, input_done, failed, pool->stats().live, throttle_text);
+        bar.update(progress_text(done, read_lines, input_done, failed, pool->stats().live, throttle_text));
     };
+    bool running = true;
+    asio::steady_timer tick(ex);  // draws what the display held back, so the line never lags long
+    std::function<void(std::error_code)> on_tick = [&](std::error_code ec) {
+        if (ec || !running) return;
+        bar.flush();
+        tick.expires_after(progress_display::default_interval);
+        tick.async_wait(on_tick);
+    };
+    if (show_progress) on_tick({});
     auto print = [&](const job_result& r, const record_context& rc) {
+        bool names_failure = !r.ok() && !stopped_by;
+        // The line would end up inside the output (stdout may be the same terminal).
+        if (o.json || !r.out.empty() || !r.err.empty() || names_failure) bar.erase();
         if (o.json) {
             write_all(stdout, to_json(r, rc).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
             return;
         }
         write_all(stdout, r.out);
         write_all(stderr, r.err);
-        if (!r.ok() && !stopped_by)
+        if (names_failure)
             std::fprintf(stderr, "drover: parallel: line %llu (%s): %s\n", static_cast<unsigned long long>(rc.line),
                          r.tag.c_str(), describe(r).c_str());
     };
@@ -377,7 +377,6 @@ int parallel_main(const parallel_options& o) {
         ++done;
         if (r.outcome.why == verdict::cancelled) ++cancelled;
         else if (!r.ok()) ++failed;
-        bar.clear();
         record_context rc;
         if (auto it = line_of.find(r.index); it != line_of.end()) {
             rc.line = it->second;
@@ -483,11 +482,13 @@ int parallel_main(const parallel_options& o) {
     asio::co_spawn(ex, pool->run(on_done), [&](std::exception_ptr ep) {
         signals.cancel();  // the run is over: the loop may end
         grace_timer.cancel();
+        running = false;
+        tick.cancel();
         on_error(ep);
     });
     draw();
     io.run();
-    bar.clear();
+    bar.erase();
     if (warm && o.json) {
         // For programs: the same as one JSON object on stderr (stdout holds only job lines).
         warm_stats ws = warm->stats();

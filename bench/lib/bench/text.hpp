@@ -1,5 +1,5 @@
-// Small text helpers the reporters share: printf-style numbers, padding by characters (not
-// bytes), and escaping for SVG/XML text and attributes.
+// Small text helpers the reporters share: padding by characters (not bytes), and escaping for
+// SVG/XML text and attributes. Numbers are written with fmt::format ("{:.2f}×").
 #pragma once
 
 #include <cstddef>
@@ -7,8 +7,6 @@
 
 namespace drover::bench {
 
-/// snprintf of one double with format `f` ("%.2f×").
-std::string fmt(const char* f, double v);
 /// `s` padded with spaces to `w` characters (UTF-8 lead bytes counted), right-aligned or left.
 std::string pad(std::string s, std::size_t w, bool right = true);
 /// `s` with <, >, & and " escaped for SVG.
