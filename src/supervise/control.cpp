@@ -174,7 +174,8 @@ struct control_server::impl : std::enable_shared_from_this<impl> {
     }
 };
 
-control_server::control_server(asio::any_io_executor ex, supervisor& sup, std::string path)
+control_server::control_server(asio::any_io_executor ex, supervisor& sup, std::string path,
+                               failure_callback on_failure)
     : p_(std::make_shared<impl>(ex, sup, std::move(path))) {
     const std::string& p = p_->path;
     // Never removes what is not a socket: a path that names a file is a mistake, not a leftover.
@@ -204,9 +205,10 @@ control_server::control_server(asio::any_io_executor ex, supervisor& sup, std::s
         p_->socket_ino = st.st_ino;
     }
     // Should accepting itself fail (out of memory), say so: drover ctl would meet silence.
-    asio::co_spawn(ex, p_->accept_loop(), on_escape([path = p](const std::string& what) {
-        std::fprintf(stderr, "drover: control socket %s: no longer accepting: %s\n", path.c_str(), what.c_str());
-    }));
+    asio::co_spawn(ex, p_->accept_loop(),
+                   on_escape([path = p, on_failure = std::move(on_failure)](const std::string& what) {
+                       if (on_failure) on_failure("control socket " + path + ": no longer accepting: " + what);
+                   }));
 }
 
 control_server::~control_server() {

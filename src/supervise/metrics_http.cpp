@@ -338,8 +338,8 @@ struct metrics_server::impl : std::enable_shared_from_this<impl> {
 metrics_server::metrics_server(asio::any_io_executor ex, supervisor& sup, metrics_address where,
                                metrics_server_options options)
     : p_(std::make_shared<impl>(ex, sup, std::move(where), options)) {
-    auto report = [addr = local_address()](const std::string& what) {
-        std::fprintf(stderr, "drover: metrics %s: no longer accepting: %s\n", addr.c_str(), what.c_str());
+    auto report = [addr = local_address(), on_failure = options.on_failure](const std::string& what) {
+        if (on_failure) on_failure("metrics " + addr + ": no longer accepting: " + what);
     };
     if (p_->where.type == metrics_address::kind::unix_socket) {
         p_->listen_unix();

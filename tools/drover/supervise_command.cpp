@@ -254,7 +254,8 @@ int supervise_main(const supervise_options& o) {
         std::string path = !o.socket.empty() ? o.socket : !cfg.control_socket.empty() ? cfg.control_socket
                                                                                         : sv::default_control_socket();
         try {
-            control = std::make_unique<sv::control_server>(io.get_executor(), *sup, path);
+            control = std::make_unique<sv::control_server>(io.get_executor(), *sup, path,
+                                                           [](const std::string& what) { print_error(what); });
         } catch (const std::system_error& e) {
             print_error(std::string("supervise: ") + e.what());
             return 1;
@@ -264,7 +265,9 @@ int supervise_main(const supervise_options& o) {
     std::unique_ptr<sv::metrics_server> metrics;
     if (auto where = metrics_address_of(o, cfg)) {
         try {
-            metrics = std::make_unique<sv::metrics_server>(io.get_executor(), *sup, *where);
+            sv::metrics_server_options mopts;
+            mopts.on_failure = [](const std::string& what) { print_error(what); };
+            metrics = std::make_unique<sv::metrics_server>(io.get_executor(), *sup, *where, std::move(mopts));
         } catch (const std::system_error& e) {
             print_error(std::string("supervise: ") + e.what());
             return 1;

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <asio/any_io_executor.hpp>
+#include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -38,9 +39,14 @@ std::string control_answer_line(const nlohmann::json& answer);
 /// Use on the supervisor's executor; `sup` must outlive it.
 class control_server {
 public:
+    /// Why the server stopped accepting for good (out of memory, say): one line naming the
+    /// socket, "control socket PATH: no longer accepting: WHY". Runs on the executor.
+    using failure_callback = std::function<void(const std::string& what)>;
+
     /// Binds (replacing a stale socket nobody answers on); throws std::system_error naming
-    /// the path, or if another supervisor answers there.
-    control_server(asio::any_io_executor ex, supervisor& sup, std::string path);
+    /// the path, or if another supervisor answers there. Should accepting fail later,
+    /// `on_failure` is told (the library does not print it; without a callback it is lost).
+    control_server(asio::any_io_executor ex, supervisor& sup, std::string path, failure_callback on_failure = {});
     control_server(const control_server&) = delete;
     control_server& operator=(const control_server&) = delete;
     ~control_server();

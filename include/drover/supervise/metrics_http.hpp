@@ -5,6 +5,7 @@
 #include <asio/any_io_executor.hpp>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -43,6 +44,10 @@ struct metrics_server_options {
     /// A client has this long to send its request head (and, after a 431, to stop sending).
     std::chrono::nanoseconds read_timeout = std::chrono::seconds(5);
     std::size_t max_connections = 32;  ///< more wait in the listen queue
+    /// Told, on the executor, if the server stops accepting for good (out of memory, say):
+    /// "metrics ADDRESS: no longer accepting: WHY". The library does not print it; unset, it
+    /// is lost.
+    std::function<void(const std::string& what)> on_failure;
 };
 
 /// Serves render_prometheus(sup.metrics()) at GET /metrics, one request per connection
