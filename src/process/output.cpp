@@ -9,7 +9,7 @@ namespace drover {
 
 using asio::posix::stream_descriptor;
 
-asio::awaitable<void> read_to_end(stream_descriptor& stream, std::string& into) {
+asio::awaitable<void> detail::read_to_end_coro(stream_descriptor& stream, std::string& into) {
     constexpr std::size_t chunk = 64 * 1024;
     for (;;) {
         std::size_t old = into.size();
@@ -60,7 +60,7 @@ asio::awaitable<run_result> detail::run_coro(asio::any_io_executor ex, spawn_spe
     co_return r;
 }
 
-asio::awaitable<std::optional<std::string>> line_reader::next() {
+asio::awaitable<std::optional<std::string>> line_reader::next_coro() {
     constexpr std::size_t chunk = 16 * 1024;
     for (;;) {
         auto nl = buf_.find('\n');

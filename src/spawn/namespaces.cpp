@@ -47,7 +47,7 @@ std::string namespace_set::str() const {
     return out;
 }
 
-std::optional<namespace_set> namespace_set::parse(std::string_view text, std::string* bad) {
+std::optional<namespace_set> namespace_set::parse(std::string_view text, std::string* why) {
     if (text == "all") return all();
     if (text == "none" || text.empty()) return namespace_set{};
     namespace_set s;
@@ -56,7 +56,7 @@ std::optional<namespace_set> namespace_set::parse(std::string_view text, std::st
         auto part = text.substr(0, cut);
         auto n = parse_ns(part);
         if (!n) {
-            if (bad) *bad = std::string(part);
+            if (why) *why = std::string(part);
             return std::nullopt;
         }
         s.add(*n);

@@ -340,7 +340,7 @@ void check_order(const std::string& file, const config& c, const toml::table& se
 }  // namespace
 
 config_error::config_error(std::string file, int line, int column, std::string field, std::string problem)
-    : std::runtime_error(locate(file, line, column, field, problem)),
+    : spec_error(locate(file, line, column, field, problem)),
       file_(std::move(file)), line_(line), column_(column), field_(std::move(field)) {}
 
 std::optional<std::uint64_t> parse_size(std::string_view t) { return drover::parse_size(t); }

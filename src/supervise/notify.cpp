@@ -19,7 +19,7 @@ namespace drover::supervise::detail {
 
 namespace {
 
-std::system_error error(const std::string& what) { return {errno, std::system_category(), what}; }
+std::system_error error(const std::string& what) { return {errno, std::generic_category(), what}; }
 
 std::string random_name() {
     std::random_device rd;
@@ -40,7 +40,7 @@ std::string socket_dir() {
         struct stat st{};
         if (::lstat(d.c_str(), &st) == 0 && S_ISDIR(st.st_mode) && st.st_uid == ::geteuid()) return d;
     }
-    throw std::system_error(EACCES, std::system_category(), "no directory for the notify socket (/run/drover, $XDG_RUNTIME_DIR/drover, /tmp)");
+    throw std::system_error(EACCES, std::generic_category(), "no directory for the notify socket (/run/drover, $XDG_RUNTIME_DIR/drover, /tmp)");
 }
 
 }  // namespace
@@ -65,7 +65,7 @@ notify_socket open_notify_socket(bool own_net) {
         s.address = "@" + name;
     } else {
         std::string path = socket_dir() + "/notify-" + random_name();
-        if (path.size() >= sizeof a.sun_path) throw std::system_error(ENAMETOOLONG, std::system_category(), "notify socket path " + path);
+        if (path.size() >= sizeof a.sun_path) throw std::system_error(ENAMETOOLONG, std::generic_category(), "notify socket path " + path);
         std::memcpy(a.sun_path, path.data(), path.size());
         len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size() + 1);
         s.address = path;

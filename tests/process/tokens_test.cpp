@@ -1,5 +1,6 @@
-// Completion tokens: spawn, wait, read_all, run_jobs with callbacks, use_future, deferred and
-// as_tuple; a failed spawn seen without exceptions; a wait cancelled through its slot.
+// Completion tokens: spawn, wait, read_all, read_to_end, line_reader::next, run_jobs with
+// callbacks, use_future, deferred and as_tuple; a failed spawn seen without exceptions; a wait
+// cancelled through its slot.
 #include <gtest/gtest.h>
 
 #include <asio/bind_cancellation_slot.hpp>
@@ -10,9 +11,12 @@
 #include <asio/use_future.hpp>
 #include <chrono>
 #include <fstream>
+#include <functional>
 #include <future>
 #include <optional>
+#include <string>
 #include <unistd.h>
+#include <vector>
 
 #include "drover/process/asio.hpp"
 #include "drover/process/cgroup.hpp"
@@ -307,6 +311,102 @@ TEST(Tokens, CgroupCreateWithAnErrorCodeReportsMissingCgroups) {
     EXPECT_THROW(tree.create("svc", limits), std::system_error);
     tree.create("svc", resource_limits{}, false, ec);
     EXPECT_FALSE(ec);
+}
+
+// A child that writes two lines and an unterminated third on a piped stdout, then exits 0.
+spawn_spec three_lines() {
+    spawn_spec s;
+    s.argv = {"/bin/sh", "-c", "printf 'one\\ntwo\\nthree'"};
+    s.out = stdio::pipe();
+    return s;
+}
+
+TEST(Tokens, ReadToEndWithACallback) {
+    asio::io_context io;
+    std::optional<process> child;
+    std::string text;
+    std::error_code spawn_ec = asio::error::would_block, read_ec = asio::error::would_block;
+    int reads = 0;
+    spawn(io.get_executor(), three_lines(), [&](std::error_code ec, process p) {
+        spawn_ec = ec;
+        child.emplace(std::move(p));
+        read_to_end(*child->stdout_pipe(), text, [&](std::error_code ec2) {
+            read_ec = ec2;
+            ++reads;
+        });
+    });
+    io.run();
+    EXPECT_FALSE(spawn_ec) << spawn_ec.message();
+    EXPECT_FALSE(read_ec) << read_ec.message();
+    EXPECT_EQ(reads, 1);
+    EXPECT_EQ(text, "one\ntwo\nthree");
+    std::future<exit_status> ended = child->wait(asio::use_future);
+    EXPECT_EQ(run_until_ready(io, ended), exit_status::exited_with(0));
+}
+
+TEST(Tokens, ReadToEndWithUseFutureAppends) {
+    asio::io_context io;
+    std::future<process> started = spawn(io.get_executor(), three_lines(), asio::use_future);
+    process p = run_until_ready(io, started);
+    std::string text = "before:";
+    std::future<void> done = read_to_end(*p.stdout_pipe(), text, asio::use_future);
+    run_until_ready(io, done);
+    EXPECT_EQ(text, "before:one\ntwo\nthree");
+    std::future<exit_status> ended = p.wait(asio::use_future);
+    EXPECT_EQ(run_until_ready(io, ended), exit_status::exited_with(0));
+}
+
+TEST(Tokens, LineReaderNextWithACallbackUntilEof) {
+    asio::io_context io;
+    std::optional<process> child;
+    std::optional<line_reader> reader;
+    std::vector<std::string> lines;
+    std::error_code last_ec = asio::error::would_block;
+    bool eof = false;
+    std::function<void(std::error_code, std::optional<std::string>)> on_line =
+        [&](std::error_code ec, std::optional<std::string> line) {
+            last_ec = ec;
+            if (ec) return;
+            if (!line) {
+                eof = true;
+                return;
+            }
+            lines.push_back(std::move(*line));
+            reader->next(on_line);
+        };
+    spawn(io.get_executor(), three_lines(), [&](std::error_code ec, process p) {
+        ASSERT_FALSE(ec) << ec.message();
+        child.emplace(std::move(p));
+        reader.emplace(*child->stdout_pipe());
+        reader->next(on_line);
+    });
+    io.run();
+    EXPECT_FALSE(last_ec) << last_ec.message();
+    EXPECT_TRUE(eof);
+    EXPECT_EQ(lines, (std::vector<std::string>{"one", "two", "three"}));
+    ASSERT_TRUE(child);
+    std::future<exit_status> ended = child->wait(asio::use_future);
+    EXPECT_EQ(run_until_ready(io, ended), exit_status::exited_with(0));
+}
+
+TEST(Tokens, LineReaderNextWithUseFuture) {
+    asio::io_context io;
+    std::future<process> started = spawn(io.get_executor(), three_lines(), asio::use_future);
+    process p = run_until_ready(io, started);
+    line_reader reader(*p.stdout_pipe(), 3);  // "three" comes in two pieces
+    std::vector<std::string> lines;
+    std::vector<bool> cut;
+    for (;;) {
+        std::future<std::optional<std::string>> next = reader.next(asio::use_future);
+        std::optional<std::string> line = run_until_ready(io, next);
+        if (!line) break;
+        lines.push_back(std::move(*line));
+        cut.push_back(reader.truncated());
+    }
+    EXPECT_EQ(lines, (std::vector<std::string>{"one", "two", "thr", "ee"}));
+    EXPECT_EQ(cut, (std::vector<bool>{false, false, true, false}));
+    std::future<exit_status> ended = p.wait(asio::use_future);
+    EXPECT_EQ(run_until_ready(io, ended), exit_status::exited_with(0));
 }
 
 }  // namespace

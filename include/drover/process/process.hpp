@@ -212,20 +212,38 @@ auto run(asio::any_io_executor ex, spawn_spec spec, std::string input = {}, Toke
     });
 }
 
-/// Reads a stream to EOF, appending to `into`.
-asio::awaitable<void> read_to_end(asio::posix::stream_descriptor& stream, std::string& into);
+namespace detail {
+asio::awaitable<void> read_to_end_coro(asio::posix::stream_descriptor& stream, std::string& into);
+}  // namespace detail
+
+/// Reads a stream to EOF, appending to `into` (both borrowed until the operation completes).
+/// A read error other than EOF fails it (std::system_error "reading child output").
+/// Completion: void(std::error_code).
+template <completion_token_for<void> Token = default_token>
+auto read_to_end(asio::posix::stream_descriptor& stream, std::string& into, Token&& token = {}) {
+    return detail::async_coroutine(stream.get_executor(), std::forward<Token>(token),
+                                   [&stream, &into] { return detail::read_to_end_coro(stream, into); });
+}
 
 /// Reads a stream line by line with a bounded buffer: next() gives a line without its '\n';
 /// a line longer than `max_line` comes in pieces of max_line bytes (`truncated()` says so);
-/// nullopt at EOF (a last unterminated line is given first).
+/// nullopt at EOF (a last unterminated line is given first). Borrows the stream; keep the
+/// reader alive and call next() again only after the previous one has completed.
 class line_reader {
 public:
     explicit line_reader(asio::posix::stream_descriptor& stream, std::size_t max_line = 64 * 1024)
         : stream_(stream), max_line_(max_line) {}
-    asio::awaitable<std::optional<std::string>> next();
+    /// The next line, or nullopt at EOF. Completion: void(std::error_code,
+    /// std::optional<std::string>).
+    template <completion_token_for<std::optional<std::string>> Token = default_token>
+    auto next(Token&& token = {}) {
+        return detail::async_coroutine(stream_.get_executor(), std::forward<Token>(token),
+                                       [this] { return next_coro(); });
+    }
     [[nodiscard]] bool truncated() const noexcept { return truncated_; }
 
 private:
+    asio::awaitable<std::optional<std::string>> next_coro();
     asio::posix::stream_descriptor& stream_;
     std::size_t max_line_;
     std::string buf_;

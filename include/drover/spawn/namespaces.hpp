@@ -51,8 +51,9 @@ public:
     /// "user+pid+net" in canonical order; "none" for the empty set.
     [[nodiscard]] std::string str() const;
 
-    /// Parses "user,pid", "user+pid", "none", "all"; nullopt names the bad part in `bad`.
-    static std::optional<namespace_set> parse(std::string_view text, std::string* bad = nullptr);
+    /// Parses "user,pid", "user+pid", "none", "all"; nullopt if malformed, and then, if `why`
+    /// is given, the bad part in it (the detail out-parameter of docs/errors.md).
+    static std::optional<namespace_set> parse(std::string_view text, std::string* why = nullptr);
 
     friend constexpr bool operator==(namespace_set, namespace_set) noexcept = default;
 

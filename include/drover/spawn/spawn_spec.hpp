@@ -193,9 +193,12 @@ struct sandbox_preset {
 /// be compiled (libseccomp missing a syscall name is not such a case).
 void make_sandboxed(spawn_spec& spec, const sandbox_preset& preset = {});
 
-/// Why `spec` cannot be spawned, naming the field ("hostname needs the uts namespace"), or
-/// an empty string if it can. Checks only what can be known without starting a process.
-std::string validate(const spawn_spec& spec);
+/// Validator (docs/errors.md): why `spec` cannot be spawned, as "FIELD: problem" with the
+/// spawn_spec field first ("hostname: needs the uts namespace"; field_of() splits it), or an
+/// empty string if it can. Checks only what can be known without starting a process. The
+/// throwing form is prepared_spawn's constructor, which throws spec_error with this text;
+/// prepare(spec, ec, &why) is its error_code form.
+[[nodiscard]] std::string validate(const spawn_spec& spec);
 
 /// The field a spec_error or validate() message starts with, so that a front end can say it
 /// in its own words (a flag, a TOML key): "fs.ops[3] (tmpfs): target must be an absolute

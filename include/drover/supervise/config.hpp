@@ -2,17 +2,19 @@
 // named after systemd's where the meaning is the same. See docs/supervise.md.
 #pragma once
 
-#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "drover/spawn/spawn_error.hpp"
 #include "drover/supervise/service.hpp"
 
 namespace drover::supervise {
 
-/// A config file that cannot be used. what() is "FILE:LINE:COLUMN: FIELD: problem".
-class config_error : public std::runtime_error {
+/// A config file that cannot be used. what() is "FILE:LINE:COLUMN: FIELD: problem". A
+/// spec_error (invalid input, errc::invalid_spec for completion handlers) that also says
+/// where in the file the problem is (docs/errors.md).
+class config_error : public spec_error {
 public:
     config_error(std::string file, int line, int column, std::string field, std::string problem);
     [[nodiscard]] const std::string& file() const noexcept { return file_; }

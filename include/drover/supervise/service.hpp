@@ -111,8 +111,13 @@ struct service_spec {
     std::string fingerprint;
 };
 
-/// Why `s` is unusable ("name: ...", "stop_timeout: ..."), or empty.
-std::string validate(const service_spec& s);
+/// Validator (docs/errors.md): why `s` cannot be supervised, as one line that starts with the
+/// field where there is one ("name: empty", "stop_timeout: negative"; service fields by their
+/// config key, problems of `s.spawn` as validate(spawn_spec) words them), or an empty string
+/// if it can.
+/// Checks only what can be known without starting anything. The throwing form is
+/// supervisor::add(), which refuses such a spec with this text.
+[[nodiscard]] std::string validate(const service_spec& s);
 
 /// The order services start in: each after every service its `after` names. The one check
 /// of `after` that the config loader (which locates errors in the file) and the supervisor
