@@ -266,9 +266,12 @@ void peers_chart(svg_out& s, const bench_report& r) {
             continue;
         }
         double w = p.total.p50 * plot_w / max;
-        s.rect(bar_x, y + 3, w, h - 6, p.name == "drover" ? "#4e79a7" : "#bab0ac");
+        const bool warm = p.name == "drover-warm";
+        s.rect(bar_x, y + 3, w, h - 6, p.name == "drover" ? "#4e79a7" : warm ? "#59a14f" : "#bab0ac");
         std::string label = human_ns(p.total.p50);
-        if (d && p.name != "drover" && d->total.n && d->total.p50 > 0)
+        if (warm && d && d->total.n && p.total.p50 > 0)
+            label += fmt::format("  ({:.1f}× faster than cold drover)", d->total.p50 / p.total.p50);
+        else if (d && p.name != "drover" && d->total.n && d->total.p50 > 0)
             label += fmt::format("  (drover {:.1f}× faster)", p.total.p50 / d->total.p50);
         s.text(bar_x + w + 6, y + 15, label, "class=\"val\"");
     }

@@ -708,8 +708,8 @@ supervisor::supervisor(asio::any_io_executor ex, supervisor_options options)
 supervisor::~supervisor() { p_->shutdown_now(); }
 
 void supervisor::add(service_spec spec) {
-    if (std::string e = validate(spec); !e.empty()) throw std::invalid_argument(spec.name + ": " + e);
-    if (p_->find(spec.name)) throw std::invalid_argument(spec.name + ": a service with this name exists");
+    if (std::string e = validate(spec); !e.empty()) throw spec_error(spec.name + ": " + e);
+    if (p_->find(spec.name)) throw spec_error(spec.name + ": a service with this name exists");
     p_->services.push_back(p_->make_service(std::move(spec)));
 }
 
@@ -722,7 +722,7 @@ std::string supervisor::check() const {
 awaitable<void> supervisor::start() {
     std::string problem;
     auto list = p_->ordered(&problem);
-    if (!problem.empty()) throw std::invalid_argument(problem);
+    if (!problem.empty()) throw spec_error(problem);
     for (auto& s : list) s->want = true;  // before any runner looks at its dependencies
     for (auto& s : list) co_await p_->start_one(s);
 }
@@ -760,7 +760,7 @@ awaitable<void> supervisor::restart_service(std::string name) {
 
 awaitable<void> supervisor::reload(std::vector<service_spec> next) {
     // Check the whole new set before touching anything.
-    if (std::string problem = check_services(next); !problem.empty()) throw std::invalid_argument(problem);
+    if (std::string problem = check_services(next); !problem.empty()) throw spec_error(problem);
     std::set<std::string> names;
     std::vector<const service_spec*> specs;
     for (auto& s : next) {

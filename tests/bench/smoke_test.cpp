@@ -289,6 +289,7 @@ TEST(BenchSmoke, PeersRunOrSayWhyNot) {
     EXPECT_EQ(warm.note.find("went cold"), std::string::npos) << warm.note;
     EXPECT_NE(format_table(r).find("drover-warm: "), std::string::npos);
     EXPECT_NE(format_markdown(r).find("faster than cold drover"), std::string::npos);
+    EXPECT_NE(format_svg(r).find("faster than cold drover)"), std::string::npos);
     for (const peer_result& p : r.peers) {
         if (p.ran) {
             EXPECT_EQ(p.total.n + p.failures.size(), 1u) << p.name;

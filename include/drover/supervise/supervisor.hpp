@@ -61,14 +61,15 @@ public:
     supervisor& operator=(const supervisor&) = delete;
     ~supervisor();
 
-    /// Adds a service (not started). Throws std::invalid_argument if invalid or a duplicate.
+    /// Adds a service (not started). Throws spec_error (a std::invalid_argument) if invalid or
+    /// a duplicate.
     void add(service_spec spec);
     /// Checks the whole set: unknown `after` names, cycles. Empty if fine.
     [[nodiscard]] std::string check() const;
 
     /// Starts every service (each waits for the services it comes after). Returns once
     /// every runner is going; use wait_until() to wait for readiness. Throws
-    /// std::invalid_argument (check()) and then starts nothing.
+    /// spec_error (check()) and then starts nothing.
     asio::awaitable<void> start();
     /// Stops every service in reverse start order, each bounded by its stop timeout.
     asio::awaitable<void> stop();
@@ -78,7 +79,7 @@ public:
     asio::awaitable<void> restart_service(std::string name);
 
     /// Replaces the service set: stops removed services, starts added ones, restarts those
-    /// whose fingerprint changed, leaves the others running. Throws std::invalid_argument
+    /// whose fingerprint changed, leaves the others running. Throws spec_error
     /// (and changes nothing) if the new set is invalid.
     asio::awaitable<void> reload(std::vector<service_spec> services);
 
