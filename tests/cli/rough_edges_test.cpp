@@ -78,6 +78,25 @@ TEST(RoughEdges, HelpIsInOneStyleAndNamesWhatOptionsTake) {
     EXPECT_EQ(drover({"--help"}).out.find("Print this"), std::string::npos);
 }
 
+// The missing-`--` hint goes only where a command is taken: to `drover bench foo` it would
+// suggest a command that bench does not take.
+TEST(RoughEdges, OnlyACommandTakingSubcommandHintsAtTheDoubleDash) {
+    auto bench = drover({"bench", "foo"});
+    expect_one_line(bench, 2, "drover: bench: unexpected arguments: foo (drover help bench says what it takes)");
+    EXPECT_EQ(bench.err.find("a command goes after --"), std::string::npos) << bench.err;
+    auto supervise = drover({"supervise", "a.toml", "b.toml"});
+    expect_one_line(supervise, 2, "drover: supervise: unexpected arguments: b.toml");
+    EXPECT_EQ(supervise.err.find("a command goes after --"), std::string::npos) << supervise.err;
+    // run, parallel and init take their command last: a stray word starts it, and what follows,
+    // dash-options too, are its arguments (so their `--` can be left out without a hint).
+    auto run = drover({"run", "/bin/echo", "ok", "-m", "--bogus"});
+    EXPECT_EQ(run.status.code(), 0) << run.err;
+    EXPECT_EQ(run.out, "ok -m --bogus\n") << run.err;
+    auto init = drover({"init", "/bin/echo", "ok", "-x"});
+    EXPECT_EQ(init.status.code(), 0) << init.err;
+    EXPECT_EQ(init.out, "ok -x\n") << init.err;
+}
+
 // The library's checks speak of spec fields (hostname, uid_map, fs.ops[4]); the command line
 // says them with the flag, and the value, that the user typed.
 TEST(RoughEdges, SpecErrorsNameTheFlagNotTheField) {
