@@ -82,6 +82,14 @@ TEST(Docs, ManPagesAndBashCompletionKnowEveryOption) {
             EXPECT_NE(bash_script.find(" " + opt), std::string::npos) << c << " " << opt << " missing from the completion";
         }
     }
+    // Help's lower-case fragment is the NAME line as man pages have it; the body makes it a sentence.
+    const std::string run_page = read_file(d.path / "man" / "drover-run.1");
+    EXPECT_NE(run_page.find(".SH NAME\ndrover\\-run \\- run a command in new namespaces\n"), std::string::npos)
+        << run_page;
+    EXPECT_NE(run_page.find(".SH DESCRIPTION\nRun a command in new namespaces.\n"), std::string::npos) << run_page;
+    const std::string top_page = read_file(d.path / "man" / "drover.1");
+    EXPECT_NE(top_page.find("\nRun a command in new namespaces. See \\fBdrover\\-run\\fR(1)."), std::string::npos)
+        << top_page;
     EXPECT_TRUE(fs::exists(d.path / "man" / "drover.1"));
     EXPECT_TRUE(fs::exists(d.path / "man" / "drover-results-summary.1"));
     EXPECT_TRUE(fs::exists(d.path / "comp" / "_drover"));

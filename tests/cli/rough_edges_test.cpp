@@ -1,6 +1,10 @@
 // What a new user ran into, each answered in one line that says what they did.
 #include <gtest/gtest.h>
 
+#include <cctype>
+#include <regex>
+#include <sstream>
+
 #include "drover/process/asio.hpp"
 #include "support.hpp"
 
@@ -76,6 +80,74 @@ TEST(RoughEdges, HelpIsInOneStyleAndNamesWhatOptionsTake) {
     EXPECT_NE(help.out.find("--timeout DURATION "), std::string::npos) << help.out;
     EXPECT_EQ(help.out.find(" TEXT "), help.out.find("command TEXT ") + 7) << help.out;  // only the command
     EXPECT_EQ(drover({"--help"}).out.find("Print this"), std::string::npos);
+    EXPECT_NE(help.out.find("--userns auto|own "), std::string::npos) << help.out;
+    auto parallel = drover({"parallel", "--help"}).out;
+    EXPECT_NE(parallel.find("--on-max-output truncate|kill"), std::string::npos) << parallel;
+    EXPECT_NE(parallel.find("--shard-by line|hash "), std::string::npos) << parallel;
+}
+
+// Every help text, the top one and each (sub)command's: subcommands are listed with lower-case
+// descriptions like the options', and no option shows CLI11's check text ("auto|own:{auto,own}",
+// "UINT:UINT"). New subcommands are found from the listings, so they are checked too.
+TEST(RoughEdges, EveryHelpTextIsInOneStyle) {
+    std::vector<std::vector<std::string>> pending = {{}};
+    int checked = 0;
+    while (!pending.empty()) {
+        std::vector<std::string> path = pending.back();
+        pending.pop_back();
+        std::vector<std::string> args = path;
+        args.push_back("--help");
+        auto r = drover(args);
+        std::string where = "drover";
+        for (const auto& p : path) where += " " + p;
+        ASSERT_EQ(r.status.code(), 0) << where << ": " << r.err;
+        ++checked;
+        EXPECT_EQ(r.out.find(":{"), std::string::npos) << where << " --help:\n" << r.out;
+        // An option named by its C++ type, not by what it takes ("--seed UINT", "UINT:UINT";
+        // positionals may say TEXT, and --symlink's TEXT:DST is the link's text).
+        std::smatch typed;
+        const std::regex cli11_type("--[a-z-]+ (TEXT|INT|UINT|FLOAT)(\\s|:(TEXT|INT|UINT|FLOAT|\\{|\\[))");
+        EXPECT_FALSE(std::regex_search(r.out, typed, cli11_type))
+            << where << ": " << typed.str(0);
+        // The "Subcommands:" block: "  NAME   description" up to the blank line that ends it.
+        auto block = r.out.find("\nSubcommands:\n");
+        if (block == std::string::npos) continue;
+        std::istringstream lines(r.out.substr(block + 14));
+        for (std::string line; std::getline(lines, line) && !line.empty();) {
+            std::istringstream words(line);
+            std::string name, first;
+            words >> name >> first;
+            if (name.empty()) continue;
+            EXPECT_FALSE(first.empty()) << where << ": " << name << " has no description";
+            if (!first.empty())
+                EXPECT_FALSE(std::isupper(static_cast<unsigned char>(first[0])))
+                    << where << ": subcommand description not in lower case: " << line;
+            if (name == "help") continue;  // its own topics are the commands listed here
+            auto sub = path;
+            sub.push_back(name);
+            pending.push_back(sub);
+        }
+    }
+    EXPECT_GE(checked, 10);  // drover, its 8 commands, bench compare, results merge/summary
+}
+
+// The missing-`--` hint goes only where a command is taken: to `drover bench foo` it would
+// suggest a command that bench does not take.
+TEST(RoughEdges, OnlyACommandTakingSubcommandHintsAtTheDoubleDash) {
+    auto bench = drover({"bench", "foo"});
+    expect_one_line(bench, 2, "drover: bench: unexpected arguments: foo (drover help bench says what it takes)");
+    EXPECT_EQ(bench.err.find("a command goes after --"), std::string::npos) << bench.err;
+    auto supervise = drover({"supervise", "a.toml", "b.toml"});
+    expect_one_line(supervise, 2, "drover: supervise: unexpected arguments: b.toml");
+    EXPECT_EQ(supervise.err.find("a command goes after --"), std::string::npos) << supervise.err;
+    // run, parallel and init take their command last: a stray word starts it, and what follows,
+    // dash-options too, are its arguments (so their `--` can be left out without a hint).
+    auto run = drover({"run", "/bin/echo", "ok", "-m", "--bogus"});
+    EXPECT_EQ(run.status.code(), 0) << run.err;
+    EXPECT_EQ(run.out, "ok -m --bogus\n") << run.err;
+    auto init = drover({"init", "/bin/echo", "ok", "-x"});
+    EXPECT_EQ(init.status.code(), 0) << init.err;
+    EXPECT_EQ(init.out, "ok -x\n") << init.err;
 }
 
 // The library's checks speak of spec fields (hostname, uid_map, fs.ops[4]); the command line

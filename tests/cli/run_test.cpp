@@ -28,6 +28,21 @@ TEST(Run, ExitCodeIsTheChildsOr128PlusSignal) {
     EXPECT_EQ(drover_run({"-U", "--", helper, "signal", "15"}).status.code(), 128 + 15);
 }
 
+// A repeatable option takes one value per use: the word after its value is the command, with or
+// without `--` (a list option would take `/bin/echo ok` as two more mounts).
+TEST(Run, ARepeatableOptionDoesNotSwallowTheCommand) {
+    auto dashed = drover_run({"-Um", "--tmpfs", "/tmp", "--", "/bin/sh", "-c", "echo ok"});
+    EXPECT_EQ(dashed.status.code(), 0) << dashed.err;
+    EXPECT_EQ(dashed.out, "ok\n") << dashed.err;
+    auto bare = drover_run({"-Um", "--tmpfs", "/tmp", "/bin/echo", "ok"});
+    EXPECT_EQ(bare.status.code(), 0) << bare.err;
+    EXPECT_EQ(bare.out, "ok\n") << bare.err;
+    // Repeated, each use its own value, and the command still last.
+    auto twice = drover_run({"--setenv", "A=1", "--setenv", "B=2", "/bin/sh", "-c", "echo $A$B"});
+    EXPECT_EQ(twice.status.code(), 0) << twice.err;
+    EXPECT_EQ(twice.out, "12\n") << twice.err;
+}
+
 TEST(Run, ShowsIsolationFromInside) {
     auto r = drover_run({"-Upmuin", "-r", "--hostname", "box", "--", "/bin/sh", "-c",
                          "hostname; echo $$; id -u; ps ax -o comm="});

@@ -320,7 +320,7 @@ command_main add_bench_command(CLI::App& app, command_check* check) {
     auto o = std::make_shared<bench_options>();
     CLI::App* sub = app.add_subcommand(
         "bench",
-        "Measure namespace setup cost: every combination, stage by stage, against the "
+        "measure namespace setup cost: every combination, stage by stage, against the "
         "raw clone3 floor, posix_spawn and the peers (unshare, bwrap, runc)");
     sub->add_option("--ns", o->ns,
                     "Combinations to measure (repeatable): user,pid | none | all (the eight "
@@ -347,7 +347,7 @@ command_main add_bench_command(CLI::App& app, command_check* check) {
                     "Record drover's own process with perf into this file and show where its share goes");
     auto co = std::make_shared<compare_options>();
     CLI::App* cmp = sub->add_subcommand(
-        "compare", "Compare runs (drover bench --json files): each against the first, per combination, "
+        "compare", "compare runs (drover bench --json files): each against the first, per combination, "
                    "with 95 % intervals and a verdict");
     cmp->add_option("files", co->files, "Two to six JSON reports; the first is the reference")->required();
     cmp->add_option("--markdown", co->markdown, "Write the comparison as Markdown");

@@ -37,11 +37,32 @@ void name_option_values(CLI::App& app) {
         {"--timeout-signal", "SIGNAL"}, {"--kill-after", "DURATION"}, {"--cpu-time", "DURATION"},
         {"--memory-max", "SIZE"}, {"--pids-max", "N"}, {"--cpu", "SHARE"}, {"--max-output", "SIZE"},
         {"--shard", "K/N"}, {"--resume", "FILE"}, {"--stop-grace", "DURATION"}, {"--socket", "PATH"},
-        {"--userns", "auto|own"}, {"--on-max-output", "truncate|kill"}, {"--shard-by", "line|hash"}};
+        {"--userns", "auto|own"}, {"--on-max-output", "truncate|kill"}, {"--shard-by", "line|hash"},
+        {"--expect", "N"}, {"--ns", "NS"}, {"--throughput-ns", "NS"}, {"--count", "N"}, {"--warmup", "N"},
+        {"--seed", "N"}, {"--workload", "WORKLOAD"}, {"--concurrency", "N[,N...]"}, {"--duration", "SECONDS"},
+        {"--json", "FILE"}, {"--csv", "FILE"}, {"--markdown", "FILE"}, {"--svg", "FILE"}, {"--profile", "FILE"}};
+    // The names CLI11 gives by the C++ type ("UINT", "TEXT:{auto,own}"); a name a command set
+    // itself (-j N) is kept.
+    auto cli11_named = [](const std::string& type) {
+        for (std::string_view t : {"TEXT", "INT", "UINT", "FLOAT"})
+            if (type == t || type.rfind(std::string(t) + ":", 0) == 0) return true;
+        return false;
+    };
     for (CLI::Option* o : app.get_options()) {
-        if (o->get_type_name() != "TEXT" && o->get_type_name().rfind("TEXT:", 0) != 0) continue;
+        if (o->get_type_size() == 0 || !cli11_named(o->get_type_name())) continue;  // flags take no value
         std::string name = o->get_lnames().empty() ? o->get_name() : "--" + o->get_lnames().front();
-        if (auto it = names.find(name); it != names.end()) o->type_name(std::string(it->second));
+        auto it = names.find(name);
+        if (it == names.end()) continue;
+        o->type_name(std::string(it->second));
+        // CLI11 appends each check's own text to the name ("auto|own:{auto,own}"); the name
+        // already says what is taken. The checks stay; only their text in help goes.
+        for (int i = 0;; ++i) {
+            try {
+                o->get_validator(i)->description("");
+            } catch (const CLI::OptionNotFound&) {
+                break;
+            }
+        }
     }
     for (CLI::App* sub : app.get_subcommands({})) name_option_values(*sub);
 }

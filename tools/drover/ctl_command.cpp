@@ -142,7 +142,8 @@ ctl_reading read_ctl_answer(std::string_view answer, const std::string& path, bo
 
 command_main add_ctl_command(CLI::App& app) {
     auto o = std::make_shared<ctl_options>();
-    CLI::App* sub = app.add_subcommand("ctl", "Ask a running `drover supervise`: status, metrics, start, stop, restart");
+    CLI::App* sub =
+        app.add_subcommand("ctl", "ask a running `drover supervise`: status, metrics, start, stop, restart");
     sub->add_option("--socket", o->socket, "the supervisor's control socket");
     sub->add_flag("--json", o->json, "status as JSON");
     sub->add_option("request", o->args, "status | metrics (Prometheus text) | start NAME | stop NAME | restart NAME")->required();

@@ -1,6 +1,7 @@
 // `drover help [COMMAND…]`, and the man pages and shell completions, generated from the same
 // CLI11 definitions the commands parse with (so they cannot drift from the options):
 // `drover generate-docs --man DIR --completions DIR` (hidden; run by the build).
+#include <cctype>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -51,6 +52,15 @@ std::string roff(const std::string& text) {
     return out;
 }
 
+// A description (a lower-case fragment in help and on the NAME line) as a sentence of its own
+// in a page's body: capitalised (but for the command's own name), with its full stop.
+std::string sentence(std::string text) {
+    if (text.empty()) return text;
+    if (text.rfind("drover", 0) != 0) text[0] = static_cast<char>(std::toupper(static_cast<unsigned char>(text[0])));
+    if (text.back() != '.') text += '.';
+    return text;
+}
+
 // "-j, --jobs N" for an option; "COMMAND" for a positional.
 std::string option_synopsis(const CLI::Option& o) {
     if (o.get_positional()) return o.get_name();
@@ -85,13 +95,13 @@ std::string man_page(const CLI::App& app, const std::vector<std::string>& path, 
     m += "[\\fIOPTIONS\\fR]";
     for (const CLI::Option* o : visible_options(app))
         if (o->get_positional()) m += " \\fI" + roff(o->get_name()) + "\\fR" + (o->get_expected_max() > 1 ? "..." : "");
-    m += "\n.SH DESCRIPTION\n" + roff(app.get_description()) + "\n";
+    m += "\n.SH DESCRIPTION\n" + roff(sentence(app.get_description())) + "\n";
     if (!subs.empty()) {
         m += ".SH COMMANDS\n";
         for (const CLI::App* s : subs) {
             std::vector<std::string> sub_path = path;
             sub_path.push_back(s->get_name());
-            m += ".TP\n.B " + roff(s->get_name()) + "\n" + roff(s->get_description()) + " See \\fB" +
+            m += ".TP\n.B " + roff(s->get_name()) + "\n" + roff(sentence(s->get_description())) + " See \\fB" +
                  roff(joined(sub_path, "-")) + "\\fR(1).\n";
         }
     }
@@ -224,11 +234,11 @@ bool write_text(const fs::path& p, const std::string& text) {
 
 command_main add_docs_commands(CLI::App& app, const std::string& version) {
     auto topic = std::make_shared<std::vector<std::string>>();
-    CLI::App* help = app.add_subcommand("help", "Show the help of drover or of a command: drover help parallel");
+    CLI::App* help = app.add_subcommand("help", "show the help of drover or of a command: drover help parallel");
     help->add_option("command", *topic, "the command (and subcommand), e.g. parallel, or bench compare");
     auto man_dir = std::make_shared<std::string>();
     auto completion_dir = std::make_shared<std::string>();
-    CLI::App* gen = app.add_subcommand("generate-docs", "Write the man pages and shell completions");
+    CLI::App* gen = app.add_subcommand("generate-docs", "write the man pages and shell completions");
     gen->group("");  // for the build, not for users: hidden from --help
     gen->add_option("--man", *man_dir, "directory for the man pages (drover.1, drover-run.1, ...)");
     gen->add_option("--completions", *completion_dir, "directory for drover.bash, _drover (zsh), drover.fish");

@@ -11,6 +11,11 @@
 
 namespace {
 
+// The subcommands whose last positional is a command to run (`drover run [OPTIONS] -- CMD`).
+bool takes_command(const std::string& sub) {
+    return sub == "run" || sub == "parallel" || sub == "init";
+}
+
 // CLI11's "The following arguments were not expected: -- --bogus": the `--` is not what was
 // wrong, and an unknown option is better called one.
 std::string unexpected_arguments(const std::string& what, const std::string& sub) {
@@ -32,7 +37,10 @@ std::string unexpected_arguments(const std::string& what, const std::string& sub
         return std::string(options.size() == 1 ? "unknown option " : "unknown options ") + join(options) + " (" + help +
                " lists them)";
     if (others.empty()) return what;
-    return "unexpected arguments: " + join(others) + " (a command goes after --: " + help + ")";
+    // Only a subcommand that runs a command can have been given one without its `--`; to
+    // `drover bench foo` the hint would suggest a command that bench does not take.
+    if (takes_command(sub)) return "unexpected arguments: " + join(others) + " (a command goes after --: " + help + ")";
+    return "unexpected arguments: " + join(others) + " (" + help + " says what it takes)";
 }
 
 }  // namespace

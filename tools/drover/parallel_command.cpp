@@ -541,7 +541,7 @@ command_main add_parallel_command(CLI::App& app, command_check* check) {
     auto o = std::make_shared<parallel_options>();
     CLI::App* p = app.add_subcommand(
         "parallel",
-        "Run a command once per stdin line, N at a time ({} is the line). Exit status: 0 all "
+        "run a command once per stdin line, N at a time ({} is the line). Exit status: 0 all "
         "jobs succeeded, 1-100 that many failed, 101 more than 100 failed, 125 drover failed, 128+N stopped by "
         "signal N, 255 bad usage (nothing started)");
     p->add_option("-j,--jobs", o->jobs, "jobs at once, 1 to 1048576 (default: number of CPUs)")

@@ -120,16 +120,16 @@ int summary_main(const results_options& o) {
 command_main add_results_command(CLI::App& app) {
     auto o = std::make_shared<results_options>();
     CLI::App* r = app.add_subcommand(
-        "results", "Merge or summarise the --json result files of drover parallel runs (shards, resumed runs)");
+        "results", "merge or summarise the --json result files of drover parallel runs (shards, resumed runs)");
     r->require_subcommand(1);
     auto mode = std::make_shared<std::string>();
     CLI::App* merge = r->add_subcommand(
-        "merge", "One record per input line, in line order, on stdout: for each line the last record that is done "
+        "merge", "one record per input line, in line order, on stdout: for each line the last record that is done "
                  "(not cancelled, not cut short by a stop), else the last one");
     merge->add_option("files", o->files, "result files (drover parallel --json output)")->required();
     merge->callback([mode] { *mode = "merge"; });
     CLI::App* summary = r->add_subcommand(
-        "summary", "Counts by verdict and shard, and the lines missing, not done or failed. Exit status 0 only if "
+        "summary", "counts by verdict and shard, and the lines missing, not done or failed. Exit status 0 only if "
                    "every input is done and ok");
     summary->add_option("--expect", o->expect, "the number of input lines (default: the highest line seen)")
         ->check(CLI::Range(std::uint64_t{1}, std::uint64_t{1} << 40));

@@ -278,7 +278,7 @@ int run_main(const run_options& o) {
 
 command_main add_run_command(CLI::App& app, command_check* check) {
     auto o = std::make_shared<run_options>();
-    CLI::App* run = app.add_subcommand("run", "Run a command in new namespaces");
+    CLI::App* run = app.add_subcommand("run", "run a command in new namespaces");
     o->ns.add_to(*run);
     run->add_flag("--timing", o->timing, "print the duration of each spawn stage, the verdict and the usage to stderr");
     run->add_flag("--init", o->init,

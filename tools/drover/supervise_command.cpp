@@ -293,7 +293,7 @@ int supervise_main(const supervise_options& o) {
 
 command_main add_supervise_command(CLI::App& app) {
     auto o = std::make_shared<supervise_options>();
-    CLI::App* sub = app.add_subcommand("supervise", "Run the services of a TOML file (SIGHUP reloads it)");
+    CLI::App* sub = app.add_subcommand("supervise", "run the services of a TOML file (SIGHUP reloads it)");
     sub->add_option("file", o->file, "the config file (see docs/supervise.md)")->required();
     sub->add_option("--socket", o->socket, "control socket path (default: [supervisor] control_socket, "
                                            "$XDG_RUNTIME_DIR/drover/supervise.sock, /run/drover/supervise.sock for root)");
