@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <cctype>
+#include <algorithm>
 #include <regex>
 #include <sstream>
 
@@ -109,6 +110,18 @@ TEST(RoughEdges, EveryHelpTextIsInOneStyle) {
         const std::regex cli11_type("--[a-z-]+ (TEXT|INT|UINT|FLOAT)(\\s|:(TEXT|INT|UINT|FLOAT|\\{|\\[))");
         EXPECT_FALSE(std::regex_search(r.out, typed, cli11_type))
             << where << ": " << typed.str(0);
+        // Each option's description starts in lower case, like the subcommands' (a word in
+        // capitals, JSON or PID, may start it).
+        std::istringstream all(r.out);
+        const std::regex option_line("^\\s+-\\S.*?\\s{2,}(\\S+)");
+        for (std::string line; std::getline(all, line);) {
+            std::smatch m;
+            if (!std::regex_search(line, m, option_line)) continue;
+            const std::string first = m[1];
+            const bool acronym = std::all_of(first.begin(), first.end(), [](char c) { return !std::islower(static_cast<unsigned char>(c)); });
+            EXPECT_TRUE(acronym || !std::isupper(static_cast<unsigned char>(first[0])))
+                << where << ": option description not in lower case: " << line;
+        }
         // The "Subcommands:" block: "  NAME   description" up to the blank line that ends it.
         auto block = r.out.find("\nSubcommands:\n");
         if (block == std::string::npos) continue;

@@ -323,35 +323,35 @@ command_main add_bench_command(CLI::App& app, command_check* check) {
         "measure namespace setup cost: every combination, stage by stage, against the "
         "raw clone3 floor, posix_spawn and the peers (unshare, bwrap, runc)");
     sub->add_option("--ns", o->ns,
-                    "Combinations to measure (repeatable): user,pid | none | all (the eight "
+                    "combinations to measure (repeatable): user,pid | none | all (the eight "
                     "together) | singles (none and each one) | matrix (all 256, the default)");
-    sub->add_option("-n,--count", o->count, "Spawns per combination and runner (default 50)");
-    sub->add_option("--warmup", o->warmup, "Unmeasured spawns per combination first (default 5)");
+    sub->add_option("-n,--count", o->count, "spawns per combination and runner (default 50)");
+    sub->add_option("--warmup", o->warmup, "unmeasured spawns per combination first (default 5)");
     sub->add_option("--workload", o->workload,
                     "exit (setup only, no execve) | exec-static (a tiny static program) | "
                     "exec:PATH (default exit)");
-    sub->add_option("--seed", o->seed, "Seed of the shuffled, interleaved order (default 1)");
+    sub->add_option("--seed", o->seed, "seed of the shuffled, interleaved order (default 1)");
     sub->add_option("--concurrency", o->concurrency,
-                    "Also measure sustained throughput at these concurrencies, e.g. 1,8,64");
+                    "also measure sustained throughput at these concurrencies, e.g. 1,8,64");
     sub->add_option("--throughput-ns", o->throughput_ns,
-                    "Combinations for the throughput runs (repeatable; default: those of --ns)");
-    sub->add_option("--duration", o->duration, "Seconds per throughput point (default 2)");
+                    "combinations for the throughput runs (repeatable; default: those of --ns)");
+    sub->add_option("--duration", o->duration, "seconds per throughput point (default 2)");
     sub->add_flag("--peers", o->peers,
-                  "Compare user+pid+mnt+uts+ipc+net /bin/true with unshare(1), bwrap and runc");
-    sub->add_flag("--no-matrix", o->no_matrix, "Skip the matrix (e.g. with --peers alone)");
-    sub->add_option("--json", o->json, "Write the full results as JSON (docs/bench-schema.md)");
-    sub->add_option("--csv", o->csv, "Write the results as CSV");
-    sub->add_option("--markdown", o->markdown, "Write the results as Markdown tables");
-    sub->add_option("--svg", o->svg, "Write charts (p50 per combination, stage breakdown) as SVG");
+                  "compare user+pid+mnt+uts+ipc+net /bin/true with unshare(1), bwrap and runc");
+    sub->add_flag("--no-matrix", o->no_matrix, "skip the matrix (e.g. with --peers alone)");
+    sub->add_option("--json", o->json, "write the full results as JSON (docs/bench-schema.md)");
+    sub->add_option("--csv", o->csv, "write the results as CSV");
+    sub->add_option("--markdown", o->markdown, "write the results as Markdown tables");
+    sub->add_option("--svg", o->svg, "write charts (p50 per combination, stage breakdown) as SVG");
     sub->add_option("--profile", o->profile,
-                    "Record drover's own process with perf into this file and show where its share goes");
+                    "record drover's own process with perf into this file and show where its share goes");
     auto co = std::make_shared<compare_options>();
     CLI::App* cmp = sub->add_subcommand(
         "compare", "compare runs (drover bench --json files): each against the first, per combination, "
                    "with 95 % intervals and a verdict");
-    cmp->add_option("files", co->files, "Two to six JSON reports; the first is the reference")->required();
-    cmp->add_option("--markdown", co->markdown, "Write the comparison as Markdown");
-    cmp->add_option("--svg", co->svg, "Write the comparison as an SVG chart");
+    cmp->add_option("files", co->files, "two to six JSON reports; the first is the reference")->required();
+    cmp->add_option("--markdown", co->markdown, "write the comparison as Markdown");
+    cmp->add_option("--svg", co->svg, "write the comparison as an SVG chart");
     if (check) {
         *check = [o, cmp, co]() -> std::string {
             if (cmp->parsed())
