@@ -12,6 +12,8 @@ packages=(
   libcli11-dev libtomlplusplus-dev nlohmann-json3-dev libseccomp-dev
   # used by tests and the benchmark: peers to compare with, tools a user would look with
   util-linux bubblewrap runc procps iproute2 bsdutils
+  # the shells whose completions drover installs (tests/completions.sh)
+  zsh fish
   # the cluster test's private single-node Slurm (tests/cluster/slurm.sh)
   munge slurmctld slurmd slurm-client
 )
