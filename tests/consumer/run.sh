@@ -41,4 +41,16 @@ for f in share/man/man1/drover.1 share/man/man1/drover-parallel.1 share/bash-com
          share/zsh/vendor-completions/_drover share/fish/vendor_completions.d/drover.fish; do
   [ -s "$prefix/$f" ] || { echo "not installed: $f"; exit 1; }
 done
+# The installed bench finds its helpers (the floor, the static program) in libexec/drover with
+# the build tree out of sight: the path the build recorded is tried first, so the tree is
+# hidden under a tmpfs in a mount namespace of this test's own. Needs root and unshare(1).
+if [ "$(id -u)" = 0 ] && command -v unshare >/dev/null 2>&1; then
+  env -u DROVER_STATIC_TRUE -u DROVER_FLOOR unshare -m sh -c \
+    "mount -t tmpfs none '$build' && '$prefix/bin/drover' bench --ns none -n 2 --warmup 0 --workload exec-static --json '$work/bench.json'" \
+    >"$work/bench.log" 2>&1 || { cat "$work/bench.log"; exit 1; }
+  for f in "\"floor_source\": \"helper $prefix/libexec/drover/drover_floor\"" \
+           "\"workload_path\": \"$prefix/libexec/drover/drover_static_true\""; do
+    grep -qF "$f" "$work/bench.json" || { echo "installed bench: no $f in its report"; exit 1; }
+  done
+fi
 echo "consumer: all builds ran"
