@@ -181,6 +181,9 @@ std::string validate(const spawn_spec& s) {
         const fs_op& op = s.fs.ops[i];
         std::string field = "fs.ops[" + std::to_string(i) + "] (" + std::string(fs_op_name(op.what)) + ")";
         if (op.target.empty() || op.target[0] != '/') return field + ": target must be an absolute path";
+        // A procfs shows the PID namespace of the one who mounts it: without a PID namespace
+        // of its own the job would see (and could signal) every host process through it.
+        if (op.what == fs_op::kind::proc && !n.has(ns::pid)) return field + ": needs the pid namespace";
         if (op.target.find('\0') != std::string::npos || op.source.find('\0') != std::string::npos)
             return field + ": a path contains a NUL byte";
         if (op.target.size() > 4000 || op.source.size() > 4000) return field + ": path longer than 4000 bytes";

@@ -64,6 +64,7 @@ TEST(Run, ImpossibleSpecsExitTwoWithOneLineAndStartNothing) {
     const bad cases[] = {
         {{"--mount-proc"}, "drover: run: --mount-proc: needs the pid namespace (add -p)\n"},
         {{"--hostname=box"}, "drover: run: --hostname: needs the uts namespace (add -u)\n"},
+        {{"--proc", "/p"}, "drover: run: --proc /p: needs the pid namespace (add -p)\n"},
         {{"--map-user=x:0:1"}, "drover: run: --map-user: 'x:0:1' is not INNER:OUTER:COUNT\n"},
         {{"--map-user=0:0:10", "--map-user=5:100:1"},
          "drover: run: --map-user 5:100:1: overlaps --map-user 0:0:10 inside\n"},
