@@ -8,6 +8,7 @@
 #include <poll.h>
 #include <sys/eventfd.h>
 
+#include <asio/io_context.hpp>
 #include <asio/post.hpp>
 #include <atomic>
 #include <condition_variable>
@@ -119,6 +120,18 @@ void reap_in_background(asio::any_io_executor ex, sys::unique_fd pidfd, std::sha
     // Already exited: reap now, no loop round trip.
     if (!sys::waitid_pidfd(pidfd.get(), info, WEXITED | WNOHANG) && info.si_pid != 0) {
         reaped_one();
+        return;
+    }
+    // The wait below is an I/O object whose handler owns it. Made anywhere but on the loop's
+    // own thread while it runs — above all while the io_context is being destroyed, when the
+    // coroutine frames it destroys drop their processes — it would be destroyed inside the
+    // io_uring service's teardown and lock that service's freed mutex. The thread takes it.
+    using tracked = decltype(asio::require(std::declval<asio::io_context::executor_type>(),
+                                           asio::execution::outstanding_work.tracked));
+    const auto* loop = ex.target<asio::io_context::executor_type>();
+    const auto* tracked_loop = ex.target<tracked>();
+    if (!(loop && loop->running_in_this_thread()) && !(tracked_loop && tracked_loop->running_in_this_thread())) {
+        fallback_reaper::instance().adopt(std::move(pidfd), std::move(keep));
         return;
     }
     sys::unique_fd dup(sys::injected_fault(sys::fault_site::pidfd_dup) ? -1 : ::fcntl(pidfd.get(), F_DUPFD_CLOEXEC, 3));

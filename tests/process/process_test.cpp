@@ -286,6 +286,25 @@ TEST(Process, DroppedWhileRunningIsReapedAfterTheLoopIsGone) {
     EXPECT_EQ(zombie_children(), 0);
 }
 
+// Destroying a loop whose coroutines await their processes' exits drops those processes in
+// the middle of the loop's teardown; their reaping must go to the fallback thread, not to new
+// I/O objects of the dying loop (which crashed inside Asio's io_uring service).
+TEST(Process, ALoopDestroyedWithWaitsPendingReapsEveryChild) {
+    {
+        asio::io_context io;
+        for (int k = 0; k < 50; ++k)
+            asio::co_spawn(io, [&io, k]() -> awaitable<void> {
+                spawn_spec s;
+                s.argv = {helper, "sleep", k % 2 ? "1" : "0"};
+                process p = co_await spawn(io.get_executor(), s);
+                (void)co_await p.wait();
+            }, asio::detached);
+        for (int i = 0; i < 20; ++i) io.run_for(std::chrono::milliseconds(5));
+    }
+    EXPECT_TRUE(detail::wait_background_reaps(std::chrono::seconds(10))) << detail::background_reaps_pending();
+    EXPECT_EQ(zombie_children(), 0);
+}
+
 TEST(Process, SpawnFailureThrowsStageNamedError) {
     int fds = open_fd_count();
     try {
