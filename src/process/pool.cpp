@@ -124,6 +124,7 @@ struct job_pool::impl : std::enable_shared_from_this<impl> {
         : ex(std::move(e)), opt(std::move(o)), wake(ex), backoff(opt.retry_min) {
         if (opt.concurrency == 0) throw std::invalid_argument("job_pool: concurrency must be > 0");
         if (opt.spawn_parallelism == 0) opt.spawn_parallelism = 1;
+        if (opt.spawn_threads > 256) throw std::invalid_argument("job_pool: spawn_threads must be 0..256");
         if (opt.output.max_bytes == 0)
             throw std::invalid_argument("job_pool: output.max_bytes must be > 0");
         if (opt.output.policy == overflow_policy::backpressure && !opt.sink)
@@ -258,6 +259,7 @@ struct job_pool::impl : std::enable_shared_from_this<impl> {
             launch_extras extras;
             if (watch) extras = watch->extras();
             extras.warm = p.opt.warm;
+            extras.spawn_threads = p.opt.spawn_threads;
             child.emplace(co_await spawn(p.ex, j.spec, extras));
         } catch (const spawn_error& e) {
             failed = e.failure();

@@ -9,6 +9,7 @@
 #include <new>
 #include <pthread.h>
 
+#include "away.hpp"
 #include "drover/process/exit_waiter.hpp"
 #include "drover/spawn/warm.hpp"
 #include "drover/sys/syscalls.hpp"
@@ -35,7 +36,11 @@ struct process::state {
         if (c.stdin_pipe) in.emplace(e, c.stdin_pipe.release());
         if (c.stdout_pipe) out.emplace(e, c.stdout_pipe.release());
         if (c.stderr_pipe) err.emplace(e, c.stderr_pipe.release());
+        detail::note_process_born();
     }
+    ~state() { detail::note_process_gone(); }
+    state(const state&) = delete;
+    state& operator=(const state&) = delete;
 };
 
 process::process() noexcept = default;
@@ -240,11 +245,39 @@ namespace {
 
 }  // namespace
 
+namespace {
+
+// Runs the launch on a spawner thread (spawn_threads.hpp); resumes on the caller's executor.
+asio::awaitable<void> launch_away(asio::any_io_executor ex, std::shared_ptr<detail::away_launch> job) {
+    co_await asio::async_initiate<const asio::use_awaitable_t<>&, void()>(
+        [&ex, &job](auto handler) {
+            job->resume = std::make_unique<detail::away_resume_for<decltype(handler)>>(ex, std::move(handler));
+            detail::hand_off(ex, job);
+        },
+        asio::use_awaitable);
+}
+
+}  // namespace
+
 asio::awaitable<process> detail::spawn_coro(asio::any_io_executor ex, prepared_spawn spec, launch_extras extras,
                                             spawn_failure* out) {
     launched_child child;
     spawn_failure failure;
-    if (!launch(spec, child, failure, extras)) fail(failure, out);
+    if (!extras.warm && detail::should_hand_off(extras.spawn_threads)) {
+        auto job = std::make_shared<detail::away_launch>();
+        job->spec = &spec;
+        job->extras = extras;
+        co_await launch_away(ex, job);
+        if (!job->ok) fail(job->failure, out);
+        // Cancelled while away: the launch's destructor kills and reaps the child.
+        auto cs = co_await asio::this_coro::cancellation_state;
+        if (cs.cancelled() != asio::cancellation_type::none)
+            throw std::system_error(asio::error::operation_aborted, "spawning");
+        if (job->concluded) co_return process(std::move(ex), std::move(job->child));
+        child = std::move(job->child);
+    } else if (!launch(spec, child, failure, extras)) {
+        fail(failure, out);
+    }
     unhanded_child guard{child};
     std::byte buf[report_max_size];
     std::size_t got = 0;

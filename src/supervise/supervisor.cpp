@@ -425,7 +425,9 @@ struct supervisor::impl : std::enable_shared_from_this<impl> {
             else if (!s->spec.limits.empty())
                 throw std::runtime_error("limits need cgroups, which are turned off");
             cg.apply_to(spec);
-            s->proc.emplace(co_await spawn(ex, std::move(spec)));
+            launch_extras extras;
+            extras.spawn_threads = opt.spawn_threads;
+            s->proc.emplace(co_await spawn(ex, prepared_spawn(std::move(spec)), extras));
         } catch (const std::exception& e) {
             s->error = e.what();
             ++s->counters->spawn_failures[failure_stage(e)];

@@ -1,10 +1,13 @@
 // command: what the subcommands share (their registration is in one file each).
 #include "command.hpp"
 
+#include "drover/process/spawn_threads.hpp"
+
 #include <limits.h>
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <string_view>
 
@@ -65,6 +68,28 @@ void name_option_values(CLI::App& app) {
         }
     }
     for (CLI::App* sub : app.get_subcommands({})) name_option_values(*sub);
+}
+
+CLI::Option* add_spawn_threads_option(CLI::App& cmd, unsigned& threads, const std::string& what) {
+    return cmd
+        .add_option_function<std::string>(
+            "--spawn-threads",
+            [&threads](const std::string& text) {
+                const char* why = nullptr;
+                unsigned n = parse_spawn_threads(text.c_str(), &why);
+                if (n == 0) throw CLI::ValidationError("--spawn-threads", "\"" + text + "\": " + why);
+                threads = n;
+            },
+            what)
+        ->type_name("N|auto");
+}
+
+std::string spawn_threads_env_problem() {
+    const char* env = std::getenv("DROVER_SPAWN_THREADS");
+    if (!env || !*env) return {};
+    const char* why = nullptr;
+    if (parse_spawn_threads(env, &why) != 0) return {};
+    return std::string("DROVER_SPAWN_THREADS=") + env + ": " + why;
 }
 
 }  // namespace drover::cli

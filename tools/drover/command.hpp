@@ -62,6 +62,14 @@ void name_option_values(CLI::App& app);
 /// job's init program; "/proc/self/exe" itself if it cannot be read.
 std::string self_exe();
 
+/// Adds --spawn-threads N|auto to `cmd`, stored as a count in `threads` (auto: the CPUs this
+/// process may run on); refused outside 1..256 with a one-line error.
+CLI::Option* add_spawn_threads_option(CLI::App& cmd, unsigned& threads, const std::string& what);
+
+/// DROVER_SPAWN_THREADS, if set, checked like --spawn-threads: "" if it is fine, else the
+/// one-line problem.
+std::string spawn_threads_env_problem();
+
 /// Prints "drover: <what>" on stderr.
 void print_error(const std::string& what);
 

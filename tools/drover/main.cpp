@@ -94,6 +94,12 @@ int main(int argc, char** argv) {
         print_error((sub.empty() ? "" : sub + ": ") + what);
         return usage_exit_of(sub);
     }
+    // The library reads it at the first spawn and cannot say what is wrong with it.
+    if (std::string problem = spawn_threads_env_problem(); !problem.empty()) {
+        std::string sub = app.get_subcommands().empty() ? "" : app.get_subcommands().front()->get_name();
+        print_error(problem);
+        return usage_exit_of(sub);
+    }
     // Whatever a subcommand did not handle ends as one line and a failure code, never as
     // std::terminate and a core dump.
     // Said once, up front, instead of an ENOSYS from whichever stage first needs the feature

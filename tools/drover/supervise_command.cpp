@@ -23,6 +23,7 @@
 #include "command.hpp"
 #include "drover/process/asio.hpp"
 #include "drover/process/limits.hpp"
+#include "drover/process/spawn_threads.hpp"
 #include "drover/spawn/units.hpp"
 #include "drover/sys/unique_fd.hpp"
 #include "drover/supervise/config.hpp"
@@ -44,6 +45,7 @@ struct supervise_options {
     bool no_cgroups = false;
     bool no_control = false;
     bool check = false;
+    unsigned spawn_threads = 0;  // 0: auto (the CPUs)
 };
 
 // drover under systemd (Type=notify): where to say READY=1, STOPPING=1 and WATCHDOG=1. Taken
@@ -217,6 +219,7 @@ int supervise_main(const supervise_options& o) {
     sv::supervisor_options so;
     so.log = log;
     so.use_cgroups = !o.no_cgroups;
+    so.spawn_threads = o.spawn_threads ? o.spawn_threads : available_cpus();
     so.on_fatal = [&](const std::string& name) {
         log->error("[{}] failed with failure_action = \"exit\": stopping the supervisor", name);
         fatal = true;
@@ -297,6 +300,9 @@ command_main add_supervise_command(CLI::App& app) {
     sub->add_option("file", o->file, "the config file (see docs/supervise.md)")->required();
     sub->add_option("--socket", o->socket, "control socket path (default: [supervisor] control_socket, "
                                            "$XDG_RUNTIME_DIR/drover/supervise.sock, /run/drover/supervise.sock for root)");
+    add_spawn_threads_option(*sub, o->spawn_threads,
+                             "threads that run clone3 when many services start at once, 1 to 256 (default auto: "
+                             "the CPUs); 1 spawns on the event-loop thread only");
     sub->add_option("--metrics-listen", o->metrics_listen,
                     "serve Prometheus metrics (GET /metrics, text format 0.0.4) on ADDR: 127.0.0.1:PORT, "
                     "[::1]:PORT, localhost:PORT (PORT 0: any free port, logged) or unix:PATH (mode 0600); "

@@ -138,6 +138,9 @@ struct pool_options {
     /// Where jobs get their own cgroups when `limits` want them; null: the pool makes a
     /// tree of its own (drover.<pid>.pool) on first need.
     std::shared_ptr<cgroup_tree> cgroups;
+    /// Threads that may run clone3 for the pool's spawns, its loop's own counted
+    /// (spawn_threads.hpp); 0: the process-wide setting, 1: the loop's thread only.
+    unsigned spawn_threads = 0;
 };
 
 /// Counters over the pool's life.

@@ -97,6 +97,9 @@ struct launch_extras {
     /// Start the job in a set from this pool (warm.hpp); an empty pool: a cold spawn. The
     /// spec must have the pool's namespaces and setup (launch fails at stage prepare if not).
     warm_pool* warm = nullptr;
+    /// Threads that may run clone3 for this spawn when it is started through the process
+    /// layer's spawn() (process/spawn_threads.hpp); 0: the process-wide setting.
+    unsigned spawn_threads = 0;
 };
 
 /// Phase 1: clone3 a child from `p` and, for a user namespace with explicit maps or for v1

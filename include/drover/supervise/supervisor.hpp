@@ -44,6 +44,9 @@ struct supervisor_options {
     std::uint64_t seed = std::random_device{}();
     /// Called when a service with shutdown_on_failure fails (the caller then stops).
     std::function<void(const std::string& service)> on_fatal;
+    /// Threads that may run clone3 when many services start at once (start(), a restart
+    /// burst), the loop's own counted (process/spawn_threads.hpp); 0: the process-wide setting.
+    unsigned spawn_threads = 0;
 };
 
 /// Checks a whole service set as start() and reload() would, starting nothing: each service
