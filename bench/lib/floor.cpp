@@ -279,6 +279,32 @@ floor_sample floor_spawn(const floor_plan& p) {
     return p.method == floor_method::vfork ? spawn_vfork(p, argv) : spawn_fork(p, argv);
 }
 
+floor_loop_result floor_loop(const floor_plan& p, std::int64_t start_ns, std::int64_t end_ns) {
+    floor_loop_result r;
+    const timespec at{static_cast<time_t>(start_ns / 1'000'000'000), static_cast<long>(start_ns % 1'000'000'000)};
+    int err = 0;
+    while ((err = ::clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &at, nullptr)) == EINTR) {
+    }
+    if (err != 0) {
+        r.error = errno_text("clock_nanosleep (waiting for the start)", err);
+        return r;
+    }
+    r.ok = true;
+    std::int64_t now = floor_now_ns();
+    while (now < end_ns) {
+        floor_sample s = floor_spawn(p);
+        now = floor_now_ns();
+        if (s.ok) {
+            ++r.spawns;
+            continue;
+        }
+        if (r.failures++ == 0) r.error = s.error;
+        if (r.spawns == 0 && r.failures >= 1000) break;
+    }
+    r.finish_ns = now;
+    return r;
+}
+
 namespace {
 
 struct name_flag {

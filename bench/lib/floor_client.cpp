@@ -3,12 +3,14 @@
 #include "bench/runner.hpp"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cstdlib>
@@ -81,8 +83,7 @@ bool floor_client::start(const std::string& path, std::string& error) {
     return true;
 }
 
-bool floor_client::ask(const std::string& request, std::string& answer) {
-    answer.clear();
+bool floor_client::send_line(const std::string& request) {
     if (pid_ <= 0) return false;
     std::string line = request + "\n";
     std::size_t off = 0;
@@ -92,6 +93,11 @@ bool floor_client::ask(const std::string& request, std::string& answer) {
         if (n <= 0) return false;
         off += static_cast<std::size_t>(n);
     }
+    return true;
+}
+
+bool floor_client::read_line(std::string& answer, std::int64_t give_up_ns) {
+    answer.clear();
     for (;;) {
         if (auto nl = buffered_.find('\n'); nl != std::string::npos) {
             answer = buffered_.substr(0, nl);
@@ -99,12 +105,25 @@ bool floor_client::ask(const std::string& request, std::string& answer) {
             return true;
         }
         if (buffered_.size() > max_answer) return false;
+        if (give_up_ns >= 0) {
+            const std::int64_t left = give_up_ns - floor_now_ns();
+            if (left <= 0) return false;
+            pollfd p{fd_, POLLIN, 0};
+            int ready = ::poll(&p, 1, static_cast<int>(std::min<std::int64_t>(left / 1'000'000 + 1, 60'000)));
+            if (ready < 0 && errno != EINTR) return false;
+            if (ready <= 0) continue;
+        }
         char buf[512];
         ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) return false;
         buffered_.append(buf, static_cast<std::size_t>(n));
     }
+}
+
+bool floor_client::ask(const std::string& request, std::string& answer) {
+    answer.clear();
+    return send_line(request) && read_line(answer);
 }
 
 int floor_client::define(std::uint64_t flags, floor_method& method, bool setup, bool exec,
@@ -153,6 +172,48 @@ floor_sample floor_client::run(int id) {
     }
     s.ok = true;
     return s;
+}
+
+}  // namespace drover::bench
+
+namespace drover::bench {
+
+bool floor_client::start_loop(int id, std::int64_t start_ns, std::int64_t end_ns, std::string& error) {
+    if (send_line("loop " + std::to_string(id) + " " + std::to_string(start_ns) + " " + std::to_string(end_ns)))
+        return true;
+    error = "the floor helper stopped answering";
+    return false;
+}
+
+floor_loop_result floor_client::finish_loop(std::int64_t give_up_ns) {
+    floor_loop_result r;
+    std::string answer;
+    if (!read_line(answer, give_up_ns)) {
+        r.error = "the floor helper did not answer its loop in time";
+        return r;
+    }
+    if (!answer.starts_with("ok ")) {
+        r.error = answer.starts_with("err ") ? answer.substr(4) : "the floor helper answered '" + answer + "'";
+        return r;
+    }
+    // ok SPAWNS FAILURES FINISH_NS [FIRST_FAILURE]
+    std::string_view rest(answer);
+    rest.remove_prefix(3);
+    std::int64_t numbers[3] = {};
+    for (std::int64_t& n : numbers) {
+        std::size_t space = std::min(rest.find(' '), rest.size());
+        if (!parse_i64(rest.substr(0, space), n)) {
+            r.error = "the floor helper answered '" + answer + "'";
+            return r;
+        }
+        rest.remove_prefix(std::min(space + 1, rest.size()));
+    }
+    r.ok = true;
+    r.spawns = static_cast<std::size_t>(numbers[0]);
+    r.failures = static_cast<std::size_t>(numbers[1]);
+    r.finish_ns = numbers[2];
+    r.error = std::string(rest);
+    return r;
 }
 
 }  // namespace drover::bench

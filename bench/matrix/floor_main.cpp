@@ -7,10 +7,14 @@
 //       answers requests on stdin, one line each (what drover bench uses, see floor_client):
 //         plan NAMESPACES vfork|fork setup|bare exec|exit [PROGRAM]  -> ok ID METHOD | err TEXT
 //         run ID                                                   -> ok TOTAL_NS CLONE_NS | fail TEXT
+//         loop ID START_NS END_NS   -> ok SPAWNS FAILURES FINISH_NS [FIRST_FAILURE] | err TEXT
+//             (CLOCK_MONOTONIC times: several helpers given one START begin together; the
+//             answer comes once the loop is over)
 #include <algorithm>
 #include <charconv>
 #include <cstdio>
 #include <cstring>
+#include <limits>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -27,6 +31,12 @@ bool parse_method(std::string_view text, floor_method& m) {
     else if (text == "fork") m = floor_method::fork;
     else return false;
     return true;
+}
+
+// A time or plan id from a request: digits only, within `max`.
+bool parse_count(std::string_view text, std::int64_t max, std::int64_t& out) {
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
+    return ec == std::errc{} && end == text.data() + text.size() && out >= 0 && out <= max;
 }
 
 std::vector<std::string_view> words(std::string_view line, std::size_t max) {
@@ -72,6 +82,26 @@ std::string answer(std::string_view line, std::vector<floor_plan>& plans) {
         auto s = drover::bench::floor_spawn(plans[id]);
         if (!s.ok) return "fail " + s.error;
         return "ok " + std::to_string(s.total_ns) + " " + std::to_string(s.clone_ns);
+    }
+    if (w[0] == "loop") {
+        // Bounds: a loop starts within a minute and lasts at most an hour and a bit (drover
+        // bench's --duration is at most 3600 s), so a bad request cannot park the helper.
+        constexpr std::int64_t minute = 60'000'000'000, longest = 3700'000'000'000;
+        std::int64_t id = 0, start = 0, end = 0;
+        if (w.size() != 4 || !parse_count(w[1], 1'000'000, id) ||
+            !parse_count(w[2], std::numeric_limits<std::int64_t>::max(), start) ||
+            !parse_count(w[3], std::numeric_limits<std::int64_t>::max(), end))
+            return "err usage: loop ID START_NS END_NS";
+        if (static_cast<std::size_t>(id) >= plans.size()) return "err no such plan: " + std::string(w[1]);
+        const std::int64_t now = drover::bench::floor_now_ns();
+        if (start > now + minute || end < start || end - start > longest)
+            return "err loop times out of range: start within 60 s, end after start, at most 3700 s";
+        auto r = drover::bench::floor_loop(plans[static_cast<std::size_t>(id)], start, end);
+        if (!r.ok) return "err " + r.error;
+        std::string a = "ok " + std::to_string(r.spawns) + " " + std::to_string(r.failures) + " " +
+                        std::to_string(r.finish_ns);
+        if (r.failures) a += " " + r.error;
+        return a;
     }
     return "err unknown request";
 }

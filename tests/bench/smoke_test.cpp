@@ -7,6 +7,10 @@
 
 #include <linux/sched.h>
 
+#include <cstdlib>
+#include <tuple>
+#include <vector>
+
 #include "bench/floor.hpp"
 #include "bench/floor_client.hpp"
 #include "bench/report.hpp"
@@ -260,6 +264,57 @@ TEST(BenchSmoke, ThroughputCountsSpawnsAtEachConcurrency) {
         EXPECT_GT(t.first_decile_p50, 0);
     }
     EXPECT_EQ(r.throughput[1].concurrency, 4);
+    EXPECT_EQ(test::zombie_children(), 0);
+}
+
+// The helper's loop: two helpers given one start run together until the end and count.
+TEST(BenchFloorHelper, LoopsAPlanUntilTheEndAndCounts) {
+    if (!static_helper_built()) GTEST_SKIP() << "built with DROVER_BUILD_BENCH=OFF: no drover_floor";
+    std::string path = floor_helper_path();
+    ASSERT_FALSE(path.empty()) << "drover_floor was not found";
+    std::string error;
+    {
+        floor_client a, b;
+        ASSERT_TRUE(a.start(path, error)) << error;
+        ASSERT_TRUE(b.start(path, error)) << error;
+        floor_method m = floor_method::vfork;
+        int ia = a.define(0, m, true, true, program(), error);
+        int ib = b.define(0, m, true, true, program(), error);
+        ASSERT_GE(ia, 0) << error;
+        ASSERT_GE(ib, 0) << error;
+        const std::int64_t start = floor_now_ns() + 20'000'000, end = start + 200'000'000;
+        ASSERT_TRUE(a.start_loop(ia, start, end, error)) << error;
+        ASSERT_TRUE(b.start_loop(ib, start, end, error)) << error;
+        for (floor_client* c : {&a, &b}) {
+            floor_loop_result r = c->finish_loop(end + 10'000'000'000);
+            ASSERT_TRUE(r.ok) << r.error;
+            EXPECT_GT(r.spawns, 0u);
+            EXPECT_EQ(r.failures, 0u) << r.error;
+            EXPECT_GE(r.finish_ns, end);
+            EXPECT_LT(r.finish_ns, end + 1'000'000'000);
+        }
+        // Bad loops are refused with the reason, and the helper goes on serving.
+        for (const auto& [id, s, e, why] : std::vector<std::tuple<int, std::int64_t, std::int64_t, std::string>>{
+                 {99, start, end, "no such plan"},
+                 {ia, floor_now_ns() + 120'000'000'000, floor_now_ns() + 121'000'000'000, "out of range"},
+                 {ia, end, start, "out of range"}}) {
+            ASSERT_TRUE(a.start_loop(id, s, e, error)) << error;
+            floor_loop_result r = a.finish_loop(floor_now_ns() + 10'000'000'000);
+            EXPECT_FALSE(r.ok);
+            EXPECT_NE(r.error.find(why), std::string::npos) << r.error;
+        }
+        // A failing workload is counted with its reason, not fatal.
+        m = floor_method::vfork;
+        int bad = a.define(0, m, true, true, "/nonexistent/program", error);
+        ASSERT_GE(bad, 0) << error;
+        const std::int64_t s2 = floor_now_ns() + 10'000'000;
+        ASSERT_TRUE(a.start_loop(bad, s2, s2 + 50'000'000, error)) << error;
+        floor_loop_result f = a.finish_loop(s2 + 10'000'000'000);
+        ASSERT_TRUE(f.ok) << f.error;
+        EXPECT_EQ(f.spawns, 0u);
+        EXPECT_GT(f.failures, 0u);
+        EXPECT_NE(f.error.find("execve"), std::string::npos) << f.error;
+    }
     EXPECT_EQ(test::zombie_children(), 0);
 }
 

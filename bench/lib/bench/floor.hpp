@@ -64,6 +64,21 @@ struct floor_sample {
 /// (the caller's only thread, or one measuring thread).
 floor_sample floor_spawn(const floor_plan& plan);
 
+/// What a floor loop did: spawns of one plan back to back until a deadline.
+struct floor_loop_result {
+    bool ok = false;              ///< false: the loop did not run (`error` says why)
+    std::size_t spawns = 0;       ///< completed successfully
+    std::size_t failures = 0;     ///< failed spawns (`error` holds the first one's reason)
+    std::int64_t finish_ns = 0;   ///< CLOCK_MONOTONIC when the last spawn was reaped
+    std::string error;
+};
+
+/// Sleeps until `start_ns` (CLOCK_MONOTONIC, so processes on one machine can start together),
+/// then runs spawns of `plan` one after another until one is reaped at or after `end_ns`. A
+/// failure that repeats 1000 times with no success ends the loop early (a refusing kernel
+/// answers at once; spinning on it proves nothing).
+floor_loop_result floor_loop(const floor_plan& plan, std::int64_t start_ns, std::int64_t end_ns);
+
 /// CLOCK_MONOTONIC in nanoseconds.
 std::int64_t floor_now_ns() noexcept;
 

@@ -35,8 +35,19 @@ public:
     /// One spawn of plan `id`, timed inside the helper.
     floor_sample run(int id);
 
+    /// Sends a loop of plan `id` from `start_ns` to `end_ns` (CLOCK_MONOTONIC; see floor_loop)
+    /// and returns at once, so that several helpers can be started before any is read; false
+    /// with `error` if the helper cannot be reached. finish_loop() reads the answer.
+    bool start_loop(int id, std::int64_t start_ns, std::int64_t end_ns, std::string& error);
+    /// Waits for the answer to start_loop(), at most until `give_up_ns` (CLOCK_MONOTONIC).
+    floor_loop_result finish_loop(std::int64_t give_up_ns);
+
 private:
     bool ask(const std::string& request, std::string& answer);
+    bool send_line(const std::string& request);
+    // One answer line; false if the helper closed, sent garbage or `give_up_ns` (-1: never)
+    // passed first.
+    bool read_line(std::string& answer, std::int64_t give_up_ns = -1);
 
     pid_t pid_ = -1;
     int fd_ = -1;  // our end of the helper's stdin and stdout
