@@ -61,6 +61,11 @@ Int integer_of(const json& v, const char* name) {
     wrong(name, limits::is_signed ? "an integer in range" : "a non-negative integer in range");
 }
 
+// A field added after the schema's first release: null when an older report lacks it.
+const json* optional_field(const json& j, const char* name) {
+    return j.is_object() && j.contains(name) ? &j.at(name) : nullptr;
+}
+
 const json& array_of(const json& v, const char* name) {
     if (!v.is_array()) wrong(name, "an array");
     return v;
@@ -185,6 +190,7 @@ json to_json(const bench_report& r) {
                        {"seed", p.seed},
                        {"concurrency", p.concurrency},
                        {"duration", p.duration},
+                       {"spawn_threads", p.spawn_threads},
                        {"peers", p.peers}};
     j["units"] = "ns";
     json combos = json::array();
@@ -234,7 +240,15 @@ json to_json(const bench_report& r) {
                       {"per_second", t.per_second},
                       {"latency", summary_json(t.latency)},
                       {"first_decile_p50", t.first_decile_p50},
-                      {"last_decile_p50", t.last_decile_p50}});
+                      {"last_decile_p50", t.last_decile_p50},
+                      {"floor_method", t.floor_method},
+                      {"floor_processes", t.floor_processes},
+                      {"floor_seconds", t.floor_seconds},
+                      {"floor_spawns", t.floor_spawns},
+                      {"floor_failures", t.floor_failures},
+                      {"floor_per_second", t.floor_per_second},
+                      {"floor_ratio", t.floor_ratio()},
+                      {"floor_note", t.floor_note}});
     }
     j["throughput"] = tp;
     j["elapsed_seconds"] = r.elapsed;
@@ -268,6 +282,8 @@ bench_report report_from_json(const json& j) {
     for (const json& c : array_of(field(p, "concurrency"), "concurrency"))
         r.params.concurrency.push_back(integer_of<int>(c, "concurrency"));
     r.params.duration = number_of(field(p, "duration"), "duration");
+    if (const json* v = optional_field(p, "spawn_threads"))
+        r.params.spawn_threads = integer_of<unsigned>(*v, "spawn_threads");
     r.params.peers = flag_of(field(p, "peers"), "peers");
     for (const json& c : array_of(field(j, "combinations"), "combinations")) {
         combo_result cr;
@@ -310,6 +326,17 @@ bench_report report_from_json(const json& j) {
         tr.latency = summary_from(field(t, "latency"));
         tr.first_decile_p50 = number_of(field(t, "first_decile_p50"), "first_decile_p50");
         tr.last_decile_p50 = number_of(field(t, "last_decile_p50"), "last_decile_p50");
+        // The throughput floor came later: a report without it has no floor in any row.
+        if (const json* v = optional_field(t, "floor_method")) {
+            tr.floor_method = text_of(*v, "floor_method");
+            // A count of processes: never negative (integer_of<int> would let -3 through).
+            tr.floor_processes = static_cast<int>(integer_of<std::uint16_t>(field(t, "floor_processes"), "floor_processes"));
+            tr.floor_seconds = number_of(field(t, "floor_seconds"), "floor_seconds");
+            tr.floor_spawns = integer_of<std::size_t>(field(t, "floor_spawns"), "floor_spawns");
+            tr.floor_failures = failures_of(field(t, "floor_failures"), "floor_failures");
+            tr.floor_per_second = number_of(field(t, "floor_per_second"), "floor_per_second");
+            tr.floor_note = text_of(field(t, "floor_note"), "floor_note");
+        }
         r.throughput.push_back(std::move(tr));
     }
     r.elapsed = number_of(field(j, "elapsed_seconds"), "elapsed_seconds");

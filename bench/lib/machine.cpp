@@ -145,6 +145,13 @@ void notice_noise(bench_report& r) {
         r.warnings.push_back("the machine was busy: load average " + fixed1(r.machine.load_before) + " before, " +
                              fixed1(r.machine.load_after) + " after, on " + std::to_string(r.machine.cores) +
                              " CPUs; ratios hold up better than absolute times, but " + advice);
+    for (const throughput_result& t : r.throughput)
+        if (!t.floor_note.empty()) {
+            r.warnings.push_back("the throughput floor was not measured (" + t.floor_note +
+                                 "): there is no drover ÷ floor for throughput; build drover_floor or point "
+                                 "DROVER_FLOOR at it");
+            break;
+        }
     if (r.machine.floor_source.starts_with("in-process"))
         r.warnings.push_back("the floors ran inside drover's process (" + r.machine.floor_source +
                              "): the fork-style floor pays for drover's page tables; build drover_floor "

@@ -32,6 +32,38 @@ std::string share_text(const combo_result& c, double ns) {
     return c.drover.n && c.floor.n ? human_ns(ns) : "–";
 }
 
+bool any_throughput_floor(const bench_report& r) {
+    return std::any_of(r.throughput.begin(), r.throughput.end(),
+                       [](const throughput_result& t) { return !t.floor_method.empty(); });
+}
+
+// "1234 (f, 64 p)": the floor's rate, its method when it is not the usual one and its process
+// count when that is below the concurrency.
+std::string throughput_floor_text(const throughput_result& t) {
+    if (t.floor_method.empty()) return "–";
+    std::string marks;
+    if (t.floor_method == "fork") marks = "f";
+    if (t.floor_processes < t.concurrency) marks += (marks.empty() ? "" : ", ") + std::to_string(t.floor_processes) + " p";
+    return fmt::format("{:.0f}", t.floor_per_second) + (marks.empty() ? "" : " (" + marks + ")");
+}
+
+std::string spawn_threads_text(const bench_report& r) {
+    return r.params.spawn_threads ? "drover with " + std::to_string(r.params.spawn_threads) + " spawn thread" +
+                                        (r.params.spawn_threads == 1 ? "" : "s")
+                                  : "drover's spawn threads not recorded";
+}
+
+// What the floor columns are, or why there are none.
+std::string throughput_floor_line(const bench_report& r) {
+    if (any_throughput_floor(r))
+        return "floor: as many drover_floor processes as the concurrency (at most 64) each spawning the "
+               "floor back to back for the same time, right after drover's point; ÷floor = drover's "
+               "spawns/s ÷ the floor's; (f) fork-style, N p: capped at N processes (docs/bench.md)";
+    for (const throughput_result& t : r.throughput)
+        if (!t.floor_note.empty()) return "floor: not measured: " + t.floor_note;
+    return "floor: not measured";
+}
+
 void warnings(std::ostringstream& o, const bench_report& r, const char* bullet) {
     if (r.warnings.empty()) return;
     o << "\nWarnings:\n";
@@ -245,17 +277,21 @@ std::string format_table(const bench_report& r) {
         if (std::string w = warm_line(r); !w.empty()) o << w << "\n";
     }
     if (!r.throughput.empty()) {
-        o << "\nSustained throughput (" << r.params.duration << " s per point):\n"
-          << pad("namespaces", 37, false) << pad("conc", 6) << pad("spawns/s", 10) << pad("p50", 11)
-          << pad("p99", 11) << pad("first 10%", 11) << pad("last 10%", 11) << pad("drift", 8)
+        const bool floor = any_throughput_floor(r);
+        o << "\nSustained throughput (" << r.params.duration << " s per point; " << spawn_threads_text(r)
+          << "):\n" << throughput_floor_line(r) << "\n"
+          << pad("namespaces", 37, false) << pad("conc", 6) << pad("spawns/s", 10);
+        if (floor) o << pad("floor/s", 14) << pad("÷floor", 8);
+        o << pad("p50", 11) << pad("p99", 11) << pad("first 10%", 11) << pad("last 10%", 11) << pad("drift", 8)
           << pad("fail", 6) << "\n";
         for (const throughput_result& t : r.throughput) {
             double drift = t.first_decile_p50 > 0 ? t.last_decile_p50 / t.first_decile_p50 : 0;
             o << pad(t.set.str(), 37, false) << pad(std::to_string(t.concurrency), 6)
-              << pad(fmt::format("{:.0f}", t.per_second), 10) << pad(human_ns(t.latency.p50), 11)
-              << pad(human_ns(t.latency.p99), 11) << pad(human_ns(t.first_decile_p50), 11)
-              << pad(human_ns(t.last_decile_p50), 11) << pad(ratio_text(drift), 8)
-              << pad(failures_text(t.failures), 6) << "\n";
+              << pad(fmt::format("{:.0f}", t.per_second), 10);
+            if (floor) o << pad(throughput_floor_text(t), 14) << pad(ratio_text(t.floor_ratio()), 8);
+            o << pad(human_ns(t.latency.p50), 11) << pad(human_ns(t.latency.p99), 11)
+              << pad(human_ns(t.first_decile_p50), 11) << pad(human_ns(t.last_decile_p50), 11)
+              << pad(ratio_text(drift), 8) << pad(failures_text(t.failures), 6) << "\n";
         }
     }
     all_failures(o, r);
@@ -358,12 +394,17 @@ std::string format_markdown(const bench_report& r) {
         if (std::string w = warm_line(r); !w.empty()) o << "\n" << w << "\n";
     }
     if (!r.throughput.empty()) {
-        o << "\n| namespaces | concurrency | spawns/s | p50 | p99 | first 10% p50 | last 10% p50 "
-             "|\n|---|---:|---:|---:|---:|---:|---:|\n";
-        for (const throughput_result& t : r.throughput)
-            o << "| " << t.set.str() << " | " << t.concurrency << " | " << fmt::format("{:.0f}", t.per_second)
-              << " | " << human_ns(t.latency.p50) << " | " << human_ns(t.latency.p99) << " | "
-              << human_ns(t.first_decile_p50) << " | " << human_ns(t.last_decile_p50) << " |\n";
+        const bool floor = any_throughput_floor(r);
+        o << "\nSustained throughput, " << r.params.duration << " s per point, " << spawn_threads_text(r) << ". "
+          << throughput_floor_line(r) << "\n\n| namespaces | concurrency | spawns/s | "
+          << (floor ? "floor spawns/s | drover ÷ floor | " : "") << "p50 | p99 | first 10% p50 | last 10% p50 |\n|---|---:|---:|"
+          << (floor ? "---:|---:|" : "") << "---:|---:|---:|---:|\n";
+        for (const throughput_result& t : r.throughput) {
+            o << "| " << t.set.str() << " | " << t.concurrency << " | " << fmt::format("{:.0f}", t.per_second) << " | ";
+            if (floor) o << throughput_floor_text(t) << " | " << ratio_text(t.floor_ratio()) << " | ";
+            o << human_ns(t.latency.p50) << " | " << human_ns(t.latency.p99) << " | " << human_ns(t.first_decile_p50)
+              << " | " << human_ns(t.last_decile_p50) << " |\n";
+        }
     }
     warnings(o, r, "- ");
     return o.str();

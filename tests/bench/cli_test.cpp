@@ -12,6 +12,8 @@
 #include <vector>
 
 #include "bench/report.hpp"
+#include "bench/runner.hpp"
+#include "drover/process/spawn_threads.hpp"
 #include "support.hpp"
 
 namespace drover::bench {
@@ -23,6 +25,13 @@ struct cli_result {
 };
 
 // Runs the drover binary with `args` (shell-quoted by the caller), capturing both streams.
+// "0.89×": a ratio as the text table prints it.
+std::string fmt_ratio(double r) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.2f×", r);
+    return buf;
+}
+
 cli_result run_cli(const std::string& args) {
     char err_path[] = "/tmp/drover-bench-cli-XXXXXX";
     int fd = ::mkstemp(err_path);
@@ -66,6 +75,15 @@ TEST(BenchCli, MalformedConcurrencyExits2) {
 TEST(BenchCli, BadWorkloadExits2) {
     expect_usage_error("--ns none -n 1 --workload sleep", "--workload");
     expect_usage_error("--ns none -n 1 --workload exec:/no/such/program", "/no/such/program");
+}
+TEST(BenchCli, SpawnThreadsOutOfRangeExits2) {
+    for (const char* bad : {"0", "257", "x", "-1", "2x"})
+        expect_usage_error(std::string("--ns none -n 1 --spawn-threads ") + bad, "--spawn-threads");
+}
+TEST(BenchCli, MalformedDurationExits2) {
+    expect_usage_error("--ns none -n 1 --concurrency 1 --duration 0", "--duration");
+    expect_usage_error("--ns none -n 1 --concurrency 1 --duration 3601", "--duration");
+    expect_usage_error("--ns none -n 1 --concurrency 1 --duration x", "--duration");
 }
 TEST(BenchCli, UnknownFlagExits2) {
     expect_usage_error("--frobnicate", "frobnicate");
@@ -167,6 +185,49 @@ TEST(BenchCli, TinyRunWritesJsonThatReadsBack) {
     std::ofstream(broken) << "{\"schema\": \"drover-bench/1\"}";
     expect_usage_error("compare " + json + " " + broken, "schema is not drover-bench/2");
     for (const std::string& f : {json, svg, md, csvg, broken}) std::remove(f.c_str());
+    ::rmdir(dir);
+}
+
+// The throughput floor from the outside: a short run gives each point a floor rate and
+// drover ÷ floor in the table and the JSON, and records the spawn threads it was given.
+TEST(BenchCli, ThroughputRunsItsFloorBesideEachPoint) {
+    if (!static_helper_built()) GTEST_SKIP() << "built with DROVER_BUILD_BENCH=OFF: no drover_floor";
+    char dir[] = "/tmp/drover-bench-cli-XXXXXX";
+    ASSERT_NE(::mkdtemp(dir), nullptr);
+    std::string json = std::string(dir) + "/tp.json";
+    std::string md = std::string(dir) + "/tp.md";
+    cli_result r = run_cli("--no-matrix --workload exec-static --concurrency 1,2 --duration 0.3 "
+                           "--throughput-ns none --spawn-threads 2 --json " + json + " --markdown " + md);
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_NE(r.out.find("floor/s"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("2 spawn threads"), std::string::npos) << r.out;
+    std::ifstream in(json);
+    nlohmann::json j = nlohmann::json::parse(in);
+    EXPECT_EQ(j.at("parameters").at("spawn_threads"), 2);
+    ASSERT_EQ(j.at("throughput").size(), 2u);
+    for (const auto& t : j.at("throughput")) {
+        EXPECT_EQ(t.at("floor_note"), "") << t.dump();
+        EXPECT_GT(t.at("floor_per_second").get<double>(), 0) << t.dump();
+        EXPECT_GT(t.at("floor_ratio").get<double>(), 0) << t.dump();
+        EXPECT_EQ(t.at("floor_processes"), t.at("concurrency")) << t.dump();
+        EXPECT_GE(t.at("floor_seconds").get<double>(), 0.3) << t.dump();
+    }
+    bench_report back = report_from_json(j);
+    EXPECT_EQ(to_json(back), j);
+    // Each row's ratio is in the table, as printed from the report.
+    for (const throughput_result& t : back.throughput)
+        EXPECT_NE(r.out.find(fmt_ratio(t.floor_ratio())), std::string::npos) << r.out;
+    std::ifstream m(md);
+    std::stringstream ms;
+    ms << m.rdbuf();
+    EXPECT_NE(ms.str().find("| drover ÷ floor |"), std::string::npos) << ms.str();
+    // auto is the CPUs this process may run on.
+    cli_result a = run_cli("--no-matrix --workload exec-static --concurrency 1 --duration 0.1 --throughput-ns none "
+                           "--json " + json);
+    ASSERT_EQ(a.code, 0) << a.err;
+    std::ifstream in2(json);
+    EXPECT_EQ(nlohmann::json::parse(in2).at("parameters").at("spawn_threads"), available_cpus());
+    for (const std::string& f : {json, md}) std::remove(f.c_str());
     ::rmdir(dir);
 }
 

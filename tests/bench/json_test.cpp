@@ -23,6 +23,7 @@ bench_report sample_report() {
     r.params.seed = 18446744073709551615ULL;  // the whole uint64 range survives
     r.params.concurrency = {1, 8, 64};
     r.params.duration = 1.5;
+    r.params.spawn_threads = 2;
     r.params.peers = true;
     combo_result none;
     none.drover = sample_summary(200e3);
@@ -72,7 +73,22 @@ bench_report sample_report() {
     t.latency = sample_summary(9e5);
     t.first_decile_p50 = 8e5;
     t.last_decile_p50 = 1.2e6;
-    r.throughput = {t};
+    t.floor_method = "vfork";
+    t.floor_processes = 8;
+    t.floor_seconds = 1.02;
+    t.floor_spawns = 1020;
+    t.floor_failures = {{"floor child failed at execve", 2}};
+    t.floor_per_second = 1000;
+    throughput_result no_floor = t;
+    no_floor.concurrency = 128;
+    no_floor.floor_method.clear();
+    no_floor.floor_processes = 0;
+    no_floor.floor_seconds = 0;
+    no_floor.floor_spawns = 0;
+    no_floor.floor_failures.clear();
+    no_floor.floor_per_second = 0;
+    no_floor.floor_note = "drover_floor not found (set DROVER_FLOOR)";
+    r.throughput = {t, no_floor};
     r.elapsed = 12.5;
     r.warnings = {"the machine was busy: load average 0.2 before, 1.8 after"};
     return r;
@@ -123,6 +139,57 @@ TEST(BenchJson, DocumentHasTheDocumentedShape) {
     }
     EXPECT_TRUE(j.at("marginal").at(1).at("over_none").is_null());
     EXPECT_EQ(j.at("throughput").at(0).at("concurrency"), 8);
+    EXPECT_EQ(j.at("parameters").at("spawn_threads"), 2);
+    const auto& t = j.at("throughput").at(0);
+    EXPECT_EQ(t.at("floor_method"), "vfork");
+    EXPECT_EQ(t.at("floor_processes"), 8);
+    EXPECT_NEAR(t.at("floor_ratio").get<double>(), 891.1 / 1000, 1e-12);
+    EXPECT_EQ(j.at("throughput").at(1).at("floor_ratio"), 0.0);
+    EXPECT_EQ(j.at("throughput").at(1).at("floor_note"), "drover_floor not found (set DROVER_FLOOR)");
+}
+
+// Reports written before spawn_threads and the throughput floor still read: as not recorded
+// and no floor, so `bench compare` keeps working on old runs.
+TEST(BenchJson, ReadsReportsFromBeforeTheThroughputFloor) {
+    nlohmann::json j = to_json(sample_report());
+    j["parameters"].erase("spawn_threads");
+    for (auto& t : j["throughput"])
+        for (const char* k : {"floor_method", "floor_processes", "floor_seconds", "floor_spawns", "floor_failures",
+                              "floor_per_second", "floor_ratio", "floor_note"})
+            t.erase(k);
+    bench_report back = report_from_json(j);
+    EXPECT_EQ(back.params.spawn_threads, 0u);
+    ASSERT_EQ(back.throughput.size(), 2u);
+    EXPECT_TRUE(back.throughput[0].floor_method.empty());
+    EXPECT_EQ(back.throughput[0].floor_ratio(), 0);
+    EXPECT_EQ(format_table(back).find("floor/s"), std::string::npos);
+    // Present but wrong is still an error that names the field.
+    nlohmann::json bad = to_json(sample_report());
+    bad["throughput"][0]["floor_processes"] = -3;
+    try {
+        report_from_json(bad);
+        FAIL() << "a negative floor_processes was accepted";
+    } catch (const std::runtime_error& e) {
+        EXPECT_NE(std::string(e.what()).find("\"floor_processes\""), std::string::npos) << e.what();
+    }
+}
+
+// The throughput tables carry the spawn threads, the floor's rate and drover ÷ floor per row;
+// a row without a floor shows a dash, and a run without any floor says why instead.
+TEST(BenchJson, ThroughputTablesShowTheFloorAndTheRatio) {
+    bench_report r = sample_report();
+    for (const std::string& text : {format_table(r), format_markdown(r)}) {
+        EXPECT_NE(text.find("2 spawn threads"), std::string::npos) << text;
+        EXPECT_NE(text.find("1000"), std::string::npos) << text;   // the floor's spawns/s
+        EXPECT_NE(text.find("0.89×"), std::string::npos) << text;  // 891.1 ÷ 1000
+    }
+    EXPECT_NE(format_table(r).find("floor/s"), std::string::npos);
+    EXPECT_NE(format_markdown(r).find("| drover ÷ floor |"), std::string::npos);
+    r.throughput.pop_back();
+    r.throughput[0] = sample_report().throughput[1];
+    EXPECT_EQ(format_table(r).find("floor/s"), std::string::npos);
+    EXPECT_NE(format_table(r).find("floor: not measured: drover_floor not found"), std::string::npos) << format_table(r);
+    EXPECT_NE(format_markdown(r).find("floor: not measured: drover_floor not found"), std::string::npos);
 }
 
 TEST(BenchJson, RejectsAnotherSchemaAndMissingFields) {

@@ -318,6 +318,55 @@ TEST(BenchFloorHelper, LoopsAPlanUntilTheEndAndCounts) {
     EXPECT_EQ(test::zombie_children(), 0);
 }
 
+TEST(BenchSmoke, ThroughputFloorRunsBesideEachPoint) {
+    if (!static_helper_built()) GTEST_SKIP() << "built with DROVER_BUILD_BENCH=OFF: no drover_floor";
+    bench_config cfg;
+    cfg.sets = {namespace_set{}};
+    cfg.concurrency = {1, 3};
+    cfg.duration = 0.3;
+    cfg.spawn_threads = 2;
+    cfg.work = static_workload();
+    bench_report r;
+    run_throughput(cfg, r, {});
+    ASSERT_EQ(r.throughput.size(), 2u);
+    for (const throughput_result& t : r.throughput) {
+        EXPECT_TRUE(t.floor_note.empty()) << t.floor_note;
+        EXPECT_EQ(t.floor_method, floor_vfork_available() ? "vfork" : "fork");
+        EXPECT_EQ(t.floor_processes, t.concurrency);
+        EXPECT_GT(t.floor_spawns, 0u);
+        EXPECT_TRUE(t.floor_failures.empty());
+        EXPECT_GE(t.floor_seconds, 0.3);
+        EXPECT_GT(t.floor_ratio(), 0);
+    }
+    EXPECT_EQ(test::zombie_children(), 0);
+}
+
+// A helper that is not there or does not serve: drover's points are measured, with no floor
+// and the reason. (A missing path falls through to the build's helper, so /bin/true stands in
+// for a helper that cannot be used.)
+TEST(BenchSmoke, ThroughputWithoutAUsableFloorHelperSaysWhy) {
+    ::setenv("DROVER_FLOOR", "/bin/true", 1);
+    bench_config cfg;
+    cfg.sets = {namespace_set{}};
+    cfg.concurrency = {2};
+    cfg.duration = 0.1;
+    cfg.work = static_workload();
+    bench_report r;
+    run_throughput(cfg, r, {});
+    ::unsetenv("DROVER_FLOOR");
+    ASSERT_EQ(r.throughput.size(), 1u);
+    const throughput_result& t = r.throughput[0];
+    EXPECT_GT(t.spawns, 0u);  // drover's point is measured all the same
+    EXPECT_TRUE(t.floor_method.empty());
+    EXPECT_EQ(t.floor_ratio(), 0);
+    EXPECT_NE(t.floor_note.find("did not answer as the floor helper"), std::string::npos) << t.floor_note;
+    notice_noise(r);
+    bool warned = false;
+    for (const std::string& w : r.warnings) warned |= w.find("throughput floor was not measured") != std::string::npos;
+    EXPECT_TRUE(warned);
+    EXPECT_EQ(format_table(r).find("floor/s"), std::string::npos);
+}
+
 std::string failures_of(const peer_result& p) {
     std::string out;
     for (const auto& [what, n] : p.failures) out += what + " ×" + std::to_string(n) + "; ";

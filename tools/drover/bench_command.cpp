@@ -16,6 +16,7 @@
 #include "bench/runner.hpp"
 #include "bench_profile.hpp"
 #include "command.hpp"
+#include "drover/process/spawn_threads.hpp"
 #include "drover/spawn/spawn_error.hpp"
 #include "progress.hpp"
 
@@ -32,6 +33,7 @@ struct bench_options {
     std::uint64_t seed = 1;
     std::string concurrency;
     double duration = 2.0;
+    unsigned spawn_threads = 0;  // 0: auto (the CPUs)
     bool peers = false;
     bool no_matrix = false;
     std::string json, csv, markdown, svg;
@@ -137,6 +139,7 @@ bench::bench_config make_config(const bench_options& o) {
     cfg.warmup = o.warmup;
     cfg.seed = o.seed;
     cfg.duration = o.duration;
+    cfg.spawn_threads = o.spawn_threads ? o.spawn_threads : available_cpus();
     cfg.peers = o.peers;
     cfg.concurrency = parse_concurrency(o.concurrency);
     std::vector<std::string> selections = o.ns.empty() ? std::vector<std::string>{"matrix"} : o.ns;
@@ -264,6 +267,7 @@ int run_bench(const bench_options& o) {
     p.seed = cfg.seed;
     p.concurrency = cfg.concurrency;
     p.duration = cfg.duration;
+    p.spawn_threads = cfg.spawn_threads;
     p.peers = cfg.peers;
 
     const std::int64_t start = bench::floor_now_ns();
@@ -336,6 +340,9 @@ command_main add_bench_command(CLI::App& app, command_check* check) {
     sub->add_option("--throughput-ns", o->throughput_ns,
                     "combinations for the throughput runs (repeatable; default: those of --ns)");
     sub->add_option("--duration", o->duration, "seconds per throughput point (default 2)");
+    add_spawn_threads_option(*sub, o->spawn_threads,
+                             "threads that may run clone3 for the throughput runs' spawns, 1 to 256 (default "
+                             "auto: the CPUs); 1 spawns on the event-loop thread only");
     sub->add_flag("--peers", o->peers,
                   "compare user+pid+mnt+uts+ipc+net /bin/true with unshare(1), bwrap and runc");
     sub->add_flag("--no-matrix", o->no_matrix, "skip the matrix (e.g. with --peers alone)");

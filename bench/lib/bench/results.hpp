@@ -87,6 +87,21 @@ struct throughput_result {
     summary latency;              ///< spawn→reap of each completed spawn
     double first_decile_p50 = 0;  ///< p50 of the first tenth of spawns (by start time)
     double last_decile_p50 = 0;   ///< p50 of the last tenth
+    /// The throughput floor, run right after drover's point for the same time: `floor_processes`
+    /// drover_floor processes (the concurrency, at most 64), each spawning the floor back to
+    /// back (docs/bench.md). Not measured: floor_method is empty and floor_note says why.
+    std::string floor_method;  ///< "vfork", or "fork" (a time namespace)
+    int floor_processes = 0;
+    double floor_seconds = 0;      ///< from the common start to the last helper's last reap
+    std::size_t floor_spawns = 0;  ///< completed successfully, all processes together
+    failure_counts floor_failures;
+    double floor_per_second = 0;
+    std::string floor_note;
+
+    /// drover's spawns/s ÷ the floor's: 1 is the floor's rate, below 1 slower. 0 without a floor.
+    [[nodiscard]] double floor_ratio() const noexcept {
+        return floor_per_second > 0 ? per_second / floor_per_second : 0;
+    }
     friend bool operator==(const throughput_result&, const throughput_result&) = default;
 };
 
@@ -116,6 +131,8 @@ struct parameters {
     std::uint64_t seed = 0;
     std::vector<int> concurrency;
     double duration = 0;  ///< seconds per throughput point
+    /// Threads that could run clone3 for the throughput runs' spawns (launch_extras::spawn_threads).
+    unsigned spawn_threads = 0;
     bool peers = false;
     friend bool operator==(const parameters&, const parameters&) = default;
 };

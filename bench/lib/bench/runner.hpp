@@ -79,6 +79,9 @@ struct bench_config {
     std::vector<int> concurrency;                ///< empty: no throughput runs
     std::vector<namespace_set> throughput_sets;  ///< empty: the same as `sets`
     double duration = 2.0;                       ///< seconds per (combination, concurrency)
+    /// Threads that may run clone3 for each throughput spawn (launch_extras::spawn_threads);
+    /// 0: the process-wide setting (process/spawn_threads.hpp).
+    unsigned spawn_threads = 0;
     bool peers = false;
 };
 
@@ -103,7 +106,9 @@ void run_matrix(const bench_config& cfg, bench_report& report, const progress_fn
 void run_peers(const bench_config& cfg, bench_report& report, const progress_fn& progress);
 
 /// Sustained spawning of each set at each concurrency for cfg.duration seconds, on one Asio
-/// event loop.
+/// event loop with cfg.spawn_threads spawner threads; right after each point, the throughput
+/// floor for the same time: min(concurrency, 64) drover_floor processes looping the raw floor
+/// (or, without the helper, no floor and a note in each row).
 void run_throughput(const bench_config& cfg, bench_report& report, const progress_fn& progress);
 
 /// Fills report.machine for this host and build (load_before included).
