@@ -221,12 +221,16 @@ TEST(BenchCli, ThroughputRunsItsFloorBesideEachPoint) {
     std::stringstream ms;
     ms << m.rdbuf();
     EXPECT_NE(ms.str().find("| drover ÷ floor |"), std::string::npos) << ms.str();
-    // auto is the CPUs this process may run on.
-    cli_result a = run_cli("--no-matrix --workload exec-static --concurrency 1 --duration 0.1 --throughput-ns none "
-                           "--json " + json);
-    ASSERT_EQ(a.code, 0) << a.err;
-    std::ifstream in2(json);
-    EXPECT_EQ(nlohmann::json::parse(in2).at("parameters").at("spawn_threads"), available_cpus());
+    // auto is the CPUs this process may run on; the default is the library's setting (1, or $DROVER_SPAWN_THREADS).
+    for (const char* given : {"auto", ""}) {
+        cli_result a = run_cli(std::string("--no-matrix --workload exec-static --concurrency 1 --duration 0.1 "
+                                           "--throughput-ns none --json ") +
+                               json + (*given ? std::string(" --spawn-threads ") + given : std::string()));
+        ASSERT_EQ(a.code, 0) << a.err;
+        std::ifstream in2(json);
+        EXPECT_EQ(nlohmann::json::parse(in2).at("parameters").at("spawn_threads"), *given ? available_cpus() : spawn_threads())
+            << given;
+    }
     for (const std::string& f : {json, md}) std::remove(f.c_str());
     ::rmdir(dir);
 }

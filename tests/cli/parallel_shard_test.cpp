@@ -292,3 +292,36 @@ TEST(Results, MergeAndSummaryJoinShardsAndResumedRuns) {
 
 }  // namespace
 }  // namespace drover
+
+namespace drover {
+namespace {
+
+// --spawn-threads: a run with spawner threads gives every line's job once with its own output;
+// bad counts, on the command line or in DROVER_SPAWN_THREADS, are one-line errors that start
+// nothing.
+TEST(ParallelSpawnThreads, EveryJobRunsOnceAndBadCountsAreRefused) {
+    for (const char* threads : {"1", "3", "auto"}) {
+        run_result r = drover({"parallel", "--no-progress", "-j", "16", "--spawn-threads", threads, "--json", "--",
+                               "/bin/echo", "out-{}"},
+                              numbered_input(300));
+        ASSERT_EQ(r.status.code(), 0) << threads << ": " << r.err;
+        std::multiset<std::string> outs;
+        for (const auto& rec : records(r.out)) outs.insert(rec.at("stdout").get<std::string>());
+        ASSERT_EQ(outs.size(), 300u) << threads;
+        for (int i = 1; i <= 300; ++i)
+            EXPECT_EQ(outs.count("out-in-" + std::to_string(i) + "\n"), 1u) << threads << " line " << i;
+    }
+    test::temp_dir d("drover-threads");
+    const fs::path trace = d.path / "ran";
+    for (const char* bad : {"0", "257", "two", "-1", "1.5"})
+        expect_usage_error(drover({"parallel", "--no-progress", "--spawn-threads", bad, "--", "touch", trace.string()},
+                                  "x\n"),
+                           "--spawn-threads");
+    expect_usage_error(drover({"parallel", "--no-progress", "--", "touch", trace.string()}, "x\n",
+                              {{"DROVER_SPAWN_THREADS", "lots"}}),
+                       "DROVER_SPAWN_THREADS=lots");
+    EXPECT_FALSE(fs::exists(trace));
+}
+
+}  // namespace
+}  // namespace drover

@@ -5,6 +5,8 @@
 
 #include "drover/supervise/config.hpp"
 #include "drover/supervise/json.hpp"
+#include "drover/process/spawn_threads.hpp"
+#include <set>
 #include "supervise_support.hpp"
 
 namespace drover::supervise {
@@ -579,6 +581,45 @@ TEST(Supervisor, StopIsParallelWithinALevelAndOrderedAcrossLevels) {
         if (lines[i].rfind("[base] killed by", 0) == 0) base_end = i;
     }
     EXPECT_GT(base_end, last_stuck);
+}
+
+}  // namespace
+}  // namespace drover::supervise
+
+namespace drover::supervise {
+namespace {
+
+// A burst of service starts with spawner threads: every service runs (its own pid, seen alive
+// in /proc), some starts went to a spawner thread, and a stop leaves none of them.
+TEST(Supervisor, ABurstOfStartsOnSpawnerThreadsRunsEveryServiceAndStopsThemAll) {
+    auto [log, sink] = drover::test::capture_logger();
+    auto before = spawn_thread_counters();
+    constexpr int count = 24;
+    std::vector<pid_t> pids = drover::test::run_on_loop(
+        [&, log = log](asio::any_io_executor ex) -> asio::awaitable<std::vector<pid_t>> {
+            supervisor_options o = quiet(log);
+            o.spawn_threads = 3;
+            supervisor sup(ex, o);
+            for (int i = 0; i < count; ++i) sup.add(svc("s" + std::to_string(i), {helper, "sleep", "30"}));
+            co_await sup.start();
+            co_await sup.wait_until(
+                [](const supervisor_status& s) {
+                    return std::all_of(s.services.begin(), s.services.end(),
+                                       [](const service_status& x) { return x.state == service_state::running; });
+                },
+                5s);
+            std::vector<pid_t> seen;
+            for (const service_status& s : sup.status().services)
+                if (s.state == service_state::running && s.pid > 0 && ::kill(s.pid, 0) == 0) seen.push_back(s.pid);
+            co_await sup.stop();
+            co_return seen;
+        });
+    EXPECT_EQ(pids.size(), static_cast<std::size_t>(count));
+    EXPECT_EQ(std::set<pid_t>(pids.begin(), pids.end()).size(), pids.size()) << "two services share a pid";
+    EXPECT_GT(spawn_thread_counters().handed_off, before.handed_off) << "no start went to a spawner thread";
+    auto left = drover::test::wait_gone(pids, 1000ms);
+    drover::test::kill_pids(left);
+    EXPECT_TRUE(left.empty()) << left.size() << " services outlived the stop";
 }
 
 }  // namespace

@@ -50,7 +50,7 @@ struct parallel_options {
     std::string max_output = "16M";
     std::string on_max_output = "truncate";
     unsigned warm = 0;
-    unsigned spawn_threads = 0;  // 0: auto (the CPUs)
+    unsigned spawn_threads = 0;  // 0: the process-wide setting (1, or DROVER_SPAWN_THREADS)
     std::string shard;
     std::string shard_by = "line";
     std::vector<std::string> resume;
@@ -338,7 +338,7 @@ int parallel_main(const parallel_options& o) {
     pool_options popt{.concurrency = jobs, .output = {max_output, overflow_policy::truncate, o.on_max_output == "kill"}};
     popt.limits = limits;
     popt.warm = warm.get();
-    popt.spawn_threads = o.spawn_threads ? o.spawn_threads : available_cpus();
+    popt.spawn_threads = o.spawn_threads;
     if (limits.wants_cgroup()) popt.cgroups = tree;
     popt.on_throttle = [&](const throttle_state& t) { throttle_text = t.reason(); };
     auto pool = std::make_shared<job_pool>(ex, popt);
@@ -567,8 +567,8 @@ command_main add_parallel_command(CLI::App& app, command_check* check) {
         ->type_name("N")
         ->check(CLI::Range(0u, 4096u).description(""));
     add_spawn_threads_option(*p, o->spawn_threads,
-                             "threads that run clone3 for a burst of starts, 1 to 256 (default auto: the CPUs); "
-                             "1 spawns on drover's event-loop thread only");
+                             "threads that may run clone3 for a burst of starts, 1 to 256 or auto (the CPUs); "
+                             "default 1 (or $DROVER_SPAWN_THREADS): the event-loop thread only");
     p->add_option("--shard", o->shard,
                   "run only slice K of N of the input (K/N, K from 0); auto: the Slurm array task's slice "
                   "(SLURM_ARRAY_TASK_*); auto/N: Slurm's or a Kubernetes Indexed Job's (JOB_COMPLETION_INDEX)");

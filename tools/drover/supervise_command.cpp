@@ -45,7 +45,7 @@ struct supervise_options {
     bool no_cgroups = false;
     bool no_control = false;
     bool check = false;
-    unsigned spawn_threads = 0;  // 0: auto (the CPUs)
+    unsigned spawn_threads = 0;  // 0: the process-wide setting (1, or DROVER_SPAWN_THREADS)
 };
 
 // drover under systemd (Type=notify): where to say READY=1, STOPPING=1 and WATCHDOG=1. Taken
@@ -219,7 +219,7 @@ int supervise_main(const supervise_options& o) {
     sv::supervisor_options so;
     so.log = log;
     so.use_cgroups = !o.no_cgroups;
-    so.spawn_threads = o.spawn_threads ? o.spawn_threads : available_cpus();
+    so.spawn_threads = o.spawn_threads;
     so.on_fatal = [&](const std::string& name) {
         log->error("[{}] failed with failure_action = \"exit\": stopping the supervisor", name);
         fatal = true;
@@ -301,8 +301,8 @@ command_main add_supervise_command(CLI::App& app) {
     sub->add_option("--socket", o->socket, "control socket path (default: [supervisor] control_socket, "
                                            "$XDG_RUNTIME_DIR/drover/supervise.sock, /run/drover/supervise.sock for root)");
     add_spawn_threads_option(*sub, o->spawn_threads,
-                             "threads that run clone3 when many services start at once, 1 to 256 (default auto: "
-                             "the CPUs); 1 spawns on the event-loop thread only");
+                             "threads that may run clone3 when many services start at once, 1 to 256 or auto (the "
+                             "CPUs); default 1 (or $DROVER_SPAWN_THREADS): the event-loop thread only");
     sub->add_option("--metrics-listen", o->metrics_listen,
                     "serve Prometheus metrics (GET /metrics, text format 0.0.4) on ADDR: 127.0.0.1:PORT, "
                     "[::1]:PORT, localhost:PORT (PORT 0: any free port, logged) or unix:PATH (mode 0600); "
