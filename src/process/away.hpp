@@ -49,15 +49,24 @@ struct away_launch {
 };
 
 // Whether this spawn goes to a spawner thread: threads are on, other children of this process
-// are alive, and a spawner is free. true reserves that spawner for hand_off().
+// are alive or being spawned (called before this spawn's own spawn_under_way), and a spawner
+// is free. true reserves that spawner for hand_off().
 // `threads`: the spawn's own setting (launch_extras::spawn_threads), 0 for the process's.
 bool should_hand_off(unsigned threads) noexcept;
 
 // Queues `job` (its resume set) for the reserved spawner; `ex` names the caller's context.
 void hand_off(const asio::any_io_executor& ex, std::shared_ptr<away_launch> job);
 
-// The count of process objects alive, which tells a burst from a lone spawn.
+// The count of process objects alive and of spawns under way, which tells a burst from a
+// lone spawn. (A spawn on the fork-style path has no process object until its report is
+// read, so both are needed.)
 void note_process_born() noexcept;
 void note_process_gone() noexcept;
+struct spawn_under_way {
+    spawn_under_way() noexcept;
+    ~spawn_under_way();
+    spawn_under_way(const spawn_under_way&) = delete;
+    spawn_under_way& operator=(const spawn_under_way&) = delete;
+};
 
 }  // namespace drover::detail

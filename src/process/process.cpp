@@ -263,7 +263,9 @@ asio::awaitable<process> detail::spawn_coro(asio::any_io_executor ex, prepared_s
                                             spawn_failure* out) {
     launched_child child;
     spawn_failure failure;
-    if (!extras.warm && detail::should_hand_off(extras.spawn_threads)) {
+    const bool away = !extras.warm && detail::should_hand_off(extras.spawn_threads);
+    detail::spawn_under_way counted;
+    if (away) {
         auto job = std::make_shared<detail::away_launch>();
         job->spec = &spec;
         job->extras = extras;

@@ -89,6 +89,7 @@ away_launch::~away_launch() {
 namespace {
 
 std::atomic<long> live_processes{0};
+std::atomic<long> spawns_under_way{0};
 std::atomic<std::size_t> handed_off{0}, inline_spawns{0};
 
 // The configured count; the environment's at first use.
@@ -186,12 +187,15 @@ private:
 
 void note_process_born() noexcept { live_processes.fetch_add(1, std::memory_order_relaxed); }
 void note_process_gone() noexcept { live_processes.fetch_sub(1, std::memory_order_relaxed); }
+spawn_under_way::spawn_under_way() noexcept { spawns_under_way.fetch_add(1, std::memory_order_relaxed); }
+spawn_under_way::~spawn_under_way() { spawns_under_way.fetch_sub(1, std::memory_order_relaxed); }
 
 bool should_hand_off(unsigned threads) noexcept {
     unsigned n = threads ? threads : configured().load(std::memory_order_relaxed);
     if (n <= 1) return false;
     // A lone spawn: nothing else to overlap with, and a hand-off costs two thread wake-ups.
-    if (live_processes.load(std::memory_order_relaxed) <= 0 || !spawner_pool::instance().reserve(n - 1)) {
+    bool burst = live_processes.load(std::memory_order_relaxed) > 0 || spawns_under_way.load(std::memory_order_relaxed) > 0;
+    if (!burst || !spawner_pool::instance().reserve(n - 1)) {
         inline_spawns.fetch_add(1, std::memory_order_relaxed);
         return false;
     }

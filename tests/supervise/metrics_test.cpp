@@ -362,17 +362,31 @@ protected:
         if (!dir_.empty()) ::rmdir(dir_.c_str());
     }
     // Runs `f` on the loop thread and waits for it (rethrowing what it threw).
+    // Runs `f` on the loop's thread; an exception it throws is thrown again here as a new
+    // object with the same code and text. (Handing the exception_ptr itself across threads
+    // makes ThreadSanitizer see libstdc++'s uninstrumented reference count on its message as
+    // a race.)
     void on_loop(std::function<void()> f) {
         std::promise<void> done;
+        std::error_code code;
+        std::string what;
+        bool system = false, other = false;
         asio::post(io_, [&] {
             try {
                 f();
-                done.set_value();
-            } catch (...) {
-                done.set_exception(std::current_exception());
+            } catch (const std::system_error& e) {
+                system = true;
+                code = e.code();
+                what = std::string(e.what());
+            } catch (const std::exception& e) {
+                other = true;
+                what = std::string(e.what());
             }
+            done.set_value();
         });
         done.get_future().get();
+        if (system) throw std::system_error(code, what);
+        if (other) throw std::runtime_error(what);
     }
     std::string unix_path() {
         char tmpl[] = "/tmp/drover-metrics-XXXXXX";
