@@ -1,6 +1,7 @@
 // SVG charts, written by hand: p50 per combination split by each namespace's marginal cost
-// (floor marked), the marginal cost of each namespace, a stacked per-stage breakdown, and the
-// peers. Readable on its own: every chart has a title, axis, legend and value labels.
+// (floor marked), the marginal cost of each namespace, a stacked per-stage breakdown, the
+// peers, and sustained throughput against its floor. Readable on its own: every chart has a
+// title, axis, legend and value labels.
 #include <algorithm>
 #include <cmath>
 #include <fmt/format.h>
@@ -36,6 +37,8 @@ double nice_max(double v) {
     return 10 * p;
 }
 
+enum class ticks_at { below, above, both };
+
 struct svg_out {
     std::ostringstream o;
     double y = 0;
@@ -60,14 +63,22 @@ struct svg_out {
         if (dash) o << " stroke-dasharray=\"" << dash << "\"";
         o << "/>\n";
     }
-    // Vertical grid lines and tick labels for [0, max] over `rows_h` of height.
-    void axis(double max, double top, double rows_h) {
+    // Vertical grid lines over `rows_h` of height and tick labels for [0, max]: below the rows,
+    // above them (the caller leaves 14 px), or both. `unit` goes in the label column beside
+    // the ticks, for `tick` formats that write bare numbers.
+    void axis(double max, double top, double rows_h, ticks_at at = ticks_at::below,
+              std::string (*tick)(double) = human_ns, const std::string& unit = {}) {
+        const bool above = at != ticks_at::below, below = at != ticks_at::above;
         for (int i = 0; i <= 5; ++i) {
             double v = max * i / 5;
             double x = bar_x + plot_w * i / 5;
             line(x, top, x, top + rows_h, "#ddd");
-            text(x, top + rows_h + 14, human_ns(v), "text-anchor=\"middle\" class=\"tick\"");
+            if (above) text(x, top - 5, tick(v), "text-anchor=\"middle\" class=\"tick\"");
+            if (below) text(x, top + rows_h + 14, tick(v), "text-anchor=\"middle\" class=\"tick\"");
         }
+        if (unit.empty()) return;
+        if (above) text(bar_x - 6, top - 5, unit, "text-anchor=\"end\" class=\"tick\"");
+        if (below) text(bar_x - 6, top + rows_h + 14, unit, "text-anchor=\"end\" class=\"tick\"");
     }
     void title(const std::string& t, const std::string& sub) {
         y += 28;
@@ -278,6 +289,84 @@ void peers_chart(svg_out& s, const bench_report& r) {
     s.y = top + h * static_cast<double>(r.peers.size()) + 22;
 }
 
+// Spawns/s as a tick label: "4000", "20k" (the unit is written once, beside the ticks).
+std::string rate_tick(double v) {
+    return v >= 10000 ? fmt::format("{:g}k", v / 1000) : fmt::format("{:g}", v);
+}
+
+// Taller than this, a chart's top axis has scrolled out of view by its last rows: repeat the
+// ticks below.
+constexpr double long_chart_h = 240;
+
+void throughput_chart(svg_out& s, const bench_report& r) {
+    if (r.throughput.empty()) return;
+    const unsigned threads = r.params.spawn_threads;
+    s.title(fmt::format("Sustained throughput ({}, {} s per point), {}", r.params.workload,
+                        r.params.duration,
+                        threads ? fmt::format("{} spawn thread{}", threads, threads == 1 ? "" : "s")
+                                : "spawn threads not recorded"),
+            "bars: spawns/s of drover and of the raw floor (min(c, 64) drover_floor processes, "
+            "right after drover's point); left: drover ÷ floor (1.00× = the floor's rate)");
+    // Colours no other mark of this chart uses: drover's is the peers chart's drover.
+    constexpr const char* drover_color = "#4e79a7";
+    constexpr const char* floor_color = "#79706e";
+    s.legend({{"drover", drover_color}, {"floor", floor_color}});
+
+    double max = 0;
+    for (const throughput_result& t : r.throughput)
+        max = std::max({max, t.per_second, t.floor_per_second});
+    max = nice_max(max);
+    const double scale = plot_w / max;
+    const auto groups = static_cast<double>(r.throughput.size());
+    const double h = row_height(2 * r.throughput.size());  // one bar
+    const double group_h = 2 * h + 6;                      // drover, floor and a gap
+    const double rows_h = group_h * groups;
+    const bool long_chart = rows_h > long_chart_h;
+    const double top = s.y + 14;  // the tick labels above
+    s.axis(max, top, rows_h, long_chart ? ticks_at::both : ticks_at::above, rate_tick, "spawns/s");
+    for (std::size_t i = 0; i < r.throughput.size(); ++i) {
+        const throughput_result& t = r.throughput[i];
+        const double y = top + group_h * static_cast<double>(i) + 3;
+        const double fy = y + h;  // the floor's bar
+        s.text(bar_x - 6, y + h * 0.75,
+               t.set.str() + ", concurrency " + std::to_string(t.concurrency),
+               "text-anchor=\"end\" class=\"lbl\"");
+        std::size_t failed = 0;
+        for (const auto& [why, n] : t.failures) failed += n;
+        const double w = t.per_second * scale;
+        s.rect(
+            bar_x, y + 1, w, h - 2, drover_color,
+            fmt::format("drover: {} spawns in {:.2f} s, {} failed", t.spawns, t.seconds, failed));
+        s.text(bar_x + w + 6, y + h * 0.75, fmt::format("{:.0f}/s", t.per_second), "class=\"val\"");
+        if (t.floor_method.empty()) {
+            // No bar: an empty slot would read as a floor of 0/s.
+            s.text(bar_x + 4, fy + h * 0.75,
+                   "floor not measured: " +
+                       (t.floor_note.empty() ? "no reason recorded" : t.floor_note),
+                   "class=\"val\"");
+            continue;
+        }
+        // The same marks as the table's, spelled out: the reader has no footnote here.
+        std::string marks;
+        if (t.floor_method == "fork") marks = "fork-style";
+        if (t.floor_processes < t.concurrency)
+            marks += (marks.empty() ? "" : ", ") + std::to_string(t.floor_processes) + " processes";
+        const double fw = t.floor_per_second * scale;
+        s.rect(bar_x, fy + 1, fw, h - 2, floor_color,
+               fmt::format("floor ({}, {} process{}): {} spawns in {:.2f} s", t.floor_method,
+                           t.floor_processes, t.floor_processes == 1 ? "" : "es", t.floor_spawns,
+                           t.floor_seconds));
+        s.text(
+            bar_x + fw + 6, fy + h * 0.75,
+            fmt::format("{:.0f}/s", t.floor_per_second) + (marks.empty() ? "" : " (" + marks + ")"),
+            "class=\"val\"");
+        if (t.floor_ratio() > 0)
+            s.text(bar_x - 6, fy + h * 0.75, fmt::format("drover ÷ floor {:.2f}×", t.floor_ratio()),
+                   "text-anchor=\"end\" class=\"val\"");
+    }
+    s.y = top + rows_h + (long_chart ? 22 : 8);
+}
+
 }  // namespace
 
 std::string format_svg(const bench_report& r) {
@@ -293,6 +382,7 @@ std::string format_svg(const bench_report& r) {
     marginal_chart(s, r);
     stage_chart(s, r);
     peers_chart(s, r);
+    throughput_chart(s, r);
     std::ostringstream out;
     out << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << num(width) << "\" height=\""
         << num(s.y + 10) << "\" viewBox=\"0 0 " << num(width) << ' ' << num(s.y + 10) << "\">\n"

@@ -22,8 +22,9 @@ std::string format_table(const bench_report& r);
 /// One row per combination and stage (long format), then peers and throughput rows.
 std::string format_csv(const bench_report& r);
 std::string format_markdown(const bench_report& r);
-/// Two charts, hand-written SVG: p50 per combination (drover and floor, with each member's
-/// marginal cost) and a stacked per-stage breakdown.
+/// Hand-written SVG, one chart per part of the report that has data: p50 per combination
+/// (drover and floor), each namespace's marginal cost, a stacked per-stage breakdown, the
+/// peers, and sustained throughput beside its floor.
 std::string format_svg(const bench_report& r);
 
 /// "1.23 ms", "456 µs", "789 ns".
