@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "drover/process/limits.hpp"
+#include "drover/process/spawn_threads.hpp"
 #include "drover/process/pool.hpp"
 #include "drover/sys/syscalls.hpp"
 #include "support.hpp"
@@ -209,8 +210,10 @@ TEST(job_pool, a_lowered_fd_limit_throttles_by_budget_instead_of_failing) {
     EXPECT_LT(st.peak_live, 60u);
 }
 
-// Without the budget the kernel says EMFILE; the pool holds back and retries.
-TEST(job_pool, emfile_from_spawn_throttles_and_retries_instead_of_failing) {
+// Without the budget the kernel says EMFILE; the pool holds back and retries. With spawner
+// threads too: the EMFILE then comes from a spawner thread's launch.
+void expect_emfile_throttles_and_retries(unsigned spawn_threads) {
+    SCOPED_TRACE("spawn_threads " + std::to_string(spawn_threads));
     nofile_guard guard;
     rlimit low{static_cast<rlim_t>(count_open_fds() + 40), guard.saved.rlim_max};
     ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);
@@ -218,6 +221,7 @@ TEST(job_pool, emfile_from_spawn_throttles_and_retries_instead_of_failing) {
     for (int i = 0; i < 100; ++i) jobs.push_back(helper_job("exit", std::to_string(i)));
     std::vector<std::string> reasons;
     pool_options o{.concurrency = 50, .fd_budget = false};
+    o.spawn_threads = spawn_threads;
     o.on_throttle = [&](const throttle_state& t) {
         if (t.throttled()) reasons.push_back(t.reason());
     };
@@ -231,6 +235,14 @@ TEST(job_pool, emfile_from_spawn_throttles_and_retries_instead_of_failing) {
     ASSERT_FALSE(reasons.empty());
     EXPECT_NE(reasons.front().find("Too many open files"), std::string::npos) << reasons.front();
     EXPECT_EQ(test::zombie_children(), 0);
+}
+
+TEST(job_pool, emfile_from_spawn_throttles_and_retries_instead_of_failing) { expect_emfile_throttles_and_retries(1); }
+
+TEST(job_pool, emfile_on_a_spawner_thread_throttles_and_retries_too) {
+    auto before = spawn_thread_counters();
+    expect_emfile_throttles_and_retries(3);
+    EXPECT_GT(spawn_thread_counters().handed_off, before.handed_off) << "no spawn went to a spawner thread";
 }
 
 TEST(job_pool, signal_reaches_a_running_job_only) {
