@@ -59,8 +59,8 @@ inline int open_fd_count() {
     return n - 1;  // the directory's own descriptor
 }
 
-/// Number of zombie children of this process.
-inline int zombie_children() {
+/// Number of children of this process: zombies only, or in any state.
+inline int children_of_this_process(bool zombies_only = false) {
     int n = 0;
     std::string self = std::to_string(::getpid());
     DIR* d = ::opendir("/proc");
@@ -74,11 +74,14 @@ inline int zombie_children() {
         char state = line[close + 2];
         std::string rest = line.substr(close + 4);
         std::string ppid = rest.substr(0, rest.find(' '));
-        if (state == 'Z' && ppid == self) ++n;
+        if ((!zombies_only || state == 'Z') && ppid == self) ++n;
     }
     ::closedir(d);
     return n;
 }
+
+/// Number of zombie children of this process.
+inline int zombie_children() { return children_of_this_process(true); }
 
 }  // namespace drover::test
 

@@ -174,10 +174,6 @@ floor_sample floor_client::run(int id) {
     return s;
 }
 
-}  // namespace drover::bench
-
-namespace drover::bench {
-
 bool floor_client::start_loop(int id, std::int64_t start_ns, std::int64_t end_ns, std::string& error) {
     if (send_line("loop " + std::to_string(id) + " " + std::to_string(start_ns) + " " + std::to_string(end_ns)))
         return true;

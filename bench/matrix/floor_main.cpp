@@ -75,11 +75,10 @@ std::string answer(std::string_view line, std::vector<floor_plan>& plans) {
                std::string(drover::bench::floor_method_name(plans.back().method));
     }
     if (w[0] == "run" && w.size() == 2) {
-        std::size_t id = 0;
-        auto [end, ec] = std::from_chars(w[1].data(), w[1].data() + w[1].size(), id);
-        if (ec != std::errc{} || end != w[1].data() + w[1].size() || id >= plans.size())
+        std::int64_t id = 0;
+        if (!parse_count(w[1], 1'000'000, id) || static_cast<std::size_t>(id) >= plans.size())
             return "err no such plan: " + std::string(w[1]);
-        auto s = drover::bench::floor_spawn(plans[id]);
+        auto s = drover::bench::floor_spawn(plans[static_cast<std::size_t>(id)]);
         if (!s.ok) return "fail " + s.error;
         return "ok " + std::to_string(s.total_ns) + " " + std::to_string(s.clone_ns);
     }

@@ -30,6 +30,7 @@ namespace {
 
 using namespace std::chrono_literals;
 using test::blocker;
+using test::children_of_this_process;
 using test::helper;
 using test::zombie_children;
 
@@ -39,23 +40,14 @@ struct threads_for_test {
     ~threads_for_test() { set_spawn_threads(1); }
 };
 
-// Children of this process in any state (alive or zombie).
-int children_of_this_process() {
-    int n = 0;
-    std::string self = std::to_string(::getpid());
-    DIR* d = ::opendir("/proc");
-    while (dirent* e = ::readdir(d)) {
-        if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
-        std::ifstream stat(std::string("/proc/") + e->d_name + "/stat");
-        std::string line;
-        std::getline(stat, line);
-        auto close = line.rfind(')');
-        if (close == std::string::npos || close + 4 > line.size()) continue;
-        std::string rest = line.substr(close + 4);
-        if (rest.substr(0, rest.find(' ')) == self) ++n;
+// Lets the loop run (the work being awaited is on it) until `ready()` holds.
+template <class Ready>
+asio::awaitable<void> poll_until(Ready ready) {
+    asio::steady_timer t(co_await asio::this_coro::executor);
+    while (!ready()) {
+        t.expires_after(1ms);
+        co_await t.async_wait(asio::use_awaitable);
     }
-    ::closedir(d);
-    return n;
 }
 
 spawn_spec exiting_with(int code) {
@@ -227,11 +219,7 @@ TEST(SpawnThreads, ASpawnCancelledWhileAwayEndsItsChild) {
                           }
                       }));
                 if (spawn_thread_counters().handed_off > before.handed_off) cancel.emit(asio::cancellation_type::terminal);
-                asio::steady_timer t(ex);
-                while (!done) {
-                    t.expires_after(1ms);
-                    co_await t.async_wait(asio::use_awaitable);
-                }
+                co_await poll_until([&] { return done; });
             }
             keep.signal(SIGKILL);
             co_await keep.wait();
@@ -287,11 +275,7 @@ TEST(SpawnThreads, ChildrenSeeOnlyTheirStdioWhileOtherThreadsOpenDescriptors) {
                         ++finished;
                     },
                     asio::detached);
-            asio::steady_timer t(ex);
-            while (finished < 6) {
-                t.expires_after(2ms);
-                co_await t.async_wait(asio::use_awaitable);
-            }
+            co_await poll_until([&] { return finished == 6; });
             keep.signal(SIGKILL);
             co_await keep.wait();
         },
