@@ -1,9 +1,12 @@
 // Reading a child's output: to the end, both streams at once, line by line, and run().
 #include "drover/process/asio.hpp"
 #include <asio/experimental/awaitable_operators.hpp>
+#include <asio/post.hpp>
 #include <asio/use_awaitable.hpp>
+#include <memory>
 
 #include "drover/process/process.hpp"
+#include "ring_pipe.hpp"
 
 namespace drover {
 
@@ -22,9 +25,49 @@ asio::awaitable<void> detail::read_to_end_coro(stream_descriptor& stream, std::s
     }
 }
 
+namespace {
+
+// One read from a ring end, appended to `into`; completes with the read's error (eof at the
+// end) on the caller's executor.
+auto ring_read_some(detail::ring_pipe& pipe, std::string& into) {
+    return asio::async_initiate<decltype(use_tuple), void(std::error_code)>(
+        [&pipe, &into](auto handler) {
+            auto h = std::make_shared<decltype(handler)>(std::move(handler));
+            pipe.read([h, &into](std::error_code ec, std::string_view data) {
+                into.append(data);
+                // Posted, not called: the ring is in the middle of its completions.
+                auto ex = asio::get_associated_executor(*h);
+                asio::post(ex, [h, ec]() mutable { std::move (*h)(ec); });
+            });
+        },
+        use_tuple);
+}
+
+asio::awaitable<void> ring_read_to_end(detail::ring_pipe& pipe, std::string& into) {
+    for (;;) {
+        auto [ec] = co_await ring_read_some(pipe, into);
+        if (ec == asio::error::eof) co_return;
+        if (ec) throw std::system_error(ec, "reading child output");
+    }
+}
+
+}  // namespace
+
 asio::awaitable<output> process::read_all_coro() {
     using namespace asio::experimental::awaitable_operators;
     output o;
+    detail::ring_pipe* rout = detail::ring_output(*this, 1);
+    detail::ring_pipe* rerr = detail::ring_output(*this, 2);
+    if (rout || rerr) {
+        stream_descriptor* tout = stdout_pipe();
+        stream_descriptor* terr = stderr_pipe();
+        auto one = [](detail::ring_pipe* r, stream_descriptor* t, std::string& into) -> asio::awaitable<void> {
+            if (r) co_await ring_read_to_end(*r, into);
+            else if (t) co_await read_to_end(*t, into);
+        };
+        co_await (one(rout, tout, o.out) && one(rerr, terr, o.err));
+        co_return o;
+    }
     stream_descriptor* out = stdout_pipe();
     stream_descriptor* err = stderr_pipe();
     if (out && err)

@@ -10,6 +10,7 @@
 #include <pthread.h>
 
 #include "away.hpp"
+#include "ring_pipe.hpp"
 #include "drover/process/exit_waiter.hpp"
 #include "drover/spawn/warm.hpp"
 #include "drover/sys/syscalls.hpp"
@@ -23,6 +24,7 @@ struct process::state {
     pid_t pid = -1;
     stream_descriptor pidfd;
     std::optional<stream_descriptor> in, out, err;
+    detail::ring_pipe ring_out, ring_err;  // out and err, when moved to the ring
     spawn_timings timings;
     clone_method method = clone_method::fork;
     std::optional<exit_status> status;
@@ -165,6 +167,41 @@ void process::on_exit(exit_callback done) {
 std::error_code process::signal(int sig) noexcept {
     if (!s_ || s_->status || !s_->pidfd.is_open()) return sys::errno_code(ESRCH);
     return sys::pidfd_send_signal(s_->pidfd.native_handle(), sig);
+}
+
+std::error_code process::move_output_to_ring() noexcept {
+    state& s = *s_;
+    std::size_t want = (s.out ? 1 : 0) + (s.err ? 1 : 0);
+    if (want == 0) return {};
+    try {
+        if (!detail::ring_pipes_supported()) return sys::errno_code(ENOSYS);
+        if (detail::ring_pipe_room(s.ex) < want) return sys::errno_code(EMFILE);
+        for (auto [from, to] : {std::pair{&s.out, &s.ring_out}, std::pair{&s.err, &s.ring_err}}) {
+            if (!*from) continue;
+            sys::unique_fd fd((*from)->release());
+            std::error_code ec;
+            detail::ring_pipe moved(s.ex, fd, ec);
+            if (ec) {  // (the room was checked: a kernel refusal) the stream stays as it was
+                from->emplace(s.ex, fd.release());
+                return ec;
+            }
+            *to = std::move(moved);
+            from->reset();
+        }
+    } catch (const std::bad_alloc&) {
+        return sys::errno_code(ENOMEM);
+    }
+    return {};
+}
+
+int process::output_in_ring() const noexcept {
+    return s_ ? int(s_->ring_out.is_open()) + int(s_->ring_err.is_open()) : 0;
+}
+
+detail::ring_pipe* detail::ring_output(process& p, int stream) noexcept {
+    if (!p.s_) return nullptr;
+    detail::ring_pipe& r = stream == 1 ? p.s_->ring_out : p.s_->ring_err;
+    return r.is_open() ? &r : nullptr;
 }
 
 stream_descriptor* process::stdin_pipe() noexcept { return s_->in ? &*s_->in : nullptr; }

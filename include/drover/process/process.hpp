@@ -54,6 +54,13 @@ struct output {
 /// would have to rethrow to learn anything; an error_code is Asio's convention, and packing
 /// the stage into it keeps the one piece of a failure that is not an errno.
 
+class process;
+namespace detail {
+class ring_pipe;
+/// The ring end of stream 1 (stdout) or 2 (stderr) after move_output_to_ring(), else null.
+ring_pipe* ring_output(process& p, int stream) noexcept;
+}  // namespace detail
+
 /// A running (or finished) child, owned by one coroutine at a time.
 ///
 /// States: running -> exited (pidfd readable) -> reaped (status known, pidfd closed).
@@ -121,6 +128,18 @@ public:
         return detail::async_coroutine(get_executor(), std::forward<Token>(token),
                                        [this, data] { return write_stdin_coro(data); });
     }
+    /// Moves the parent's ends of piped stdout and stderr out of the descriptor table into
+    /// registered descriptors of an io_uring of the executor's context, so that they do not
+    /// count against RLIMIT_NOFILE (10,000 children with both streams piped need 20,000 read
+    /// ends) and are not copied by each later clone3. Afterwards stdout_pipe() and
+    /// stderr_pipe() are null; read_all() and job_pool read them through the ring, with the
+    /// same semantics (a pipe nobody reads fills and blocks the child). Without room for both
+    /// streams nothing moves; the error says why (ENOSYS: this kernel has no io_uring
+    /// registered buffer rings, Linux >= 5.19, or io_uring is disabled; EMFILE: the ring's
+    /// table, sized by RLIMIT_NOFILE when first used, is full). Nothing piped: no error.
+    std::error_code move_output_to_ring() noexcept;
+    /// How many of stdout and stderr are read through the ring (0, 1 or 2).
+    [[nodiscard]] int output_in_ring() const noexcept;
     /// Closes stdin so that the child sees EOF.
     void close_stdin() noexcept;
     /// Reads piped stdout and stderr concurrently to EOF (neither can fill and block the
@@ -139,6 +158,7 @@ private:
     asio::awaitable<output> read_all_coro();
 
     std::unique_ptr<state> s_;
+    friend detail::ring_pipe* detail::ring_output(process& p, int stream) noexcept;
 };
 
 namespace detail {
