@@ -15,6 +15,7 @@
 #include <asio/posix/stream_descriptor.hpp>
 #include <asio/use_awaitable.hpp>
 #include <algorithm>
+#include <cstring>
 #include <set>
 #include <stdexcept>
 #include <unordered_map>
@@ -23,6 +24,7 @@
 #include "drover/process/limits.hpp"
 #include "drover/process/process.hpp"
 #include "drover/sys/syscalls.hpp"
+#include "ring_pipe.hpp"
 
 namespace drover {
 
@@ -75,6 +77,7 @@ struct job_pool::impl : std::enable_shared_from_this<impl> {
         std::int64_t started_ns = 0;
         unsigned attempts = 0;
         unsigned idle_failures = 0;
+        bool ring = false;  // placed by dispatch(): its output goes to the ring
     };
 
     asio::any_io_executor ex;
@@ -92,6 +95,8 @@ struct job_pool::impl : std::enable_shared_from_this<impl> {
     std::chrono::milliseconds backoff;
     std::optional<asio::steady_timer::time_point> hold_until;
     std::size_t base_fds = 0;
+    std::size_t table_fds = 0;    // descriptors the running jobs hold in the table
+    std::size_t ring_claims = 0;  // ring slots promised to jobs still being spawned
     std::exception_ptr escaped;  // from a job's coroutine: rethrown by run()
     struct live_job;
     std::unordered_map<std::size_t, live_job*> running_jobs;  // for signal()
@@ -146,6 +151,45 @@ struct job_pool::impl : std::enable_shared_from_this<impl> {
         return (s.in.how == stdio::kind::pipe) + (s.out.how == stdio::kind::pipe) +
                (s.err.how == stdio::kind::pipe);
     }
+    static int piped_output(const spawn_spec& s) {
+        return (s.out.how == stdio::kind::pipe) + (s.err.how == stdio::kind::pipe);
+    }
+
+    enum class placement { none, table, ring };
+
+    // Where the next job's output read ends can go now; none: throttle. Automatic: the table
+    // while it keeps room for the pidfds of as many jobs as the ring's free slots could
+    // take (so that a full table does not leave the ring unusable: 20,000 descriptors hold
+    // 6,666 jobs with both streams piped in the table, 10,000 with them in the ring), then
+    // the ring while the table has room for the rest of a job's descriptors, then the table.
+    placement place(const queued& next) {
+        const spawn_spec& spec = next.spec.spec();
+        const int outs = piped_output(spec);
+        const bool ring_ok = outs > 0 && opt.output_fds != output_fd_policy::table &&
+                             detail::ring_pipes_supported();
+        if (!opt.fd_budget) return ring_ok && opt.output_fds == output_fd_policy::ring ? placement::ring : placement::table;
+        if (!ring_ok) return live() < fd_budget_limit(next) || live() == 0 ? placement::table : placement::none;
+        rlimit lim{};
+        if (::getrlimit(RLIMIT_NOFILE, &lim) != 0 || lim.rlim_cur == RLIM_INFINITY)
+            return opt.output_fds == output_fd_policy::ring ? placement::ring : placement::table;
+        const int piped = piped_streams(spec);
+        std::size_t held = fds_per_child(piped, false);
+        std::size_t transient = fds_per_child(piped, true);
+        std::size_t fixed = base_fds + 16 + transient * std::min(opt.spawn_parallelism, live() + 1);
+        auto fits = [&](std::size_t more) { return fixed + table_fds + more <= lim.rlim_cur || live() == 0; };
+        const auto n_outs = static_cast<std::size_t>(outs);
+        if (opt.output_fds == output_fd_policy::automatic) {
+            // (The ring is made only once the table gets short: until then its size is known.)
+            std::size_t room = detail::ring_pipe_room(ex, /*open=*/false);
+            std::size_t ring_jobs = (room - std::min(room, ring_claims)) / n_outs;
+            if (fits(held + ring_jobs * (held - n_outs))) return placement::table;
+        }
+        std::size_t room = detail::ring_pipe_room(ex);
+        if (room >= ring_claims + n_outs && fits(held - n_outs)) return placement::ring;
+        // (ring policy without room in the ring: the table, if it has room)
+        if (opt.output_fds == output_fd_policy::ring && fits(held)) return placement::table;
+        return placement::none;
+    }
 
     // How many jobs like `next` may be alive under RLIMIT_NOFILE, counting the descriptors
     // the running ones hold and the in-flight ones hold for a moment.
@@ -170,19 +214,21 @@ struct job_pool::impl : std::enable_shared_from_this<impl> {
             if (hold_until && asio::steady_timer::clock_type::now() >= *hold_until) hold_until.reset();
             bool can = !queue.empty() && live() < opt.concurrency &&
                        in_flight < opt.spawn_parallelism && !hold_until;
-            if (can && opt.fd_budget) {
-                std::size_t limit = fd_budget_limit(queue.front());
-                if (live() >= limit && live() > 0) {
+            if (can) {
+                placement where = place(queue.front());
+                if (where == placement::none) {
                     if (thr.why != throttle_state::kind::fd_budget)
-                        set_throttle({throttle_state::kind::fd_budget, {}, live(), limit});
+                        set_throttle({throttle_state::kind::fd_budget, {}, live(), fd_budget_limit(queue.front())});
                     can = false;
-                } else if (thr.why == throttle_state::kind::fd_budget) {
-                    set_throttle({});
+                } else {
+                    if (thr.why == throttle_state::kind::fd_budget) set_throttle({});
+                    queue.front().ring = where == placement::ring;
                 }
             }
             if (can) {
                 queued j = std::move(queue.front());
                 queue.pop_front();
+                if (j.ring) ring_claims += static_cast<std::size_t>(piped_output(j.spec.spec()));
                 ++in_flight;
                 st.live = live();
                 st.peak_live = std::max(st.peak_live, st.live);
@@ -268,6 +314,11 @@ struct job_pool::impl : std::enable_shared_from_this<impl> {
         } catch (const std::exception& e) {
             failed = spawn_failure{child_stage::none, sys::errno_code(EIO), e.what(), {}};
         }
+        if (j.ring) {
+            p.ring_claims -= static_cast<std::size_t>(piped_output(j.spec.spec()));
+            // Where the ring refuses (full after all, or the kernel), the job reads from the table.
+            if (child && !child->move_output_to_ring()) ++p.st.ring_output_jobs;
+        }
         // What signal_all() sent while this job was being spawned reaches it now.
         if (child)
             for (std::size_t i = *mark; i < p.signal_base + p.signals.size(); ++i)
@@ -319,6 +370,12 @@ struct job_pool::impl : std::enable_shared_from_this<impl> {
         struct stream {
             stream_descriptor* d = nullptr;
             int which = 1;
+            // Or the stream's end in the io_uring (process::move_output_to_ring), read with
+            // the ring's buffers; `reading` while a read of it is in the kernel.
+            detail::ring_pipe* ring = nullptr;
+            bool reading = false;
+            std::string rest;  // a ring read's bytes past the sink's chunk size, given next
+            [[nodiscard]] bool open() const { return ring ? ring->is_open() : d && d->is_open(); }
             // Backpressure policy: what has been read and not yet handed to the sink (allocated
             // when output first arrives, freed at EOF).
             std::unique_ptr<char[]> buf;
@@ -340,23 +397,32 @@ struct job_pool::impl : std::enable_shared_from_this<impl> {
         bool has_exited = false;
         std::unique_ptr<limit_watch> watch;          // with job limits
         bool output_exceeded = false;                 // the output limit stopped it
+        std::size_t table_held = 0;                   // descriptors counted in pool->table_fds
 
         live_job(std::shared_ptr<impl> p, process c, job_result res, std::unique_ptr<limit_watch> w)
             : pool(std::move(p)), index(res.index), child(std::move(c)), r(std::move(res)), watch(std::move(w)) {}
         // Normally done_one() has taken it out; not if the loop was destroyed mid-job.
-        ~live_job() { pool->running_jobs.erase(index); }
+        ~live_job() {
+            pool->running_jobs.erase(index);
+            pool->table_fds -= std::exchange(table_held, 0);
+        }
 
         static void start(std::shared_ptr<impl> p, process c, job_result res, std::unique_ptr<limit_watch> w) {
             impl& pl = *p;
             auto j = std::make_shared<live_job>(std::move(p), std::move(c), std::move(res), std::move(w));
             if (j->watch) j->watch->arm(j->child);
             pl.running_jobs.emplace(j->index, j.get());
-            j->out = {j->child.stdout_pipe(), 1, {}, 0, false};
-            j->err = {j->child.stderr_pipe(), 2, {}, 0, false};
-            j->pending = 1 + (j->out.d != nullptr) + (j->err.d != nullptr);
+            j->out.d = j->child.stdout_pipe();
+            j->err.d = j->child.stderr_pipe();
+            j->err.which = 2;
+            j->out.ring = detail::ring_output(j->child, 1);
+            j->err.ring = detail::ring_output(j->child, 2);
+            j->pending = 1 + j->out.open() + j->err.open();
+            j->table_held = 1 + (j->child.stdin_pipe() != nullptr) + (j->out.d != nullptr) + (j->err.d != nullptr);
+            pl.table_fds += j->table_held;
             for (stream* s : {&j->out, &j->err}) {
-                if (!s->d) continue;
-                s->d->non_blocking(true);
+                if (!s->open()) continue;
+                if (s->d) s->d->non_blocking(true);
                 arm(j, *s);
             }
             j->child.on_exit([j](std::error_code ec, exit_status how) {
@@ -374,6 +440,8 @@ struct job_pool::impl : std::enable_shared_from_this<impl> {
             has_exited = true;
             for (stream* s : {&out, &err}) {
                 int n = 0;
+                // (A ring end has no FIONREAD: its reads complete at once while data is
+                // there, and the linger waits while the sink holds a chunk of it.)
                 if (!s->d || !s->d->is_open()) continue;
                 if (::ioctl(s->d->native_handle(), FIONREAD, &n) == 0 && n > 0)
                     s->owed = static_cast<std::size_t>(n);
@@ -391,14 +459,27 @@ struct job_pool::impl : std::enable_shared_from_this<impl> {
         void start_linger() {
             if (!has_exited || linger || pending == 0) return;
             for (stream* s : {&out, &err})
-                if (s->owed > 0 && s->d && s->d->is_open()) return;
+                if (s->owed > 0 && s->open()) return;
             linger = std::make_unique<asio::steady_timer>(pool->ex, pool->opt.output_linger);
+            arm_linger();
+        }
+
+        void arm_linger() {
             linger->async_wait([j = shared_from_this()](std::error_code ec) {
                 if (ec || j->pending == 0) return;
+                // A ring stream whose chunk is with the sink is still being read: wait on.
+                for (stream* s : {&j->out, &j->err})
+                    if (s->ring && s->open() && !s->reading && s->fill > 0) {
+                        j->linger->expires_after(j->pool->opt.output_linger);
+                        return j->arm_linger();
+                    }
                 j->r.output_cut = true;
                 // The pending waits complete with operation_aborted; the streams end there.
-                for (stream* s : {&j->out, &j->err})
-                    if (s->d && s->d->is_open()) s->d->cancel();
+                for (stream* s : {&j->out, &j->err}) {
+                    if (!s->open()) continue;
+                    if (s->ring) s->ring->cancel();
+                    else s->d->cancel();
+                }
             });
         }
 
@@ -407,8 +488,42 @@ struct job_pool::impl : std::enable_shared_from_this<impl> {
         }
 
         static void arm(const std::shared_ptr<live_job>& j, stream& s) {
+            if (s.ring) {
+                s.reading = true;
+                return s.ring->read([j, &s](std::error_code ec, std::string_view data) { j->ring_read(s, ec, data); });
+            }
             s.d->async_wait(stream_descriptor::wait_read,
                             [j, &s](std::error_code ec) { j->readable(s, ec); });
+        }
+
+        // A read from a ring end: the same bookkeeping as readable() below, with the data
+        // in the ring's buffer (valid only during this call).
+        void ring_read(stream& s, std::error_code ec, std::string_view data) {
+            s.reading = false;
+            if (ec == asio::error::eof) return stream_done(s);
+            if (ec == asio::error::operation_aborted && r.output_cut) return stream_done(s);
+            if (ec) {
+                fail(ec, "reading child output");
+                return stream_done(s);
+            }
+            impl& p = *pool;
+            consumed(s, data.size());
+            if (p.opt.output.policy == overflow_policy::backpressure && !s.sink_failed) {
+                // The chunk goes to the sink; nothing more is read from this stream until it
+                // has been taken, so the pipe fills and the child blocks, as with the table.
+                s.rest.assign(data);
+                return give_rest(s);
+            }
+            const bool streaming = p.opt.output.policy == overflow_policy::backpressure;
+            std::string& keep_in = s.which == 1 ? r.out : r.err;
+            std::size_t& dropped = s.which == 1 ? r.out_dropped : r.err_dropped;
+            const std::size_t max = p.opt.output.max_bytes;
+            std::size_t keep = streaming ? 0 : std::min(data.size(), max - std::min(max, keep_in.size()));
+            keep_in.append(data.data(), keep);
+            dropped += data.size() - keep;
+            if (dropped > 0 && p.opt.output.kill && !output_exceeded) stop_for_output();
+            if (r.output_cut) return stream_done(s);
+            arm(shared_from_this(), s);
         }
 
         void readable(stream& s, std::error_code ec) {
@@ -481,6 +596,17 @@ struct job_pool::impl : std::enable_shared_from_this<impl> {
                            });
         }
 
+        // Hands the sink the next chunk of what a ring read brought.
+        void give_rest(stream& s) {
+            if (!s.buf) s.buf = std::make_unique_for_overwrite<char[]>(chunk_size());
+            std::size_t n = std::min(s.rest.size(), chunk_size());
+            std::memcpy(s.buf.get(), s.rest.data(), n);
+            s.rest.erase(0, n);
+            s.fill = n;
+            asio::co_spawn(pool->ex, give(pool->opt.sink, {r.index, s.which, {s.buf.get(), s.fill}}),
+                           [j = shared_from_this(), &s](std::exception_ptr e) { j->taken(s, e, false); });
+        }
+
         [[nodiscard]] std::size_t chunk_size() const { return std::min<std::size_t>(pool->opt.output.max_bytes, 1 << 20); }
 
         // The chunk is a parameter of this frame, so it lives until the sink is done with it.
@@ -498,11 +624,13 @@ struct job_pool::impl : std::enable_shared_from_this<impl> {
                 } catch (...) {
                     fail(sys::errno_code(EIO), "output sink");
                 }
-                (s.which == 1 ? r.out_dropped : r.err_dropped) += s.fill;
+                (s.which == 1 ? r.out_dropped : r.err_dropped) += s.fill + s.rest.size();
                 s.sink_failed = true;  // drain the rest without a sink
                 s.buf.reset();
+                s.rest.clear();
             }
             s.fill = 0;
+            if (!s.rest.empty()) return give_rest(s);
             if (eof || r.output_cut) return stream_done(s);
             arm(shared_from_this(), s);
         }
@@ -517,7 +645,11 @@ struct job_pool::impl : std::enable_shared_from_this<impl> {
         void stream_done(stream& s) {
             s.buf.reset();
             s.owed = 0;
-            s.d->close();  // EOF or given up: a descendant writing more gets EPIPE
+            s.fill = 0;
+            s.rest.clear();
+            // EOF or given up: a descendant writing more gets EPIPE.
+            if (s.ring) s.ring->close();
+            else s.d->close();
             std::size_t dropped = s.which == 1 ? r.out_dropped : r.err_dropped;
             std::string& text = s.which == 1 ? r.out : r.err;
             if (dropped > 0) text += truncation_marker(dropped, s.which);
@@ -543,6 +675,7 @@ struct job_pool::impl : std::enable_shared_from_this<impl> {
                 r.outcome = job_outcome_of(child, p.opt.limits, std::nullopt, nullptr, output_exceeded);
             }
             p.running_jobs.erase(index);
+            p.table_fds -= std::exchange(table_held, 0);
             r.finished_ns = sys::monotonic_ns();
             --p.running;
             // A job ended: capacity may be back, so an ongoing backoff ends now.

@@ -38,7 +38,7 @@ void ring_pipe::read(read_callback) {}
 void ring_pipe::cancel() {}
 void ring_pipe::close() noexcept {}
 bool ring_pipes_supported() noexcept { return false; }
-std::size_t ring_pipe_room(const asio::any_io_executor&) { return 0; }
+std::size_t ring_pipe_room(const asio::any_io_executor&, bool) { return 0; }
 
 #else
 
@@ -126,8 +126,9 @@ public:
         unregister(s);
     }
 
-    std::size_t room(const asio::any_io_executor& ex) {
+    std::size_t room(const asio::any_io_executor& ex, bool open) {
         std::lock_guard lock(mu_);
+        if (!open_ && !open) return error_ ? 0 : table_size();
         if (open_ring(ex)) return 0;
         return free_.size();
     }
@@ -460,9 +461,9 @@ bool ring_pipes_supported() noexcept {
     return supported;
 }
 
-std::size_t ring_pipe_room(const asio::any_io_executor& ex) {
+std::size_t ring_pipe_room(const asio::any_io_executor& ex, bool open) {
     if (!ring_pipes_supported()) return 0;
-    return service_of(ex).room(ex);
+    return service_of(ex).room(ex, open);
 }
 
 #endif

@@ -58,7 +58,8 @@ private:
 /// registered buffer rings, Linux >= 5.19), probed once.
 bool ring_pipes_supported() noexcept;
 /// How many more read ends the ring of `ex`'s context can take now (its table is sized by
-/// RLIMIT_NOFILE when first used); 0 where unsupported or the ring could not be made.
-std::size_t ring_pipe_room(const asio::any_io_executor& ex);
+/// RLIMIT_NOFILE when first used); 0 where unsupported or the ring could not be made. With
+/// `open` false a ring not made yet is not made: the size it would have.
+std::size_t ring_pipe_room(const asio::any_io_executor& ex, bool open = true);
 
 }  // namespace drover::detail

@@ -103,6 +103,16 @@ struct output_chunk {
     std::string_view data;
 };
 
+/// Where the pool keeps the parent's ends of jobs' piped stdout and stderr.
+enum class output_fd_policy : unsigned char {
+    /// In the descriptor table while it has room under RLIMIT_NOFILE; the jobs past that in
+    /// an io_uring's registered descriptors (process::move_output_to_ring), where the kernel
+    /// has them. 10,000 jobs with both streams piped fit under a limit of 20,000 this way.
+    automatic,
+    table,  ///< always in the descriptor table (the pool throttles at RLIMIT_NOFILE)
+    ring,   ///< always in the ring where the kernel has it (else in the table)
+};
+
 struct pool_options {
     std::size_t concurrency = 64;  ///< most jobs alive at once
     /// Most spawns between clone3 and the exec report at once (the spawn path is CPU-bound
@@ -138,6 +148,8 @@ struct pool_options {
     /// Where jobs get their own cgroups when `limits` want them; null: the pool makes a
     /// tree of its own (drover.<pid>.pool) on first need.
     std::shared_ptr<cgroup_tree> cgroups;
+    /// Where piped output's read ends live (see output_fd_policy).
+    output_fd_policy output_fds = output_fd_policy::automatic;
     /// Threads that may run clone3 for the pool's spawns, its loop's own counted
     /// (spawn_threads.hpp); 0: the process-wide setting, 1: the loop's thread only.
     unsigned spawn_threads = 0;
@@ -154,6 +166,8 @@ struct pool_stats {
     std::size_t throttle_events = 0;  ///< transitions into a throttled state
     std::size_t capacity_failures = 0;  ///< spawn attempts refused for lack of capacity
     std::size_t cancelled = 0;    ///< dropped by cancel_queued()
+    /// Jobs whose piped output was read through the io_uring (output_fd_policy).
+    std::size_t ring_output_jobs = 0;
 };
 
 /// Runs jobs on one executor (use it from that executor only; not thread-safe). Children
