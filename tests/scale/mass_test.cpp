@@ -16,6 +16,7 @@
 #include "drover/process/pool.hpp"
 #include "drover/sys/syscalls.hpp"
 #include "../../src/process/ring_pipe.hpp"
+#include "pool_support.hpp"
 #include "support.hpp"
 
 namespace drover {
@@ -58,12 +59,6 @@ long rss_kib() {
         if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
     return 0;
 }
-
-struct nofile_guard {
-    rlimit saved{};
-    nofile_guard() { ::getrlimit(RLIMIT_NOFILE, &saved); }
-    ~nofile_guard() { ::setrlimit(RLIMIT_NOFILE, &saved); }
-};
 
 struct mass_run {
     std::vector<job_result> results;

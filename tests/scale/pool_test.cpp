@@ -15,45 +15,14 @@
 #include "drover/process/spawn_threads.hpp"
 #include "drover/process/pool.hpp"
 #include "drover/sys/syscalls.hpp"
+#include "../../src/process/ring_pipe.hpp"
+#include "pool_support.hpp"
 #include "support.hpp"
 
 namespace drover {
 namespace {
 
 using namespace std::chrono_literals;
-
-prepared_spawn helper_job(const std::string& mode, const std::string& arg, bool pipes = true) {
-    spawn_spec s;
-    s.argv.push_back(test::helper);
-    s.argv.push_back(mode);
-    s.argv.push_back(arg);
-    s.in = stdio::null();
-    if (pipes) {
-        s.out = stdio::pipe();
-        s.err = stdio::pipe();
-    }
-    return prepared_spawn(std::move(s));
-}
-
-std::vector<job_result> run_pool(std::vector<prepared_spawn> jobs, pool_options o,
-                                 pool_stats* stats = nullptr) {
-    return test::run_on_loop([&](asio::any_io_executor ex) -> asio::awaitable<std::vector<job_result>> {
-        job_pool pool(ex, o);
-        for (auto& j : jobs) pool.submit(j, "job");
-        pool.close();
-        std::vector<job_result> results(jobs.size());
-        co_await pool.run([&](job_result r) { results[r.index] = std::move(r); });
-        if (stats) *stats = pool.stats();
-        co_return results;
-    });
-}
-
-// Restores RLIMIT_NOFILE when the test ends, also on failure.
-struct nofile_guard {
-    rlimit saved{};
-    nofile_guard() { ::getrlimit(RLIMIT_NOFILE, &saved); }
-    ~nofile_guard() { ::setrlimit(RLIMIT_NOFILE, &saved); }
-};
 
 TEST(job_pool, every_job_is_reported_once_with_its_status_within_the_concurrency) {
     std::vector<prepared_spawn> jobs;
@@ -277,14 +246,34 @@ TEST(job_pool, signal_reaches_a_running_job_only) {
     EXPECT_EQ(status, exit_status::killed_by(SIGTERM));
 }
 
-TEST(job_pool, a_grandchild_holding_the_pipes_does_not_hold_the_job_past_the_linger) {
+// The output tests that depend on how a pipe is read, with the read ends in the descriptor
+// table and in the io_uring (pool_options::output_fds).
+class pool_output_fds : public ::testing::TestWithParam<output_fd_policy> {
+protected:
+    void SetUp() override {
+        if (GetParam() == output_fd_policy::ring && !detail::ring_pipes_supported())
+            GTEST_SKIP() << "io_uring registered buffer rings are not available (Linux >= 5.19)";
+    }
+    // Checks, after a run, that the job really read where the parameter says.
+    void expect_read_from_param(const pool_stats& st) const {
+        EXPECT_EQ(st.ring_output_jobs, GetParam() == output_fd_policy::ring ? st.started : 0u);
+    }
+};
+
+INSTANTIATE_TEST_SUITE_P(where, pool_output_fds, ::testing::Values(output_fd_policy::table, output_fd_policy::ring),
+                         [](const auto& info) { return info.param == output_fd_policy::ring ? "ring" : "table"; });
+
+TEST_P(pool_output_fds, a_grandchild_holding_the_pipes_does_not_hold_the_job_past_the_linger) {
     // The child leaves a grandchild with its stdout and stderr, prints its pid and exits 3.
     spawn_spec s = test::piped({"/bin/sh", "-c", "sleep 30 & echo $!; exit 3"});
     s.in = stdio::null();
     pool_options o{.concurrency = 1};
     o.output_linger = 100ms;
+    o.output_fds = GetParam();
     std::int64_t t0 = sys::monotonic_ns();
-    auto results = run_pool({prepared_spawn(s)}, o);
+    pool_stats st;
+    auto results = run_pool({prepared_spawn(s)}, o, &st);
+    expect_read_from_param(st);
     std::int64_t took = sys::monotonic_ns() - t0;
     ASSERT_EQ(results.size(), 1u);
     const auto& r = results[0];
@@ -303,12 +292,13 @@ TEST(job_pool, a_grandchild_holding_the_pipes_does_not_hold_the_job_past_the_lin
 
 // The linger is for descendants: a sink that holds a chunk past it still gets everything
 // the child wrote before its exit (the rest sat in the pipe), and the job is not cut.
-TEST(job_pool, a_sink_slower_than_the_linger_still_gets_all_the_child_wrote) {
+TEST_P(pool_output_fds, a_sink_slower_than_the_linger_still_gets_all_the_child_wrote) {
     constexpr std::size_t bytes = 48 * 1024, cap = 16 * 1024;  // both streams fit in their pipes
     std::size_t got[2] = {};
     bool first = true;
     pool_options o{.concurrency = 1, .output = {cap, overflow_policy::backpressure}};
     o.output_linger = 1ms;
+    o.output_fds = GetParam();
     o.sink = [&](const output_chunk& c) -> asio::awaitable<void> {
         got[c.stream - 1] += c.data.size();
         if (std::exchange(first, false)) {
@@ -317,7 +307,9 @@ TEST(job_pool, a_sink_slower_than_the_linger_still_gets_all_the_child_wrote) {
             co_await t.async_wait(asio::use_awaitable);
         }
     };
-    auto results = run_pool({helper_job("flood", std::to_string(bytes))}, o);
+    pool_stats st;
+    auto results = run_pool({helper_job("flood", std::to_string(bytes))}, o, &st);
+    expect_read_from_param(st);
     ASSERT_EQ(results.size(), 1u);
     EXPECT_TRUE(results[0].ok());
     EXPECT_FALSE(results[0].failure);
@@ -326,8 +318,10 @@ TEST(job_pool, a_sink_slower_than_the_linger_still_gets_all_the_child_wrote) {
     EXPECT_FALSE(results[0].output_cut);
 }
 
-TEST(job_pool, a_job_whose_output_ends_with_its_exit_is_not_cut) {
-    auto results = run_pool({helper_job("flood", "100000")}, {.concurrency = 1});
+TEST_P(pool_output_fds, a_job_whose_output_ends_with_its_exit_is_not_cut) {
+    pool_stats st;
+    auto results = run_pool({helper_job("flood", "100000")}, {.concurrency = 1, .output_fds = GetParam()}, &st);
+    expect_read_from_param(st);
     ASSERT_EQ(results.size(), 1u);
     EXPECT_FALSE(results[0].output_cut);
     EXPECT_EQ(results[0].out.size(), 100000u);
