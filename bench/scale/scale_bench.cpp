@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <malloc.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <linux/sched.h>
 #include <sched.h>
 #include <sys/syscall.h>
@@ -28,6 +29,7 @@
 #include "drover/process/exit_waiter.hpp"
 #include "drover/process/limits.hpp"
 #include "drover/process/pool.hpp"
+#include "drover/process/process.hpp"
 #include "drover/sys/syscalls.hpp"
 
 using namespace drover;
@@ -139,6 +141,10 @@ struct live_run {
     std::vector<double> latencies_us;
     std::vector<double> observed_us;  // child's exit -> exit seen by process::wait()
     std::size_t n = 0;
+    // Spawns per second while the first and the last tenth of the children started: the
+    // rate with none live against the rate with 90 % of them live.
+    double rate_first = 0, rate_last = 0;
+    std::size_t ring_jobs = 0;  // children whose output the pool read through the io_uring
 };
 
 // How many children of a live run are ended one at a time (5 ms apart, every other child
@@ -193,6 +199,7 @@ live_run run_live(std::size_t n, bool piped) {
     long all_live = 0, half_live = 0;
     std::size_t heap_all_live = 0;
     std::size_t unstamped = 0, live_now = 0;
+    std::vector<std::int64_t> started_at;  // each child's exec report, to time the spawn rate
     run_loop([&]() -> asio::awaitable<int> {
         auto ex = co_await asio::this_coro::executor;
         job_pool pool(ex, {.concurrency = n, .output = {4096, overflow_policy::truncate}});
@@ -207,6 +214,7 @@ live_run run_live(std::size_t n, bool piped) {
                 t.expires_after(std::chrono::milliseconds(5));
                 co_await t.async_wait(asio::use_awaitable);
             }
+
             all_live = rss_kib();
             heap_all_live = heap_in_use();
             live_now = pool.stats().started;
@@ -223,6 +231,8 @@ live_run run_live(std::size_t n, bool piped) {
         asio::co_spawn(ex, driver(), asio::detached);
         co_await pool.run([&](job_result r) {
             std::int64_t now = sys::monotonic_ns();
+            out.ring_jobs = pool.stats().ring_output_jobs;
+            if (r.timings.exec_done > 0) started_at.push_back(r.timings.exec_done);
             if (r.index >= sample) return;
             std::int64_t exited = stamps.of(r.index);
             if (exited == 0) {
@@ -240,6 +250,14 @@ live_run run_live(std::size_t n, bool piped) {
         out.rss_marginal = static_cast<double>(all_live - half_live) * 1024.0 / static_cast<double>(live_now - n / 2);
     out.heap_per_child = (static_cast<double>(heap_all_live) - static_cast<double>(heap_before)) / static_cast<double>(live_now);
     if (unstamped) std::printf("  (%zu sampled children left no exit stamp: not counted)\n", unstamped);
+    std::sort(started_at.begin(), started_at.end());
+    if (const std::size_t tenth = started_at.size() / 10; tenth >= 10) {
+        auto rate = [&](std::size_t from) {
+            return static_cast<double>(tenth) / (static_cast<double>(started_at[from + tenth] - started_at[from]) / 1e9);
+        };
+        out.rate_first = rate(0);
+        out.rate_last = rate(started_at.size() - 1 - tenth);
+    }
     std::sort(out.latencies_us.begin(), out.latencies_us.end());
     std::sort(out.observed_us.begin(), out.observed_us.end());
     return out;
@@ -310,7 +328,20 @@ void bench_live(const std::vector<std::size_t>& sizes) {
     for (std::size_t want : sizes) {
         for (bool piped : {true, false}) {
             std::string limiting;
-            std::size_t fit = read_spawn_capacity().children_that_fit(fds_per_child(piped ? 2 : 0, false), &limiting);
+            // Read ends past what the descriptor table holds go to the pool's io_uring, where
+            // the kernel has one: then every child holds one descriptor (its pidfd), and the
+            // ring's own table (sized by RLIMIT_NOFILE too) two per child.
+            const bool ring = piped && process::output_ring_supported();
+            std::size_t fit = read_spawn_capacity().children_that_fit(fds_per_child(piped && !ring ? 2 : 0, false), &limiting);
+            if (ring) {
+                rlimit lim{};
+                ::getrlimit(RLIMIT_NOFILE, &lim);
+                std::size_t ring_fit = static_cast<std::size_t>(lim.rlim_cur) / 2;
+                if (ring_fit < fit) {
+                    fit = ring_fit;
+                    limiting = "RLIMIT_NOFILE " + std::to_string(lim.rlim_cur) + " (the io_uring's table: two per child)";
+                }
+            }
             std::size_t n = std::min(want, fit);
             const char* io = piped ? "piped" : "null";
             if (n < want) std::printf("  (%s: %zu children instead of %zu: %s)\n", io, n, want, limiting.c_str());
@@ -329,6 +360,10 @@ void bench_live(const std::vector<std::size_t>& sizes) {
                                 std::string(exit_wait_method_name(m)).c_str(), io, r.n, r.rss_per_child,
                                 r.rss_marginal, r.heap_per_child, pct(r.latencies_us, 0.5), pct(r.latencies_us, 0.99),
                                 pct(r.latencies_us, 1.0), pct(r.observed_us, 0.5));
+                    if (r.rate_first > 0)
+                        std::printf("        spawn rate with 90%% of them live / with none live: %.0f / %.0f per s = %.2f"
+                                    "   (%zu with their output in the io_uring)\n",
+                                    r.rate_last, r.rate_first, r.rate_last / r.rate_first, r.ring_jobs);
                 });
             }
         }

@@ -194,6 +194,8 @@ std::error_code process::move_output_to_ring() noexcept {
     return {};
 }
 
+bool process::output_ring_supported() noexcept { return detail::ring_pipes_supported(); }
+
 int process::output_in_ring() const noexcept {
     return s_ ? int(s_->ring_out.is_open()) + int(s_->ring_err.is_open()) : 0;
 }

@@ -138,6 +138,8 @@ public:
     /// registered buffer rings, Linux >= 5.19, or io_uring is disabled; EMFILE: the ring's
     /// table, sized by RLIMIT_NOFILE when first used, is full). Nothing piped: no error.
     std::error_code move_output_to_ring() noexcept;
+    /// Whether this kernel can keep output pipes in a ring (probed once).
+    [[nodiscard]] static bool output_ring_supported() noexcept;
     /// How many of stdout and stderr are read through the ring (0, 1 or 2).
     [[nodiscard]] int output_in_ring() const noexcept;
     /// Closes stdin so that the child sees EOF.
