@@ -261,7 +261,7 @@ protected:
 };
 
 INSTANTIATE_TEST_SUITE_P(where, pool_output_fds, ::testing::Values(output_fd_policy::table, output_fd_policy::ring),
-                         [](const auto& info) { return info.param == output_fd_policy::ring ? "ring" : "table"; });
+                         [](const auto& p) { return p.param == output_fd_policy::ring ? "ring" : "table"; });
 
 TEST_P(pool_output_fds, a_grandchild_holding_the_pipes_does_not_hold_the_job_past_the_linger) {
     // The child leaves a grandchild with its stdout and stderr, prints its pid and exits 3.
