@@ -54,7 +54,7 @@ public:
             "timeout_stop_sec", "kill_signal", "after", "environment", "working_directory",
             "start_limit_burst", "start_limit_interval_sec", "failure_action", "memory_max", "tasks_max",
             "cpu_quota", "notify_access", "watchdog_sec", "timeout_start_sec", "namespaces", "hostname", "init", "sandbox", "share_net", "root", "bind", "ro_bind",
-            "tmpfs", "capabilities", "seccomp", "uid", "gid"};
+            "tmpfs", "capabilities", "seccomp", "uid", "gid", "warm"};
         for (const auto& [k, v] : t_)
             if (!known.count(std::string(k.str())))
                 fail(file_, v, prefix_ + std::string(k.str()), "unknown field (see docs/supervise.md)");
@@ -114,6 +114,7 @@ public:
             s_.limits.memory_max = size;
         }
         if (auto v = integer("tasks_max", 1, 4194304)) s_.limits.tasks_max = static_cast<std::uint64_t>(*v);
+        if (auto v = integer("warm", 0, 64)) s_.warm = static_cast<unsigned>(*v);
         if (auto v = str("cpu_quota")) {
             auto share = parse_cpu_share(*v);
             if (!share || v->back() != '%')

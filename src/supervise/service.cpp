@@ -83,6 +83,7 @@ std::string validate(const service_spec& s) {
     if (s.ready != readiness::notify && (s.watchdog.count() > 0 || s.start_timeout.count() > 0 || s.notify_access_all))
         return "watchdog_sec, timeout_start_sec and notify_access need type = \"notify\"";
     if (s.limits.tasks_max && *s.limits.tasks_max == 0) return "tasks_max: zero";
+    if (s.warm > 64) return "warm: more than 64 sets";
     if (s.limits.memory_max && *s.limits.memory_max < 4096) return "memory_max: below one page";
     for (const auto& p : s.spawn.pass_fds)
         if (s.ready == readiness::notify && p.child_fd == notify_fd)
@@ -160,6 +161,8 @@ nlohmann::json to_json(const service_status& s) {
     j["cgroup"] = s.cgroup;
     j["error"] = s.last_error;
     j["status_text"] = s.notify_status;
+    if (s.warm_ready + s.warm_hits + s.warm_misses > 0)
+        j["warm"] = {{"ready", s.warm_ready}, {"hits", s.warm_hits}, {"misses", s.warm_misses}};
     return j;
 }
 

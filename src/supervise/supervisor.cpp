@@ -22,6 +22,7 @@
 #include "drover/process/cgroup.hpp"
 #include "drover/process/cgroup_wait.hpp"
 #include "drover/spawn/spawn_error.hpp"
+#include "drover/spawn/warm.hpp"
 #include "drover/sys/syscalls.hpp"
 #include "notify.hpp"
 
@@ -79,6 +80,10 @@ struct service_rt {
     std::string notify_status;    // the last STATUS= (notify)
     bool warned_no_socket = false;
     clock::time_point last_ping{};  // the start, then each WATCHDOG=1
+    // With spec.warm: sets for the next starts, made from the first start's spec; destroyed
+    // (their holders ended) with the service. `warm_refused`: the spec cannot be warm.
+    std::unique_ptr<warm_pool> warm;
+    bool warm_refused = false;
 };
 
 // Where events go: the caller's handler, or the log. Shared with the completion handlers of
@@ -374,6 +379,34 @@ struct supervisor::impl : std::enable_shared_from_this<impl> {
         return p;
     }
 
+    // The service's warm sets, made on its first start (a spec that cannot be warm: a
+    // warning once, and cold starts). A start with no set ready is a cold one, not a wait.
+    warm_pool* warm_for(service_rt& s, const spawn_spec& run_spec) {
+        if (s.spec.warm == 0 || s.warm_refused) return nullptr;
+        if (s.warm) return s.warm.get();
+        std::string why;
+        try {
+            // What is this run's alone (its cgroup's and notify pipe's descriptors) stays
+            // out of the sets' spec: the pool keeps that spec after they are closed.
+            spawn_spec for_sets = run_spec;
+            for_sets.cgroup_fd = -1;
+            for_sets.pass_fds.clear();
+            prepared_spawn prepared(std::move(for_sets));
+            why = warm_unsupported(prepared);
+            if (why.empty()) {
+                warm_options wo;
+                wo.size = s.spec.warm;
+                s.warm = std::make_unique<warm_pool>(std::move(prepared), wo);
+                return s.warm.get();
+            }
+        } catch (const std::exception& e) {
+            why = e.what();
+        }
+        s.warm_refused = true;
+        (*emit)(s.spec.name, event_kind::warning, event_severity::warning, "warm: " + why + "; it starts cold");
+        return nullptr;
+    }
+
     // One run: cgroup, spawn, readiness, wait, kill what is left, remove the cgroup.
     // Returns the exit status, or nullopt if the service could not be started.
     awaitable<std::optional<exit_status>> run_once(std::shared_ptr<service_rt> s) {
@@ -427,6 +460,7 @@ struct supervisor::impl : std::enable_shared_from_this<impl> {
             cg.apply_to(spec);
             launch_extras extras;
             extras.spawn_threads = opt.spawn_threads;
+            extras.warm = warm_for(*s, spec);
             s->proc.emplace(co_await spawn(ex, prepared_spawn(std::move(spec)), extras));
         } catch (const std::exception& e) {
             s->error = e.what();
@@ -826,6 +860,12 @@ supervisor_status supervisor::status() const {
         st.notify_status = s->notify_status;
         if (s->proc) st.uptime = now - s->started_at;
         if (s->cg) st.cgroup = s->cg->path();
+        if (s->warm) {
+            warm_stats ws = s->warm->stats();
+            st.warm_ready = static_cast<unsigned>(ws.ready);
+            st.warm_hits = ws.hits;
+            st.warm_misses = ws.misses;
+        }
         out.services.push_back(std::move(st));
     }
     return out;

@@ -50,6 +50,8 @@ INSTANTIATE_TEST_SUITE_P(
         bad_case{"[service.web]\nexec = \"x\"\nafter = [\"db\"]\n", 3, 9, "service.web.after", "no service named \"db\""},
         bad_case{"[service.web]\nexec = \"x\"\nmemory_max = \"lots\"\n", 3, 14, "service.web.memory_max", "size"},
         bad_case{"[service.web]\nexec = \"x\"\ntasks_max = 0\n", 3, 13, "service.web.tasks_max", "1.."},
+        bad_case{"[service.web]\nexec = \"x\"\nwarm = 65\n", 3, 8, "service.web.warm", "0..64"},
+        bad_case{"[service.web]\nexec = \"x\"\nwarm = 1.5\n", 3, 8, "service.web.warm", "integer"},
         bad_case{"[service.web]\nexec = \"x\"\ncpu_quota = \"half\"\n", 3, 13, "service.web.cpu_quota", "50%"},
         bad_case{"[service.web]\nexec = \"x\"\nnamespaces = [\"pid\", \"nope\"]\n", 3, 14, "service.web.namespaces", "nope"},
         bad_case{"[service.web]\nexec = \"x\"\nenvironment = { A = 1 }\n", 3, 21, "service.web.environment.A", "string"},
@@ -125,6 +127,7 @@ tasks_max = 50
 cpu_quota = "150%"
 namespaces = ["pid", "mnt"]
 init = true
+warm = 2
 )",
                           "t.toml", {"/usr/bin/drover"});
     EXPECT_EQ(c.control_socket, "/tmp/x.sock");
@@ -149,6 +152,8 @@ init = true
     EXPECT_TRUE(w.shutdown_on_failure);
     EXPECT_EQ(w.limits.memory_max, 64ULL << 20);
     EXPECT_EQ(w.limits.tasks_max, 50U);
+    EXPECT_EQ(w.warm, 2U);
+    EXPECT_EQ(db.warm, 0U);
     EXPECT_DOUBLE_EQ(*w.limits.cpu_quota, 1.5);
     EXPECT_TRUE(w.spawn.namespaces.has(ns::pid));
     EXPECT_EQ(w.spawn.init_program, "/usr/bin/drover");

@@ -7,6 +7,7 @@
 #include "drover/supervise/json.hpp"
 #include "drover/process/spawn_threads.hpp"
 #include <set>
+#include <sstream>
 #include "supervise_support.hpp"
 
 namespace drover::supervise {
@@ -514,6 +515,55 @@ sandbox = true
     std::vector<std::string> inside(lines.begin() + 1, lines.end());  // after "started"
     std::vector<std::string> want = {"CapEff:\t0000000000000000", "Seccomp:\t2", "sandbox", "1", "1"};
     EXPECT_EQ(inside, want);
+}
+
+// warm = 1: the restarts of a sandboxed service join sets made while it ran. Each run sees
+// namespaces no run before it saw (a set is used once), is PID 1 of its own PID namespace,
+// and the status counts the warm starts.
+TEST(Supervisor, ASandboxedServiceWithWarmSetsRestartsIntoFreshNamespaces) {
+    auto c = parse_config(R"([service.boxed]
+exec = ["/bin/sh", "-c", "echo $(readlink /proc/self/ns/net) $(readlink /proc/self/ns/mnt) $(readlink /proc/self/ns/user) pid=$$"]
+restart = "always"
+restart_sec = 0.2
+restart_jitter = 0
+start_limit_burst = 3
+sandbox = true
+warm = 1
+)", "svc.toml");
+    auto [log, sink] = drover::test::capture_logger();
+    supervisor_status st = drover::test::run_on_loop([&, log = log](asio::any_io_executor ex) -> asio::awaitable<supervisor_status> {
+        supervisor sup(ex, quiet(log));
+        sup.add(c.services.at(0));
+        co_await sup.start();
+        co_await sup.wait_until([](const supervisor_status& s) { return s.services[0].state == service_state::failed; }, 20s);
+        supervisor_status out = sup.status();
+        co_await sup.stop();
+        co_return out;
+    });
+    std::vector<std::string> runs;
+    for (const auto& l : drover::test::service_lines(*sink, "boxed"))
+        if (l.find("pid=") != std::string::npos) runs.push_back(l);
+    ASSERT_EQ(runs.size(), 4u) << "1 start + 3 restarts";
+    std::set<std::string> namespaces;
+    for (const auto& r : runs) {
+        EXPECT_NE(r.find("pid=1"), std::string::npos) << r;
+        std::istringstream in(r);
+        std::string ns;
+        for (int i = 0; i < 3 && in >> ns; ++i) EXPECT_TRUE(namespaces.insert(ns).second) << "seen before: " << ns;
+    }
+    const service_status& s = st.services.at(0);
+    if (s.warm_hits + s.warm_misses == 0) {
+        // The spec could not be warm here: the warning says why, and the runs were cold.
+        bool warned = false;
+        for (const auto& l : drover::test::service_lines(*sink, "boxed")) warned |= l.find("warm: ") != std::string::npos;
+        EXPECT_TRUE(warned);
+        GTEST_SKIP() << "the sandboxed spec cannot be warm on this machine";
+    }
+    EXPECT_EQ(s.warm_hits + s.warm_misses, 4u);
+    EXPECT_GE(s.warm_hits, 1u) << "restarts 200 ms apart should find the set made meanwhile";
+    auto j = to_json(s);
+    ASSERT_TRUE(j.contains("warm"));
+    EXPECT_EQ(j["warm"]["hits"].get<std::uint64_t>(), s.warm_hits);
 }
 
 }  // namespace

@@ -106,6 +106,11 @@ struct service_spec {
     nanoseconds start_timeout{0};
     std::vector<std::string> after;  ///< start once these are ready; stop before them
     resource_limits limits;
+    /// Namespace sets kept ready for the next start (warm.hpp): a restart then joins a set
+    /// made while the service ran instead of making its namespaces on the restart's path.
+    /// 0: cold starts. At most 64. A service whose spec cannot be warm (warm_unsupported: a
+    /// time namespace, v1 cgroup joins by path, ...) starts cold and says why once.
+    unsigned warm = 0;
     /// For reload: two specs with the same non-empty fingerprint are the same service
     /// (the config loader fills it with the service's normalized table). Empty: always changed.
     std::string fingerprint;
@@ -158,6 +163,11 @@ struct service_status {
     std::string notify_status;               ///< the last STATUS= it sent (notify), if any
     std::optional<nanoseconds> uptime;       ///< while running
     std::string cgroup;                      ///< the service's cgroup (v2 path), if any
+    /// With warm sets (service_spec::warm): sets ready now, starts that joined one, starts
+    /// that found none ready; all 0 without.
+    unsigned warm_ready = 0;
+    std::uint64_t warm_hits = 0;
+    std::uint64_t warm_misses = 0;
 };
 
 /// All services, in start order.
