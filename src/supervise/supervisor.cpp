@@ -84,6 +84,17 @@ struct service_rt {
     // (their holders ended) with the service. `warm_refused`: the spec cannot be warm.
     std::unique_ptr<warm_pool> warm;
     bool warm_refused = false;
+    std::uint64_t warm_hits = 0, warm_misses = 0;  // of pools already dropped
+
+    // When the service stops running (stopped, exited, failed): its ready sets end now, not
+    // with the supervisor; a later start makes a new pool.
+    void drop_warm() {
+        if (!warm) return;
+        warm_stats ws = warm->stats();
+        warm_hits += ws.hits;
+        warm_misses += ws.misses;
+        warm.reset();
+    }
 };
 
 // Where events go: the caller's handler, or the log. Shared with the completion handlers of
@@ -628,6 +639,7 @@ struct supervisor::impl : std::enable_shared_from_this<impl> {
         }
         if (s->state != service_state::failed && s->state != service_state::exited)
             s->state = service_state::stopped;
+        s->drop_warm();
         s->runner = false;
         changed.notify_all();
     }
@@ -860,11 +872,13 @@ supervisor_status supervisor::status() const {
         st.notify_status = s->notify_status;
         if (s->proc) st.uptime = now - s->started_at;
         if (s->cg) st.cgroup = s->cg->path();
+        st.warm_hits = s->warm_hits;
+        st.warm_misses = s->warm_misses;
         if (s->warm) {
             warm_stats ws = s->warm->stats();
             st.warm_ready = static_cast<unsigned>(ws.ready);
-            st.warm_hits = ws.hits;
-            st.warm_misses = ws.misses;
+            st.warm_hits += ws.hits;
+            st.warm_misses += ws.misses;
         }
         out.services.push_back(std::move(st));
     }
