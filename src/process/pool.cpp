@@ -374,6 +374,9 @@ struct job_pool::impl : std::enable_shared_from_this<impl> {
             // the ring's buffers; `reading` while a read of it is in the kernel.
             detail::ring_pipe* ring = nullptr;
             bool reading = false;
+            // A ring end has no FIONREAD: after the exit its reads are RWF_NOWAIT until one
+            // finds the pipe empty; until then it owes bytes from before the exit, as `owed`.
+            bool probing = false;
             std::string rest;  // a ring read's bytes past the sink's chunk size, given next
             [[nodiscard]] bool open() const { return ring ? ring->is_open() : d && d->is_open(); }
             // Backpressure policy: what has been read and not yet handed to the sink (allocated
@@ -440,8 +443,13 @@ struct job_pool::impl : std::enable_shared_from_this<impl> {
             has_exited = true;
             for (stream* s : {&out, &err}) {
                 int n = 0;
-                // (A ring end has no FIONREAD: its reads complete at once while data is
-                // there, and the linger waits while the sink holds a chunk of it.)
+                if (s->ring && s->open()) {
+                    // Probe it: a pending read is called back (and re-armed without waiting);
+                    // one with the sink is re-armed so when the sink is done.
+                    s->probing = true;
+                    if (s->reading) s->ring->cancel();
+                    continue;
+                }
                 if (!s->d || !s->d->is_open()) continue;
                 if (::ioctl(s->d->native_handle(), FIONREAD, &n) == 0 && n > 0)
                     s->owed = static_cast<std::size_t>(n);
@@ -459,7 +467,7 @@ struct job_pool::impl : std::enable_shared_from_this<impl> {
         void start_linger() {
             if (!has_exited || linger || pending == 0) return;
             for (stream* s : {&out, &err})
-                if (s->owed > 0 && s->open()) return;
+                if ((s->owed > 0 || s->probing) && s->open()) return;
             linger = std::make_unique<asio::steady_timer>(pool->ex, pool->opt.output_linger);
             arm_linger();
         }
@@ -490,7 +498,8 @@ struct job_pool::impl : std::enable_shared_from_this<impl> {
         static void arm(const std::shared_ptr<live_job>& j, stream& s) {
             if (s.ring) {
                 s.reading = true;
-                return s.ring->read([j, &s](std::error_code ec, std::string_view data) { j->ring_read(s, ec, data); });
+                return s.ring->read([j, &s](std::error_code ec, std::string_view data) { j->ring_read(s, ec, data); },
+                                    s.probing);
             }
             s.d->async_wait(stream_descriptor::wait_read,
                             [j, &s](std::error_code ec) { j->readable(s, ec); });
@@ -502,6 +511,15 @@ struct job_pool::impl : std::enable_shared_from_this<impl> {
             s.reading = false;
             if (ec == asio::error::eof) return stream_done(s);
             if (ec == asio::error::operation_aborted && r.output_cut) return stream_done(s);
+            // Cancelled by exited() to probe, before the cut: read again without waiting.
+            if (ec == asio::error::operation_aborted && s.probing) return arm(shared_from_this(), s);
+            if (ec == std::errc::resource_unavailable_try_again && s.probing) {
+                // Empty: all the child wrote before its exit has been read.
+                s.probing = false;
+                start_linger();
+                if (r.output_cut) return stream_done(s);
+                return arm(shared_from_this(), s);
+            }
             if (ec) {
                 fail(ec, "reading child output");
                 return stream_done(s);
@@ -645,6 +663,7 @@ struct job_pool::impl : std::enable_shared_from_this<impl> {
         void stream_done(stream& s) {
             s.buf.reset();
             s.owed = 0;
+            s.probing = false;
             s.fill = 0;
             s.rest.clear();
             // EOF or given up: a descendant writing more gets EPIPE.

@@ -5,6 +5,7 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/uio.h>
 
 #include <asio/execution/context.hpp>
 #include <asio/execution_context.hpp>
@@ -34,7 +35,7 @@ ring_pipe::ring_pipe(const asio::any_io_executor&, sys::unique_fd&, std::error_c
 }
 ring_pipe::ring_pipe(ring_pipe&&) noexcept {}
 ring_pipe& ring_pipe::operator=(ring_pipe&&) noexcept { return *this; }
-void ring_pipe::read(read_callback) {}
+void ring_pipe::read(read_callback, bool) {}
 void ring_pipe::cancel() {}
 void ring_pipe::close() noexcept {}
 bool ring_pipes_supported() noexcept { return false; }
@@ -80,12 +81,13 @@ public:
         return {};
     }
 
-    void read(unsigned s, ring_pipe::read_callback done) {
+    void read(unsigned s, ring_pipe::read_callback done, bool nowait) {
         std::unique_lock lock(mu_);
         if (!open_ || s >= slots_.size()) return;  // the context is shutting down
         slot_state& st = slots_[s];
         st.cb = std::move(done);
         st.reading = true;
+        st.nowait = nowait;
         ++pending_;
         if (submit_read(s)) return arm();
         lock.unlock();
@@ -139,6 +141,7 @@ private:
         bool reading = false;   // a read was asked for and its callback not yet run
         bool starved = false;   // waiting for a free buffer (the kernel said ENOBUFS)
         bool released = false;  // the owner is gone; unregister when the read comes back
+        bool nowait = false;    // the read asked for RWF_NOWAIT
         int failed = 0;         // errno for a read that never reached the kernel
         std::uint32_t gen = 0;
         std::uint64_t user_data = 0;
@@ -229,6 +232,7 @@ private:
         }
         io_uring_prep_read(sqe, static_cast<int>(s), nullptr, buffer_size, static_cast<std::uint64_t>(-1));
         sqe->flags |= IOSQE_FIXED_FILE | IOSQE_BUFFER_SELECT;
+        if (st.nowait) sqe->rw_flags = RWF_NOWAIT;
         sqe->buf_group = buffer_group;
         st.user_data = (std::uint64_t{++st.gen} << 32) | s;
         sqe->user_data = st.user_data;
@@ -440,12 +444,12 @@ ring_pipe& ring_pipe::operator=(ring_pipe&& o) noexcept {
     return *this;
 }
 
-void ring_pipe::read(read_callback done) {
+void ring_pipe::read(read_callback done, bool nowait) {
     if (!svc_) {
         done(asio::error::bad_descriptor, {});
         return;
     }
-    svc_->read(slot_, std::move(done));
+    svc_->read(slot_, std::move(done), nowait);
 }
 
 void ring_pipe::cancel() {

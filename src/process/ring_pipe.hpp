@@ -43,8 +43,10 @@ public:
 
     [[nodiscard]] bool is_open() const noexcept { return svc_ != nullptr; }
     /// Starts one read; `done` runs once on the context's thread, from inside the ring's
-    /// completion handler.
-    void read(read_callback done);
+    /// completion handler. With `nowait` (RWF_NOWAIT) an empty pipe ends the read at once
+    /// with std::errc::resource_unavailable_try_again: how a caller learns that a pipe holds
+    /// nothing now (a registered descriptor has no FIONREAD).
+    void read(read_callback done, bool nowait = false);
     /// Ends a pending read early with operation_aborted.
     void cancel();
     void close() noexcept;

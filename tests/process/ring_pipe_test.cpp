@@ -130,6 +130,36 @@ TEST_F(ring_output, a_cancelled_read_ends_with_operation_aborted_and_reading_goe
     EXPECT_EQ(r, "after\n");
 }
 
+TEST_F(ring_output, a_nowait_read_gives_what_the_pipe_holds_and_says_when_it_is_empty) {
+    auto r = test::run_on_loop([](asio::any_io_executor ex) -> asio::awaitable<std::vector<std::string>> {
+        spawn_spec s = test::piped({"/bin/sh", "-c", "echo hello; read x"});
+        s.in = stdio::pipe();
+        process p = co_await spawn(ex, std::move(s));
+        if (auto ec = p.move_output_to_ring()) throw std::system_error(ec, "move_output_to_ring");
+        std::vector<std::string> seen;  // what each nowait read gave: data, or its error
+        asio::steady_timer t(ex);
+        for (int i = 0; i < 400 && seen.size() < 2; ++i) {
+            bool done = false;
+            detail::ring_output(p, 1)->read([&](std::error_code ec, std::string_view d) {
+                if (ec == std::errc::resource_unavailable_try_again) {
+                    if (!seen.empty()) seen.push_back("empty");  // (before "hello" arrived: ask again)
+                } else {
+                    seen.push_back(ec ? ec.message() : std::string(d));
+                }
+                done = true;
+            }, /*nowait=*/true);
+            while (!done) {
+                t.expires_after(std::chrono::milliseconds(2));
+                co_await t.async_wait(use_tuple);
+            }
+        }
+        p.close_stdin();
+        co_await p.wait();
+        co_return seen;
+    });
+    EXPECT_EQ(r, (std::vector<std::string>{"hello\n", "empty"}));
+}
+
 TEST(ring_output_fallback, a_process_with_nothing_piped_moves_nothing) {
     auto n = test::run_on_loop([](asio::any_io_executor ex) -> asio::awaitable<int> {
         spawn_spec s;
