@@ -469,18 +469,8 @@ struct job_pool::impl : std::enable_shared_from_this<impl> {
             for (stream* s : {&out, &err})
                 if ((s->owed > 0 || s->probing) && s->open()) return;
             linger = std::make_unique<asio::steady_timer>(pool->ex, pool->opt.output_linger);
-            arm_linger();
-        }
-
-        void arm_linger() {
             linger->async_wait([j = shared_from_this()](std::error_code ec) {
                 if (ec || j->pending == 0) return;
-                // A ring stream whose chunk is with the sink is still being read: wait on.
-                for (stream* s : {&j->out, &j->err})
-                    if (s->ring && s->open() && !s->reading && s->fill > 0) {
-                        j->linger->expires_after(j->pool->opt.output_linger);
-                        return j->arm_linger();
-                    }
                 j->r.output_cut = true;
                 // The pending waits complete with operation_aborted; the streams end there.
                 for (stream* s : {&j->out, &j->err}) {
@@ -532,16 +522,23 @@ struct job_pool::impl : std::enable_shared_from_this<impl> {
                 s.rest.assign(data);
                 return give_rest(s);
             }
-            const bool streaming = p.opt.output.policy == overflow_policy::backpressure;
+            keep(s, data);
+            if (r.output_cut) return stream_done(s);
+            arm(shared_from_this(), s);
+        }
+
+        // Output read from `s` (either kind): kept up to output.max_bytes, the rest counted as
+        // dropped (all of it once a failed sink left the stream to be drained).
+        void keep(stream& s, std::string_view data) {
+            impl& p = *pool;
             std::string& keep_in = s.which == 1 ? r.out : r.err;
             std::size_t& dropped = s.which == 1 ? r.out_dropped : r.err_dropped;
             const std::size_t max = p.opt.output.max_bytes;
-            std::size_t keep = streaming ? 0 : std::min(data.size(), max - std::min(max, keep_in.size()));
-            keep_in.append(data.data(), keep);
-            dropped += data.size() - keep;
+            const bool streaming = p.opt.output.policy == overflow_policy::backpressure;
+            std::size_t kept = streaming ? 0 : std::min(data.size(), max - std::min(max, keep_in.size()));
+            keep_in.append(data.data(), kept);
+            dropped += data.size() - kept;
             if (dropped > 0 && p.opt.output.kill && !output_exceeded) stop_for_output();
-            if (r.output_cut) return stream_done(s);
-            arm(shared_from_this(), s);
         }
 
         void readable(stream& s, std::error_code ec) {
@@ -551,11 +548,7 @@ struct job_pool::impl : std::enable_shared_from_this<impl> {
                 return stream_done(s);
             }
             impl& p = *pool;
-            const std::size_t max = p.opt.output.max_bytes;
-            const bool streaming = p.opt.output.policy == overflow_policy::backpressure;
-            if (streaming && !s.sink_failed) return read_for_sink(s);
-            std::string& keep_in = s.which == 1 ? r.out : r.err;
-            std::size_t& dropped = s.which == 1 ? r.out_dropped : r.err_dropped;
+            if (p.opt.output.policy == overflow_policy::backpressure && !s.sink_failed) return read_for_sink(s);
             // At most 16 reads (1 MiB) per wakeup: a child that writes as fast as it is read
             // must not keep the loop from every other job.
             for (int reads = 0;; ++reads) {
@@ -573,10 +566,7 @@ struct job_pool::impl : std::enable_shared_from_this<impl> {
                 if (n == 0) return stream_done(s);
                 auto got = static_cast<std::size_t>(n);
                 consumed(s, got);
-                std::size_t keep = streaming ? 0 : std::min(got, max - std::min(max, keep_in.size()));
-                keep_in.append(p.scratch.data(), keep);
-                dropped += got - keep;
-                if (dropped > 0 && p.opt.output.kill && !output_exceeded) stop_for_output();
+                keep(s, {p.scratch.data(), got});
             }
         }
 

@@ -23,6 +23,8 @@
 
 #if DROVER_HAVE_LIBURING
 #include <liburing.h>
+
+#include "uring_sqe.hpp"
 #endif
 
 namespace drover::detail {
@@ -214,18 +216,9 @@ private:
         open_ = false;
     }
 
-    io_uring_sqe* next_sqe() {
-        io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
-        if (!sqe) {
-            io_uring_submit(&ring_);
-            sqe = io_uring_get_sqe(&ring_);
-        }
-        return sqe;
-    }
-
     bool submit_read(unsigned s) {
         slot_state& st = slots_[s];
-        io_uring_sqe* sqe = next_sqe();
+        io_uring_sqe* sqe = next_sqe(ring_);
         if (!sqe) {
             st.failed = EBUSY;
             return false;
@@ -247,7 +240,7 @@ private:
     }
 
     void submit_cancel(std::uint64_t user_data) {
-        io_uring_sqe* sqe = next_sqe();
+        io_uring_sqe* sqe = next_sqe(ring_);
         if (!sqe) return;  // the read goes on until data or EOF
         io_uring_prep_cancel64(sqe, user_data, 0);
         sqe->user_data = ignored_user_data;

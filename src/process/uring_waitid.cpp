@@ -29,6 +29,8 @@
 
 #if DROVER_HAVE_LIBURING
 #include <liburing.h>
+
+#include "uring_sqe.hpp"
 #endif
 
 #ifndef P_PIDFD
@@ -157,7 +159,7 @@ public:
         }
         auto op = std::make_unique<waitid_op_for<std::decay_t<Handler>>>(std::move(handler));
         op->id = next_id_++;
-        io_uring_sqe* sqe = next_sqe();
+        io_uring_sqe* sqe = detail::next_sqe(ring_);
         if (!sqe) {
             lock.unlock();
             fail_now(std::move(op->handler), ex, sys::errno_code(EBUSY));
@@ -262,19 +264,10 @@ private:
         ring_open_ = false;
     }
 
-    io_uring_sqe* next_sqe() {
-        io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
-        if (!sqe) {
-            io_uring_submit(&ring_);
-            sqe = io_uring_get_sqe(&ring_);
-        }
-        return sqe;
-    }
-
     void cancel(std::uint64_t op_id) {
         std::lock_guard lock(mu_);
         if (!ring_open_ || !ops_.count(op_id)) return;
-        io_uring_sqe* sqe = next_sqe();
+        io_uring_sqe* sqe = detail::next_sqe(ring_);
         if (!sqe) return;  // the wait goes on; it completes with the exit
         std::memset(sqe, 0, sizeof *sqe);
         sqe->opcode = IORING_OP_ASYNC_CANCEL;
