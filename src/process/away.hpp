@@ -1,7 +1,9 @@
 // away: a spawn handed to a spawner thread and its way back to the caller's executor.
 #pragma once
 
+#include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "drover/process/asio.hpp"
 #include <asio/post.hpp>
@@ -41,6 +43,13 @@ struct away_launch {
     std::unique_ptr<away_resume> resume;
     away_service* service = nullptr;
 
+    // On a spawner with a descriptor table of its own (own_table.cpp): the caller's
+    // descriptors the spawn uses, and how the child's come back to the caller's table.
+    std::vector<int> imports;
+    struct own_channel* channel = nullptr;
+    std::uint64_t ship_id = 0;
+    unsigned shipped = 0;  // which of the child's descriptors are on their way (ship_bit)
+
     away_launch() = default;
     away_launch(const away_launch&) = delete;
     away_launch& operator=(const away_launch&) = delete;
@@ -56,6 +65,33 @@ bool should_hand_off(unsigned threads) noexcept;
 
 // Queues `job` (its resume set) for the reserved spawner; `ex` names the caller's context.
 void hand_off(const asio::any_io_executor& ex, std::shared_ptr<away_launch> job);
+
+// The caller's context counts `job` as away (its completion is dropped if the context goes).
+void start_away(const asio::any_io_executor& ex, away_launch& job);
+// The launch is done: its completion goes to the caller's executor, or is dropped.
+void finish_away(away_service* s, std::shared_ptr<away_launch> job);
+
+// Spawns run from a spawner's own table since the process started.
+std::size_t own_table_spawns() noexcept;
+
+// Whether this spawn goes to a spawner with a table of its own (spawn_table); if so,
+// `imports` gets the caller's descriptors it uses, and a lease of host ids is taken here
+// (in the caller's table) into `extras`.
+bool should_use_own_table(const prepared_spawn& p, launch_extras& extras, std::vector<int>& imports);
+
+// Queues `job` (imports set) for a spawner with a table of its own.
+void hand_off_own(const asio::any_io_executor& ex, std::shared_ptr<away_launch> job);
+
+// On the caller's thread, once the launch is back: takes the child's descriptors from the
+// spawner's socket into the caller's table. false (child killed and reaped, `failure` set) if
+// they could not be taken.
+bool collect_shipped(away_launch& job) noexcept;
+
+// A descriptor of the caller's table just made (a pidfd): how many the table holds, at least.
+void note_table_extent(int fd) noexcept;
+
+// Runs the launch and, if the child exec'd on the posix_spawn path, judges its report.
+void run_launch(away_launch& j) noexcept;
 
 // The count of process objects alive and of spawns under way, which tells a burst from a
 // lone spawn. (A spawn on the fork-style path has no process object until its report is

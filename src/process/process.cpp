@@ -287,11 +287,14 @@ namespace {
 namespace {
 
 // Runs the launch on a spawner thread (spawn_threads.hpp); resumes on the caller's executor.
-asio::awaitable<void> launch_away(asio::any_io_executor ex, std::shared_ptr<detail::away_launch> job) {
+asio::awaitable<void> launch_away(asio::any_io_executor ex, std::shared_ptr<detail::away_launch> job, bool own) {
     co_await asio::async_initiate<const asio::use_awaitable_t<>&, void()>(
-        [&ex, &job](auto handler) {
+        [&ex, &job, own](auto handler) {
             job->resume = std::make_unique<detail::away_resume_for<decltype(handler)>>(ex, std::move(handler));
-            detail::hand_off(ex, job);
+            if (own)
+                detail::hand_off_own(ex, job);
+            else
+                detail::hand_off(ex, job);
         },
         asio::use_awaitable);
 }
@@ -302,13 +305,19 @@ asio::awaitable<process> detail::spawn_coro(asio::any_io_executor ex, prepared_s
                                             spawn_failure* out) {
     launched_child child;
     spawn_failure failure;
-    const bool away = !extras.warm && detail::should_hand_off(extras.spawn_threads);
+    // A large descriptor table: spawned from a spawner's own (spawn_table); else maybe on a
+    // spawner thread of the process's table (a burst).
+    std::vector<int> imports;
+    const bool own = detail::should_use_own_table(spec, extras, imports);
+    const bool away = own || (!extras.warm && detail::should_hand_off(extras.spawn_threads));
     detail::spawn_under_way counted;
     if (away) {
         auto job = std::make_shared<detail::away_launch>();
         job->spec = &spec;
         job->extras = extras;
-        co_await launch_away(ex, job);
+        job->imports = std::move(imports);
+        co_await launch_away(ex, job, own);
+        (void)detail::collect_shipped(*job);
         if (!job->ok) fail(job->failure, out);
         // Cancelled while away: the launch's destructor kills and reaps the child.
         auto cs = co_await asio::this_coro::cancellation_state;
@@ -318,6 +327,8 @@ asio::awaitable<process> detail::spawn_coro(asio::any_io_executor ex, prepared_s
         child = std::move(job->child);
     } else if (!launch(spec, child, failure, extras)) {
         fail(failure, out);
+    } else {
+        detail::note_table_extent(child.pidfd.get());
     }
     unhanded_child guard{child};
     std::byte buf[report_max_size];

@@ -80,6 +80,9 @@ private:
 asio::execution_context::id away_service::id;
 
 away_launch::~away_launch() {
+    // Its descriptors still on their way from a spawner's own table: taken (or the child
+    // ended) first. The last reference goes on a thread of the process's table.
+    if (shipped) (void)collect_shipped(*this);
     if (!child.pidfd) return;
     (void)sys::pidfd_send_signal(child.pidfd.get(), SIGKILL);
     siginfo_t info;
@@ -149,30 +152,13 @@ private:
                 job = std::move(queue_.front());
                 queue_.pop_front();
             }
-            run(*job);
+            run_launch(*job);
             away_service* s = job->service;
             {
                 std::lock_guard lock(mu_);
                 --busy_;
             }
             s->finish(std::move(job));
-        }
-    }
-
-    static void run(away_launch& j) noexcept {
-        try {
-            j.ok = launch(*j.spec, j.child, j.failure, j.extras);
-            if (j.ok && j.child.report_complete) {
-                // posix_spawn-style: the child's setup is over; judging its report here
-                // saves the caller's loop the work.
-                std::byte buf[report_max_size];
-                std::size_t got = read_report(j.child, buf);
-                j.ok = conclude(*j.spec, j.child, std::span<const std::byte>(buf, got), sys::monotonic_ns(), j.failure);
-                j.concluded = true;
-            }
-        } catch (...) {  // an allocation in launch; its own cleanup has run
-            j.ok = false;
-            j.failure = spawn_failure{child_stage::prepare, sys::errno_code(ENOMEM), "a spawner thread", {}};
         }
     }
 
@@ -184,6 +170,23 @@ private:
 };
 
 }  // namespace
+
+void run_launch(away_launch& j) noexcept {
+    try {
+        j.ok = launch(*j.spec, j.child, j.failure, j.extras);
+        if (j.ok && j.child.report_complete) {
+            // posix_spawn-style: the child's setup is over; judging its report here saves
+            // the caller's loop the work.
+            std::byte buf[report_max_size];
+            std::size_t got = read_report(j.child, buf);
+            j.ok = conclude(*j.spec, j.child, std::span<const std::byte>(buf, got), sys::monotonic_ns(), j.failure);
+            j.concluded = true;
+        }
+    } catch (...) {  // an allocation in launch; its own cleanup has run
+        j.ok = false;
+        j.failure = spawn_failure{child_stage::prepare, sys::errno_code(ENOMEM), "a spawner thread", {}};
+    }
+}
 
 void note_process_born() noexcept { live_processes.fetch_add(1, std::memory_order_relaxed); }
 void note_process_gone() noexcept { live_processes.fetch_sub(1, std::memory_order_relaxed); }
@@ -203,10 +206,16 @@ bool should_hand_off(unsigned threads) noexcept {
     return true;
 }
 
-void hand_off(const asio::any_io_executor& ex, std::shared_ptr<away_launch> job) {
+void start_away(const asio::any_io_executor& ex, away_launch& job) {
     auto& ctx = asio::query(ex, asio::execution::context);
-    job->service = &asio::use_service<away_service>(ctx);
-    job->service->start();
+    job.service = &asio::use_service<away_service>(ctx);
+    job.service->start();
+}
+
+void finish_away(away_service* s, std::shared_ptr<away_launch> job) { s->finish(std::move(job)); }
+
+void hand_off(const asio::any_io_executor& ex, std::shared_ptr<away_launch> job) {
+    start_away(ex, *job);
     spawner_pool::instance().push(std::move(job));
 }
 
@@ -241,7 +250,8 @@ unsigned available_cpus() noexcept {
 }
 
 spawn_thread_stats spawn_thread_counters() noexcept {
-    return {detail::handed_off.load(std::memory_order_relaxed), detail::inline_spawns.load(std::memory_order_relaxed)};
+    return {detail::handed_off.load(std::memory_order_relaxed), detail::inline_spawns.load(std::memory_order_relaxed),
+            detail::own_table_spawns()};
 }
 
 }  // namespace drover

@@ -228,8 +228,11 @@ public:
         std::int64_t written_ns = 0;
     };
 
-    // The process-wide writer, or nullptr if its thread cannot be started.
+    // The calling thread's own writer (a spawner with a descriptor table of its own, whose
+    // pipes the process-wide writer cannot see), else the process-wide one; nullptr if its
+    // thread cannot be started.
     static map_writer* instance() noexcept {
+        if (own) return own;
         static map_writer* w = [] () -> map_writer* {
             try {
                 return new map_writer;  // never destroyed: it outlives every launch
@@ -251,6 +254,20 @@ public:
     void wait(request* r) {
         std::unique_lock lock(mu_);
         done_.wait(lock, [r] { return r->done; });
+    }
+
+    static inline thread_local map_writer* own = nullptr;
+
+    // Starts a writer for the calling thread (one per thread, never destroyed: the thread
+    // lives as long as the process).
+    static bool make_own() noexcept {
+        if (own) return true;
+        try {
+            own = new map_writer;
+        } catch (...) {
+            return false;
+        }
+        return true;
     }
 
 private:
@@ -300,16 +317,16 @@ private:
 };
 
 // Builds the fd moves of one launch; returns the parent's ends of the pipes in `child`.
-bool plan_descriptors(const spawn_spec& s, detail::launch_frame& f, launched_child& child,
-                      sys::unique_fd (&child_ends)[3], spawn_failure& failure) {
+bool plan_descriptors(const spawn_spec& s, const launch_extras& extras, detail::launch_frame& f,
+                      launched_child& child, sys::unique_fd (&child_ends)[3], spawn_failure& failure) {
     const stdio* streams[3] = {&s.in, &s.out, &s.err};
     sys::unique_fd* parent_ends[3] = {&child.stdin_pipe, &child.stdout_pipe, &child.stderr_pipe};
     for (int i = 0; i < 3; ++i) {
         int source = -1;
         switch (streams[i]->how) {
             case stdio::kind::inherit: continue;
-            case stdio::kind::null: source = dev_null(); break;
-            case stdio::kind::fd: source = streams[i]->fd; break;
+            case stdio::kind::null: source = extras.own_fd(dev_null()); break;
+            case stdio::kind::fd: source = extras.own_fd(streams[i]->fd); break;
             case stdio::kind::pipe: {
                 auto p = sys::pipe();
                 if (!p) {
@@ -332,7 +349,7 @@ bool plan_descriptors(const spawn_spec& s, detail::launch_frame& f, launched_chi
         f.moves[f.move_count++] = {i, source};
     }
     for (const fd_pass& pf : s.pass_fds) {
-        f.moves[f.move_count++] = {pf.child_fd, pf.parent_fd};
+        f.moves[f.move_count++] = {pf.child_fd, extras.own_fd(pf.parent_fd)};
         if (pf.child_fd > f.max_target) f.max_target = pf.child_fd;
     }
     for (int i = 0; i < f.move_count; ++i)
@@ -502,7 +519,7 @@ bool launch_ready(const prepared_spawn& p, std::unique_ptr<warm_set> set, launch
     const prepared_data& d = p.data();
     detail::launch_frame f;
     sys::unique_fd child_ends[3];
-    if (!plan_descriptors(d.spec, f, child, child_ends, failure)) return false;
+    if (!plan_descriptors(d.spec, extras, f, child, child_ends, failure)) return false;
     std::string pid_text = std::to_string(set->holder_pid());
     if (extras.cgroup_fd >= 0) {
         sys::unique_fd procs(::openat(extras.cgroup_fd, "cgroup.procs", O_WRONLY | O_CLOEXEC));
@@ -604,7 +621,7 @@ bool launch_warm(const prepared_spawn& p, std::unique_ptr<warm_set> set, launche
         return false;
     }
     sys::unique_fd child_ends[3];
-    if (!plan_descriptors(d.spec, f, child, child_ends, failure)) return false;
+    if (!plan_descriptors(d.spec, extras, f, child, child_ends, failure)) return false;
     f.report_write = report->write.get();
     f.join_fds = extras.join_fds;
     f.join_count = extras.join_count;
@@ -742,6 +759,31 @@ bool launch_any(const prepared_spawn& p, launched_child& child, spawn_failure& f
 
 }  // namespace
 
+bool detail::needs_id_lease(const prepared_spawn& p) noexcept {
+    return p.data().user && p.data().spec.ids == userns_ids::automatic;
+}
+
+bool detail::own_map_writer() noexcept { return map_writer::make_own(); }
+
+std::optional<std::vector<int>> detail::caller_fds(const prepared_spawn& p, const launch_extras& extras) {
+    const prepared_data& d = p.data();
+    if (extras.warm) return std::nullopt;
+    for (const auto& step : d.fs_steps)
+        if (step.what == detail::fs_step::kind::copy_fd) return std::nullopt;
+    std::vector<int> fds;
+    auto add = [&fds](int fd) {
+        if (fd >= 0 && std::find(fds.begin(), fds.end(), fd) == fds.end()) fds.push_back(fd);
+    };
+    for (const stdio* s : {&d.spec.in, &d.spec.out, &d.spec.err}) {
+        if (s->how == stdio::kind::null) add(dev_null());
+        if (s->how == stdio::kind::fd) add(s->fd);
+    }
+    for (const fd_pass& pf : d.spec.pass_fds) add(pf.parent_fd);
+    add(extras.cgroup_fd >= 0 ? extras.cgroup_fd : d.spec.cgroup_fd);
+    for (int i = 0; i < extras.join_count; ++i) add(extras.join_fds[i]);
+    return fds;
+}
+
 bool launch(const prepared_spawn& p, launched_child& child, spawn_failure& failure, const launch_extras& extras) {
     // The "prepare" stage: what drover does before clone3 (pipes, the launch frame, a warm
     // set's checks) is drover's own cost, timed like the kernel's stages.
@@ -790,22 +832,28 @@ bool launch_child(const prepared_spawn& p, launched_child& child, spawn_failure&
         sync = std::move(*s);
     }
     sys::unique_fd child_ends[3];
-    if (!plan_descriptors(d.spec, f, child, child_ends, failure)) return false;
+    if (!plan_descriptors(d.spec, extras, f, child, child_ends, failure)) return false;
     // Host ids of the child's own: a range leased for as long as the process lives.
     std::string auto_map;
-    if (d.user && d.spec.ids == userns_ids::automatic) {
-        auto lease = id_pool::global().acquire();
-        if (!lease) {
-            failure = parent_failure(child_stage::id_lease, lease.error(), id_pool::global().options().lock_dir,
-                                     d.spec.namespaces);
-            return false;
+    if (detail::needs_id_lease(p)) {
+        child.ids = extras.ids;
+        if (!child.ids) {
+            auto lease = id_pool::global().acquire();
+            if (!lease) {
+                failure = parent_failure(child_stage::id_lease, lease.error(), id_pool::global().options().lock_dir,
+                                         d.spec.namespaces);
+                return false;
+            }
+            child.ids = std::make_shared<id_lease>(std::move(*lease));
         }
-        auto_map = "0 " + std::to_string(lease->first()) + " " + std::to_string(lease->size()) + "\n";
-        child.ids = std::make_shared<id_lease>(std::move(*lease));
+        auto_map = "0 " + std::to_string(child.ids->first()) + " " + std::to_string(child.ids->size()) + "\n";
     }
     f.report_write = report->write.get();
     f.sync_read = sync.read.get();
-    f.join_fds = extras.join_fds;
+    // The v1 cgroup.procs files, as this thread numbers them.
+    std::vector<int> joins(extras.join_fds, extras.join_fds + extras.join_count);
+    for (int& j : joins) j = extras.own_fd(j);
+    f.join_fds = joins.data();
     f.join_count = extras.join_count;
 
     // The parent's part of a held child: id maps (the leased range, or explicit ones) and v1
@@ -823,7 +871,7 @@ bool launch_child(const prepared_spawn& p, launched_child& child, spawn_failure&
     std::error_code ec;
     sys::clone3_args args;
     args.flags = (holder ? set_flags(d) | (d.new_pid ? CLONE_NEWPID : 0) : d.clone_flags) | CLONE_CLEAR_SIGHAND;
-    args.cgroup_fd = holder ? -1 : extras.cgroup_fd >= 0 ? extras.cgroup_fd : d.spec.cgroup_fd;
+    args.cgroup_fd = holder ? -1 : extras.own_fd(extras.cgroup_fd >= 0 ? extras.cgroup_fd : d.spec.cgroup_fd);
     // A holder never execs, a ready job only later: each needs memory of its own (fork path).
     void* stack = !holder && go_fd < 0 && use_vfork(d) ? vfork_stack.get() : nullptr;
     // A held child on the posix_spawn path: the map writer does the parent's part.

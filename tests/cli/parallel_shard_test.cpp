@@ -323,5 +323,28 @@ TEST(ParallelSpawnThreads, EveryJobRunsOnceAndBadCountsAreRefused) {
     EXPECT_FALSE(fs::exists(trace));
 }
 
+// DROVER_SPAWN_TABLE=own: every job spawned from a spawner's own descriptor table still runs
+// once with its own output; a value that is not shared, own or auto is refused up front.
+TEST(ParallelSpawnThreads, AnOwnTableRunsEveryJobOnceAndABadTableIsRefused) {
+    for (const char* threads : {"1", "3"}) {
+        run_result r = drover({"parallel", "--no-progress", "-j", "16", "--spawn-threads", threads, "--json", "--",
+                               "/bin/echo", "out-{}"},
+                              numbered_input(200), {{"DROVER_SPAWN_TABLE", "own"}});
+        ASSERT_EQ(r.status.code(), 0) << threads << ": " << r.err;
+        std::multiset<std::string> outs;
+        for (const auto& rec : records(r.out)) outs.insert(rec.at("stdout").get<std::string>());
+        ASSERT_EQ(outs.size(), 200u) << threads;
+        for (int i = 1; i <= 200; ++i)
+            EXPECT_EQ(outs.count("out-in-" + std::to_string(i) + "\n"), 1u) << threads << " line " << i;
+    }
+    test::temp_dir d("drover-table");
+    const fs::path trace = d.path / "ran";
+    for (const char* bad : {"mine", "OWN", "auto "})
+        expect_usage_error(drover({"parallel", "--no-progress", "--", "touch", trace.string()}, "x\n",
+                                  {{"DROVER_SPAWN_TABLE", bad}}),
+                           std::string("DROVER_SPAWN_TABLE=") + bad);
+    EXPECT_FALSE(fs::exists(trace));
+}
+
 }  // namespace
 }  // namespace drover

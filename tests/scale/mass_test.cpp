@@ -14,6 +14,7 @@
 #include "drover/process/exit_waiter.hpp"
 #include "drover/process/limits.hpp"
 #include "drover/process/pool.hpp"
+#include "drover/process/spawn_threads.hpp"
 #include "drover/sys/syscalls.hpp"
 #include "../../src/process/ring_pipe.hpp"
 #include "pool_support.hpp"
@@ -160,6 +161,7 @@ TEST(mass_spawn, ten_thousand_live_children_each_reaped_once_with_its_status) {
     const bool ring = detail::ring_pipes_supported();
     std::size_t piped = ring ? n : std::min(n, spare > 64 ? (spare - 64) / 2 : 0);
 
+    const std::size_t own_before = spawn_thread_counters().own_table;
     mass_run m = run_mass(n, piped, [](job_pool&) {});
     if (!m.all_live) {
         // The machine spawned slower than measured at the start: check what ran, then say so.
@@ -192,13 +194,20 @@ TEST(mass_spawn, ten_thousand_live_children_each_reaped_once_with_its_status) {
     // (Not under TSan: its shadow of every byte we touch counts in RSS too, several times over.)
     EXPECT_LT(per_child, 16 * 1024) << "RSS grew by " << per_child << " bytes per live child";
 #endif
+    // With spawn_table::automatic (the default) the spawns past the first thousand or so come
+    // from a spawner's own small table, not from one holding thousands of descriptors.
+    std::size_t own = spawn_thread_counters().own_table - own_before;
+    if (spawn_table_setting() == spawn_table::automatic && m.all_live && n == wanted) {
+        EXPECT_GT(own, n / 2) << "spawns went on copying a table of thousands";
+    }
     RecordProperty("children", static_cast<int>(n));
     RecordProperty("piped_children", static_cast<int>(piped));
     RecordProperty("ring_output_children", static_cast<int>(m.ring_jobs));
     RecordProperty("rss_bytes_per_child", static_cast<int>(per_child));
     RecordProperty("exit_wait", std::string(exit_wait_method_name(exit_wait_method_in_use())));
-    std::printf("%zu children live at once (%zu with stdout and stderr piped, %zu of them through the io_uring), "
-                "%ld bytes of RSS each\n", n, piped, m.ring_jobs, per_child);
+    std::printf("%zu children live at once (%zu with stdout and stderr piped, %zu of them through the io_uring, "
+                "%zu spawned from a spawner's own descriptor table), %ld bytes of RSS each\n",
+                n, piped, m.ring_jobs, own, per_child);
     if (n < wanted || !m.all_live)
         GTEST_SKIP() << "ran " << m.peak_started << " children at once, not " << wanted << ": limited by " << limiting;
 }

@@ -92,4 +92,13 @@ std::string spawn_threads_env_problem() {
     return std::string("DROVER_SPAWN_THREADS=") + env + ": " + why;
 }
 
+std::string spawn_table_env_problem() {
+    const char* env = std::getenv("DROVER_SPAWN_TABLE");
+    if (!env || !*env) return {};
+    const char* why = nullptr;
+    spawn_table t;
+    if (parse_spawn_table(env, t, &why)) return {};
+    return std::string("DROVER_SPAWN_TABLE=") + env + ": " + why;
+}
+
 }  // namespace drover::cli

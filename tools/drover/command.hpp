@@ -70,6 +70,9 @@ CLI::Option* add_spawn_threads_option(CLI::App& cmd, unsigned& threads, const st
 /// one-line problem.
 std::string spawn_threads_env_problem();
 
+/// DROVER_SPAWN_TABLE, if set: "" if it is shared, own or auto, else the one-line problem.
+std::string spawn_table_env_problem();
+
 /// Prints "drover: <what>" on stderr.
 void print_error(const std::string& what);
 

@@ -95,7 +95,9 @@ int main(int argc, char** argv) {
         return usage_exit_of(sub);
     }
     // The library reads it at the first spawn and cannot say what is wrong with it.
-    if (std::string problem = spawn_threads_env_problem(); !problem.empty()) {
+    std::string problem = spawn_threads_env_problem();
+    if (problem.empty()) problem = spawn_table_env_problem();
+    if (!problem.empty()) {
         std::string sub = app.get_subcommands().empty() ? "" : app.get_subcommands().front()->get_name();
         print_error(problem);
         return usage_exit_of(sub);

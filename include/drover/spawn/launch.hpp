@@ -10,6 +10,7 @@
 #include <optional>
 #include <span>
 #include <string_view>
+#include <vector>
 
 #include "drover/spawn/exit_status.hpp"
 #include "drover/spawn/id_pool.hpp"
@@ -100,6 +101,23 @@ struct launch_extras {
     /// Threads that may run clone3 for this spawn when it is started through the process
     /// layer's spawn() (process/spawn_threads.hpp); 0: the process-wide setting.
     unsigned spawn_threads = 0;
+    /// A lease the caller took for a userns_ids::automatic spec (launch takes one if empty).
+    std::shared_ptr<id_lease> ids;
+    /// Internal (process/spawn_threads.cpp): the launch runs on a spawner thread with a
+    /// descriptor table of its own, into which the caller's descriptors the spawn uses were
+    /// copied: `renames[i]` says at which number that thread has the caller's `from`.
+    struct fd_rename {
+        int from;
+        int to;
+    };
+    const fd_rename* renames = nullptr;
+    int rename_count = 0;
+    /// The number this launch's thread has the caller's descriptor `fd` at.
+    [[nodiscard]] int own_fd(int fd) const noexcept {
+        for (int i = 0; i < rename_count; ++i)
+            if (renames[i].from == fd) return renames[i].to;
+        return fd;
+    }
 };
 
 /// Phase 1: clone3 a child from `p` and, for a user namespace with explicit maps or for v1
@@ -119,6 +137,22 @@ bool conclude(const prepared_spawn& p, launched_child& child, std::span<const st
 /// Reads what a complete report pipe holds (child.report_complete) into `buf`, without
 /// waiting; returns the byte count.
 std::size_t read_report(launched_child& child, std::span<std::byte, report_max_size> buf);
+
+namespace detail {
+/// The caller's descriptors a launch of `p` with `extras` uses (stdio, passed descriptors,
+/// cgroups, /dev/null), for a spawner with a table of its own to copy; nullopt if the spawn
+/// cannot run from such a table (a warm pool's set; files copied into a new root, whose
+/// descriptors the shared plan names).
+std::optional<std::vector<int>> caller_fds(const prepared_spawn& p, const launch_extras& extras);
+
+/// Gives the calling thread a map writer of its own (launch's helper thread for id maps on the
+/// posix_spawn path), started now: for a thread whose descriptor table is not the process's.
+/// false if the thread could not be started (then such spawns take the fork path).
+bool own_map_writer() noexcept;
+
+/// Whether a launch of `p` would take a lease of host ids (userns_ids::automatic).
+bool needs_id_lease(const prepared_spawn& p) noexcept;
+}  // namespace detail
 
 /// Phase 2, blocking: reads the report pipe to EOF (or at once when it is complete), then
 /// conclude().
