@@ -29,6 +29,7 @@
 #include "drover/process/exit_waiter.hpp"
 #include "drover/process/limits.hpp"
 #include "drover/process/pool.hpp"
+#include "drover/process/spawn_threads.hpp"
 #include "drover/process/process.hpp"
 #include "drover/sys/syscalls.hpp"
 
@@ -353,18 +354,27 @@ void bench_live(const std::vector<std::size_t>& sizes) {
             });
             for (exit_wait_method m : {exit_wait_method::poll, exit_wait_method::waitid}) {
                 if (m == exit_wait_method::waitid && !uring_waitid_supported()) continue;
-                in_fresh_process([&] {
-                    force_exit_wait_method(m);
-                    live_run r = run_live(n, piped);
-                    std::printf("%-7s %-6s %7zu %13.0f %13.0f %14.0f %9.0f %9.0f %9.0f   (exit seen by wait(): p50 %.0f us)\n",
-                                std::string(exit_wait_method_name(m)).c_str(), io, r.n, r.rss_per_child,
-                                r.rss_marginal, r.heap_per_child, pct(r.latencies_us, 0.5), pct(r.latencies_us, 0.99),
-                                pct(r.latencies_us, 1.0), pct(r.observed_us, 0.5));
-                    if (r.rate_first > 0)
-                        std::printf("        spawn rate with 90%% of them live / with none live: %.0f / %.0f per s = %.2f"
-                                    "   (%zu with their output in the io_uring)\n",
-                                    r.rate_last, r.rate_first, r.rate_last / r.rate_first, r.ring_jobs);
-                });
+                // Spawns copying the process's descriptor table, then (the default) from a
+                // spawner's own once the table is large: the ratio shows what the copy costs.
+                for (spawn_table t : {spawn_table::shared, spawn_table::automatic}) {
+                    in_fresh_process([&] {
+                        force_exit_wait_method(m);
+                        set_spawn_table(t);
+                        auto own_before = spawn_thread_counters().own_table;
+                        live_run r = run_live(n, piped);
+                        std::printf("%-7s %-6s %7zu %13.0f %13.0f %14.0f %9.0f %9.0f %9.0f   (exit seen by wait(): p50 %.0f us)\n",
+                                    std::string(exit_wait_method_name(m)).c_str(), io, r.n, r.rss_per_child,
+                                    r.rss_marginal, r.heap_per_child, pct(r.latencies_us, 0.5),
+                                    pct(r.latencies_us, 0.99), pct(r.latencies_us, 1.0), pct(r.observed_us, 0.5));
+                        if (r.rate_first > 0)
+                            std::printf("        table %-6s spawn rate with 90%% of them live / with none live: %.0f / %.0f "
+                                        "per s = %.2f   (%zu with their output in the io_uring, %zu spawned from a "
+                                        "spawner's own table)\n",
+                                        t == spawn_table::shared ? "shared" : "auto", r.rate_last, r.rate_first,
+                                        r.rate_last / r.rate_first, r.ring_jobs,
+                                        spawn_thread_counters().own_table - own_before);
+                    });
+                }
             }
         }
     }

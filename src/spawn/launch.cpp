@@ -33,6 +33,9 @@
 #include "plan.hpp"
 
 extern char** environ;
+#if defined(__SANITIZE_THREAD__)
+extern "C" void __tsan_ignore_thread_begin();
+#endif
 
 namespace drover {
 
@@ -263,7 +266,7 @@ public:
     static bool make_own() noexcept {
         if (own) return true;
         try {
-            own = new map_writer;
+            own = new map_writer(true);
         } catch (...) {
             return false;
         }
@@ -271,7 +274,18 @@ public:
     }
 
 private:
-    map_writer() { std::thread([this] { loop(); }).detach(); }
+    // `private_table`: the writer of a thread with a descriptor table of its own, whose
+    // descriptor numbers ThreadSanitizer would take for the process's (see own_table.cpp).
+    explicit map_writer(bool private_table = false) {
+        std::thread([this, private_table] {
+#if defined(__SANITIZE_THREAD__)
+            if (private_table) __tsan_ignore_thread_begin();
+#else
+            (void)private_table;
+#endif
+            loop();
+        }).detach();
+    }
 
     void loop() {
         // Its signals are the process's business, not this thread's.
