@@ -1,0 +1,67 @@
+#!/bin/bash
+# check_floor.sh: drover bench's floor beside an independent raw probe, run side by side.
+#
+#   bench/matrix/check_floor.sh [BUILD_DIR] [N] [SEEDS] [ROUNDS]
+#
+# For each seed and each namespace set, ROUNDS pairs of `drover_floor --method vfork --bare`
+# (the helper whose code drover bench times its floors with) and `drover_raw_probe` (none of
+# drover's code: glibc clone(CLONE_VM|CLONE_VFORK|ns…) + execve + waitpid), N spawns
+# each, alternating (which goes first follows the seed), pinned to one CPU. Per seed the ratio
+# is median(floor p50) ÷ median(probe p50). It passes when every ratio is within 10 % of 1 and
+# each set's ratios spread by at most 5 % across the seeds (issue 11's independent check).
+set -euo pipefail
+build=${1:-build}
+n=${2:-300}
+seeds=${3:-3}
+rounds=${4:-5}
+floor=$build/bench/matrix/drover_floor
+probe=$build/bench/matrix/drover_raw_probe
+prog=$build/bench/matrix/drover_static_true
+for f in "$floor" "$probe" "$prog"; do
+    [[ -x $f ]] || { echo "check_floor: $f is missing: build the bench first" >&2; exit 2; }
+done
+cpu=$(( $(nproc) > 1 ? 1 : 0 ))
+sets=(none user mnt net user,pid,mnt,uts,ipc,net)
+
+p50() { sed -n 's/.* p50=\([0-9.]*\)us.*/\1/p'; }
+median() { sort -g | awk '{v[NR]=$1} END {print (NR%2 ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2)}'; }
+
+declare -A ratio
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+for seed in $(seq 1 "$seeds"); do
+    for ns in "${sets[@]}"; do
+        fl=() pr=()
+        for r in $(seq 1 "$rounds"); do
+            if (( (seed + r) % 2 )); then
+                fl+=("$(taskset -c $cpu "$floor" --method vfork --bare "$ns" "$n" "$prog" | p50)")
+                pr+=("$(taskset -c $cpu "$probe" "$ns" "$n" "$prog" | p50)")
+            else
+                pr+=("$(taskset -c $cpu "$probe" "$ns" "$n" "$prog" | p50)")
+                fl+=("$(taskset -c $cpu "$floor" --method vfork --bare "$ns" "$n" "$prog" | p50)")
+            fi
+        done
+        f=$(printf '%s\n' "${fl[@]}" | median)
+        p=$(printf '%s\n' "${pr[@]}" | median)
+        ratio[$seed,$ns]=$(awk -v f="$f" -v p="$p" 'BEGIN {printf "%.3f", f / p}')
+        printf 'seed %d  %-24s floor p50 %8.1f us  probe p50 %8.1f us  floor ÷ probe %s\n' \
+            "$seed" "$ns" "$f" "$p" "${ratio[$seed,$ns]}"
+    done
+done
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+fail=0
+printf '\n%-24s %-22s %s\n' "namespaces" "floor ÷ probe by seed" "spread"
+for ns in "${sets[@]}"; do
+    vals=()
+    for seed in $(seq 1 "$seeds"); do vals+=("${ratio[$seed,$ns]}"); done
+    verdict=$(printf '%s\n' "${vals[@]}" | awk '
+        {v[NR]=$1; if (NR==1 || $1<lo) lo=$1; if (NR==1 || $1>hi) hi=$1}
+        END {
+            bad = (lo < 0.90 || hi > 1.10) ? "OUTSIDE 10 %" : "";
+            spread = hi / lo - 1;
+            if (spread > 0.05) bad = bad (bad ? ", " : "") "SPREAD OVER 5 %";
+            printf "%.1f %%%s%s", spread * 100, bad ? "  " : "", bad
+        }')
+    printf '%-24s %-22s %s\n' "$ns" "${vals[*]}" "$verdict"
+    [[ $verdict == *OUTSIDE* || $verdict == *SPREAD* ]] && fail=1
+done
+exit $fail

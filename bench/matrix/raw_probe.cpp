@@ -1,0 +1,114 @@
+/* drover_raw_probe: an independent check of drover bench's floor. None of drover's code or
+ * the bench library, C-style: glibc's clone() with CLONE_VM | CLONE_VFORK and the namespace
+ * flags, execve of PROGRAM in the child, waitpid in the parent, timed with CLOCK_MONOTONIC.
+ * The same work as the bench's bare floor (namespaces created, no maps, mounts or lo).
+ *
+ *   drover_raw_probe NAMESPACES COUNT PROGRAM
+ *
+ * NAMESPACES: none, or a comma list of user,pid,mnt,uts,ipc,net,cgroup. Prints one line:
+ *   NAMESPACES raw n=COUNT p50=…us p90=…us max=…us
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+extern char** environ;
+
+static const char* program;
+
+static int child(void* arg) {
+    (void)arg;
+    char* argv[] = {(char*)program, NULL};
+    execve(program, argv, environ);
+    _exit(127);
+}
+
+static int parse_namespaces(const char* text, int* flags) {
+    static const struct {
+        const char* name;
+        int flag;
+    } names[] = {{"user", CLONE_NEWUSER}, {"pid", CLONE_NEWPID}, {"mnt", CLONE_NEWNS},     {"uts", CLONE_NEWUTS},
+                 {"ipc", CLONE_NEWIPC},   {"net", CLONE_NEWNET}, {"cgroup", CLONE_NEWCGROUP}};
+    *flags = 0;
+    if (strcmp(text, "none") == 0) return 0;
+    char buf[256];
+    if (strlen(text) >= sizeof buf) return -1;
+    strcpy(buf, text);
+    for (char* save = NULL, *tok = strtok_r(buf, ",+", &save); tok; tok = strtok_r(NULL, ",+", &save)) {
+        size_t i;
+        for (i = 0; i < sizeof names / sizeof names[0]; ++i)
+            if (strcmp(tok, names[i].name) == 0) break;
+        if (i == sizeof names / sizeof names[0]) return -1;
+        *flags |= names[i].flag;
+    }
+    return 0;
+}
+
+static int by_value(const void* a, const void* b) {
+    double x = *(const double*)a, y = *(const double*)b;
+    return x < y ? -1 : x > y;
+}
+
+static double now_us(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec * 1e6 + (double)t.tv_nsec / 1e3;
+}
+
+int main(int argc, char** argv) {
+    if (argc != 4) {
+        fprintf(stderr, "usage: drover_raw_probe NAMESPACES COUNT PROGRAM\n");
+        return 2;
+    }
+    int flags;
+    if (parse_namespaces(argv[1], &flags) != 0) {
+        fprintf(stderr, "drover_raw_probe: namespaces: '%s' is not none or a list of user,pid,mnt,uts,ipc,net,cgroup\n",
+                argv[1]);
+        return 2;
+    }
+    char* end;
+    errno = 0;
+    long count = strtol(argv[2], &end, 10);
+    if (errno || *end || count < 1 || count > 1000000) {
+        fprintf(stderr, "drover_raw_probe: count: '%s' is not a whole number from 1 to 1000000\n", argv[2]);
+        return 2;
+    }
+    program = argv[3];
+    size_t stack_size = 64 * 1024;
+    char* stack = (char*)mmap(NULL, stack_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    double* t = (double*)malloc((size_t)count * sizeof *t);
+    if (stack == MAP_FAILED || !t) {
+        perror("drover_raw_probe: memory");
+        return 1;
+    }
+    for (long i = 0; i < count; ++i) {
+        double start = now_us();
+        pid_t pid = clone(child, stack + stack_size, CLONE_VM | CLONE_VFORK | SIGCHLD | flags, NULL);
+        if (pid < 0) {
+            fprintf(stderr, "drover_raw_probe: clone(%s): %s\n", argv[1], strerror(errno));
+            return 1;
+        }
+        int status;
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+        }
+        t[i] = now_us() - start;
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+            fprintf(stderr, "drover_raw_probe: %s did not exit 0 (status %#x)\n", program, status);
+            return 1;
+        }
+    }
+    qsort(t, (size_t)count, sizeof *t, by_value);
+    printf("%s raw n=%ld p50=%.1fus p90=%.1fus max=%.1fus\n", argv[1], count, t[count / 2], t[count * 9 / 10],
+           t[count - 1]);
+    return 0;
+}
