@@ -9,6 +9,7 @@
 // over a SOCK_SEQPACKET socket (SCM_RIGHTS), one message per launch, taken by the caller's
 // thread when its launch is back.
 #include <fcntl.h>
+#include <linux/kcmp.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -484,6 +485,22 @@ void note_table_extent(int fd) noexcept {
     table_extent.store(fd, std::memory_order_relaxed);
 }
 
+namespace {
+
+// Whether the calling thread's descriptor table is the process's (its leader's), which is
+// where pidfd_getfd copies from. A thread that unshared its table (or a kernel without kcmp)
+// keeps its spawns on its own thread. Asked once per thread.
+bool caller_table_is_the_process() noexcept {
+    static thread_local int known = -1;
+    if (known < 0) {
+        long rc = ::syscall(SYS_kcmp, ::getpid(), ::gettid(), KCMP_FILES, 0UL, 0UL);
+        known = rc == 0 ? 1 : 0;
+    }
+    return known == 1;
+}
+
+}  // namespace
+
 bool should_use_own_table(const prepared_spawn& p, launch_extras& extras,
                           std::vector<int>& imports) {
     spawn_table t = table_setting().load(std::memory_order_relaxed);
@@ -495,6 +512,7 @@ bool should_use_own_table(const prepared_spawn& p, launch_extras& extras,
     if (t == spawn_table::automatic &&
         table_extent.load(std::memory_order_relaxed) < spawn_table_threshold)
         return false;
+    if (!caller_table_is_the_process()) return false;
     auto fds = caller_fds(p, extras);
     if (!fds) return false;
     if (needs_id_lease(p) && !extras.ids) {

@@ -6,6 +6,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <unistd.h>
 #include <asio/bind_cancellation_slot.hpp>
 #include <asio/cancellation_signal.hpp>
@@ -177,7 +178,8 @@ TEST(OwnTable, EveryDescriptorArrivesAndTheSpawnersTableStaysSmall) {
 // they move to a spawner's own.
 TEST(OwnTable, AutomaticMovesOnlyOnceTheTableIsLarge) {
 #if defined(__SANITIZE_THREAD__)
-    GTEST_SKIP() << "under ThreadSanitizer automatic stays on the shared table (it cannot tell two tables apart)";
+    GTEST_SKIP() << "under ThreadSanitizer automatic stays on the shared table (it cannot tell two "
+                    "tables apart)";
 #endif
     table_for_test table(spawn_table::automatic);
     auto spawn_some = [](int count) {
@@ -324,6 +326,42 @@ TEST(OwnTable, ASpawnCancelledWhileAwayEndsItsChild) {
     EXPECT_EQ(children_of_this_process(), 0);
     EXPECT_EQ(own_fd_count(), before_fds)
         << "descriptors left in the caller's table: " << fd_list();
+}
+
+// A caller on a thread that unshared its own table: pidfd_getfd would copy from the process's
+// table (other files under the same numbers), so its spawns stay on its thread, and the
+// descriptor it names is the one it meant.
+TEST(OwnTable, ACallerWithATableOfItsOwnSpawnsOnItsOwnThread) {
+#if defined(__SANITIZE_THREAD__)
+    GTEST_SKIP() << "ThreadSanitizer keys descriptors by number process-wide: a thread's own table "
+                    "confuses it";
+#endif
+    table_for_test table(spawn_table::own);
+    std::string out;
+    std::size_t moved = 1;
+    std::thread t([&] {
+        if (::unshare(CLONE_FILES) != 0) return;
+        int p[2];
+        if (::pipe2(p, O_CLOEXEC) != 0) return;
+        auto before = spawn_thread_counters().own_table;
+        spawn_spec s;
+        s.argv = {"/bin/sh", "-c", "echo mine >&3"};
+        s.pass_fds.push_back({3, p[1]});
+        test::run_on_loop([&](asio::any_io_executor ex) -> asio::awaitable<int> {
+            process c = co_await spawn(ex, s);
+            co_await c.wait();
+            co_return 0;
+        });
+        ::close(p[1]);
+        char buf[32];
+        ssize_t n = ::read(p[0], buf, sizeof buf);
+        if (n > 0) out.assign(buf, static_cast<std::size_t>(n));
+        ::close(p[0]);
+        moved = spawn_thread_counters().own_table - before;
+    });
+    t.join();
+    EXPECT_EQ(out, "mine\n");
+    EXPECT_EQ(moved, 0u);
 }
 
 TEST(OwnTable, ParsesItsSettingAndRefusesOthers) {
