@@ -271,9 +271,15 @@ TEST(OwnTable, ALoopDestroyedWithLaunchesAwayLeavesNoChild) {
         for (int i = 0; i < 200 && children_of_this_process() > 0; ++i)
             std::this_thread::sleep_for(20ms);
     };
-    // The first round makes what lives for good (the spawner's socket end, the reaper that
-    // takes dropped processes' children and its eventfd).
+    // First what lives for good: the spawner's socket end, and the reaper that takes dropped
+    // processes' children, with its eventfd (a process dropped while its child runs).
     round();
+    test::run_on_loop([](asio::any_io_executor ex) -> asio::awaitable<int> {
+        spawn_spec s;
+        s.argv = {"/bin/sleep", "0.05"};
+        process dropped = co_await spawn(ex, s);
+        co_return 0;
+    });
     settle();
     const int before_fds = own_fd_count();
     for (int i = 0; i < 20; ++i) round();
