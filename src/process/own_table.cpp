@@ -16,6 +16,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <csignal>
@@ -221,10 +222,13 @@ class own_pool {
     // In the new thread: a table of its own holding 0-2, its socket end and its pidfd.
     static bool set_up(own_channel* ch) {
         if (::unshare(CLONE_FILES) != 0) return false;
+        // Everything above 2 but the socket goes, and the socket moves to the lowest number
+        // above 2 (also when it is below: a process started with its stdio closed may have
+        // it there, where a child's inherited stream is put).
         int keep = ch->spawner_end;
         if (keep > 3) (void)::syscall(SYS_close_range, 3U, static_cast<unsigned>(keep - 1), 0U);
-        (void)::syscall(SYS_close_range, static_cast<unsigned>(keep + 1), ~0U, 0U);
-        if (keep > 3) {
+        (void)::syscall(SYS_close_range, static_cast<unsigned>(std::max(keep + 1, 3)), ~0U, 0U);
+        if (keep != 3) {
             int low = ::fcntl(keep, F_DUPFD_CLOEXEC, 3);
             if (low < 0) return false;
             ::close(keep);
@@ -232,7 +236,14 @@ class own_pool {
         }
         auto self = sys::pidfd_open(::getpid());
         if (!self) return false;
-        ch->self_pidfd = self->release();
+        int pidfd = self->release();
+        if (pidfd < 3) {  // the same reason
+            int high = ::fcntl(pidfd, F_DUPFD_CLOEXEC, 3);
+            ::close(pidfd);
+            if (high < 0) return false;
+            pidfd = high;
+        }
+        ch->self_pidfd = pidfd;
         // The id maps' writer must see this table's pipes.
         return own_map_writer();
     }
