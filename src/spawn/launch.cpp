@@ -33,9 +33,6 @@
 #include "plan.hpp"
 
 extern char** environ;
-#if defined(__SANITIZE_THREAD__)
-extern "C" void __tsan_ignore_thread_begin();
-#endif
 
 namespace drover {
 
@@ -266,7 +263,7 @@ public:
     static bool make_own() noexcept {
         if (own) return true;
         try {
-            own = new map_writer(true);
+            own = new map_writer;
         } catch (...) {
             return false;
         }
@@ -274,18 +271,7 @@ public:
     }
 
 private:
-    // `private_table`: the writer of a thread with a descriptor table of its own, whose
-    // descriptor numbers ThreadSanitizer would take for the process's (see own_table.cpp).
-    explicit map_writer(bool private_table = false) {
-        std::thread([this, private_table] {
-#if defined(__SANITIZE_THREAD__)
-            if (private_table) __tsan_ignore_thread_begin();
-#else
-            (void)private_table;
-#endif
-            loop();
-        }).detach();
-    }
+    map_writer() { std::thread([this] { loop(); }).detach(); }
 
     void loop() {
         // Its signals are the process's business, not this thread's.

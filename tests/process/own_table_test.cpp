@@ -27,6 +27,14 @@
 #include "drover/process/spawn_threads.hpp"
 #include "support.hpp"
 
+// Under ThreadSanitizer no spawn uses an own table (own_table.cpp says why).
+#if defined(__SANITIZE_THREAD__)
+#define SKIP_WITHOUT_OWN_TABLES() \
+    GTEST_SKIP() << "under ThreadSanitizer spawns never use an own table"
+#else
+#define SKIP_WITHOUT_OWN_TABLES() (void)0
+#endif
+
 namespace drover {
 namespace {
 
@@ -115,6 +123,7 @@ asio::awaitable<void> poll_until(Ready ready) {
 // as its fd 3, spawned while the caller holds 3,000 descriptors: each gets what was meant for
 // it, sees only 0-3, and the spawner's table (seen in /proc/self/task) stays small.
 TEST(OwnTable, EveryDescriptorArrivesAndTheSpawnersTableStaysSmall) {
+    SKIP_WITHOUT_OWN_TABLES();
     table_for_test table(spawn_table::own);
     many_fds hold(3000);
     spawn_once();
@@ -182,10 +191,7 @@ TEST(OwnTable, EveryDescriptorArrivesAndTheSpawnersTableStaysSmall) {
 // automatic: below the threshold spawns use the process's table; once the caller holds more,
 // they move to a spawner's own.
 TEST(OwnTable, AutomaticMovesOnlyOnceTheTableIsLarge) {
-#if defined(__SANITIZE_THREAD__)
-    GTEST_SKIP() << "under ThreadSanitizer automatic stays on the shared table (it cannot tell two "
-                    "tables apart)";
-#endif
+    SKIP_WITHOUT_OWN_TABLES();
     table_for_test table(spawn_table::automatic);
     auto spawn_some = [](int count) {
         test::run_on_loop([count](asio::any_io_executor ex) -> asio::awaitable<int> {
@@ -222,6 +228,7 @@ TEST(OwnTable, AutomaticMovesOnlyOnceTheTableIsLarge) {
 // A user namespace with leased host ids: the maps are written by the spawner's own writer
 // (the posix_spawn path) and the child sees them; the lease ends with the child.
 TEST(OwnTable, LeasedIdsAndMapsFromASpawnersTable) {
+    SKIP_WITHOUT_OWN_TABLES();
     if (::geteuid() != 0) GTEST_SKIP() << "automatic ids need root";
     table_for_test table(spawn_table::own);
     auto maps = test::run_on_loop(
@@ -253,6 +260,7 @@ TEST(OwnTable, LeasedIdsAndMapsFromASpawnersTable) {
 // Loops destroyed while their spawns are on a spawner with its own table: the destruction waits
 // for them, takes their descriptors back and ends their children; nothing is left.
 TEST(OwnTable, ALoopDestroyedWithLaunchesAwayLeavesNoChild) {
+    SKIP_WITHOUT_OWN_TABLES();
     table_for_test table(spawn_table::own);
     auto round = [] {
         auto before = spawn_thread_counters();
@@ -289,6 +297,7 @@ TEST(OwnTable, ALoopDestroyedWithLaunchesAwayLeavesNoChild) {
 // Cancelled while away: operation_aborted, and the child (its descriptors taken back first)
 // is killed and reaped.
 TEST(OwnTable, ASpawnCancelledWhileAwayEndsItsChild) {
+    SKIP_WITHOUT_OWN_TABLES();
     table_for_test table(spawn_table::own);
     spawn_once();
     const int before_fds = own_fd_count();
@@ -335,10 +344,7 @@ TEST(OwnTable, ASpawnCancelledWhileAwayEndsItsChild) {
 // table (other files under the same numbers), so its spawns stay on its thread, and the
 // descriptor it names is the one it meant.
 TEST(OwnTable, ACallerWithATableOfItsOwnSpawnsOnItsOwnThread) {
-#if defined(__SANITIZE_THREAD__)
-    GTEST_SKIP() << "ThreadSanitizer keys descriptors by number process-wide: a thread's own table "
-                    "confuses it";
-#endif
+    SKIP_WITHOUT_OWN_TABLES();
     table_for_test table(spawn_table::own);
     std::string out;
     std::size_t moved = 1;
