@@ -85,9 +85,23 @@ inline int zombie_children() { return children_of_this_process(true); }
 
 }  // namespace drover::test
 
+#include <asio/steady_timer.hpp>
+#include <asio/use_awaitable.hpp>
+#include <chrono>
+
 #include "drover/process/process.hpp"
 
 namespace drover::test {
+
+/// Lets the loop run (the work being awaited is on it) until `ready()` holds.
+template <class Ready>
+asio::awaitable<void> poll_until(Ready ready) {
+    asio::steady_timer t(co_await asio::this_coro::executor);
+    while (!ready()) {
+        t.expires_after(std::chrono::milliseconds(1));
+        co_await t.async_wait(asio::use_awaitable);
+    }
+}
 
 /// A spec that runs `argv` with stdout and stderr piped.
 inline spawn_spec piped(std::vector<std::string> argv, namespace_set n = {}) {

@@ -85,22 +85,20 @@ verdict_of() {
             printf "%.1f %%%s%s", spread * 100, bad ? "  " : "", bad
         }'
 }
-if [[ -x $drover ]]; then
-    printf '\n%-24s %-26s %s\n' "namespaces" "bench floor ÷ probe by seed" "spread"
+# One table of ratios (an associative array by name, keyed "seed,set") with its verdicts.
+report() {
+    local title=$1
+    local -n by=$2
+    printf '\n%-24s %-26s %s\n' "namespaces" "$title" "spread"
     for ns in "${sets[@]}"; do
         vals=()
-        for seed in $(seq 1 "$seeds"); do vals+=("${bench_ratio[$seed,$ns]}"); done
+        for seed in $(seq 1 "$seeds"); do vals+=("${by[$seed,$ns]}"); done
         verdict=$(verdict_of "${vals[@]}")
         printf '%-24s %-26s %s\n' "$ns" "${vals[*]}" "$verdict"
         [[ $verdict == *OUTSIDE* || $verdict == *SPREAD* ]] && fail=1
     done
-fi
-printf '\n%-24s %-26s %s\n' "namespaces" "helper ÷ probe by seed" "spread"
-for ns in "${sets[@]}"; do
-    vals=()
-    for seed in $(seq 1 "$seeds"); do vals+=("${ratio[$seed,$ns]}"); done
-    verdict=$(verdict_of "${vals[@]}")
-    printf '%-24s %-26s %s\n' "$ns" "${vals[*]}" "$verdict"
-    [[ $verdict == *OUTSIDE* || $verdict == *SPREAD* ]] && fail=1
-done
+    return 0
+}
+[[ -x $drover ]] && report "bench floor ÷ probe by seed" bench_ratio
+report "helper ÷ probe by seed" ratio
 exit $fail

@@ -850,10 +850,15 @@ bool launch_child(const prepared_spawn& p, launched_child& child, spawn_failure&
     }
     f.report_write = report->write.get();
     f.sync_read = sync.read.get();
-    // The v1 cgroup.procs files, as this thread numbers them.
-    std::vector<int> joins(extras.join_fds, extras.join_fds + extras.join_count);
-    for (int& j : joins) j = extras.own_fd(j);
-    f.join_fds = joins.data();
+    // The v1 cgroup.procs files, as this thread numbers them (renumbered only on a spawner
+    // with a table of its own).
+    std::vector<int> joins;
+    f.join_fds = extras.join_fds;
+    if (extras.rename_count > 0 && extras.join_count > 0) {
+        joins.assign(extras.join_fds, extras.join_fds + extras.join_count);
+        for (int& j : joins) j = extras.own_fd(j);
+        f.join_fds = joins.data();
+    }
     f.join_count = extras.join_count;
 
     // The parent's part of a held child: id maps (the leased range, or explicit ones) and v1

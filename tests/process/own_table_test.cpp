@@ -41,6 +41,7 @@ namespace {
 using namespace std::chrono_literals;
 using test::children_of_this_process;
 using test::helper;
+using test::poll_until;
 
 struct table_for_test {
     explicit table_for_test(spawn_table t) { set_spawn_table(t); }
@@ -110,14 +111,6 @@ void spawn_once() {
     });
 }
 
-template <class Ready>
-asio::awaitable<void> poll_until(Ready ready) {
-    asio::steady_timer t(co_await asio::this_coro::executor);
-    while (!ready()) {
-        t.expires_after(1ms);
-        co_await t.async_wait(asio::use_awaitable);
-    }
-}
 
 // 120 children, each with its stdin, stdout and stderr piped and a pipe of the caller's passed
 // as its fd 3, spawned while the caller holds 3,000 descriptors: each gets what was meant for

@@ -32,6 +32,7 @@ using namespace std::chrono_literals;
 using test::blocker;
 using test::children_of_this_process;
 using test::helper;
+using test::poll_until;
 using test::zombie_children;
 
 // Sets the spawner threads for one test and puts back 1 however it ends.
@@ -40,15 +41,6 @@ struct threads_for_test {
     ~threads_for_test() { set_spawn_threads(1); }
 };
 
-// Lets the loop run (the work being awaited is on it) until `ready()` holds.
-template <class Ready>
-asio::awaitable<void> poll_until(Ready ready) {
-    asio::steady_timer t(co_await asio::this_coro::executor);
-    while (!ready()) {
-        t.expires_after(1ms);
-        co_await t.async_wait(asio::use_awaitable);
-    }
-}
 
 spawn_spec exiting_with(int code) {
     spawn_spec s;
