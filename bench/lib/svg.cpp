@@ -1,7 +1,7 @@
 // SVG charts, written by hand: p50 per combination split by each namespace's marginal cost
 // (floor marked), the marginal cost of each namespace, a stacked per-stage breakdown, the
 // peers, and sustained throughput against its floor. Readable on its own: every chart has a
-// title, axis, legend and value labels.
+// title, an axis sized to its bars, a legend (or named rows) and value labels.
 #include <algorithm>
 #include <cmath>
 #include <fmt/format.h>
@@ -28,13 +28,25 @@ constexpr const char* stage_colors[stage_count] = {"#bab0ac", "#4e79a7", "#f28e2
 
 std::string num(double v) { return fmt::format("{:.1f}", v); }
 
-// A "nice" axis maximum: 1, 2 or 5 times a power of ten at or above v.
-double nice_max(double v) {
-    if (v <= 0) return 1;
-    double p = std::pow(10.0, std::floor(std::log10(v)));
-    for (double m : {1.0, 2.0, 5.0, 10.0})
-        if (m * p >= v) return m * p;
-    return 10 * p;
+// An axis from lo to hi in steps of 1, 2, 2.5 or 5 times a power of ten, at most six of
+// them: the bars fill most of the plot (a 2.1 ms maximum gets a 2.5 ms axis, not 5 ms).
+struct axis_range {
+    double lo = 0, hi = 1, step = 0.2;
+    double x(double v) const { return bar_x + plot_w * (v - lo) / (hi - lo); }
+    double per_unit() const { return plot_w / (hi - lo); }
+};
+
+axis_range nice_axis(double lo, double hi) {
+    lo = std::min(lo, 0.0);
+    hi = std::max(hi, 0.0);
+    if (!(hi - lo > 0) || !std::isfinite(hi - lo)) return {};
+    const double p = std::pow(10.0, std::floor(std::log10((hi - lo) / 6)));
+    for (double m : {1.0, 2.0, 2.5, 5.0, 10.0}) {
+        const double step = m * p;
+        const double a = std::floor(lo / step) * step, b = std::ceil(hi / step) * step;
+        if ((b - a) / step <= 6.0 + 1e-9) return {a, b, step};
+    }
+    return {std::floor(lo / (20 * p)) * 20 * p, std::ceil(hi / (20 * p)) * 20 * p, 20 * p};
 }
 
 enum class ticks_at { below, above, both };
@@ -63,16 +75,18 @@ struct svg_out {
         if (dash) o << " stroke-dasharray=\"" << dash << "\"";
         o << "/>\n";
     }
-    // Vertical grid lines over `rows_h` of height and tick labels for [0, max]: below the rows,
-    // above them (the caller leaves 14 px), or both. `unit` goes in the label column beside
-    // the ticks, for `tick` formats that write bare numbers.
-    void axis(double max, double top, double rows_h, ticks_at at = ticks_at::below,
+    // Vertical grid lines over `rows_h` of height and a tick label at every step of `a`:
+    // below the rows, above them (the caller leaves 14 px), or both. `unit` goes in the label
+    // column beside the ticks, for `tick` formats that write bare numbers.
+    void axis(const axis_range& a, double top, double rows_h, ticks_at at = ticks_at::below,
               std::string (*tick)(double) = human_ns, const std::string& unit = {}) {
         const bool above = at != ticks_at::below, below = at != ticks_at::above;
-        for (int i = 0; i <= 5; ++i) {
-            double v = max * i / 5;
-            double x = bar_x + plot_w * i / 5;
-            line(x, top, x, top + rows_h, "#ddd");
+        const int steps = static_cast<int>(std::lround((a.hi - a.lo) / a.step));
+        for (int i = 0; i <= steps; ++i) {
+            double v = a.lo + a.step * i;
+            if (std::fabs(v) < a.step * 1e-6) v = 0;  // no "-0 ns" from rounding
+            const double x = a.x(v);
+            line(x, top, x, top + rows_h, v == 0 ? "#888" : "#ddd");
             if (above) text(x, top - 5, tick(v), "text-anchor=\"middle\" class=\"tick\"");
             if (below) text(x, top + rows_h + 14, tick(v), "text-anchor=\"middle\" class=\"tick\"");
         }
@@ -113,6 +127,22 @@ double row_height(std::size_t rows) {
     return rows > 64 ? 12 : 18;
 }
 
+// Taller than this, a chart's axis at one end is out of view from the other end's rows: the
+// ticks go at both ends.
+constexpr double long_chart_h = 240;
+
+// Where a chart's top starts and where its ticks go: below the rows, or at both ends of a long
+// chart (the labels above need 14 px).
+struct chart_frame {
+    double top;
+    ticks_at at;
+};
+
+chart_frame frame_for(const svg_out& s, double rows_h) {
+    if (rows_h > long_chart_h) return {s.y + 14, ticks_at::both};
+    return {s.y, ticks_at::below};
+}
+
 void p50_chart(svg_out& s, const bench_report& r) {
     auto rows = measured_by_cost(r);
     if (rows.empty()) return;
@@ -135,10 +165,11 @@ void p50_chart(svg_out& s, const bench_report& r) {
 
     double max = 0;
     for (auto* c : rows) max = std::max({max, c->drover.p50, c->floor.p50});
-    max = nice_max(max);
+    const axis_range a = nice_axis(0, max);
     const double h = row_height(rows.size());
-    const double top = s.y;
-    s.axis(max, top, h * static_cast<double>(rows.size()));
+    const double rows_h = h * static_cast<double>(rows.size());
+    const auto [top, at] = frame_for(s, rows_h);
+    s.axis(a, top, rows_h, at);
     for (std::size_t i = 0; i < rows.size(); ++i) {
         const combo_result& c = *rows[i];
         double y = top + h * static_cast<double>(i);
@@ -149,7 +180,7 @@ void p50_chart(svg_out& s, const bench_report& r) {
         for (int k = 0; k < ns_count; ++k)
             if (c.set.has(static_cast<ns>(k))) share_sum += median_marg[k];
         double x = bar_x;
-        double scale = plot_w / max;
+        const double scale = a.per_unit();
         s.rect(x, y + 1, base * scale, h - 2, base_color,
                "base (no namespaces): " + human_ns(base));
         x += base * scale;
@@ -174,44 +205,44 @@ void p50_chart(svg_out& s, const bench_report& r) {
         s.text(bar_x + std::max(total, c.floor.p50) * scale + 6, y + h * 0.75, label,
                "class=\"val\"");
     }
-    s.y = top + h * static_cast<double>(rows.size()) + 22;
+    s.y = top + rows_h + 22;
 }
 
 void marginal_chart(svg_out& s, const bench_report& r) {
     if (r.marginals.empty()) return;
     s.title("Marginal cost of each namespace",
-            "cost(S) − cost(S without it), p50, over every measured pair; bar: median, whisker: "
-            "min…max, "
-            "dot: added to no namespaces at all");
+            "cost(S) − cost(S without it), p50, over every measured pair S; bar: median, whisker: "
+            "min…max, dot: added to no namespaces at all; left of 0: the set was faster with it "
+            "(noise)");
     double lo = 0, hi = 0;
     for (const marginal& m : r.marginals) {
-        lo = std::min(lo, m.min);
-        hi = std::max(hi, m.max);
+        lo = std::min({lo, m.min, m.median, m.over_none.value_or(0)});
+        hi = std::max({hi, m.max, m.median, m.over_none.value_or(0)});
     }
-    double span = nice_max(hi - std::min(lo, 0.0));
-    double zero_x = bar_x + (lo < 0 ? plot_w * (-lo) / span : 0);
-    double scale = plot_w / span;
+    const axis_range a = nice_axis(lo, hi);
     const double h = 20;
-    const double top = s.y;
-    s.line(zero_x, top, zero_x, top + h * static_cast<double>(r.marginals.size()), "#888");
+    const double rows_h = h * static_cast<double>(r.marginals.size());
+    const auto [top, at] = frame_for(s, rows_h);
+    s.axis(a, top, rows_h, at);
     for (std::size_t i = 0; i < r.marginals.size(); ++i) {
         const marginal& m = r.marginals[i];
         int k = static_cast<int>(m.what);
         double y = top + h * static_cast<double>(i);
         s.text(bar_x - 6, y + 14, std::string(ns_name(m.what)),
                "text-anchor=\"end\" class=\"lbl\"");
-        double x0 = zero_x + std::min(0.0, m.median) * scale;
-        s.rect(x0, y + 3, std::fabs(m.median) * scale, h - 6, ns_colors[k],
-               std::string(ns_name(m.what)) + ": median " + human_ns(m.median));
-        s.line(zero_x + m.min * scale, y + h / 2, zero_x + m.max * scale, y + h / 2, "#333", 1);
+        s.rect(a.x(std::min(0.0, m.median)), y + 3, std::fabs(m.median) * a.per_unit(), h - 6,
+               ns_colors[k], std::string(ns_name(m.what)) + ": median " + human_ns(m.median));
+        s.line(a.x(m.min), y + h / 2, a.x(m.max), y + h / 2, "#333", 1);
         if (m.over_none)
-            s.o << "<circle cx=\"" << num(zero_x + *m.over_none * scale) << "\" cy=\""
-                << num(y + h / 2) << "\" r=\"3.5\" fill=\"#000\"/>\n";
-        s.text(zero_x + std::max(m.max, m.median) * scale + 6, y + 14,
-               "median " + human_ns(m.median) + "  (" + std::to_string(m.pairs) + " pairs)",
+            s.o << "<circle cx=\"" << num(a.x(*m.over_none)) << "\" cy=\"" << num(y + h / 2)
+                << "\" r=\"3.5\" fill=\"#000\"/>\n";
+        const double right = std::max({m.max, m.median, m.over_none.value_or(m.max), 0.0});
+        s.text(a.x(right) + 6, y + 14,
+               "median " + human_ns(m.median) + "  (" + std::to_string(m.pairs) +
+                   (m.pairs == 1 ? " pair)" : " pairs)"),
                "class=\"val\"");
     }
-    s.y = top + h * static_cast<double>(r.marginals.size()) + 22;
+    s.y = top + rows_h + 22;
 }
 
 void stage_chart(svg_out& s, const bench_report& r) {
@@ -221,21 +252,29 @@ void stage_chart(svg_out& s, const bench_report& r) {
             "prepare: drover before clone3 (pipes) and around; clone: clone3 in the parent; "
             "id_maps: uid/gid map writes; setup: the child's own setup; "
             "exec: execve until the parent saw it; run: to exit; reap: waitid");
+    s.y -= 4;
+    s.text(left, s.y + 12,
+           "The stacked medians need not add up to the median of the whole (black tick, the "
+           "first chart's bar): each stage's p50 may come from a different spawn.",
+           "class=\"sub\"");
+    s.y += 16;
     std::vector<std::pair<std::string, const char*>> legend;
     for (std::size_t k = 0; k < stage_count; ++k)
         legend.push_back({stage_names[k], stage_colors[k]});
+    legend.push_back({"spawn→reap p50", "#000"});
     s.legend(legend);
     double max = 0;
     for (auto* c : rows) {
         double sum = 0;
         for (const summary& st : c->stages) sum += st.p50;
-        max = std::max(max, sum);
+        max = std::max({max, sum, c->drover.p50});
     }
-    max = nice_max(max);
+    const axis_range a = nice_axis(0, max);
+    const double scale = a.per_unit();
     const double h = row_height(rows.size());
-    const double top = s.y;
-    const double scale = plot_w / max;
-    s.axis(max, top, h * static_cast<double>(rows.size()));
+    const double rows_h = h * static_cast<double>(rows.size());
+    const auto [top, at] = frame_for(s, rows_h);
+    s.axis(a, top, rows_h, at);
     for (std::size_t i = 0; i < rows.size(); ++i) {
         const combo_result& c = *rows[i];
         double y = top + h * static_cast<double>(i);
@@ -249,25 +288,32 @@ void stage_chart(svg_out& s, const bench_report& r) {
             x += v * scale;
             sum += v;
         }
-        s.text(x + 6, y + h * 0.75, human_ns(sum), "class=\"val\"");
+        const double whole = a.x(c.drover.p50);
+        s.line(whole, y, whole, y + h, "#000", 2);
+        s.text(std::max(x, whole) + 6, y + h * 0.75,
+               "sum " + human_ns(sum) + " · spawn→reap p50 " + human_ns(c.drover.p50),
+               "class=\"val\"");
     }
-    s.y = top + h * static_cast<double>(rows.size()) + 22;
+    s.y = top + rows_h + 22;
 }
 
 void peers_chart(svg_out& s, const bench_report& r) {
     if (r.peers.empty()) return;
     s.title("The same sandbox (" + r.peer_set + ", /bin/true) started by each tool",
             "p50 spawn→reap, each peer spawned by drover without namespaces of its own");
+    s.legend({{"drover", "#4e79a7"}, {"drover-warm (namespaces made ahead)", "#59a14f"},
+              {"other tools", "#bab0ac"}});
     double max = 0;
     const peer_result* d = nullptr;
     for (const peer_result& p : r.peers) {
         if (p.ran && p.total.n) max = std::max(max, p.total.p50);
         if (p.name == "drover") d = &p;
     }
-    max = nice_max(max);
+    const axis_range a = nice_axis(0, max);
     const double h = 22;
-    const double top = s.y;
-    s.axis(max, top, h * static_cast<double>(r.peers.size()));
+    const double rows_h = h * static_cast<double>(r.peers.size());
+    const auto [top, at] = frame_for(s, rows_h);
+    s.axis(a, top, rows_h, at);
     for (std::size_t i = 0; i < r.peers.size(); ++i) {
         const peer_result& p = r.peers[i];
         double y = top + h * static_cast<double>(i);
@@ -276,7 +322,7 @@ void peers_chart(svg_out& s, const bench_report& r) {
             s.text(bar_x + 4, y + 15, "skipped: " + p.note, "class=\"val\"");
             continue;
         }
-        double w = p.total.p50 * plot_w / max;
+        double w = p.total.p50 * a.per_unit();
         const bool warm = p.name == "drover-warm";
         s.rect(bar_x, y + 3, w, h - 6, p.name == "drover" ? "#4e79a7" : warm ? "#59a14f" : "#bab0ac");
         std::string label = human_ns(p.total.p50);
@@ -286,17 +332,13 @@ void peers_chart(svg_out& s, const bench_report& r) {
             label += fmt::format("  (drover {:.1f}× faster)", p.total.p50 / d->total.p50);
         s.text(bar_x + w + 6, y + 15, label, "class=\"val\"");
     }
-    s.y = top + h * static_cast<double>(r.peers.size()) + 22;
+    s.y = top + rows_h + 22;
 }
 
 // Spawns/s as a tick label: "4000", "20k" (the unit is written once, beside the ticks).
 std::string rate_tick(double v) {
     return v >= 10000 ? fmt::format("{:g}k", v / 1000) : fmt::format("{:g}", v);
 }
-
-// Taller than this, a chart's top axis has scrolled out of view by its last rows: repeat the
-// ticks below.
-constexpr double long_chart_h = 240;
 
 void throughput_chart(svg_out& s, const bench_report& r) {
     if (r.throughput.empty()) return;
@@ -315,15 +357,15 @@ void throughput_chart(svg_out& s, const bench_report& r) {
     double max = 0;
     for (const throughput_result& t : r.throughput)
         max = std::max({max, t.per_second, t.floor_per_second});
-    max = nice_max(max);
-    const double scale = plot_w / max;
+    const axis_range a = nice_axis(0, max);
+    const double scale = a.per_unit();
     const auto groups = static_cast<double>(r.throughput.size());
     const double h = row_height(2 * r.throughput.size());  // one bar
     const double group_h = 2 * h + 6;                      // drover, floor and a gap
     const double rows_h = group_h * groups;
     const bool long_chart = rows_h > long_chart_h;
     const double top = s.y + 14;  // the tick labels above
-    s.axis(max, top, rows_h, long_chart ? ticks_at::both : ticks_at::above, rate_tick, "spawns/s");
+    s.axis(a, top, rows_h, long_chart ? ticks_at::both : ticks_at::above, rate_tick, "spawns/s");
     for (std::size_t i = 0; i < r.throughput.size(); ++i) {
         const throughput_result& t = r.throughput[i];
         const double y = top + group_h * static_cast<double>(i) + 3;
