@@ -51,6 +51,13 @@ floor_client::~floor_client() {
 }
 
 bool floor_client::start(const std::string& path, std::string& error) {
+    return start_as({path, "--serve"}, "run 0", "err no such plan", "the floor helper", error);
+}
+
+bool floor_client::start_as(const std::vector<std::string>& args, const std::string& hello,
+                            std::string_view expect, std::string_view what,
+                            std::string& error) {
+    const std::string& path = args.at(0);
     // One socket for both directions: a helper that died turns our send into EPIPE
     // (MSG_NOSIGNAL), not a SIGPIPE that would end drover bench.
     int sv[2];
@@ -62,10 +69,12 @@ bool floor_client::start(const std::string& path, std::string& error) {
     ::posix_spawn_file_actions_init(&fa);
     ::posix_spawn_file_actions_adddup2(&fa, sv[1], 0);
     ::posix_spawn_file_actions_adddup2(&fa, sv[1], 1);
-    std::string arg0 = path, arg1 = "--serve";
-    char* argv[] = {arg0.data(), arg1.data(), nullptr};
+    std::vector<std::string> copies = args;
+    std::vector<char*> argv;
+    for (std::string& a : copies) argv.push_back(a.data());
+    argv.push_back(nullptr);
     pid_t pid = -1;
-    int err = ::posix_spawn(&pid, path.c_str(), &fa, nullptr, argv, environ);
+    int err = ::posix_spawn(&pid, path.c_str(), &fa, nullptr, argv.data(), environ);
     ::posix_spawn_file_actions_destroy(&fa);
     ::close(sv[1]);
     fd_ = sv[0];
@@ -76,8 +85,9 @@ bool floor_client::start(const std::string& path, std::string& error) {
     pid_ = pid;
     // A first request proves it is the helper we expect and that it serves.
     std::string answer;
-    if (!ask("run 0", answer) || !answer.starts_with("err no such plan")) {
-        error = path + " --serve did not answer as the floor helper" + (answer.empty() ? "" : ": " + answer);
+    if (!ask(hello, answer) || !answer.starts_with(expect)) {
+        error = path + " " + (args.size() > 1 ? args[1] : "") + " did not answer as " +
+                std::string(what) + (answer.empty() ? "" : ": " + answer);
         return false;
     }
     return true;

@@ -220,6 +220,8 @@ json to_json(const bench_report& r) {
                           {"floor_failures", c.floor_failures},
                           {"bare_floor_failures", c.bare_failures},
                           {"fork_floor_failures", c.fork_failures},
+                          {"probe", summary_json(c.probe)},
+                          {"probe_failures", c.probe_failures},
                           {"marginal", marg}});
     }
     j["combinations"] = combos;
@@ -305,6 +307,10 @@ bench_report report_from_json(const json& j) {
         cr.floor_failures = failures_of(field(c, "floor_failures"), "floor_failures");
         cr.bare_failures = failures_of(field(c, "bare_floor_failures"), "bare_floor_failures");
         cr.fork_failures = failures_of(field(c, "fork_floor_failures"), "fork_floor_failures");
+        // Reports written before --probe existed have neither field.
+        if (c.contains("probe")) cr.probe = summary_from(field(c, "probe"));
+        if (c.contains("probe_failures"))
+            cr.probe_failures = failures_of(field(c, "probe_failures"), "probe_failures");
         const json& marg = field(c, "marginal");
         if (!marg.is_object()) wrong("marginal", "an object");
         for (const auto& [name, v] : marg.items()) cr.marginal[ns_from(name)] = number_of(v, "marginal");

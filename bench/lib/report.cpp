@@ -187,6 +187,30 @@ std::string human_ns(double ns) {
     return fmt::format("{:.2f} s", ns / 1e9);
 }
 
+namespace {
+
+// --probe: the bare floor beside drover_raw_probe, both from the same shuffled order.
+void probe_section(std::ostream& o, const bench_report& r) {
+    bool any = false;
+    for (const combo_result& c : r.combos) any = any || c.probe.n || !c.probe_failures.empty();
+    if (!any) return;
+    o << "\nIndependent probe (drover_raw_probe: glibc clone(CLONE_VM|CLONE_VFORK|ns…) + execve + "
+         "waitpid, none of drover's code), in the same shuffled order as the bare floor:\n"
+      << pad("namespaces", 40, false) << pad("bare floor", 12) << pad("probe", 12)
+      << pad("bare ÷ probe", 14) << "\n";
+    for (const combo_result& c : r.combos) {
+        if (!c.probe.n && c.probe_failures.empty()) continue;
+        o << pad(c.set.str(), 40, false) << pad(c.bare.n ? human_ns(c.bare.p50) : "–", 12)
+          << pad(c.probe.n ? human_ns(c.probe.p50) : "–", 12)
+          << pad(c.probe_check() > 0 ? ratio_text(c.probe_check()) : "–", 14);
+        if (!c.probe_failures.empty())
+            o << "   " << failures_text(c.probe_failures) << " failed: " << c.probe_failures.begin()->first;
+        o << "\n";
+    }
+}
+
+}  // namespace
+
 std::string format_table(const bench_report& r) {
     std::ostringstream o;
     const machine_info& m = r.machine;
@@ -227,6 +251,7 @@ std::string format_table(const bench_report& r) {
             o << "\ndrover ÷ floor (p50), " << overview_scope(ov) << ": median " << ratio_text(ov.median) << ", worst " << ratio_text(ov.worst) << " (" << ov.worst_set << "); "
               << ov.within << " within the 1.05× target\n";
     }
+    probe_section(o, r);
     if (!r.marginals.empty()) {
         o << "\nMarginal cost of each namespace (p50 of S minus p50 of S without it):\n"
           << pad("namespace", 11, false) << pad("alone", 11) << pad("median", 11) << pad("min", 11)
@@ -320,6 +345,9 @@ std::string format_csv(const bench_report& r) {
         row("matrix", set, "floor", "total", c.floor, 0, failures_text(c.floor_failures));
         row("matrix", set, "bare_floor", "total", c.bare, c.bare_ratio(), failures_text(c.bare_failures));
         row("matrix", set, "fork_floor", "total", c.fork, c.fork_ratio(), failures_text(c.fork_failures));
+        if (c.probe.n || !c.probe_failures.empty())
+            row("matrix", set, "raw_probe", "total", c.probe, c.drover.n && c.probe.n && c.probe.p50 > 0 ? c.drover.p50 / c.probe.p50 : 0,
+                failures_text(c.probe_failures));
     }
     if (r.posix_spawn && r.posix_spawn->ran)
         row("baseline", "none", "posix_spawn", "total", r.posix_spawn->total, 0,

@@ -8,8 +8,10 @@
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
 #include <asio/io_context.hpp>
+#include <charconv>
 #include <cstdlib>
 #include <filesystem>
+#include <optional>
 #include <random>
 #include <stdexcept>
 #include <system_error>
@@ -64,7 +66,7 @@ spawn_spec matrix_spec(namespace_set set, const workload& w) {
     return spec;
 }
 
-enum class runner : std::uint8_t { drover, floor, bare, fork, posix };
+enum class runner : std::uint8_t { drover, floor, bare, fork, posix, probe };
 
 // The raw floors, in order: the floor (fastest method, same setup), bare, fork-style.
 constexpr int floor_kinds = 3;
@@ -84,6 +86,8 @@ struct combo_samples {
     std::array<std::vector<std::int64_t>, stage_count> stages;
     failure_counts drover_failures;
     std::array<failure_counts, floor_kinds> floor_failures;
+    std::vector<std::int64_t> probe;
+    failure_counts probe_failures;
     std::size_t vfork_spawns = 0;
 };
 
@@ -137,7 +141,55 @@ private:
     std::vector<std::array<int, floor_kinds>> ids_;
 };
 
+// drover_raw_probe --serve: one spawn per request, timed inside the probe.
+class raw_probe {
+public:
+    raw_probe(const workload& w) {
+        const std::string path = raw_probe_path();
+        if (path.empty())
+            throw std::runtime_error("--probe: drover_raw_probe not found (build it, or set DROVER_RAW_PROBE)");
+        std::string why;
+        if (!client_.start_as({path, "--serve", w.path}, "hello", "ok drover_raw_probe",
+                              "drover_raw_probe", why))
+            throw std::runtime_error("--probe: " + why);
+    }
+
+    floor_sample run(namespace_set set) {
+        floor_sample s;
+        std::string answer;
+        if (!client_.ask(set.empty() ? "none" : set.str(), answer)) {
+            s.error = "drover_raw_probe stopped answering";
+            return s;
+        }
+        if (answer.starts_with("err ")) {
+            s.error = answer.substr(4);
+            return s;
+        }
+        std::string_view rest(answer);
+        auto [end, ec] = std::from_chars(rest.data() + std::min<std::size_t>(3, rest.size()),
+                                         rest.data() + rest.size(), s.total_ns);
+        if (!rest.starts_with("ok ") || ec != std::errc{} || end != rest.data() + rest.size() ||
+            s.total_ns < 0) {
+            s.error = "drover_raw_probe answered '" + answer + "'";
+            return s;
+        }
+        s.ok = true;
+        return s;
+    }
+
+private:
+    floor_client client_;
+};
+
 }  // namespace
+
+std::string raw_probe_path() {
+#ifdef DROVER_RAW_PROBE
+    return find_bench_program("DROVER_RAW_PROBE", DROVER_RAW_PROBE, "drover_raw_probe");
+#else
+    return find_bench_program("DROVER_RAW_PROBE", nullptr, "drover_raw_probe");
+#endif
+}
 
 drover_sample drover_spawn_once(const prepared_spawn& p) {
     drover_sample s;
@@ -290,6 +342,10 @@ void run_matrix(const bench_config& cfg, bench_report& report, const progress_fn
     std::vector<prepared_spawn> prepared;
     for (namespace_set s : sets) prepared.emplace_back(matrix_spec(s, cfg.work));
     floors raw(sets, cfg.work, report.machine.floor_source);
+    if (cfg.probe && !cfg.work.execs())
+        throw std::runtime_error("--probe needs a workload that execs (exec-static or exec:PATH)");
+    std::optional<raw_probe> probe;
+    if (cfg.probe) probe.emplace(cfg.work);
     asio::io_context io(1);
     std::vector<combo_samples> samples(sets.size());
     peer_result posix;
@@ -331,6 +387,15 @@ void run_matrix(const bench_config& cfg, bench_report& report, const progress_fn
                     cs.floors[k].push_back(f.total_ns);
                 return;
             }
+            case runner::probe: {
+                floor_sample f = probe->run(sets[t.combo]);
+                if (!keep) return;
+                if (!f.ok)
+                    ++cs.probe_failures[f.error];
+                else
+                    cs.probe.push_back(f.total_ns);
+                return;
+            }
             case runner::posix: {
                 floor_sample f = posix_spawn_once(argv);
                 if (!keep) return;
@@ -349,6 +414,8 @@ void run_matrix(const bench_config& cfg, bench_report& report, const progress_fn
         std::vector<runner> who = {runner::drover};
         for (int k = 0; k < floor_kinds; ++k) who.push_back(floor_runner(k));
         if (with_posix && i == *none_index) who.push_back(runner::posix);
+        // The probe is vfork-only: a time namespace cannot be entered with CLONE_VM.
+        if (probe && !sets[i].has(ns::time)) who.push_back(runner::probe);
         for (runner r : who) {
             for (int k = 0; k < cfg.warmup; ++k) warm.push_back({i, r});
             for (int k = 0; k < cfg.count; ++k) order.push_back({i, r});
@@ -380,6 +447,8 @@ void run_matrix(const bench_config& cfg, bench_report& report, const progress_fn
         r.floor = summarize(cs.floors[0]);
         r.bare = summarize(cs.floors[1]);
         r.fork = summarize(cs.floors[2]);
+        r.probe = summarize(cs.probe);
+        r.probe_failures = std::move(cs.probe_failures);
         r.floor_method = std::string(raw.method(i));
         r.drover_method = cs.vfork_spawns * 2 > cs.drover.size() ? "vfork" : "fork";
         if (!cs.drover.empty()) {

@@ -4,9 +4,14 @@
  * The same work as the bench's bare floor (namespaces created, no maps, mounts or lo).
  *
  *   drover_raw_probe NAMESPACES COUNT PROGRAM
+ *   drover_raw_probe --serve PROGRAM
  *
  * NAMESPACES: none, or a comma list of user,pid,mnt,uts,ipc,net,cgroup. Prints one line:
  *   NAMESPACES raw n=COUNT p50=…us p90=…us max=…us
+ * With --serve it reads one NAMESPACES line at a time from stdin (at most 255 bytes), spawns
+ * PROGRAM once into them and answers "ok NANOSECONDS" or "err REASON" on stdout, so that
+ * drover bench can put its spawns into the same shuffled order as its own (`--probe`). The
+ * line "hello" is answered "ok drover_raw_probe". It ends at the end of its input.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -65,9 +70,71 @@ static double now_us(void) {
     return (double)t.tv_sec * 1e6 + (double)t.tv_nsec / 1e3;
 }
 
+static char* stack_top;
+
+/* One spawn into `flags`: its time in µs and the program's wait status, or a negative errno
+ * if clone failed. */
+static double spawn_once(int flags, int* status_out) {
+    double start = now_us();
+    pid_t pid = clone(child, stack_top, CLONE_VM | CLONE_VFORK | SIGCHLD | flags, NULL);
+    if (pid < 0) return -errno;
+    int status;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    double took = now_us() - start;
+    *status_out = status;
+    return took;
+}
+
+static int serve(void) {
+    char line[256];
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    while (fgets(line, sizeof line, stdin)) {
+        size_t len = strlen(line);
+        if (len == 0 || line[len - 1] != '\n') {
+            printf("err request longer than 255 bytes\n");
+            return 2;
+        }
+        line[len - 1] = '\0';
+        if (strcmp(line, "hello") == 0) {
+            printf("ok drover_raw_probe\n");
+            continue;
+        }
+        int flags, status = 0;
+        if (parse_namespaces(line, &flags) != 0) {
+            printf("err namespaces: '%s' is not none or a list of user,pid,mnt,uts,ipc,net,cgroup\n", line);
+            continue;
+        }
+        double took = spawn_once(flags, &status);
+        if (took < 0)
+            printf("err clone(%s): %s\n", line, strerror((int)-took));
+        else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+            printf("err %s did not exit 0 (status %#x)\n", program, status);
+        else
+            printf("ok %.0f\n", took * 1e3);
+    }
+    return 0;
+}
+
+static int make_stack(void) {
+    size_t stack_size = 64 * 1024;
+    char* stack = (char*)mmap(NULL, stack_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    if (stack == MAP_FAILED) return -1;
+    stack_top = stack + stack_size;
+    return 0;
+}
+
 int main(int argc, char** argv) {
+    if (argc == 3 && strcmp(argv[1], "--serve") == 0) {
+        program = argv[2];
+        if (make_stack() != 0) {
+            perror("drover_raw_probe: stack");
+            return 1;
+        }
+        return serve();
+    }
     if (argc != 4) {
-        fprintf(stderr, "usage: drover_raw_probe NAMESPACES COUNT PROGRAM\n");
+        fprintf(stderr, "usage: drover_raw_probe NAMESPACES COUNT PROGRAM | --serve PROGRAM\n");
         return 2;
     }
     int flags;
@@ -84,24 +151,18 @@ int main(int argc, char** argv) {
         return 2;
     }
     program = argv[3];
-    size_t stack_size = 64 * 1024;
-    char* stack = (char*)mmap(NULL, stack_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
     double* t = (double*)malloc((size_t)count * sizeof *t);
-    if (stack == MAP_FAILED || !t) {
+    if (make_stack() != 0 || !t) {
         perror("drover_raw_probe: memory");
         return 1;
     }
     for (long i = 0; i < count; ++i) {
-        double start = now_us();
-        pid_t pid = clone(child, stack + stack_size, CLONE_VM | CLONE_VFORK | SIGCHLD | flags, NULL);
-        if (pid < 0) {
-            fprintf(stderr, "drover_raw_probe: clone(%s): %s\n", argv[1], strerror(errno));
+        int status = 0;
+        t[i] = spawn_once(flags, &status);
+        if (t[i] < 0) {
+            fprintf(stderr, "drover_raw_probe: clone(%s): %s\n", argv[1], strerror((int)-t[i]));
             return 1;
         }
-        int status;
-        while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-        }
-        t[i] = now_us() - start;
         if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
             fprintf(stderr, "drover_raw_probe: %s did not exit 0 (status %#x)\n", program, status);
             return 1;

@@ -7,8 +7,10 @@
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
+#include <map>
 #include <regex>
 #include <sstream>
+#include <string>
 #include <vector>
 
 #include "bench/report.hpp"
@@ -186,6 +188,54 @@ TEST(BenchCli, TinyRunWritesJsonThatReadsBack) {
     expect_usage_error("compare " + json + " " + broken, "schema is not drover-bench/2");
     for (const std::string& f : {json, svg, md, csvg, broken}) std::remove(f.c_str());
     ::rmdir(dir);
+}
+
+// --probe from the outside: drover_raw_probe's spawns sit in the matrix's own shuffled order,
+// beside the bare floor, for every set but one with a time namespace (the probe is vfork-only),
+// in the table, the CSV and the JSON. The probe's times are its own: never equal to the bare
+// floor's for a whole set of samples.
+TEST(BenchCli, TheIndependentProbeRunsInTheMatrixBesideTheBareFloor) {
+    char dir[] = "/tmp/drover-bench-cli-XXXXXX";
+    ASSERT_NE(::mkdtemp(dir), nullptr);
+    const std::string csv = std::string(dir) + "/out.csv", json = std::string(dir) + "/out.json";
+    cli_result r = run_cli("--ns none --ns user,net --ns time -n 4 --warmup 1 --workload exec-static --probe --csv " +
+                           csv + " --json " + json);
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_NE(r.out.find("Independent probe (drover_raw_probe"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("bare ÷ probe"), std::string::npos) << r.out;
+    std::ifstream in(csv);
+    std::map<std::string, std::vector<std::string>> rows;  // set -> its raw_probe row
+    for (std::string line; std::getline(in, line);)
+        if (line.find(",raw_probe,total,") != std::string::npos) rows[line.substr(7, line.find(',', 7) - 7)].push_back(line);
+    EXPECT_EQ(rows.size(), 2u);
+    for (const std::string set : {"none", "user+net"}) {
+        ASSERT_EQ(rows[set].size(), 1u) << set;
+        // matrix,SET,raw_probe,total,N,P50,...: four samples, a p50 above zero.
+        std::stringstream ss(rows[set][0]);
+        std::vector<std::string> cells;
+        for (std::string c; std::getline(ss, c, ',');) cells.push_back(c);
+        ASSERT_GE(cells.size(), 6u);
+        EXPECT_EQ(cells[4], "4") << rows[set][0];
+        EXPECT_GT(std::stod(cells[5]), 0) << rows[set][0];
+    }
+    std::ifstream js(json);
+    bench_report back = report_from_json(nlohmann::json::parse(js));
+    ASSERT_EQ(back.combos.size(), 3u);
+    for (const combo_result& c : back.combos) {
+        if (c.set.has(ns::time)) {
+            EXPECT_EQ(c.probe.n, 0u);
+            continue;
+        }
+        EXPECT_EQ(c.probe.n, 4u) << c.set.str();
+        EXPECT_TRUE(c.probe_failures.empty()) << c.set.str();
+        EXPECT_GT(c.probe_check(), 0) << c.set.str();
+        EXPECT_FALSE(c.probe == c.bare) << c.set.str();
+    }
+    std::remove(csv.c_str());
+    std::remove(json.c_str());
+    ::rmdir(dir);
+    expect_usage_error("--ns none --probe", "--probe needs --workload exec-static or exec:PATH");
+    expect_usage_error("--peers --no-matrix --probe --workload exec-static", "drop --no-matrix");
 }
 
 // The throughput floor from the outside: a short run gives each point a floor rate and

@@ -41,6 +41,8 @@ bench_report sample_report() {
     up.drover_p50_ci = {390e3, 410e3};
     up.bare_failures = {{"clone: Invalid argument", 1}};
     up.fork_failures = {{"floor child failed at execve", 3}};
+    up.probe = sample_summary(335e3);
+    up.probe_failures = {{"clone(user+pid): Operation not permitted", 1}};
     up.drover_failures = {{"clone3: Operation not permitted", 2}};
     up.floor_failures = {{"floor child failed at waiting for id maps", 1}};
     up.marginal = {{ns::user, 150e3}, {ns::pid, -3e3}};

@@ -35,6 +35,7 @@ struct bench_options {
     double duration = 2.0;
     unsigned spawn_threads = 0;  // 0: the process-wide setting (1, or DROVER_SPAWN_THREADS)
     bool peers = false;
+    bool probe = false;
     bool no_matrix = false;
     std::string json, csv, markdown, svg;
     std::string profile;  // perf.data to write
@@ -141,6 +142,7 @@ bench::bench_config make_config(const bench_options& o) {
     cfg.duration = o.duration;
     cfg.spawn_threads = o.spawn_threads ? o.spawn_threads : spawn_threads();
     cfg.peers = o.peers;
+    cfg.probe = o.probe;
     cfg.concurrency = parse_concurrency(o.concurrency);
     std::vector<std::string> selections = o.ns.empty() ? std::vector<std::string>{"matrix"} : o.ns;
     for (const std::string& s : selections) {
@@ -178,6 +180,9 @@ bench::bench_config make_config(const bench_options& o) {
                                 " is not an executable file"};
     }
     cfg.work = *w;
+    if (cfg.probe && !cfg.work.execs())
+        throw usage_problem{"--probe needs --workload exec-static or exec:PATH (the probe execs a program)"};
+    if (cfg.probe && o.no_matrix) throw usage_problem{"--probe runs in the matrix: drop --no-matrix"};
     return cfg;
 }
 
@@ -351,6 +356,8 @@ command_main add_bench_command(CLI::App& app, command_check* check) {
                              "CPUs); default 1 (or $DROVER_SPAWN_THREADS): the event-loop thread only");
     sub->add_flag("--peers", o->peers,
                   "compare user+pid+mnt+uts+ipc+net /bin/true with unshare(1), bwrap and runc");
+    sub->add_flag("--probe", o->probe,
+                  "also time drover_raw_probe (none of drover's code) in the matrix's shuffled order, beside the bare floor");
     sub->add_flag("--no-matrix", o->no_matrix, "skip the matrix (e.g. with --peers alone)");
     sub->add_option("--json", o->json, "write the full results as JSON (docs/bench-schema.md)");
     sub->add_option("--csv", o->csv, "write the results as CSV");

@@ -5,7 +5,9 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <sys/types.h>
+#include <vector>
 
 #include "bench/floor.hpp"
 
@@ -26,6 +28,13 @@ public:
     /// Starts the helper at `path`; false with `error` set if it cannot be started or does
     /// not answer a first request.
     bool start(const std::string& path, std::string& error);
+    /// The same for any helper that answers one line per request line on its stdin and stdout
+    /// (drover_raw_probe --serve): `argv` is started, and `hello` must get an answer that
+    /// starts with `expect`; else `error` says it did not answer as `what`.
+    bool start_as(const std::vector<std::string>& argv, const std::string& hello,
+                  std::string_view expect, std::string_view what, std::string& error);
+    /// One request line out, one answer line back; false if the helper stopped answering.
+    bool ask(const std::string& request, std::string& answer);
     [[nodiscard]] bool running() const noexcept { return pid_ > 0; }
 
     /// Defines a plan in the helper; returns its id, or -1 with `error`. `method` is set to
@@ -43,7 +52,6 @@ public:
     floor_loop_result finish_loop(std::int64_t give_up_ns);
 
 private:
-    bool ask(const std::string& request, std::string& answer);
     bool send_line(const std::string& request);
     // One answer line; false if the helper closed, sent garbage or `give_up_ns` (-1: never)
     // passed first.

@@ -39,12 +39,16 @@ struct combo_result {
     summary floor;
     summary bare;  ///< the same method creating the namespaces only (no maps, /proc, lo)
     summary fork;  ///< the fork-style floor with the same setup: the second, named baseline
+    /// drover_raw_probe (`--probe`): the bare floor's work done by a program that shares no
+    /// code with drover or the bench, in the same shuffled order. n = 0 when it did not run.
+    summary probe;
     std::string floor_method;   ///< "vfork", or "fork" (a time namespace)
     std::string drover_method;  ///< the method drover's spawns took: "vfork" or "fork"
     failure_counts drover_failures;
     failure_counts floor_failures;
     failure_counts bare_failures;
     failure_counts fork_failures;
+    failure_counts probe_failures;
     interval ratio_ci;              ///< 95 % bootstrap interval of ratio()
     interval drover_p50_ci;         ///< 95 % bootstrap interval of drover.p50 (for compare)
     std::map<ns, double> marginal;  ///< per member: p50(S) − p50(S − it), if measured
@@ -53,6 +57,9 @@ struct combo_result {
     [[nodiscard]] double ratio() const noexcept { return over(drover, floor); }
     [[nodiscard]] double bare_ratio() const noexcept { return over(drover, bare); }
     [[nodiscard]] double fork_ratio() const noexcept { return over(drover, fork); }
+    /// The bare floor p50 ÷ the independent probe's p50: 1 when the helper times the kernel's
+    /// work as an outsider would.
+    [[nodiscard]] double probe_check() const noexcept { return over(bare, probe); }
     /// What drover adds to the floor at p50 (ns; may be negative within noise).
     [[nodiscard]] double drover_share() const noexcept { return drover.n && floor.n ? drover.p50 - floor.p50 : 0; }
     /// What the default setup (maps, /proc, lo) costs the floor at p50 (ns).

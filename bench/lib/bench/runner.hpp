@@ -83,7 +83,14 @@ struct bench_config {
     /// 0: the process-wide setting (process/spawn_threads.hpp).
     unsigned spawn_threads = 0;
     bool peers = false;
+    /// Also run drover_raw_probe --serve (bare method, none of drover's code) in the matrix's
+    /// shuffled order, for every set without a time namespace; needs an exec workload.
+    bool probe = false;
 };
+
+/// Where drover_raw_probe is: $DROVER_RAW_PROBE, the path the build recorded, beside the
+/// running program, or ../libexec/drover. Empty if none is executable.
+std::string raw_probe_path();
 
 /// Called between samples (never inside a timed region).
 struct progress_event {
