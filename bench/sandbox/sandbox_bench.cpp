@@ -69,6 +69,7 @@ struct variant {
     bool force_fork = false;
     bool warm = false;                 // started from a warm pool (filled before each timed spawn)
     bool prestart = true;              // ... of pre-started jobs (else: holders a job enters)
+    bool stub = true;                  // ... waiting in drover_ready_stub where it can
     std::shared_ptr<warm_pool> pool;   // made with `prepared`
     int rewind_fd = -1;  // a seccomp program bwrap reads to EOF: back to 0 before each launch
     std::string skipped;
@@ -475,11 +476,18 @@ int main(int argc, char** argv) {
         v->prestart = false;
         v = add("sandbox-prestarted", "drover sandbox, pre-started",
                 "'drover sandbox' from a warm pool of pre-started jobs (warm_options::prestart): each job "
-                "process made its namespaces, root, /proc, ids, capabilities and limits ahead and waits; the "
-                "timed start sends argv, env and descriptors, and the job installs its seccomp filter and "
-                "execs (tearing down the copy of this process's memory it was forked with)",
+                "process made its namespaces, root, /proc, ids, capabilities, limits and seccomp filter "
+                "ahead and waits in drover_ready_stub; the timed start sends argv, env and descriptors, and "
+                "the stub puts the descriptors in place and execs",
                 false, sandboxed);
         v->warm = true;
+        v = add("sandbox-prestarted-nostub", "drover sandbox, pre-started, no stub",
+                "the same with warm_options::stub = false: the job waits in drover's forked child, and "
+                "the timed start also installs its seccomp filter and tears down the copy of this "
+                "process's memory it was forked with",
+                true, sandboxed);
+        v->warm = true;
+        v->stub = false;
     }
 
     {
@@ -616,6 +624,7 @@ int main(int argc, char** argv) {
                 wo.size = 1;
                 wo.refill_thread = false;
                 wo.prestart = v.prestart;
+                wo.stub = v.stub;
                 v.pool = std::make_shared<warm_pool>(*v.prepared, wo);
                 if (v.pool->fill() < 1) v.skipped = "no warm set could be made: " + v.pool->stats().last_error;
             }
@@ -666,18 +675,18 @@ int main(int argc, char** argv) {
                 o.warmup, static_cast<unsigned long long>(o.seed), pin_note.c_str());
     std::printf("load average before %s, after %s; measured in %.1f s\n\n", load_before.c_str(), load_after.c_str(),
                 run_seconds);
-    std::printf("%-30s %5s %9s %9s %9s %9s %9s  %-18s %s\n", "spawn->exec->exit->reap (ms)", "n", "p50", "p90",
+    std::printf("%-38s %5s %9s %9s %9s %9s %9s  %-18s %s\n", "spawn->exec->exit->reap (ms)", "n", "p50", "p90",
                 "p99", "mean", "max", "clone method", "failures");
     for (const variant& v : variants) {
         if (!v.skipped.empty()) {
-            std::printf("%-30s skipped: %s\n", v.label.c_str(), v.skipped.c_str());
+            std::printf("%-38s skipped: %s\n", v.label.c_str(), v.skipped.c_str());
             continue;
         }
         summary s = bench::summarize(std::span<const std::int64_t>(v.total));
         sums[v.key] = s;
         std::size_t failed = 0;
         for (const auto& [why, n] : v.failures) failed += n;
-        std::printf("%-30s %5zu %9s %9s %9s %9s %9s  %-18s %zu\n", v.label.c_str(), s.n, ms(s.p50).c_str(),
+        std::printf("%-38s %5zu %9s %9s %9s %9s %9s  %-18s %zu\n", v.label.c_str(), s.n, ms(s.p50).c_str(),
                     ms(s.p90).c_str(), ms(s.p99).c_str(), ms(s.mean).c_str(), ms(s.max).c_str(),
                     methods_text(v).c_str(), failed);
         for (const auto& [why, n] : v.failures) std::printf("    %zu x %s\n", n, why.c_str());
@@ -702,6 +711,7 @@ int main(int argc, char** argv) {
     ratio("warm sandbox p50 / no-namespace p50", "sandbox-warm", "plain", 1.2, false);
     ratio("bwrap p50 / warm sandbox p50", "bwrap", "sandbox-warm", 10.0, true);
     ratio("pre-started p50 / no-namespace p50", "sandbox-prestarted", "plain", 1.2, false);
+    ratio("bwrap p50 / pre-started p50", "bwrap", "sandbox-prestarted", 10.0, true);
     for (const variant& v : variants) {
         if (!v.pool) continue;
         warm_stats ws = v.pool->stats();
@@ -711,13 +721,13 @@ int main(int argc, char** argv) {
     }
 
     std::printf("\nwhere the time goes: medians of drover's stages (ms; for bwrap, bwrap's own process)\n");
-    std::printf("%-30s", "variant");
+    std::printf("%-38s", "variant");
     for (std::string_view n : stage_durations::names) std::printf(" %8.*s", static_cast<int>(n.size()), n.data());
     std::printf(" %8s %8s\n", "staged", "outside");
     for (const variant& v : variants) {
         if (!v.skipped.empty() || v.stages.empty()) continue;
         auto m = stage_medians(v);
-        std::printf("%-30s", v.label.c_str());
+        std::printf("%-38s", v.label.c_str());
         for (double x : m) std::printf(" %8s", ms(x).c_str());
         std::vector<std::int64_t> staged;
         for (const stage_durations& d : v.stages) staged.push_back(d.total);
@@ -736,7 +746,7 @@ int main(int argc, char** argv) {
         double outside = 0;
         for (std::int64_t x : v.outside) outside += static_cast<double>(x);
         const double n = static_cast<double>(v.stages.size());
-        std::printf("%-30s", v.label.c_str());
+        std::printf("%-38s", v.label.c_str());
         for (double x : sum) std::printf(" %8s", ms(x / n).c_str());
         std::printf(" %8s\n", ms(outside / n).c_str());
     }

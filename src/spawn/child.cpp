@@ -543,16 +543,20 @@ void signals(const child_ctx& c) noexcept {
     finish(c);
 }
 
-// Closes every descriptor from 3 up but `a` and `b`: a ready job may wait long, and a copy of
-// another job's pipe end (the fork copied drover's table) would hold that pipe open.
-void keep_only(int a, int b) noexcept {
-    if (a > b) {
-        int t = a;
-        a = b;
-        b = t;
-    }
+// Closes every descriptor from 3 up but `a`, `b` and `c` (-1: none): a ready job may wait
+// long, and a copy of another job's pipe end (the fork copied drover's table) would hold that
+// pipe open.
+void keep_only(int a, int b, int c = -1) noexcept {
+    int keep[3] = {a, b, c};
+    for (int i = 0; i < 3; ++i)  // three values: a sorting network of three swaps
+        for (int j = i + 1; j < 3; ++j)
+            if (keep[j] < keep[i]) {
+                int t = keep[i];
+                keep[i] = keep[j];
+                keep[j] = t;
+            }
     unsigned from = 3;
-    for (int k : {a, b}) {
+    for (int k : keep) {
         if (k < static_cast<int>(from)) continue;
         if (k > static_cast<int>(from)) (void)sys::close_range(from, static_cast<unsigned>(k - 1), 0);
         from = static_cast<unsigned>(k) + 1;
@@ -584,6 +588,37 @@ bool take_strings(char*& pos, char* end, char** out, unsigned count) noexcept {
     }
     out[count] = nullptr;
     return true;
+}
+
+// Decimal digits of v into buf (at least 21 bytes), async-signal-safe; returns buf.
+char* decimal(std::int64_t v, char* buf) noexcept {
+    char tmp[21];
+    int n = 0;
+    std::uint64_t u = v < 0 ? 0 : static_cast<std::uint64_t>(v);
+    do tmp[n++] = static_cast<char>('0' + u % 10);
+    while ((u /= 10) != 0);
+    for (int i = 0; i < n; ++i) buf[i] = tmp[n - 1 - i];
+    buf[n] = '\0';
+    return buf;
+}
+
+// A pre-started job, set up, waiting in drover_ready_stub (src/stub/ready_stub.cpp): its
+// signals and seccomp filter are put in place now, off the job's latency path, and it execs
+// the stub through its descriptor (found whatever the root is now). The stub says it is
+// ready, and takes the go message as await_go() would. The report pipe and go socket survive
+// that execve; the stub marks them close-on-exec again.
+[[noreturn]] void exec_ready_stub(child_ctx& c) noexcept {
+    const launch_frame& f = c.f;
+    signals(c);
+    seccomp(c);
+    keep_only(f.report_write, f.go_fd, f.stub_fd);
+    check(c, child_stage::exec, 0, raw_fcntl(f.report_write, F_SETFD, 0) == 0);
+    check(c, child_stage::exec, 0, raw_fcntl(f.go_fd, F_SETFD, 0) == 0);
+    char go[24], rep[24], start[24];
+    char name[] = "drover-ready-stub";
+    char* const argv[] = {name, decimal(f.go_fd, go), decimal(f.report_write, rep), decimal(c.start, start), nullptr};
+    raw_execveat(f.stub_fd, "", argv, f.envp, AT_EMPTY_PATH);
+    fail(c, child_stage::exec, 0, errno);
 }
 
 // A pre-started job, set up: says it is ready, keeps nothing of drover's but its stdio, the
@@ -680,7 +715,10 @@ void run_child(const launch_frame& frame) noexcept {
     capabilities(c);
     privileges_and_cwd(c);
     // A pre-started job stops here until its program and descriptors arrive.
-    if (frame.role == child_role::ready) await_go(c);
+    if (frame.role == child_role::ready) {
+        if (frame.stub_fd >= 0) exec_ready_stub(c);
+        await_go(c);
+    }
     descriptors(c);
     signals(c);
     finish(c);

@@ -32,6 +32,9 @@ inline int raw_fcntl(int fd, int cmd, long arg = 0) noexcept { return static_cas
 /// which can need memory an RLIMIT_AS already set in the child refuses (TSan died so).
 /// The caller handles source == target, which dup3 refuses.
 inline int raw_dup3(int from, int to) noexcept { return static_cast<int>(::syscall(SYS_dup3, from, to, 0)); }
+inline int raw_execveat(int dirfd, const char* path, char* const* argv, char* const* envp, int flags) noexcept {
+    return static_cast<int>(::syscall(SYS_execveat, dirfd, path, argv, envp, flags));
+}
 inline int raw_socket(int domain, int type, int protocol) noexcept {
     return static_cast<int>(::syscall(SYS_socket, domain, type, protocol));
 }

@@ -442,7 +442,7 @@ void force_clone_method(std::optional<clone_method> m) noexcept {
 namespace {
 
 bool launch_child(const prepared_spawn& p, launched_child& child, spawn_failure& failure,
-                  const launch_extras& extras, int hold_read, int go_fd = -1);
+                  const launch_extras& extras, int hold_read, int go_fd = -1, int stub_fd = -1);
 
 thread_local child_stack warm_job_stack;
 
@@ -799,7 +799,7 @@ namespace {
 // waits on that descriptor once its namespaces are set up. go_fd >= 0: a pre-started job
 // (fork path), which waits there for its program once all of its setup is done.
 bool launch_child(const prepared_spawn& p, launched_child& child, spawn_failure& failure,
-                  const launch_extras& extras, int hold_read, int go_fd) {
+                  const launch_extras& extras, int hold_read, int go_fd, int stub_fd) {
     const prepared_data& d = p.data();
     child = launched_child{};
 
@@ -815,6 +815,7 @@ bool launch_child(const prepared_spawn& p, launched_child& child, spawn_failure&
     if (go_fd >= 0) {
         f.role = detail::child_role::ready;
         f.go_fd = go_fd;
+        f.stub_fd = stub_fd;
     }
 
     auto report = sys::pipe();
@@ -974,7 +975,7 @@ namespace {
 
 // A pre-started job: the fork path with role ready; it is ready once it has written its
 // first report record (setup done), and waits for its program on the go socket.
-std::unique_ptr<warm_set> make_ready_job(const prepared_spawn& p, spawn_failure& failure) {
+std::unique_ptr<warm_set> make_ready_job(const prepared_spawn& p, spawn_failure& failure, bool stub) {
     int sv[2];
     if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
         failure = parent_failure(child_stage::pipes, sys::errno_code(errno), "go socket", p.spec().namespaces);
@@ -983,7 +984,8 @@ std::unique_ptr<warm_set> make_ready_job(const prepared_spawn& p, spawn_failure&
     sys::unique_fd ours(sv[0]), theirs(sv[1]);
     launched_child job;
     std::int64_t start = sys::monotonic_ns();
-    bool ok = launch_child(p, job, failure, {}, -1, theirs.get());
+    const int stub_fd = stub && ready_stub_unusable(p).empty() ? detail::ready_stub_fd() : -1;
+    bool ok = launch_child(p, job, failure, {}, -1, theirs.get(), stub_fd);
     theirs.reset();
     if (!ok) return nullptr;
     std::byte buf[report_max_size];
@@ -1015,12 +1017,13 @@ std::unique_ptr<warm_set> make_ready_job(const prepared_spawn& p, spawn_failure&
 
 }  // namespace
 
-std::unique_ptr<warm_set> make_warm_set(const prepared_spawn& p, spawn_failure& failure, bool prestart) {
+std::unique_ptr<warm_set> make_warm_set(const prepared_spawn& p, spawn_failure& failure, bool prestart,
+                                        bool stub) {
     if (std::string why = warm_unsupported(p, prestart); !why.empty()) {
         failure = spawn_failure{child_stage::prepare, sys::errno_code(EINVAL), why, {}};
         return nullptr;
     }
-    if (prestart) return make_ready_job(p, failure);
+    if (prestart) return make_ready_job(p, failure, stub);
     auto hold = sys::pipe();
     if (!hold) {
         failure = parent_failure(child_stage::pipes, hold.error(), "hold pipe", p.spec().namespaces);

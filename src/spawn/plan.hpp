@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "drover/spawn/launch.hpp"
+#include "wire.hpp"
 
 namespace drover::detail {
 
@@ -126,23 +127,6 @@ enum class child_role : std::uint8_t {
     ready,     // a pre-started job: does all of its setup, then waits on go_fd for its program
 };
 
-/// What drover sends a ready job on its go socket: this header (with the job's descriptors as
-/// SCM_RIGHTS), then `blob` bytes of NUL-terminated strings: the execve candidates, argv,
-/// and env (env_count == env_inherit: the environment the job was started with).
-struct go_header {
-    static constexpr std::uint32_t magic_value = 0x64726f76;  // "drov"
-    static constexpr std::uint16_t env_inherit = 0xffff;
-    std::uint32_t magic = magic_value;
-    std::uint32_t blob = 0;
-    std::uint16_t candidates = 0;
-    std::uint16_t argc = 0;
-    std::uint16_t env_count = 0;
-    std::uint16_t fd_count = 0;   // descriptors attached, in the order of targets
-    std::int32_t targets[3 + 16] = {};
-};
-/// Most bytes of strings a ready job takes (argv and env together).
-inline constexpr std::uint32_t go_blob_max = 8u << 20;
-
 /// Per-launch values the child needs beside the shared plan. Lives on the parent's stack
 /// during clone3; the child has its own copy.
 struct launch_frame {
@@ -173,6 +157,7 @@ struct launch_frame {
     const launch_frame* job_frame = nullptr;  // what the job walks (role warm_job)
     int entry_result = -1;  // fork-style entry (no job_stack): {err, pid, pidfd} go here
     int go_fd = -1;         // ready: the socket its program arrives on (go_header)
+    int stub_fd = -1;       // ready: drover_ready_stub, to wait in once set up (or -1: wait here)
     mutable pid_t job_pid = -1;
     mutable int job_pidfd = -1;
     mutable int entry_err = 0;
@@ -201,20 +186,16 @@ void prepare_walls(prepared_data& d);
 /// execve or _exit. Never returns.
 [[noreturn]] void run_child(const launch_frame& frame) noexcept;
 
+/// drover_ready_stub, opened O_PATH once per process, or -1 if it was not found.
+int ready_stub_fd() noexcept;
+
 /// run_child(*static_cast<const launch_frame*>(frame)), as clone3_vm's entry function.
 void child_entry(void* frame) noexcept;
 
 /// The report index of a failed capture (fs_captures[i]) is i | capture_index_bit.
 inline constexpr unsigned capture_index_bit = 0x8000;
 
-/// A record on the report pipe.
-struct child_report {
-    std::uint16_t stage;  // child_stage; none = setup done, about to execve
-    std::uint16_t index;  // which mount, rlimit or fd
-    std::int32_t err;
-    std::int64_t child_start;
-    std::int64_t setup_done;
-};
+
 static_assert(sizeof(child_report) == report_record_size);
 
 }  // namespace drover::detail

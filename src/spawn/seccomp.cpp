@@ -2,6 +2,9 @@
 #include "drover/spawn/seccomp.hpp"
 
 #include <fcntl.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <seccomp.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -420,6 +423,70 @@ seccomp_policy seccomp_policy::load(const std::string& path) {
         if (text.size() > max_policy_bytes) throw spec_error(path + ": larger than 1 MiB: not a seccomp policy");
     }
     return parse(text, path);
+}
+
+bool seccomp_program::allows(int nr, std::uint64_t arg) const noexcept {
+#if defined(__x86_64__)
+    constexpr std::uint32_t native = AUDIT_ARCH_X86_64;
+#elif defined(__aarch64__)
+    constexpr std::uint32_t native = AUDIT_ARCH_AARCH64;
+#else
+    return false;
+#endif
+    struct seccomp_data in{};
+    in.nr = nr;
+    in.arch = native;
+    for (auto& a : in.args) a = arg;
+    unsigned char data[sizeof in];
+    std::memcpy(data, &in, sizeof in);
+    std::uint32_t acc = 0, x = 0, mem[BPF_MEMWORDS] = {};
+    const std::size_t n = insns_.size();
+    for (std::size_t pc = 0, steps = 0; pc < n && steps <= n; ++steps) {
+        struct sock_filter f;
+        std::memcpy(&f, &insns_[pc], sizeof f);
+        ++pc;
+        switch (f.code) {
+            case BPF_LD | BPF_W | BPF_ABS:
+                if (f.k % 4 != 0 || f.k + 4 > sizeof data) return false;
+                std::memcpy(&acc, data + f.k, 4);
+                break;
+            case BPF_LD | BPF_IMM: acc = f.k; break;
+            case BPF_LDX | BPF_IMM: x = f.k; break;
+            case BPF_LD | BPF_MEM:
+                if (f.k >= BPF_MEMWORDS) return false;
+                acc = mem[f.k];
+                break;
+            case BPF_LDX | BPF_MEM:
+                if (f.k >= BPF_MEMWORDS) return false;
+                x = mem[f.k];
+                break;
+            case BPF_ST:
+                if (f.k >= BPF_MEMWORDS) return false;
+                mem[f.k] = acc;
+                break;
+            case BPF_STX:
+                if (f.k >= BPF_MEMWORDS) return false;
+                mem[f.k] = x;
+                break;
+            case BPF_ALU | BPF_AND | BPF_K: acc &= f.k; break;
+            case BPF_ALU | BPF_OR | BPF_K: acc |= f.k; break;
+            case BPF_ALU | BPF_AND | BPF_X: acc &= x; break;
+            case BPF_MISC | BPF_TAX: x = acc; break;
+            case BPF_MISC | BPF_TXA: acc = x; break;
+            case BPF_JMP | BPF_JA: pc += f.k; break;
+            case BPF_JMP | BPF_JEQ | BPF_K: pc += acc == f.k ? f.jt : f.jf; break;
+            case BPF_JMP | BPF_JGT | BPF_K: pc += acc > f.k ? f.jt : f.jf; break;
+            case BPF_JMP | BPF_JGE | BPF_K: pc += acc >= f.k ? f.jt : f.jf; break;
+            case BPF_JMP | BPF_JSET | BPF_K: pc += (acc & f.k) ? f.jt : f.jf; break;
+            case BPF_JMP | BPF_JEQ | BPF_X: pc += acc == x ? f.jt : f.jf; break;
+            case BPF_JMP | BPF_JGT | BPF_X: pc += acc > x ? f.jt : f.jf; break;
+            case BPF_JMP | BPF_JGE | BPF_X: pc += acc >= x ? f.jt : f.jf; break;
+            case BPF_RET | BPF_K: return (f.k & SECCOMP_RET_ACTION_FULL) == SECCOMP_RET_ALLOW;
+            case BPF_RET | BPF_A: return (acc & SECCOMP_RET_ACTION_FULL) == SECCOMP_RET_ALLOW;
+            default: return false;
+        }
+    }
+    return false;
 }
 
 seccomp_program::seccomp_program(std::vector<std::uint64_t> insns) : insns_(std::move(insns)) {

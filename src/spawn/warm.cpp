@@ -191,7 +191,7 @@ struct warm_pool::impl {
     // Makes one set outside the lock and files it (or the failure). Whether it made one.
     bool make_one() {
         spawn_failure failure;
-        auto set = make_warm_set(spec, failure, opt.prestart);
+        auto set = make_warm_set(spec, failure, opt.prestart, opt.stub);
         std::lock_guard lock(mu);
         if (!set) {
             ++st.failed;

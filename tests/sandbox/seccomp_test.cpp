@@ -2,6 +2,7 @@
 // libseccomp, installed last before execve, and seen to act from inside the child.
 #include <gtest/gtest.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "drover/spawn/spawn_error.hpp"
@@ -98,6 +99,33 @@ TEST(SeccompPolicy, ProgramsFromBytesMustBeWholeInstructions) {
     auto def = seccomp_program::compile(seccomp_policy::builtin_default());
     auto copy = seccomp_program::from_bytes(def->bytes());
     EXPECT_EQ(copy->instructions(), def->instructions());
+}
+
+// allows() runs the compiled program as the kernel would: the answers follow the policy, for
+// a deny list, an allow list and a rule on an argument.
+TEST(SeccompPolicy, AProgramSaysWhichCallsItLetsThrough) {
+    auto def = seccomp_program::compile(seccomp_policy::builtin_default());
+    for (long nr : {SYS_read, SYS_write, SYS_execve, SYS_recvmsg, SYS_exit_group}) EXPECT_TRUE(def->allows(static_cast<int>(nr))) << nr;
+    for (long nr : {SYS_ptrace, SYS_keyctl, SYS_bpf, SYS_mount, SYS_setns}) EXPECT_FALSE(def->allows(static_cast<int>(nr))) << nr;
+
+    seccomp_policy only;
+    only.default_action = seccomp_action::kill();
+    only.rules.push_back({{"read", "exit_group"}, seccomp_action::allow(), {}});
+    auto allow_list = seccomp_program::compile(only);
+    EXPECT_TRUE(allow_list->allows(SYS_read));
+    EXPECT_TRUE(allow_list->allows(SYS_exit_group));
+    EXPECT_FALSE(allow_list->allows(SYS_write));
+    EXPECT_FALSE(allow_list->allows(SYS_recvmsg));
+
+    seccomp_policy on_arg;
+    on_arg.rules.push_back({{"fcntl"}, seccomp_action::fail(EPERM), {{1, seccomp_arg::op::eq, 5, ~0ULL}}});
+    auto by_arg = seccomp_program::compile(on_arg);
+    EXPECT_TRUE(by_arg->allows(SYS_fcntl, 0));
+    EXPECT_FALSE(by_arg->allows(SYS_fcntl, 5));
+
+    // An instruction seccomp programs do not use: not followed, so not allowed.
+    const std::uint64_t odd = 0x0000000000000084;  // BPF_ALU | BPF_NEG
+    EXPECT_FALSE(seccomp_program::from_bytes(std::string(reinterpret_cast<const char*>(&odd), 8))->allows(SYS_read));
 }
 
 TEST(Seccomp, AnErrnoRuleFailsThatCallInsideOnly) {

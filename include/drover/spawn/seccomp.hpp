@@ -96,6 +96,11 @@ public:
     /// A struct sock_fprog pointing into this object.
     [[nodiscard]] const void* fprog() const noexcept { return &prog_; }
     [[nodiscard]] std::size_t instructions() const noexcept { return insns_.size(); }
+    /// Whether the program lets syscall `nr` of this machine's native ABI through when every
+    /// argument is `arg` (it runs the program as the kernel would, on that input). false also
+    /// for a program it cannot follow: an instruction outside what seccomp filters use, a
+    /// jump out of range, or no return.
+    [[nodiscard]] bool allows(int nr, std::uint64_t arg = 0) const noexcept;
     [[nodiscard]] std::string_view bytes() const noexcept {
         return {reinterpret_cast<const char*>(insns_.data()), insns_.size() * sizeof(std::uint64_t)};
     }

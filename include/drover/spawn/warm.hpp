@@ -94,7 +94,14 @@ std::string warm_unsupported(const prepared_spawn& p, bool prestart = false);
 
 /// Makes one set for `p`, waiting until its holder (or, with `prestart`, the pre-started job)
 /// is ready. nullptr with `failure` filled if it could not (nothing is then left).
-std::unique_ptr<warm_set> make_warm_set(const prepared_spawn& p, spawn_failure& failure, bool prestart = false);
+/// With `prestart` and `stub`, the job waits in drover_ready_stub if it can
+/// (ready_stub_unusable); else in drover's own child.
+std::unique_ptr<warm_set> make_warm_set(const prepared_spawn& p, spawn_failure& failure, bool prestart = false,
+                                        bool stub = true);
+
+/// Why a pre-started job of `p` cannot wait in drover_ready_stub (no program, the stub not
+/// found, a seccomp filter that refuses a syscall the stub makes), or empty if it can.
+std::string ready_stub_unusable(const prepared_spawn& p);
 
 struct warm_options {
     /// How many ready sets the pool keeps.
@@ -111,6 +118,11 @@ struct warm_options {
     /// the default: false, a job enters a holder's namespaces and any job with the same
     /// namespace setup may.
     bool prestart = false;
+    /// A pre-started job, once set up (its seccomp filter installed too), execs
+    /// drover_ready_stub and waits there: it then holds none of drover's memory, and its start
+    /// is one message and one execve. Where the stub cannot be used (ready_stub_unusable) the
+    /// job waits in drover's child as before. false: always the latter.
+    bool stub = true;
 };
 
 /// What a pool has done, for people and --json.

@@ -1,0 +1,184 @@
+// Pre-started jobs waiting in drover_ready_stub: what the waiting process is (the stub, its
+// filter already installed, none of drover's memory), what the job then sees from inside, a
+// failure named by stage, and the cases where the job waits in drover's child instead.
+#include <gtest/gtest.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <string>
+
+#include "drover/spawn/launch.hpp"
+#include "drover/spawn/seccomp.hpp"
+#include "drover/spawn/warm.hpp"
+#include "support.hpp"
+#include "warm_support.hpp"
+
+namespace drover {
+namespace {
+
+using test::open_fd_count;
+using test::zombie_children;
+
+std::string exe_of(pid_t pid) {
+    char buf[4096];
+    ssize_t n = ::readlink(("/proc/" + std::to_string(pid) + "/exe").c_str(), buf, sizeof buf - 1);
+    return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string();
+}
+
+// One field of /proc/PID/status ("Seccomp", "VmRSS"), its value without the unit.
+std::string status_field(pid_t pid, const std::string& key) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+    for (std::string line; std::getline(in, line);)
+        if (line.rfind(key + ":", 0) == 0) {
+            std::string v = line.substr(key.size() + 1);
+            v.erase(0, v.find_first_not_of(" \t"));
+            return v.substr(0, v.find(' '));
+        }
+    return {};
+}
+
+warm_options prestarted(unsigned size, bool stub = true) {
+    warm_options o;
+    o.size = size;
+    o.refill_thread = false;
+    o.prestart = true;
+    o.stub = stub;
+    return o;
+}
+
+// The first warm jobs of a process leave what the process keeps for good (a lock per id range
+// leased, the stub's descriptor): run two at once before counting descriptors.
+void first_warm_jobs() {
+    prepared_spawn p(isolated({test::helper, "exit", "0"}));
+    warm_pool pool(p, prestarted(2));
+    ASSERT_EQ(pool.fill(), 2u) << pool.stats().last_error;
+    for (int i = 0; i < 2; ++i) {
+        run_result r = run(p, &pool);
+        ASSERT_TRUE(r.ok && r.warm) << r.failure;
+    }
+    ASSERT_TRUE(wait_warm_reaps(std::chrono::seconds(10)));
+}
+
+bool stub_built() { return ready_stub_unusable(prepared_spawn(isolated({test::helper, "exit", "0"}))).empty(); }
+
+#define REQUIRE_STUB()                                                                               \
+    do {                                                                                             \
+        REQUIRE_WARM();                                                                              \
+        if (!stub_built()) GTEST_SKIP() << "drover_ready_stub: "                                     \
+                                        << ready_stub_unusable(prepared_spawn(isolated({"/x"}))); \
+    } while (0)
+
+// While it waits, the job is the stub: drover_ready_stub's image, a few hundred KiB resident
+// (not drover's test binary, tens of MiB), its filter (the builtin default) and no_new_privs
+// already in place. Started, it is PID 1 of its own PID namespace with the spec's hostname,
+// and the filter acts: ptrace fails inside.
+TEST(ReadyStub, AWaitingJobIsTheStubWithItsFilterAndTheJobSeesItsSandbox) {
+    REQUIRE_STUB();
+    spawn_spec s = isolated({test::helper, "inside"});
+    s.seccomp = seccomp_program::compile(seccomp_policy::builtin_default());
+    prepared_spawn p(s);
+    ASSERT_EQ(ready_stub_unusable(p), "");
+    first_warm_jobs();
+    int fds = open_fd_count();
+    {
+        warm_pool pool(p, prestarted(1));
+        ASSERT_EQ(pool.fill(), 1u) << pool.stats().last_error;
+        const pid_t waiting = pool.stats().holders.at(0);
+        EXPECT_TRUE(exe_of(waiting).ends_with("/drover_ready_stub")) << exe_of(waiting);
+        EXPECT_EQ(status_field(waiting, "Seccomp"), "2");  // filter mode
+        EXPECT_EQ(status_field(waiting, "NoNewPrivs"), "1");
+        const long rss_kib = std::stol(status_field(waiting, "VmRSS"));
+        const long ours_kib = std::stol(status_field(::getpid(), "VmRSS"));
+        EXPECT_LT(rss_kib, 4096) << "KiB";
+        EXPECT_LT(rss_kib * 4, ours_kib) << "the stub holds " << rss_kib << " KiB, drover's test " << ours_kib;
+        run_result r = run(p, &pool);
+        ASSERT_TRUE(r.ok) << r.failure;
+        EXPECT_TRUE(r.warm);
+        EXPECT_TRUE(r.status.success()) << r.status.str() << "\n" << r.out;
+        auto k = keys(r.out);
+        EXPECT_EQ(k["getpid"], "1") << r.out;
+        EXPECT_EQ(k["hostname"], "warmjob") << r.out;
+        EXPECT_EQ(k["lo"], "up") << r.out;
+    }
+    EXPECT_TRUE(wait_warm_reaps(std::chrono::seconds(10)));
+    EXPECT_EQ(open_fd_count(), fds);
+    EXPECT_EQ(zombie_children(), 0);
+}
+
+// The filter a stub job runs under is the job's: a call it refuses fails inside the job.
+TEST(ReadyStub, TheFilterInstalledBeforeTheWaitActsInTheJob) {
+    REQUIRE_STUB();
+    seccomp_policy deny;
+    deny.rules.push_back({{"mkdir", "mkdirat"}, seccomp_action::fail(EACCES), {}});
+    spawn_spec s = isolated({"/bin/sh", "-c", "mkdir /tmp/x 2>&1 | grep -c 'Permission denied'"});
+    s.seccomp = seccomp_program::compile(deny);
+    prepared_spawn p(s);
+    warm_pool pool(p, prestarted(1));
+    ASSERT_EQ(pool.fill(), 1u) << pool.stats().last_error;
+    EXPECT_TRUE(exe_of(pool.stats().holders.at(0)).ends_with("/drover_ready_stub"));
+    run_result r = run(p, &pool);
+    ASSERT_TRUE(r.ok) << r.failure;
+    EXPECT_TRUE(r.warm);
+    EXPECT_EQ(r.out, "1\n");
+}
+
+// A program that is not there: the stub names stage exec and the errno, exits, and nothing is
+// left. The job's argv and descriptors came over the go socket: a second job of the same
+// pool with another program runs it, and sees only its stdio.
+TEST(ReadyStub, AMissingProgramIsNamedAtStageExecAndLeavesNothing) {
+    REQUIRE_STUB();
+    prepared_spawn pool_spec(isolated({test::helper, "exit", "0"}));
+    prepared_spawn missing(isolated({"/nonexistent/program"}));
+    prepared_spawn list(isolated({test::helper, "fds"}));
+    first_warm_jobs();
+    int fds = open_fd_count();
+    {
+        warm_pool pool(pool_spec, prestarted(2));
+        ASSERT_EQ(pool.fill(), 2u) << pool.stats().last_error;
+        launched_child child;
+        spawn_failure failure;
+        launch_extras extras;
+        extras.warm = &pool;
+        ASSERT_TRUE(launch(missing, child, failure, extras)) << failure.message();
+        EXPECT_FALSE(await_exec(missing, child, failure));
+        EXPECT_EQ(failure.stage, child_stage::exec) << failure.message();
+        EXPECT_EQ(failure.code.value(), ENOENT) << failure.message();
+        run_result r = run(list, &pool);
+        ASSERT_TRUE(r.ok) << r.failure;
+        EXPECT_TRUE(r.warm);
+        EXPECT_EQ(r.out, "0\n1\n2\n");
+    }
+    EXPECT_TRUE(wait_warm_reaps(std::chrono::seconds(10)));
+    EXPECT_EQ(open_fd_count(), fds);
+    EXPECT_EQ(zombie_children(), 0);
+}
+
+// Where the stub cannot serve, the job waits in drover's child as before, and says why: a
+// filter that refuses a call the stub makes, or stub = false.
+TEST(ReadyStub, AFilterThatRefusesTheStubsCallsOrStubOffWaitsInDroversChild) {
+    REQUIRE_STUB();
+    seccomp_policy no_recvmsg;
+    no_recvmsg.rules.push_back({{"recvmsg"}, seccomp_action::fail(EPERM), {}});
+    spawn_spec s = isolated({test::helper, "write-fd", "1", "ok"});
+    s.seccomp = seccomp_program::compile(no_recvmsg);
+    prepared_spawn p(s);
+    EXPECT_EQ(ready_stub_unusable(p), "the seccomp filter refuses recvmsg, which drover_ready_stub needs");
+    prepared_spawn plain(isolated({test::helper, "write-fd", "1", "ok"}));
+    const std::string self = exe_of(::getpid());
+    for (auto [spec, stub] : {std::pair{&p, true}, std::pair{&plain, false}}) {
+        warm_pool pool(*spec, prestarted(1, stub));
+        ASSERT_EQ(pool.fill(), 1u) << pool.stats().last_error;
+        EXPECT_EQ(exe_of(pool.stats().holders.at(0)), self);
+        run_result r = run(*spec, &pool);
+        ASSERT_TRUE(r.ok) << r.failure;
+        EXPECT_TRUE(r.warm);
+        EXPECT_EQ(r.out, "ok");
+    }
+    spawn_spec no_program;
+    no_program.exec = false;
+    EXPECT_EQ(ready_stub_unusable(prepared_spawn(no_program)), "the spec runs no program");
+}
+
+}  // namespace
+}  // namespace drover
