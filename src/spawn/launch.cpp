@@ -602,6 +602,7 @@ bool launch_ready(const prepared_spawn& p, std::unique_ptr<warm_set> set, launch
     child.ids = std::move(job.ids);
     child.method = clone_method::fork;
     child.report_complete = false;
+    child.set = std::shared_ptr<warm_set>(std::move(set));  // now only its namespaces, until the reap
     return true;
 }
 
@@ -1011,8 +1012,18 @@ std::unique_ptr<warm_set> make_ready_job(const prepared_spawn& p, spawn_failure&
         }
         return nullptr;
     }
-    return std::make_unique<warm_set>(job.pid, std::move(job.pidfd), std::move(ours), std::move(job.report),
-                                      std::move(job.ids), sys::monotonic_ns() - start);
+    auto set = std::make_unique<warm_set>(job.pid, std::move(job.pidfd), std::move(ours), std::move(job.report),
+                                          std::move(job.ids), sys::monotonic_ns() - start);
+    // Its namespaces, held until the job is reaped (warm_set::hold_namespaces). A name that
+    // cannot be opened is only not held: the job is not worse off than a cold one.
+    std::vector<sys::unique_fd> held;
+    const std::string dir = "/proc/" + std::to_string(set->holder_pid()) + "/ns/";
+    for (auto [n, name] : {std::pair{ns::mnt, "mnt"}, {ns::net, "net"}, {ns::ipc, "ipc"}, {ns::uts, "uts"},
+                           {ns::cgroup, "cgroup"}, {ns::user, "user"}})
+        if (p.spec().namespaces.has(n))
+            if (sys::unique_fd fd(::open((dir + name).c_str(), O_RDONLY | O_CLOEXEC)); fd) held.push_back(std::move(fd));
+    set->hold_namespaces(std::move(held));
+    return set;
 }
 
 }  // namespace

@@ -138,6 +138,10 @@ bool wait_warm_reaps(std::chrono::milliseconds limit) {
 }
 
 warm_set::~warm_set() {
+    // Closed on the reaper's thread: a waitid on a descriptor that is no pidfd fails at once
+    // and the loop closes it, so a namespace's teardown never runs on the caller's thread.
+    for (sys::unique_fd& fd : held_ns_)
+        if (fd) holder_reaper::get().add(fd.release());
     if (!pidfd_) return;
     // EOF alone would end the holder too; the kill makes it prompt. Reaped elsewhere (see
     // holder_reaper): a pre-started job that never started has nothing below it, but a

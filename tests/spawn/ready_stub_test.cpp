@@ -5,8 +5,11 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <filesystem>
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include "drover/spawn/launch.hpp"
 #include "drover/spawn/seccomp.hpp"
@@ -148,6 +151,58 @@ TEST(ReadyStub, AMissingProgramIsNamedAtStageExecAndLeavesNothing) {
         ASSERT_TRUE(r.ok) << r.failure;
         EXPECT_TRUE(r.warm);
         EXPECT_EQ(r.out, "0\n1\n2\n");
+    }
+    EXPECT_TRUE(wait_warm_reaps(std::chrono::seconds(10)));
+    EXPECT_EQ(open_fd_count(), fds);
+    EXPECT_EQ(zombie_children(), 0);
+}
+
+// Descriptors of this process that are namespace links ("mnt:[4026532177]").
+std::vector<std::string> namespace_links() {
+    std::vector<std::string> out;
+    for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) {
+        std::error_code ec;
+        std::string target = std::filesystem::read_symlink(e.path(), ec).string();
+        if (!ec && target.find(":[") != std::string::npos && target.find("pipe:") != 0 &&
+            target.find("socket:") != 0 && target.find("anon_inode:") != 0)
+            out.push_back(target);
+    }
+    return out;
+}
+
+// A pre-started job's namespaces are held by drover until it is reaped, so its exit does not
+// wait for their teardown; then they are let go, on the reaper's thread. Seen from both sides:
+// the job prints its mount and network namespaces, and drover holds exactly those while the
+// job is unreaped, and none of them after.
+TEST(ReadyStub, AJobsNamespacesAreHeldUntilItIsReapedThenLetGo) {
+    REQUIRE_STUB();
+    prepared_spawn p(isolated({test::helper, "ns"}));
+    first_warm_jobs();
+    const int fds = open_fd_count();
+    {
+        warm_pool pool(p, prestarted(1));
+        ASSERT_EQ(pool.fill(), 1u) << pool.stats().last_error;
+        launched_child child;
+        spawn_failure failure;
+        launch_extras extras;
+        extras.warm = &pool;
+        ASSERT_TRUE(launch(p, child, failure, extras)) << failure.message();
+        ASSERT_TRUE(await_exec(p, child, failure)) << failure.message();
+        std::string out;
+        char buf[4096];
+        ssize_t n;
+        while ((n = ::read(child.stdout_pipe.get(), buf, sizeof buf)) > 0) out.append(buf, static_cast<std::size_t>(n));
+        auto k = keys(out);
+        ASSERT_FALSE(k["mnt"].empty()) << out;
+        // The job has exited (its stdout is at EOF) but is not reaped: its namespaces are ours.
+        std::vector<std::string> held = namespace_links();
+        for (const char* name : {"mnt", "net", "ipc", "uts", "user", "cgroup"})
+            EXPECT_EQ(std::count(held.begin(), held.end(), k[name]), 1) << name << " " << k[name];
+        EXPECT_TRUE(wait_blocking(child).success());
+        ASSERT_TRUE(wait_warm_reaps(std::chrono::seconds(10)));
+        held = namespace_links();
+        for (const char* name : {"mnt", "net", "ipc", "uts", "user", "cgroup"})
+            EXPECT_EQ(std::count(held.begin(), held.end(), k[name]), 0) << name << " " << k[name];
     }
     EXPECT_TRUE(wait_warm_reaps(std::chrono::seconds(10)));
     EXPECT_EQ(open_fd_count(), fds);

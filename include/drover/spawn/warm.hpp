@@ -73,6 +73,12 @@ public:
     };
     ready_parts take_ready() noexcept;
 
+    /// A ready job's namespaces (nsfs descriptors), held until the set is dropped, which
+    /// happens after the job is reaped: the job is then not the last user of its namespaces,
+    /// so its exit does not wait for their teardown (a mount namespace's costs a full RCU
+    /// grace period), and the last references go on the warm reaper's thread.
+    void hold_namespaces(std::vector<sys::unique_fd> fds) noexcept { held_ns_ = std::move(fds); }
+
 private:
     kind kind_ = kind::holder;
     pid_t pid_;
@@ -81,6 +87,7 @@ private:
     sys::unique_fd report_;
     std::shared_ptr<id_lease> ids_;
     std::int64_t made_ns_;
+    std::vector<sys::unique_fd> held_ns_;
 };
 
 /// Ended sets are reaped on a thread of drover's (a holder may only finish exiting once the
