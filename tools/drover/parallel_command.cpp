@@ -50,6 +50,7 @@ struct parallel_options {
     std::string max_output = "16M";
     std::string on_max_output = "truncate";
     unsigned warm = 0;
+    bool warm_prestart = false;
     unsigned spawn_threads = 0;  // 0: the process-wide setting (1, or DROVER_SPAWN_THREADS)
     std::string shard;
     std::string shard_by = "line";
@@ -308,9 +309,11 @@ int parallel_main(const parallel_options& o) {
         }
         if (std::string problem = validate(tmpl); !problem.empty()) throw spec_error(problem);
         prepared_spawn check(tmpl);  // what only preparing finds (ids, roots) fails here, before any input
+        if (o.warm_prestart && o.warm == 0) throw spec_error("--warm-prestart needs --warm N (N above 0)");
         if (o.warm > 0) {
             warm_options wo;
             wo.size = o.warm;
+            wo.prestart = o.warm_prestart;
             warm = std::make_unique<warm_pool>(check, wo);
         }
     } catch (const spec_error& e) {
@@ -497,6 +500,7 @@ int parallel_main(const parallel_options& o) {
         warm_stats ws = warm->stats();
         nlohmann::json j = {{"warm_pool",
                              {{"target", ws.target},
+                              {"prestarted", warm->prestarted()},
                               {"ready", ws.ready},
                               {"hits", ws.hits},
                               {"misses", ws.misses},
@@ -566,6 +570,9 @@ command_main add_parallel_command(CLI::App& app, command_check* check) {
                   "each job starts in one of its own, or cold when none is ready (default 0: off)")
         ->type_name("N")
         ->check(CLI::Range(0u, 4096u).description(""));
+    p->add_flag("--warm-prestart", o->warm_prestart,
+                "with --warm: each set is the job itself, set up all the way (seccomp filter included) and waiting in "
+                "drover_ready_stub for its argv and env; a start is one message and one execve (docs/warm.md)");
     add_spawn_threads_option(*p, o->spawn_threads,
                              "threads that may run clone3 for a burst of starts, 1 to 256 or auto (the CPUs); "
                              "default 1 (or $DROVER_SPAWN_THREADS): the event-loop thread only");
