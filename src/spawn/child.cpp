@@ -26,6 +26,7 @@
 
 #include "drover/sys/syscalls.hpp"
 #include "child_sys.hpp"
+#include "go_message.hpp"
 #include "plan.hpp"
 
 #ifndef CLOSE_RANGE_CLOEXEC
@@ -354,50 +355,14 @@ void seccomp(const child_ctx& c) noexcept {
     if (auto e = sys::seccomp_set_filter(c.p.seccomp_prog)) fail(c, child_stage::seccomp, 0, e.value());
 }
 
-// Puts each source descriptor at its target. When a source is another move's target, every
-// source first goes to a fresh descriptor above all of them, so no dup2 clobbers a source.
+// Each source descriptor to its target; everything else close-on-exec (go_message.hpp).
 void descriptors(child_ctx& c) noexcept {
     const launch_frame& f = c.f;
     injection_point(c, child_stage::fds);
-    int sources[sizeof f.moves / sizeof f.moves[0]];
-    int floor = f.max_target + 1;
-    for (int i = 0; i < f.move_count; ++i) {
-        sources[i] = f.moves[i].source;
-        if (sources[i] >= floor) floor = sources[i] + 1;
-    }
-    if (f.report_write >= floor) floor = f.report_write + 1;
-    // The report pipe may sit where the spec wants a descriptor (fd 7 of pass_fds, say): move
-    // it above every target first, or a dup2 would silence it.
-    if (f.report_write <= f.max_target) {
-        int moved = raw_fcntl(f.report_write, F_DUPFD_CLOEXEC, floor);
-        check(c, child_stage::fds, static_cast<unsigned>(f.report_write), moved >= 0);
-        c.report_fd = moved;
-        floor = moved + 1;
-    }
-    if (f.moves_conflict) {
-        for (int i = 0; i < f.move_count; ++i) {
-            sources[i] = raw_fcntl(sources[i], F_DUPFD_CLOEXEC, floor);
-            check(c, child_stage::fds, static_cast<unsigned>(f.moves[i].target), sources[i] >= 0);
-        }
-    }
-    for (int i = 0; i < f.move_count; ++i) {
-        int target = f.moves[i].target;
-        if (sources[i] == target)  // already in place: only let it survive execve
-            check(c, child_stage::fds, static_cast<unsigned>(target), raw_fcntl(target, F_SETFD, 0) == 0);
-        else
-            check(c, child_stage::fds, static_cast<unsigned>(target), raw_dup3(sources[i], target) >= 0);
-    }
-    // Every descriptor the spec did not name is marked close-on-exec, not closed, so the
-    // report pipe stays usable until execve closes them all at once.
     injection_point(c, child_stage::close_fds);
-    check(c, child_stage::close_fds, 0,
-          !sys::close_range(static_cast<unsigned>(f.max_target + 1), ~0U, CLOSE_RANGE_CLOEXEC));
-    for (int fd = 3; fd <= f.max_target; ++fd) {
-        bool named = false;
-        for (int i = 0; i < f.move_count; ++i) named = named || f.moves[i].target == fd;
-        if (!named && raw_fcntl(fd, F_SETFD, FD_CLOEXEC) < 0 && errno != EBADF)
-            fail(c, child_stage::close_fds, static_cast<unsigned>(fd), errno);
-    }
+    go_failure e;
+    if (!place_descriptors(f.moves, f.move_count, f.max_target, f.moves_conflict, c.report_fd, e))
+        fail(c, e.stage, e.index, e.err);
 }
 
 // The parent's handlers were reset to their defaults by clone3 itself (CLONE_CLEAR_SIGHAND),
@@ -411,35 +376,17 @@ void signals(const child_ctx& c) noexcept {
     check(c, child_stage::signals, 0, raw_unblock_all_signals() == 0);
 }
 
-// Tries each prepared candidate like execvp: go on past ENOENT, ENOTDIR and EACCES (reported
-// if nothing better turns up), stop at anything else.
+// Tries each prepared candidate like execvp (go_message.hpp).
 [[noreturn]] void exec(const child_ctx& c) noexcept {
     injection_point(c, child_stage::exec);
     const prepared_data& p = c.p;
     report(c, child_stage::none, 0, 0);
     seccomp(c);
-    int err = ENOENT;
-    bool saw_eacces = false;
-    unsigned idx = 0, eacces_idx = 0;
     const char* const* candidates = c.candidates ? c.candidates : p.candidate_ptrs.data();
     unsigned count = c.candidates ? c.candidate_count : static_cast<unsigned>(p.candidate_ptrs.size());
-    char* const* argv = c.argv ? c.argv : p.argv_ptrs.data();
-    char* const* envp = c.envp ? c.envp : c.f.envp;
-    for (unsigned i = 0; i < count; ++i) {
-        ::execve(candidates[i], argv, envp);
-        err = errno;
-        idx = i;
-        if (err == EACCES && !saw_eacces) {
-            saw_eacces = true;
-            eacces_idx = i;
-        }
-        if (err != ENOENT && err != ENOTDIR && err != EACCES) break;
-    }
-    if (saw_eacces && (err == ENOENT || err == ENOTDIR)) {
-        err = EACCES;
-        idx = eacces_idx;
-    }
-    fail(c, child_stage::exec, idx, err);
+    go_failure e;
+    exec_candidates(candidates, count, c.argv ? c.argv : p.argv_ptrs.data(), c.envp ? c.envp : c.f.envp, e);
+    fail(c, e.stage, e.index, e.err);
 }
 
 // The last step: execve, or (a spec without a program, for tests and benchmarks) exit 0.
@@ -564,32 +511,6 @@ void keep_only(int a, int b, int c = -1) noexcept {
     (void)sys::close_range(from, ~0U, 0);
 }
 
-// Reads exactly n bytes (a stream socket may split the blob).
-bool read_full(int fd, char* buf, std::size_t n) noexcept {
-    while (n > 0) {
-        ssize_t r = raw_read(fd, buf, n);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) return false;
-        buf += r;
-        n -= static_cast<std::size_t>(r);
-    }
-    return true;
-}
-
-// Points `out[0..count)` at the next `count` NUL-terminated strings of [pos, end); false if
-// the blob has fewer.
-bool take_strings(char*& pos, char* end, char** out, unsigned count) noexcept {
-    for (unsigned i = 0; i < count; ++i) {
-        char* s = pos;
-        while (pos < end && *pos) ++pos;
-        if (pos >= end) return false;
-        out[i] = s;
-        ++pos;
-    }
-    out[count] = nullptr;
-    return true;
-}
-
 // Decimal digits of v into buf (at least 21 bytes), async-signal-safe; returns buf.
 char* decimal(std::int64_t v, char* buf) noexcept {
     char tmp[21];
@@ -628,64 +549,21 @@ char* decimal(std::int64_t v, char* buf) noexcept {
     const launch_frame& f = c.f;
     report(c, child_stage::none, 0, 0);
     keep_only(f.report_write, f.go_fd);
-    go_header h;
-    constexpr int max_fds = sizeof h.targets / sizeof h.targets[0];
-    alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int) * max_fds)];
-    struct iovec iov{&h, sizeof h};
-    struct msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof control;
-    ssize_t n;
-    do n = ::syscall(SYS_recvmsg, f.go_fd, &msg, MSG_CMSG_CLOEXEC | MSG_WAITALL);
-    while (n < 0 && errno == EINTR);
-    if (n == 0) raw_exit(0);  // dropped before use
-    int received[max_fds];
-    int got = 0;
-    for (struct cmsghdr* cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm))
-        if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS)
-            for (std::size_t i = 0; (CMSG_LEN(0) + (i + 1) * sizeof(int)) <= cm->cmsg_len && got < max_fds; ++i)
-                std::memcpy(&received[got++], CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
-    if (n != static_cast<ssize_t>(sizeof h) || h.magic != go_header::magic_value || h.blob > go_blob_max ||
-        h.fd_count > max_fds || got != h.fd_count || (msg.msg_flags & MSG_CTRUNC))
-        fail(c, child_stage::fds, 0, EPROTO);
-    // Strings, then room for the pointer arrays (each with its terminating null).
-    unsigned envs = h.env_count == go_header::env_inherit ? 0 : h.env_count;
-    std::size_t strings = (static_cast<std::size_t>(h.blob) + sizeof(char*) - 1) & ~(sizeof(char*) - 1);
-    std::size_t ptrs = (static_cast<std::size_t>(h.candidates) + h.argc + envs + 3) * sizeof(char*);
-    std::size_t size = strings + ptrs;
-    void* mem = reinterpret_cast<void*>(
-        ::syscall(SYS_mmap, nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
-    if (mem == MAP_FAILED) fail(c, child_stage::exec, 0, ENOMEM);
-    char* blob = static_cast<char*>(mem);
-    if (!read_full(f.go_fd, blob, h.blob)) fail(c, child_stage::fds, 1, EPROTO);
+    go_message m;
+    go_failure e;
+    if (!receive_go(f.go_fd, m, e)) {
+        if (e.err == 0) raw_exit(0);  // dropped before use
+        fail(c, e.stage, e.index, e.err);
+    }
     raw_close(f.go_fd);
-    char** cand = reinterpret_cast<char**>(blob + strings);
-    char** argv = cand + h.candidates + 1;
-    char** envp = argv + h.argc + 1;
-    char* pos = blob;
-    char* end = blob + h.blob;
-    if (!take_strings(pos, end, cand, h.candidates) || !take_strings(pos, end, argv, h.argc) ||
-        (envs && !take_strings(pos, end, envp, envs)))
-        fail(c, child_stage::fds, 2, EPROTO);
     // Its descriptors: drover's numbering is gone, the received ones take its place.
     launch_frame jf = f;
-    jf.move_count = h.fd_count;
-    jf.max_target = 2;
-    jf.moves_conflict = false;
-    for (int i = 0; i < h.fd_count; ++i) {
-        jf.moves[i] = {h.targets[i], received[i]};
-        if (h.targets[i] > jf.max_target) jf.max_target = h.targets[i];
-    }
-    for (int i = 0; i < h.fd_count; ++i)
-        for (int j = 0; j < h.fd_count; ++j)
-            if (i != j && jf.moves[i].source == jf.moves[j].target) jf.moves_conflict = true;
+    jf.move_count = go_moves(m, jf.moves, jf.max_target, jf.moves_conflict);
     child_ctx jc{jf, c.p, sys::monotonic_ns(), c.report_fd, c.fs_slots};
-    jc.candidates = cand;
-    jc.candidate_count = h.candidates;
-    jc.argv = argv;
-    jc.envp = envs ? envp : f.envp;
+    jc.candidates = m.candidates;
+    jc.candidate_count = m.h.candidates;
+    jc.argv = m.argv;
+    jc.envp = m.envp ? m.envp : f.envp;
     descriptors(jc);
     signals(jc);
     finish(jc);

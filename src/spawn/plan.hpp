@@ -112,12 +112,6 @@ struct prepared_data {
     std::vector<char*> env_ptrs;
 };
 
-/// One descriptor the child must have: `source` (parent's numbering) at `target`.
-struct fd_move {
-    int target;
-    int source;
-};
-
 /// What a process created by launch() is for (warm.hpp has the design).
 enum class child_role : std::uint8_t {
     job,     // a job, cold: clone3 made its namespaces, it sets them up and execs

@@ -1,5 +1,5 @@
-// What crosses between drover and its children as bytes: the report pipe's records and a
-// pre-started job's go message. Plain structs, shared with drover_ready_stub (a separate
+// What crosses between drover and its children as bytes: the report pipe's records, a
+// pre-started job's go message and the descriptor moves it carries. Plain structs, shared with drover_ready_stub (a separate
 // static program), so nothing here may need drover's library.
 #pragma once
 
@@ -14,6 +14,12 @@ struct child_report {
     std::int32_t err;
     std::int64_t child_start;
     std::int64_t setup_done;
+};
+
+/// A descriptor to put in place in the child: `source` becomes `target`.
+struct fd_move {
+    int target;
+    int source;
 };
 
 /// What drover sends a ready job on its go socket: this header (with the job's descriptors as
