@@ -538,8 +538,10 @@ char* decimal(std::int64_t v, char* buf) noexcept {
     char go[24], rep[24], start[24];
     char name[] = "drover-ready-stub";
     char* const argv[] = {name, decimal(f.go_fd, go), decimal(f.report_write, rep), decimal(c.start, start), nullptr};
+    injection_point(c, child_stage::ready_stub);
     raw_execveat(f.stub_fd, "", argv, f.envp, AT_EMPTY_PATH);
-    fail(c, child_stage::exec, 0, errno);
+    // Its own stage: drover makes the set again without the stub (make_warm_set).
+    fail(c, child_stage::ready_stub, 0, errno);
 }
 
 // A pre-started job, set up: says it is ready, keeps nothing of drover's but its stdio, the

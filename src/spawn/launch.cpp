@@ -975,8 +975,10 @@ bool launch_child(const prepared_spawn& p, launched_child& child, spawn_failure&
 namespace {
 
 // A pre-started job: the fork path with role ready; it is ready once it has written its
-// first report record (setup done), and waits for its program on the go socket.
-std::unique_ptr<warm_set> make_ready_job(const prepared_spawn& p, spawn_failure& failure, bool stub) {
+// first report record (setup done), and waits for its program on the go socket. `silent`:
+// it died without a word.
+std::unique_ptr<warm_set> try_ready_job(const prepared_spawn& p, spawn_failure& failure, int stub_fd, bool& silent) {
+    silent = false;
     int sv[2];
     if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
         failure = parent_failure(child_stage::pipes, sys::errno_code(errno), "go socket", p.spec().namespaces);
@@ -985,7 +987,6 @@ std::unique_ptr<warm_set> make_ready_job(const prepared_spawn& p, spawn_failure&
     sys::unique_fd ours(sv[0]), theirs(sv[1]);
     launched_child job;
     std::int64_t start = sys::monotonic_ns();
-    const int stub_fd = stub && ready_stub_unusable(p).empty() ? detail::ready_stub_fd() : -1;
     bool ok = launch_child(p, job, failure, {}, -1, theirs.get(), stub_fd);
     theirs.reset();
     if (!ok) return nullptr;
@@ -1001,6 +1002,7 @@ std::unique_ptr<warm_set> make_ready_job(const prepared_spawn& p, spawn_failure&
     if (got == report_record_size) std::memcpy(&r, buf, sizeof r);
     if (got != report_record_size || r.stage != 0) {
         // A failure record (then EOF), or it died: conclude() names the stage and reaps it.
+        silent = got == 0;
         while (got < sizeof buf) {
             ssize_t n = ::read(job.report.get(), buf + got, sizeof buf - got);
             if (n < 0 && errno == EINTR) continue;
@@ -1026,15 +1028,32 @@ std::unique_ptr<warm_set> make_ready_job(const prepared_spawn& p, spawn_failure&
     return set;
 }
 
+// In the stub if it can; where the stub itself fails (its execveat refused: an LSM, a noexec
+// mount, a broken file; or the job died without a word after its setup, which writes a
+// record for every failure of its own) the job is made again waiting in drover's child, and
+// `stub_error` says why, so that the pool stops trying.
+std::unique_ptr<warm_set> make_ready_job(const prepared_spawn& p, spawn_failure& failure, bool stub,
+                                         std::string* stub_error) {
+    const int stub_fd = stub && ready_stub_unusable(p).empty() ? detail::ready_stub_fd() : -1;
+    bool silent = false;
+    auto set = try_ready_job(p, failure, stub_fd, silent);
+    if (set || stub_fd < 0 || !(failure.stage == child_stage::ready_stub || silent)) return set;
+    std::string why = failure.message();
+    failure = spawn_failure{};
+    set = try_ready_job(p, failure, -1, silent);
+    if (set && stub_error) *stub_error = std::move(why);
+    return set;
+}
+
 }  // namespace
 
 std::unique_ptr<warm_set> make_warm_set(const prepared_spawn& p, spawn_failure& failure, bool prestart,
-                                        bool stub) {
+                                        bool stub, std::string* stub_error) {
     if (std::string why = warm_unsupported(p, prestart); !why.empty()) {
         failure = spawn_failure{child_stage::prepare, sys::errno_code(EINVAL), why, {}};
         return nullptr;
     }
-    if (prestart) return make_ready_job(p, failure, stub);
+    if (prestart) return make_ready_job(p, failure, stub, stub_error);
     auto hold = sys::pipe();
     if (!hold) {
         failure = parent_failure(child_stage::pipes, hold.error(), "hold pipe", p.spec().namespaces);

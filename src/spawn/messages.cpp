@@ -64,6 +64,7 @@ constexpr stage_words stage_table[] = {
     {child_stage::seccomp, "seccomp", "installing the seccomp filter"},
     {child_stage::exec, "exec", "execve"},
     {child_stage::enter_set, "enter_set", "entering a warm namespace set"},
+    {child_stage::ready_stub, "ready_stub", "starting drover_ready_stub"},
 };
 
 const stage_words& words(child_stage s) {
@@ -199,6 +200,9 @@ std::string kernel_advice(child_stage stage, int err, namespace_set requested) {
         case child_stage::exec:
             if (err == EACCES) return "the file is not executable or a mount is noexec";
             return {};
+        case child_stage::ready_stub:
+            return "pre-started jobs wait in drover's own child instead; DROVER_READY_STUB names a working stub "
+                   "(or none)";
         case child_stage::pipes:
             if (err == EMFILE) return "the descriptor limit is reached: raise RLIMIT_NOFILE (ulimit -n)";
             if (err == ENFILE) return "the system-wide file limit is reached: sysctl fs.file-max";

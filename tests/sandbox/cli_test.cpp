@@ -194,11 +194,56 @@ TEST(SandboxCli, ParallelPrestartedJobsAreSandboxedAndEachRunsItsOwnInput) {
     ASSERT_NE(at, std::string::npos) << r.err;
     auto w = nlohmann::json::parse(r.err.substr(at, r.err.find('\n', at) - at))["warm_pool"];
     EXPECT_EQ(w["prestarted"], true) << w;
+    EXPECT_EQ(w["stub"], true) << w;
+    EXPECT_EQ(w["stub_unused"], "") << w;
     EXPECT_EQ(w["hits"].get<unsigned>() + w["misses"].get<unsigned>(), 20u) << w;
     EXPECT_GT(w["hits"].get<unsigned>(), 0u) << w;
     auto bad = drover({"parallel", "--warm-prestart", "--", "/bin/true"}, "");
     EXPECT_EQ(bad.status.code(), 255) << bad.err;  // parallel's bad usage
     EXPECT_EQ(bad.err, "drover: parallel: --warm-prestart needs --warm N (N above 0)\n");
+}
+
+// A stub that is found but cannot start (here a file that is not a program; in life an LSM
+// or a noexec mount refusing its execveat): no job fails, the sets wait in drover's child, and
+// the pool says why in --json.
+TEST(SandboxCli, ParallelPrestartedJobsSurviveAStubThatCannotStart) {
+    if (::geteuid() != 0) GTEST_SKIP() << "the sandbox's leased ids need root";
+#if defined(__SANITIZE_THREAD__)
+    GTEST_SKIP() << "TSan cannot follow drover's raw clone3 fork from the pool's refill thread while the loop "
+                    "thread runs (tests/spawn/warm_test.cpp); the other builds run this";
+#endif
+    temp_file broken("this is not a program\n");
+    // Readable and executable by all: the job's leased ids are "others" to it.
+    fs::permissions(broken.path, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                                     fs::perms::others_read | fs::perms::others_exec);
+    std::string input;
+    for (int i = 0; i < 6; ++i) input += "job-" + std::to_string(i) + "\n";
+    spawn_spec s = test::piped({test::cli, "parallel", "--json", "--no-progress", "-j", "2", "--warm", "2",
+                                "--warm-prestart", "--sandbox", "--timeout", "60", "--setenv",
+                                "ASAN_OPTIONS=detect_leaks=0", "--", "/bin/sh", "-c", "echo \"$0\"; exec \"$1\" inside",
+                                "{}", test::helper});
+    s.in = stdio::pipe();
+    s.env.set("DROVER_READY_STUB", broken.path);
+    auto r = test::run_spec(s, input);
+    ASSERT_EQ(r.status.code(), 0) << r.out << r.err;
+    std::istringstream in(r.out);
+    std::set<std::string> seen;
+    for (std::string line; std::getline(in, line);) {
+        auto j = nlohmann::json::parse(line);
+        std::string out = j["stdout"];
+        EXPECT_NE(out.find("\ngetpid 1\n"), std::string::npos) << out;
+        seen.insert(out.substr(0, out.find('\n')));
+    }
+    EXPECT_EQ(seen.size(), 6u) << r.out;
+    auto at = r.err.find("{\"warm_pool\"");
+    ASSERT_NE(at, std::string::npos) << r.err;
+    auto w = nlohmann::json::parse(r.err.substr(at, r.err.find('\n', at) - at))["warm_pool"];
+    EXPECT_EQ(w["stub"], false) << w;
+    const std::string why = w["stub_unused"];
+    EXPECT_NE(why.find("drover_ready_stub failed to start"), std::string::npos) << why;
+    EXPECT_NE(why.find("Exec format error"), std::string::npos) << why;
+    EXPECT_EQ(w["failed"], 0) << w;
+    EXPECT_GT(w["hits"].get<unsigned>(), 0u) << w;
 }
 
 TEST(SandboxCli, AWarmPoolShrinksUnderALoweredNamespaceLimitWithoutFailingJobs) {

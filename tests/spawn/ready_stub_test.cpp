@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -236,6 +237,52 @@ TEST(ReadyStub, AFilterThatRefusesTheStubsCallsOrStubOffWaitsInDroversChild) {
     spawn_spec no_program;
     no_program.exec = false;
     EXPECT_EQ(ready_stub_unusable(prepared_spawn(no_program)), "the spec runs no program");
+}
+
+// A stub that fails to start (its execveat refused; here an injected EPERM at that very
+// step): the set is made again at once, waiting in drover's child, so no set fails; the pool
+// says why and tries the stub no more. The jobs run in their sandbox as before, and the failed
+// attempt leaves no process or descriptor.
+TEST(ReadyStub, AStubThatFailsToStartIsFallenBackFromAndThePoolSaysWhy) {
+    REQUIRE_STUB();
+    spawn_spec s = isolated({test::helper, "inside"});
+    s.inject_failure = child_stage::ready_stub;
+    prepared_spawn p(s);
+    ASSERT_EQ(ready_stub_unusable(p), "");
+    first_warm_jobs();
+    const int fds = open_fd_count();
+    const std::string self = exe_of(::getpid());
+    {
+        warm_pool pool(p, prestarted(2));
+        EXPECT_TRUE(pool.stats().stub);
+        ASSERT_EQ(pool.fill(), 2u) << pool.stats().last_error;
+        warm_stats st = pool.stats();
+        EXPECT_EQ(st.made, 2u);
+        EXPECT_EQ(st.failed, 0u) << st.last_error;
+        EXPECT_FALSE(st.stub);
+        EXPECT_NE(st.stub_unused.find("drover_ready_stub failed to start"), std::string::npos) << st.stub_unused;
+        EXPECT_NE(st.stub_unused.find("ready_stub"), std::string::npos) << st.stub_unused;
+        EXPECT_NE(st.stub_unused.find(std::strerror(EPERM)), std::string::npos) << st.stub_unused;
+        for (pid_t waiting : st.holders) EXPECT_EQ(exe_of(waiting), self);
+        for (int i = 0; i < 2; ++i) {
+            run_result r = run(p, &pool);
+            ASSERT_TRUE(r.ok) << r.failure;
+            EXPECT_TRUE(r.warm);
+            EXPECT_TRUE(r.status.success()) << r.status.str() << "\n" << r.out;
+            auto k = keys(r.out);
+            EXPECT_EQ(k["getpid"], "1") << r.out;
+            EXPECT_EQ(k["hostname"], "warmjob") << r.out;
+        }
+    }
+    // Without the fallback's out-parameter the set is made all the same.
+    spawn_failure failure;
+    auto set = make_warm_set(p, failure, true, true);
+    ASSERT_TRUE(set) << failure.message();
+    EXPECT_EQ(exe_of(set->holder_pid()), self);
+    set.reset();
+    EXPECT_TRUE(wait_warm_reaps(std::chrono::seconds(10)));
+    EXPECT_EQ(open_fd_count(), fds);
+    EXPECT_EQ(zombie_children(), 0);
 }
 
 }  // namespace

@@ -501,6 +501,8 @@ int parallel_main(const parallel_options& o) {
         nlohmann::json j = {{"warm_pool",
                              {{"target", ws.target},
                               {"prestarted", warm->prestarted()},
+                              {"stub", ws.stub},
+                              {"stub_unused", ws.stub_unused},
                               {"ready", ws.ready},
                               {"hits", ws.hits},
                               {"misses", ws.misses},
@@ -524,6 +526,9 @@ int parallel_main(const parallel_options& o) {
                      static_cast<unsigned long long>(ws.hits), static_cast<unsigned long long>(ws.misses),
                      static_cast<unsigned long long>(ws.made), mean_ms, static_cast<unsigned long long>(ws.failed),
                      ws.last_error.empty() ? "" : ", last: ", ws.last_error.c_str());
+        if (warm->prestarted() && !ws.stub)
+            std::fprintf(stderr, "drover: parallel: pre-started jobs waited in drover's child: %s\n",
+                         ws.stub_unused.c_str());
     }
     if (skipped_done)
         std::fprintf(stderr, "drover: parallel: resumed: %llu inputs the results show done were skipped\n",

@@ -50,6 +50,8 @@ enum class child_stage : std::uint16_t {
     exec,
     // a warm set's job (warm.hpp), in the process that enters the set before the job's clone3
     enter_set,
+    // a pre-started job's execveat of drover_ready_stub (warm.hpp), after its setup
+    ready_stub,
 };
 
 /// The child stages in execution order, for tests that inject a failure at each.

@@ -102,9 +102,11 @@ std::string warm_unsupported(const prepared_spawn& p, bool prestart = false);
 /// Makes one set for `p`, waiting until its holder (or, with `prestart`, the pre-started job)
 /// is ready. nullptr with `failure` filled if it could not (nothing is then left).
 /// With `prestart` and `stub`, the job waits in drover_ready_stub if it can
-/// (ready_stub_unusable); else in drover's own child.
+/// (ready_stub_unusable); else in drover's own child. Where the stub fails to start (stage
+/// ready_stub: its execveat refused, or the job died silently in it) the job is made again in
+/// drover's child, and `stub_error`, if given, gets the stub's failure.
 std::unique_ptr<warm_set> make_warm_set(const prepared_spawn& p, spawn_failure& failure, bool prestart = false,
-                                        bool stub = true);
+                                        bool stub = true, std::string* stub_error = nullptr);
 
 /// Why a pre-started job of `p` cannot wait in drover_ready_stub (no program, the stub not
 /// found, a seccomp filter that refuses a syscall the stub makes), or empty if it can.
@@ -128,7 +130,8 @@ struct warm_options {
     /// A pre-started job, once set up (its seccomp filter installed too), execs
     /// drover_ready_stub and waits there: it then holds none of drover's memory, and its start
     /// is one message and one execve. Where the stub cannot be used (ready_stub_unusable) the
-    /// job waits in drover's child as before. false: always the latter.
+    /// job waits in drover's child as before, and where it fails to start the pool stops using
+    /// it (warm_stats::stub_unused says why). false: always the latter.
     bool stub = true;
 };
 
@@ -146,6 +149,11 @@ struct warm_stats {
     std::int64_t refill_total_ns = 0;  ///< over `made` sets
     unsigned namespaces_per_set = 0;   ///< namespaces each ready set holds
     std::string last_error;            ///< the last failure to make a set, one line
+    /// Pre-started sets wait in drover_ready_stub (warm_options::stub) ...
+    bool stub = false;
+    /// ... or why not: ready_stub_unusable, stub = false, or the stub's own failure to start
+    /// (then the pool stopped trying it; the set was made again without it).
+    std::string stub_unused;
     std::vector<pid_t> holders;        ///< the ready sets' holder processes
 };
 
