@@ -153,7 +153,7 @@ inline bool place_descriptors(const fd_move* moves, int count, int max_target, b
         if (sources[i] >= floor) floor = sources[i] + 1;
     }
     if (report_fd >= floor) floor = report_fd + 1;
-    if (report_fd <= max_target) {
+    if (report_fd >= 0 && report_fd <= max_target) {  // -1: the report goes to memory (vfork)
         long moved = go_sys(SYS_fcntl, report_fd, F_DUPFD_CLOEXEC, floor);
         if (moved < 0) {
             f = {child_stage::fds, static_cast<unsigned>(report_fd), errno};

@@ -819,9 +819,25 @@ bool launch_child(const prepared_spawn& p, launched_child& child, spawn_failure&
         f.stub_fd = stub_fd;
     }
 
-    auto report = sys::pipe();
-    if (!report) {
-        failure = parent_failure(child_stage::pipes, report.error(), "report pipe", d.spec.namespaces);
+    // A holder never execs, a ready job only later: each needs memory of its own (fork path).
+    void* stack = !holder && go_fd < 0 && use_vfork(d) ? vfork_stack.get() : nullptr;
+    // The report: on the vfork path in our memory (launched_child::report_bytes), else a pipe.
+    std::size_t report_len = 0;
+    std::byte report_mem[report_max_size];
+    sys::pipe_fds report;
+    auto report_pipe = [&](std::error_code& ec) {
+        auto rp = sys::pipe();
+        if (!rp) return void(ec = rp.error());
+        report = std::move(*rp);
+        f.report_write = report.write.get();
+        f.report_mem = nullptr;
+        f.report_len = nullptr;
+    };
+    if (stack) {
+        f.report_mem = report_mem;
+        f.report_len = &report_len;
+    } else if (std::error_code ec; report_pipe(ec), ec) {
+        failure = parent_failure(child_stage::pipes, ec, "report pipe", d.spec.namespaces);
         return false;
     }
     sys::pipe_fds sync;
@@ -850,7 +866,6 @@ bool launch_child(const prepared_spawn& p, launched_child& child, spawn_failure&
         }
         auto_map = "0 " + std::to_string(child.ids->first()) + " " + std::to_string(child.ids->size()) + "\n";
     }
-    f.report_write = report->write.get();
     f.sync_read = sync.read.get();
     // The v1 cgroup.procs files, as this thread numbers them (renumbered only on a spawner
     // with a table of its own).
@@ -879,16 +894,21 @@ bool launch_child(const prepared_spawn& p, launched_child& child, spawn_failure&
     sys::clone3_args args;
     args.flags = (holder ? set_flags(d) | (d.new_pid ? CLONE_NEWPID : 0) : d.clone_flags) | CLONE_CLEAR_SIGHAND;
     args.cgroup_fd = holder ? -1 : extras.own_fd(extras.cgroup_fd >= 0 ? extras.cgroup_fd : d.spec.cgroup_fd);
-    // A holder never execs, a ready job only later: each needs memory of its own (fork path).
-    void* stack = !holder && go_fd < 0 && use_vfork(d) ? vfork_stack.get() : nullptr;
     // A held child on the posix_spawn path: the map writer does the parent's part.
     map_writer::request mapping;
     sys::pipe_fds ready;
+    bool report_failed = false;
     if (stack && d.hold) {
         map_writer* writer = map_writer::instance();
         auto rp = writer ? sys::pipe() : sys::result<sys::pipe_fds>(sys::errno_code(EAGAIN));
         if (!rp) {
             stack = nullptr;  // no writer thread or no descriptors for it: the fork path will do
+            std::error_code pipe_ec;
+            report_pipe(pipe_ec);
+            if (pipe_ec) {
+                failure = parent_failure(child_stage::pipes, pipe_ec, "report pipe", d.spec.namespaces);
+                return false;
+            }
         } else {
             ready = std::move(*rp);
             mapping.ready_read = ready.read.get();
@@ -915,9 +935,12 @@ bool launch_child(const prepared_spawn& p, launched_child& child, spawn_failure&
         if (ec == std::errc::invalid_argument || ec == std::errc::function_not_supported) {
             vfork_refused.store(true, std::memory_order_relaxed);
             stack = nullptr;
+            ec.clear();
+            report_pipe(ec);  // the fork path reports through a pipe
+            report_failed = bool(ec);
         }
     }
-    if (!stack) {
+    if (!stack && !ec) {
         r = sys::clone3(args, ec);
         if (!ec && r.pid == 0) detail::run_child(f);
     }
@@ -940,12 +963,13 @@ bool launch_child(const prepared_spawn& p, launched_child& child, spawn_failure&
 
     if (ec) {
         child = launched_child{};
-        failure = parent_failure(child_stage::clone, ec, d.spec.namespaces.str(), d.spec.namespaces);
+        failure = report_failed ? parent_failure(child_stage::pipes, ec, "report pipe", d.spec.namespaces)
+                                : parent_failure(child_stage::clone, ec, d.spec.namespaces.str(), d.spec.namespaces);
         return false;
     }
     child.pid = r.pid;
     child.pidfd.reset(r.pidfd);
-    report->write.reset();
+    report.write.reset();
     for (auto& e : child_ends) e.reset();
     // sync.read stays open until the byte is written: a child that died before reading it
     // must not turn our write into SIGPIPE for the host process.
@@ -965,8 +989,12 @@ bool launch_child(const prepared_spawn& p, launched_child& child, spawn_failure&
     child.timings.maps_written = mapping.work && mapping.written_ns ? mapping.written_ns
                                  : d.hold                          ? sys::monotonic_ns()
                                                                    : child.timings.clone_end;
-    child.report = std::move(report->read);
+    child.report = std::move(report.read);
     child.report_complete = child.method == clone_method::vfork;
+    if (!child.report) {
+        child.report_size = __atomic_load_n(&report_len, __ATOMIC_ACQUIRE);
+        std::memcpy(child.report_bytes.data(), report_mem, child.report_size);
+    }
     return true;
 }
 
@@ -1174,6 +1202,11 @@ bool conclude(const prepared_spawn& p, launched_child& child, std::span<const st
 }
 
 std::size_t read_report(launched_child& child, std::span<std::byte, report_max_size> buf) {
+    if (!child.report) {  // written into our memory (vfork path)
+        std::size_t n = std::exchange(child.report_size, 0);
+        std::memcpy(buf.data(), child.report_bytes.data(), n);
+        return n;
+    }
     // The writers are gone or past execve: one read takes every record there is (each is
     // written whole, well under PIPE_BUF), and it cannot block.
     ssize_t n;

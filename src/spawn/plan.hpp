@@ -132,6 +132,10 @@ struct launch_frame {
     const int* join_fds = nullptr;  // cgroup.procs (v1) to write "0" to
     int join_count = 0;
     int report_write = -1;
+    // vfork path: the records go to the parent's memory instead (report_write is -1); the
+    // size is stored after each record, so the parent never reads half of one.
+    std::byte* report_mem = nullptr;
+    std::size_t* report_len = nullptr;
     fd_move moves[3 + 16] = {};
     int move_count = 0;
     int max_target = 2;

@@ -69,11 +69,13 @@ TEST(CloneMethod, SpecsWithNothingForTheParentToDoTakeTheVforkPath) {
     ASSERT_TRUE(launch(p, child, failure)) << failure.message();
     EXPECT_EQ(child.method, clone_method::fork);
     EXPECT_FALSE(child.report_complete);  // a fork-style child may still be in its setup
+    EXPECT_TRUE(child.report);            // so its report comes through a pipe, to EOF
     (void)await_exec(p, child, failure);
 }
 
 // On the vfork path clone3 returns after the child's execve or exit: its report is complete,
-// and is read at once, also when it says that execve failed.
+// and is read at once, also when it says that execve failed. It came through our memory
+// (the child shares it until execve), not a pipe: launch() opened no descriptor for it.
 TEST(CloneMethod, AVforkChildsReportIsCompleteWhenClone3Returns) {
     if (!vfork_built) GTEST_SKIP() << "the vfork path is x86-64 only and off in sanitizer builds";
     if (const char* v = std::getenv("DROVER_CLONE"); v && std::string(v) == "fork")
@@ -88,6 +90,7 @@ TEST(CloneMethod, AVforkChildsReportIsCompleteWhenClone3Returns) {
         ASSERT_TRUE(launch(p, child, failure)) << failure.message();
         ASSERT_EQ(child.method, clone_method::vfork);
         EXPECT_TRUE(child.report_complete);
+        EXPECT_FALSE(child.report) << "a report pipe on the vfork path";
         // Nothing more will come: the one read sees everything without waiting for EOF.
         std::byte buf[report_max_size];
         std::size_t got = read_report(child, buf);

@@ -2,6 +2,7 @@
 // whether execve succeeded, reap. No event loop here; the process layer builds on it.
 #pragma once
 
+#include <array>
 #include <sys/types.h>
 
 #include <cstddef>
@@ -63,6 +64,10 @@ std::string_view clone_method_name(clone_method m) noexcept;
 /// environment does the same as forcing fork.
 void force_clone_method(std::optional<clone_method> m) noexcept;
 
+/// Size of one record on the report pipe; a reader needs at most two of them.
+inline constexpr std::size_t report_record_size = 24;
+inline constexpr std::size_t report_max_size = 2 * report_record_size;
+
 struct launched_child {
     pid_t pid = -1;
     clone_method method = clone_method::fork;  ///< how this child was created
@@ -71,10 +76,14 @@ struct launched_child {
     sys::unique_fd stdout_pipe;  ///< read end, if stdout was a pipe
     sys::unique_fd stderr_pipe;  ///< read end, if stderr was a pipe
     sys::unique_fd report;       ///< read end of the child's close-on-exec report pipe
-    /// The report pipe already holds all it ever will: on the vfork path clone3 returns only
-    /// once the child has passed execve's point of no return or exited, and it writes its
-    /// report before either. Then read_report() needs no wait for EOF (nor an event loop).
+    /// The report is all there: on the vfork path clone3 returns only once the child has
+    /// passed execve's point of no return or exited, and it writes its report before either.
+    /// Then read_report() needs no wait for EOF (nor an event loop).
     bool report_complete = false;
+    /// A cold child on the vfork path has no report pipe (`report` is empty): sharing our
+    /// memory (CLONE_VM), it wrote its records here, as glibc's posix_spawn passes its errno.
+    std::array<std::byte, report_max_size> report_bytes{};
+    std::size_t report_size = 0;
     spawn_timings timings;
     /// With userns_ids::automatic: the host ids the child runs as, leased until it is reaped
     /// (whoever reaps it drops this afterwards).
@@ -83,10 +92,6 @@ struct launched_child {
     /// (whoever reaps it drops this afterwards).
     std::shared_ptr<warm_set> set;
 };
-
-/// Size of one record on the report pipe; a reader needs at most two of them.
-inline constexpr std::size_t report_record_size = 24;
-inline constexpr std::size_t report_max_size = 2 * report_record_size;
 
 /// Per-launch additions to a prepared spec: a job's own cgroups, made for this one child.
 struct launch_extras {
