@@ -152,7 +152,10 @@ void notice_noise(bench_report& r) {
                                  "DROVER_FLOOR at it");
             break;
         }
-    if (r.machine.floor_source.starts_with("in-process"))
+    if (r.machine.floor_source == std::string("in-process: ") + floors_asked_in_process)
+        r.warnings.push_back("the floors ran inside drover's process (--floors in-process): the vfork floors cost the "
+                             "same there, the fork-style floor pays for drover's page tables");
+    else if (r.machine.floor_source.starts_with("in-process"))
         r.warnings.push_back("the floors ran inside drover's process (" + r.machine.floor_source +
                              "): the fork-style floor pays for drover's page tables; build drover_floor "
                              "or point DROVER_FLOOR at it");

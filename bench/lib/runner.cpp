@@ -100,15 +100,16 @@ void throttle_progress(const progress_fn& progress, std::string_view phase, std:
     progress({phase, done, total});
 }
 
-// Runs the raw floors in the drover_floor helper when it can be found and started, else in
-// this process (slower for the fork-style floor: it copies drover's page tables).
+// Runs the raw floors in the drover_floor helper when it can be found and started (and was
+// not declined), else in this process (slower for the fork-style floor: it copies drover's
+// page tables).
 class floors {
 public:
-    floors(const std::vector<namespace_set>& sets, const workload& w, std::string& source) {
+    floors(const std::vector<namespace_set>& sets, const workload& w, bool in_process, std::string& source) {
         const std::vector<std::string> argv = workload_argv(w);
-        std::string path = floor_helper_path(), why;
+        std::string path = in_process ? std::string() : floor_helper_path(), why;
         bool helper = !path.empty() && client_.start(path, why);
-        if (path.empty()) why = "drover_floor not found (set DROVER_FLOOR)";
+        if (path.empty()) why = in_process ? floors_asked_in_process : "drover_floor not found (set DROVER_FLOOR)";
         source = helper ? "helper " + path : "in-process: " + why;
         for (namespace_set s : sets) {
             std::array<floor_plan, floor_kinds> plans;
@@ -341,7 +342,7 @@ void run_matrix(const bench_config& cfg, bench_report& report, const progress_fn
     const std::vector<std::string> argv = workload_argv(cfg.work);
     std::vector<prepared_spawn> prepared;
     for (namespace_set s : sets) prepared.emplace_back(matrix_spec(s, cfg.work));
-    floors raw(sets, cfg.work, report.machine.floor_source);
+    floors raw(sets, cfg.work, cfg.floors_in_process, report.machine.floor_source);
     if (cfg.probe && !cfg.work.execs())
         throw std::runtime_error("--probe needs a workload that execs (exec-static or exec:PATH)");
     std::optional<raw_probe> probe;

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <regex>
@@ -87,6 +88,30 @@ TEST(BenchCli, MalformedDurationExits2) {
     expect_usage_error("--ns none -n 1 --concurrency 1 --duration 3601", "--duration");
     expect_usage_error("--ns none -n 1 --concurrency 1 --duration x", "--duration");
 }
+// --floors in-process: the floors run in drover's own process, with no helper beside it; the
+// report says so (and why) in the text, the JSON and one warning, and every floor has samples.
+TEST(BenchCli, FloorsInProcessRunWithoutTheHelperAndTheReportSaysSo) {
+    expect_usage_error("--ns none -n 1 --floors elsewhere", "--floors: 'elsewhere' is not helper or in-process");
+    char dir[] = "/tmp/drover-bench-cli-XXXXXX";
+    ASSERT_NE(::mkdtemp(dir), nullptr);
+    const std::string json = std::string(dir) + "/out.json";
+    cli_result r = run_cli("--ns none --ns mnt -n 4 --warmup 1 --workload exec:/bin/true --floors in-process --json " +
+                           json);
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_NE(r.out.find("floors: in-process: asked for (--floors in-process)"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("the fork-style floor pays for drover's page tables"), std::string::npos) << r.out;
+    std::ifstream js(json);
+    bench_report back = report_from_json(nlohmann::json::parse(js));
+    EXPECT_EQ(back.machine.floor_source, "in-process: asked for (--floors in-process)");
+    ASSERT_EQ(back.combos.size(), 2u);
+    for (const combo_result& c : back.combos) {
+        EXPECT_EQ(c.floor.n, 4u) << c.set.str();
+        EXPECT_EQ(c.bare.n, 4u) << c.set.str();
+        EXPECT_EQ(c.fork.n, 4u) << c.set.str();
+    }
+    std::filesystem::remove_all(dir);
+}
+
 TEST(BenchCli, UnknownFlagExits2) {
     expect_usage_error("--frobnicate", "frobnicate");
 }

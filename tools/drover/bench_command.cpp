@@ -36,6 +36,7 @@ struct bench_options {
     unsigned spawn_threads = 0;  // 0: the process-wide setting (1, or DROVER_SPAWN_THREADS)
     bool peers = false;
     bool probe = false;
+    std::string floors = "helper";
     bool no_matrix = false;
     std::string json, csv, markdown, svg;
     std::string profile;  // perf.data to write
@@ -143,6 +144,9 @@ bench::bench_config make_config(const bench_options& o) {
     cfg.spawn_threads = o.spawn_threads ? o.spawn_threads : spawn_threads();
     cfg.peers = o.peers;
     cfg.probe = o.probe;
+    if (o.floors != "helper" && o.floors != "in-process")
+        throw usage_problem{"--floors: '" + o.floors + "' is not helper or in-process"};
+    cfg.floors_in_process = o.floors == "in-process";
     cfg.concurrency = parse_concurrency(o.concurrency);
     std::vector<std::string> selections = o.ns.empty() ? std::vector<std::string>{"matrix"} : o.ns;
     for (const std::string& s : selections) {
@@ -358,6 +362,10 @@ command_main add_bench_command(CLI::App& app, command_check* check) {
                   "compare user+pid+mnt+uts+ipc+net /bin/true with unshare(1), bwrap and runc");
     sub->add_flag("--probe", o->probe,
                   "also time drover_raw_probe (none of drover's code) in the matrix's shuffled order, beside the bare floor");
+    sub->add_option("--floors", o->floors,
+                    "where the raw floors run: helper (drover_floor, a separate small process; the default) or "
+                    "in-process (no second process beside drover's spawns; docs/bench.md)")
+        ->type_name("WHERE");
     sub->add_flag("--no-matrix", o->no_matrix, "skip the matrix (e.g. with --peers alone)");
     sub->add_option("--json", o->json, "write the full results as JSON (docs/bench-schema.md)");
     sub->add_option("--csv", o->csv, "write the results as CSV");

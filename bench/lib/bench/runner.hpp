@@ -86,7 +86,15 @@ struct bench_config {
     /// Also run drover_raw_probe --serve (bare method, none of drover's code) in the matrix's
     /// shuffled order, for every set without a time namespace; needs an exec workload.
     bool probe = false;
+    /// Run the floors in this process instead of the drover_floor helper (`--floors
+    /// in-process`): no second process beside drover's spawns. The vfork floors cost the same
+    /// there (the child borrows the memory, nothing is copied); the fork-style floor pays for
+    /// this process's page tables.
+    bool floors_in_process = false;
 };
+
+/// machine_info::floor_source's reason when --floors in-process asked for it.
+inline constexpr const char* floors_asked_in_process = "asked for (--floors in-process)";
 
 /// Where drover_raw_probe is: $DROVER_RAW_PROBE, the path the build recorded, beside the
 /// running program, or ../libexec/drover. Empty if none is executable.
