@@ -821,9 +821,8 @@ bool launch_child(const prepared_spawn& p, launched_child& child, spawn_failure&
 
     // A holder never execs, a ready job only later: each needs memory of its own (fork path).
     void* stack = !holder && go_fd < 0 && use_vfork(d) ? vfork_stack.get() : nullptr;
-    // The report: on the vfork path in our memory (launched_child::report_bytes), else a pipe.
-    std::size_t report_len = 0;
-    std::byte report_mem[report_max_size];
+    // The report: on the vfork path straight into child.report_bytes (the child shares our
+    // memory until execve), else a pipe.
     sys::pipe_fds report;
     auto report_pipe = [&](std::error_code& ec) {
         auto rp = sys::pipe();
@@ -834,8 +833,8 @@ bool launch_child(const prepared_spawn& p, launched_child& child, spawn_failure&
         f.report_len = nullptr;
     };
     if (stack) {
-        f.report_mem = report_mem;
-        f.report_len = &report_len;
+        f.report_mem = child.report_bytes.data();
+        f.report_len = &child.report_size;
     } else if (std::error_code ec; report_pipe(ec), ec) {
         failure = parent_failure(child_stage::pipes, ec, "report pipe", d.spec.namespaces);
         return false;
@@ -991,10 +990,6 @@ bool launch_child(const prepared_spawn& p, launched_child& child, spawn_failure&
                                                                    : child.timings.clone_end;
     child.report = std::move(report.read);
     child.report_complete = child.method == clone_method::vfork;
-    if (!child.report) {
-        child.report_size = __atomic_load_n(&report_len, __ATOMIC_ACQUIRE);
-        std::memcpy(child.report_bytes.data(), report_mem, child.report_size);
-    }
     return true;
 }
 

@@ -188,7 +188,6 @@ struct warm_pool::impl {
     std::deque<std::unique_ptr<warm_set>> sets;
     warm_stats st;
     bool stop = false;
-    std::atomic<bool> use_stub;  // cleared for good when the stub fails to start
     std::thread refiller;
 
     impl(prepared_spawn p, warm_options o) : spec(std::move(p)), opt(o) {}
@@ -197,9 +196,14 @@ struct warm_pool::impl {
     bool make_one() {
         spawn_failure failure;
         std::string stub_error;
-        auto set = make_warm_set(spec, failure, opt.prestart, use_stub.load(), &stub_error);
+        bool stub;
+        {
+            std::lock_guard lock(mu);
+            stub = st.stub;  // turned false for good when the stub fails to start
+        }
+        auto set = make_warm_set(spec, failure, opt.prestart, stub, &stub_error);
         std::lock_guard lock(mu);
-        if (!stub_error.empty() && use_stub.exchange(false)) {
+        if (!stub_error.empty() && st.stub) {
             st.stub = false;
             st.stub_unused = "drover_ready_stub failed to start, jobs wait in drover's child: " + stub_error;
         }
@@ -251,7 +255,6 @@ warm_pool::warm_pool(prepared_spawn spec, warm_options options)
         d_->st.stub_unused = !options.stub ? "warm_options::stub is false" : ready_stub_unusable(d_->spec);
         d_->st.stub = d_->st.stub_unused.empty();
     }
-    d_->use_stub = d_->st.stub;
     std::uint64_t held = d_->spec.data().clone_flags;
     if (!options.prestart) held &= ~static_cast<std::uint64_t>(CLONE_NEWCGROUP);  // the job makes its own
     d_->st.namespaces_per_set = static_cast<unsigned>(__builtin_popcountll(held));

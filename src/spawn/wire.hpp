@@ -1,6 +1,6 @@
-// What crosses between drover and its children as bytes: the report pipe's records, a
-// pre-started job's go message and the descriptor moves it carries. Plain structs, shared with drover_ready_stub (a separate
-// static program), so nothing here may need drover's library.
+// What crosses between drover and its children as bytes: the report's records, a pre-started
+// job's go message and the descriptor moves it carries. Plain structs, shared with
+// drover_ready_stub (a separate static program), so nothing here may need drover's library.
 #pragma once
 
 #include <cstdint>

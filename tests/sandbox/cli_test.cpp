@@ -11,6 +11,9 @@
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "drover/supervise/config.hpp"
 #include "support.hpp"
@@ -20,12 +23,34 @@ namespace {
 
 namespace fs = std::filesystem;
 
-run_result drover(std::vector<std::string> args, std::string input = {}) {
+run_result drover(std::vector<std::string> args, std::string input = {},
+                  const std::vector<std::pair<std::string, std::string>>& env = {}) {
     std::vector<std::string> argv = {test::cli};
     argv.insert(argv.end(), args.begin(), args.end());
     spawn_spec s = test::piped(argv);
     s.in = stdio::pipe();
+    for (const auto& [name, value] : env) s.env.set(name, value);
     return test::run_spec(s, std::move(input));
+}
+
+// The {"warm_pool": {…}} object `parallel --json` writes on stderr; null if there is none.
+nlohmann::json warm_pool_of(const std::string& err) {
+    auto at = err.find("{\"warm_pool\"");
+    if (at == std::string::npos) return nullptr;
+    return nlohmann::json::parse(err.substr(at, err.find('\n', at) - at))["warm_pool"];
+}
+
+// `parallel --json` over `count` inputs ("job-0"…) in pre-started sandboxed jobs from `warm`
+// sets: each prints its input, then execs the helper (so it is still PID 1), which prints
+// what it sees.
+run_result parallel_prestarted(int count, const std::string& warm,
+                               const std::vector<std::pair<std::string, std::string>>& env = {}) {
+    std::string input;
+    for (int i = 0; i < count; ++i) input += "job-" + std::to_string(i) + "\n";
+    return drover({"parallel", "--json", "--no-progress", "-j", "2", "--warm", warm, "--warm-prestart", "--sandbox",
+                   "--timeout", "60", "--setenv", "ASAN_OPTIONS=detect_leaks=0", "--", "/bin/sh", "-c",
+                   "echo \"$0\"; exec \"$1\" inside", "{}", test::helper},
+                  input, env);
 }
 
 struct temp_file {
@@ -149,9 +174,8 @@ TEST(SandboxCli, ParallelWarmJobsAreSandboxedAndCounted) {
     }
     EXPECT_EQ(jobs, 20);
     // The pool's numbers, as JSON on stderr with --json: every job started warm or cold.
-    auto at = r.err.find("{\"warm_pool\"");
-    ASSERT_NE(at, std::string::npos) << r.err;
-    auto w = nlohmann::json::parse(r.err.substr(at, r.err.find('\n', at) - at))["warm_pool"];
+    nlohmann::json w = warm_pool_of(r.err);
+    ASSERT_FALSE(w.is_null()) << r.err;
     EXPECT_EQ(w["hits"].get<unsigned>() + w["misses"].get<unsigned>(), 20u) << w;  // none failed: no retries
     EXPECT_EQ(w["target"], 4) << w;
     EXPECT_EQ(w["namespaces_per_set"], 6) << w;  // user, pid, mnt, uts, ipc, net
@@ -168,12 +192,7 @@ TEST(SandboxCli, ParallelPrestartedJobsAreSandboxedAndEachRunsItsOwnInput) {
     GTEST_SKIP() << "TSan cannot follow drover's raw clone3 fork from the pool's refill thread while the loop "
                     "thread runs (tests/spawn/warm_test.cpp); the other builds run this";
 #endif
-    std::string input;
-    for (int i = 0; i < 20; ++i) input += "job-" + std::to_string(i) + "\n";
-    auto r = drover({"parallel", "--json", "--no-progress", "-j", "2", "--warm", "4", "--warm-prestart", "--sandbox",
-                     "--timeout", "60", "--setenv", "ASAN_OPTIONS=detect_leaks=0", "--", "/bin/sh", "-c",
-                     "echo \"$0\"; exec \"$1\" inside", "{}", test::helper},
-                    input);
+    auto r = parallel_prestarted(20, "4");
     ASSERT_EQ(r.status.code(), 0) << r.out << r.err;
     std::istringstream in(r.out);
     std::set<std::string> seen;
@@ -190,9 +209,8 @@ TEST(SandboxCli, ParallelPrestartedJobsAreSandboxedAndEachRunsItsOwnInput) {
         seen.insert(out.substr(0, out.find('\n')));
     }
     EXPECT_EQ(seen.size(), 20u);
-    auto at = r.err.find("{\"warm_pool\"");
-    ASSERT_NE(at, std::string::npos) << r.err;
-    auto w = nlohmann::json::parse(r.err.substr(at, r.err.find('\n', at) - at))["warm_pool"];
+    nlohmann::json w = warm_pool_of(r.err);
+    ASSERT_FALSE(w.is_null()) << r.err;
     EXPECT_EQ(w["prestarted"], true) << w;
     EXPECT_EQ(w["stub"], true) << w;
     EXPECT_EQ(w["stub_unused"], "") << w;
@@ -216,15 +234,7 @@ TEST(SandboxCli, ParallelPrestartedJobsSurviveAStubThatCannotStart) {
     // Readable and executable by all: the job's leased ids are "others" to it.
     fs::permissions(broken.path, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
                                      fs::perms::others_read | fs::perms::others_exec);
-    std::string input;
-    for (int i = 0; i < 6; ++i) input += "job-" + std::to_string(i) + "\n";
-    spawn_spec s = test::piped({test::cli, "parallel", "--json", "--no-progress", "-j", "2", "--warm", "2",
-                                "--warm-prestart", "--sandbox", "--timeout", "60", "--setenv",
-                                "ASAN_OPTIONS=detect_leaks=0", "--", "/bin/sh", "-c", "echo \"$0\"; exec \"$1\" inside",
-                                "{}", test::helper});
-    s.in = stdio::pipe();
-    s.env.set("DROVER_READY_STUB", broken.path);
-    auto r = test::run_spec(s, input);
+    auto r = parallel_prestarted(6, "2", {{"DROVER_READY_STUB", broken.path}});
     ASSERT_EQ(r.status.code(), 0) << r.out << r.err;
     std::istringstream in(r.out);
     std::set<std::string> seen;
@@ -235,9 +245,8 @@ TEST(SandboxCli, ParallelPrestartedJobsSurviveAStubThatCannotStart) {
         seen.insert(out.substr(0, out.find('\n')));
     }
     EXPECT_EQ(seen.size(), 6u) << r.out;
-    auto at = r.err.find("{\"warm_pool\"");
-    ASSERT_NE(at, std::string::npos) << r.err;
-    auto w = nlohmann::json::parse(r.err.substr(at, r.err.find('\n', at) - at))["warm_pool"];
+    nlohmann::json w = warm_pool_of(r.err);
+    ASSERT_FALSE(w.is_null()) << r.err;
     EXPECT_EQ(w["stub"], false) << w;
     const std::string why = w["stub_unused"];
     EXPECT_NE(why.find("drover_ready_stub failed to start"), std::string::npos) << why;
@@ -275,9 +284,8 @@ TEST(SandboxCli, AWarmPoolShrinksUnderALoweredNamespaceLimitWithoutFailingJobs) 
         ok += out.find("getpid 1\n") != std::string::npos && out.find("lo up\n") != std::string::npos;
     }
     EXPECT_EQ(ok, 30) << r.out << r.err;
-    auto at = r.err.find("{\"warm_pool\"");
-    ASSERT_NE(at, std::string::npos) << r.err;
-    auto w = nlohmann::json::parse(r.err.substr(at, r.err.find('\n', at) - at))["warm_pool"];
+    nlohmann::json w = warm_pool_of(r.err);
+    ASSERT_FALSE(w.is_null()) << r.err;
     // A cold start refused by the limit is retried, and each retry counts.
     EXPECT_GE(w["hits"].get<unsigned>() + w["misses"].get<unsigned>(), 30u) << w;
     EXPECT_GT(w["failed"].get<unsigned>(), 0u) << "the pool never met the limit: " << w;

@@ -64,6 +64,18 @@ void first_warm_jobs() {
     ASSERT_TRUE(wait_warm_reaps(std::chrono::seconds(10)));
 }
 
+// One job of `p` from `pool`, which starts warm and succeeds; what it printed, as keys.
+std::map<std::string, std::string> warm_job_keys(const prepared_spawn& p, warm_pool& pool) {
+    run_result r = run(p, &pool);
+    EXPECT_TRUE(r.ok) << r.failure;
+    EXPECT_TRUE(r.warm);
+    EXPECT_TRUE(r.status.success()) << r.status.str() << "\n" << r.out;
+    auto k = keys(r.out);
+    EXPECT_EQ(k["getpid"], "1") << r.out;
+    EXPECT_EQ(k["hostname"], "warmjob") << r.out;
+    return k;
+}
+
 bool stub_built() { return ready_stub_unusable(prepared_spawn(isolated({test::helper, "exit", "0"}))).empty(); }
 
 #define REQUIRE_STUB()                                                                               \
@@ -99,14 +111,7 @@ TEST(ReadyStub, AWaitingJobIsTheStubWithItsFilterAndTheJobSeesItsSandbox) {
         const long ours_kib = std::stol(status_field(::getpid(), "VmRSS"));
         EXPECT_LT(rss_kib, 4096) << "KiB";
         EXPECT_LT(rss_kib * 4, ours_kib) << "the stub holds " << rss_kib << " KiB, drover's test " << ours_kib;
-        run_result r = run(p, &pool);
-        ASSERT_TRUE(r.ok) << r.failure;
-        EXPECT_TRUE(r.warm);
-        EXPECT_TRUE(r.status.success()) << r.status.str() << "\n" << r.out;
-        auto k = keys(r.out);
-        EXPECT_EQ(k["getpid"], "1") << r.out;
-        EXPECT_EQ(k["hostname"], "warmjob") << r.out;
-        EXPECT_EQ(k["lo"], "up") << r.out;
+        EXPECT_EQ(warm_job_keys(p, pool)["lo"], "up");
     }
     EXPECT_TRUE(wait_warm_reaps(std::chrono::seconds(10)));
     EXPECT_EQ(open_fd_count(), fds);
@@ -264,15 +269,7 @@ TEST(ReadyStub, AStubThatFailsToStartIsFallenBackFromAndThePoolSaysWhy) {
         EXPECT_NE(st.stub_unused.find("ready_stub"), std::string::npos) << st.stub_unused;
         EXPECT_NE(st.stub_unused.find(std::strerror(EPERM)), std::string::npos) << st.stub_unused;
         for (pid_t waiting : st.holders) EXPECT_EQ(exe_of(waiting), self);
-        for (int i = 0; i < 2; ++i) {
-            run_result r = run(p, &pool);
-            ASSERT_TRUE(r.ok) << r.failure;
-            EXPECT_TRUE(r.warm);
-            EXPECT_TRUE(r.status.success()) << r.status.str() << "\n" << r.out;
-            auto k = keys(r.out);
-            EXPECT_EQ(k["getpid"], "1") << r.out;
-            EXPECT_EQ(k["hostname"], "warmjob") << r.out;
-        }
+        for (int i = 0; i < 2; ++i) warm_job_keys(p, pool);
     }
     // Without the fallback's out-parameter the set is made all the same.
     spawn_failure failure;

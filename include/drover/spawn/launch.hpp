@@ -2,9 +2,9 @@
 // whether execve succeeded, reap. No event loop here; the process layer builds on it.
 #pragma once
 
-#include <array>
 #include <sys/types.h>
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
