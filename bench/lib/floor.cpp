@@ -253,6 +253,37 @@ std::int64_t floor_now_ns() noexcept {
     return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
 }
 
+namespace {
+
+// The state letter of /proc/PID/task/TID/stat, or 0 if it cannot be read (the task is gone).
+char task_state(pid_t pid, pid_t tid) {
+    char path[64];
+    std::snprintf(path, sizeof path, "/proc/%d/task/%d/stat", static_cast<int>(pid), static_cast<int>(tid));
+    int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    char buf[512];
+    ssize_t n = ::read(fd, buf, sizeof buf - 1);
+    ::close(fd);
+    if (n <= 0) return 0;
+    buf[n] = 0;
+    // "TID (COMM) S ...": COMM may hold spaces and parentheses, so the state follows the last ')'.
+    const char* close = std::strrchr(buf, ')');
+    return close && close[1] == ' ' ? close[2] : 0;
+}
+
+}  // namespace
+
+bool floor_wait_asleep(pid_t pid, pid_t tid) noexcept {
+    if (pid <= 0 || tid <= 0) return false;
+    for (int i = 0; i < 1000; ++i) {
+        char st = task_state(pid, tid);
+        if (st == 0) return false;
+        if (st != 'R') return true;
+        ::sched_yield();
+    }
+    return false;
+}
+
 floor_plan floor_plan::make(std::uint64_t flags, floor_method method, bool setup, bool exec,
                             std::vector<std::string> argv) {
     floor_plan p;

@@ -90,7 +90,17 @@ bool floor_client::start_as(const std::vector<std::string>& args, const std::str
                 std::string(what) + (answer.empty() ? "" : ": " + answer);
         return false;
     }
+    // Which thread asks, so the helper can wait for it to sleep before each spawn it times.
+    // A helper from before "peer" answers err and serves on without waiting.
+    if (!ask("peer " + std::to_string(::getpid()) + " " + std::to_string(::gettid()), answer)) {
+        error = path + " stopped answering";
+        return false;
+    }
     return true;
+}
+
+void floor_client::settle() noexcept {
+    if (pid_ > 0) floor_wait_asleep(pid_, pid_);
 }
 
 bool floor_client::send_line(const std::string& request) {
@@ -169,6 +179,7 @@ floor_sample floor_client::run(int id) {
         s.error = "the floor helper stopped answering";
         return s;
     }
+    settle();
     if (answer.starts_with("fail ")) {
         s.error = answer.substr(5);
         return s;

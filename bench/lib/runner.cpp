@@ -162,6 +162,7 @@ public:
             s.error = "drover_raw_probe stopped answering";
             return s;
         }
+        client_.settle();
         if (answer.starts_with("err ")) {
             s.error = answer.substr(4);
             return s;

@@ -7,6 +7,9 @@
 //       answers requests on stdin, one line each (what drover bench uses, see floor_client):
 //         plan NAMESPACES vfork|fork setup|bare exec|exit [PROGRAM]  -> ok ID METHOD | err TEXT
 //         run ID                                                   -> ok TOTAL_NS CLONE_NS | fail TEXT
+//         peer PID TID                                             -> ok | err TEXT
+//             (the thread that sends "run": each run first waits until it is asleep, see
+//             floor_wait_asleep)
 //         loop ID START_NS END_NS   -> ok SPAWNS FAILURES FINISH_NS [FIRST_FAILURE] | err TEXT
 //             (CLOCK_MONOTONIC times: several helpers given one START begin together; the
 //             answer comes once the loop is over)
@@ -54,6 +57,9 @@ std::vector<std::string_view> words(std::string_view line, std::size_t max) {
     return out;
 }
 
+// The asking thread ("peer"), which a run waits to fall asleep; 0 until told.
+pid_t peer_pid = 0, peer_tid = 0;
+
 // One request; the answer is one line.
 std::string answer(std::string_view line, std::vector<floor_plan>& plans) {
     auto w = words(line, 6);
@@ -78,9 +84,19 @@ std::string answer(std::string_view line, std::vector<floor_plan>& plans) {
         std::int64_t id = 0;
         if (!parse_count(w[1], 1'000'000, id) || static_cast<std::size_t>(id) >= plans.size())
             return "err no such plan: " + std::string(w[1]);
+        drover::bench::floor_wait_asleep(peer_pid, peer_tid);
         auto s = drover::bench::floor_spawn(plans[static_cast<std::size_t>(id)]);
         if (!s.ok) return "fail " + s.error;
         return "ok " + std::to_string(s.total_ns) + " " + std::to_string(s.clone_ns);
+    }
+    if (w[0] == "peer") {
+        constexpr std::int64_t most = std::numeric_limits<pid_t>::max();
+        std::int64_t pid = 0, tid = 0;
+        if (w.size() != 3 || !parse_count(w[1], most, pid) || !parse_count(w[2], most, tid) || pid == 0 || tid == 0)
+            return "err usage: peer PID TID";
+        peer_pid = static_cast<pid_t>(pid);
+        peer_tid = static_cast<pid_t>(tid);
+        return "ok";
     }
     if (w[0] == "loop") {
         // Bounds: a loop starts within a minute and lasts at most an hour and a bit (drover

@@ -11,12 +11,15 @@
  * With --serve it reads one NAMESPACES line at a time from stdin (at most 255 bytes), spawns
  * PROGRAM once into them and answers "ok NANOSECONDS" or "err REASON" on stdout, so that
  * drover bench can put its spawns into the same shuffled order as its own (`--probe`). The
- * line "hello" is answered "ok drover_raw_probe". It ends at the end of its input.
+ * line "hello" is answered "ok drover_raw_probe", and "peer PID TID" names the thread that
+ * asks: before each spawn the probe yields until that thread is asleep, so that a caller still
+ * runnable on the same CPU does not slow the spawn it times. It ends at the end of its input.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
 #include <errno.h>
+#include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -86,6 +89,43 @@ static double spawn_once(int flags, int* status_out) {
     return took;
 }
 
+static pid_t peer_pid, peer_tid;
+
+/* Yields until the peer thread is not runnable ('R' in its stat), at most 1000 times. */
+static void wait_peer_asleep(void) {
+    char path[64], buf[512];
+    if (peer_pid <= 0 || peer_tid <= 0) return;
+    snprintf(path, sizeof path, "/proc/%d/task/%d/stat", (int)peer_pid, (int)peer_tid);
+    for (int i = 0; i < 1000; ++i) {
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) return;
+        ssize_t n = read(fd, buf, sizeof buf - 1);
+        close(fd);
+        if (n <= 0) return;
+        buf[n] = '\0';
+        const char* paren = strrchr(buf, ')');
+        if (!paren || paren[1] != ' ' || paren[2] != 'R') return;
+        sched_yield();
+    }
+}
+
+/* "peer PID TID" with both whole numbers in 1..INT_MAX; 0 if it is not such a line. */
+static int parse_peer(const char* line) {
+    long v[2];
+    const char* p = line + 5;
+    for (int i = 0; i < 2; ++i) {
+        char* end;
+        if (*p < '1' || *p > '9') return 0;
+        errno = 0;
+        v[i] = strtol(p, &end, 10);
+        if (errno || v[i] > 0x7fffffffL || (i == 0 ? *end != ' ' : *end != '\0')) return 0;
+        p = end + 1;
+    }
+    peer_pid = (pid_t)v[0];
+    peer_tid = (pid_t)v[1];
+    return 1;
+}
+
 static int serve(void) {
     char line[256];
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -100,11 +140,16 @@ static int serve(void) {
             printf("ok drover_raw_probe\n");
             continue;
         }
+        if (strncmp(line, "peer ", 5) == 0) {
+            printf(parse_peer(line) ? "ok\n" : "err usage: peer PID TID\n");
+            continue;
+        }
         int flags, status = 0;
         if (parse_namespaces(line, &flags) != 0) {
             printf("err namespaces: '%s' is not none or a list of user,pid,mnt,uts,ipc,net,cgroup\n", line);
             continue;
         }
+        wait_peer_asleep();
         double took = spawn_once(flags, &status);
         if (took < 0)
             printf("err clone(%s): %s\n", line, strerror((int)-took));

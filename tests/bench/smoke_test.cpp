@@ -2,6 +2,7 @@
 // stage is filled, non-negative and in order. Also the throughput and peers runs, briefly.
 #include <gtest/gtest.h>
 #include <sched.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -231,6 +232,15 @@ TEST(BenchFloorHelper, ServesPlansAndRefusesBadRequests) {
         floor_sample none = c.run(999);
         EXPECT_FALSE(none.ok);
         EXPECT_NE(none.error.find("no such plan"), std::string::npos) << none.error;
+        // The thread that asks, which each run waits to fall asleep; nonsense is refused.
+        std::string answer;
+        ASSERT_TRUE(c.ask("peer " + std::to_string(::getpid()) + " " + std::to_string(::gettid()), answer));
+        EXPECT_EQ(answer, "ok");
+        for (const char* bad : {"peer", "peer 1", "peer 0 1", "peer 1 x", "peer -1 1", "peer 1 99999999999", "peer 1 2 3"}) {
+            ASSERT_TRUE(c.ask(bad, answer)) << bad;
+            EXPECT_EQ(answer, "err usage: peer PID TID") << bad;
+        }
+        EXPECT_TRUE(c.run(id).ok);
         // A workload that fails is a failed sample with the step.
         m = floor_method::vfork;
         int bad = c.define(0, m, true, true, "/nonexistent/program", error);
@@ -244,6 +254,56 @@ TEST(BenchFloorHelper, ServesPlansAndRefusesBadRequests) {
     floor_client wrong;
     EXPECT_FALSE(wrong.start("/bin/true", error));
     EXPECT_NE(error.find("did not answer"), std::string::npos) << error;
+}
+
+// floor_wait_asleep, which keeps a just-answered helper from sitting runnable beside the next
+// timed sample: true once the thread sleeps, false (and bounded) for one that never does or
+// is gone.
+TEST(BenchSmoke, WaitAsleepSeesASleeperAndGivesUpOnASpinnerOrTheGone) {
+    pid_t sleeper = ::fork();
+    ASSERT_GE(sleeper, 0);
+    if (sleeper == 0) {
+        for (;;) ::pause();
+    }
+    pid_t spinner = ::fork();
+    ASSERT_GE(spinner, 0);
+    if (spinner == 0) {
+        for (;;) asm volatile("" ::: "memory");  // runs, never sleeps
+    }
+    EXPECT_TRUE(floor_wait_asleep(sleeper, sleeper));
+    // The spinner stays runnable: the wait yields its thousand times and says it gave up.
+    const std::int64_t start = floor_now_ns();
+    EXPECT_FALSE(floor_wait_asleep(spinner, spinner));
+    EXPECT_LT(floor_now_ns() - start, 10'000'000'000);
+    EXPECT_FALSE(floor_wait_asleep(sleeper, spinner));  // not a thread of that process
+    EXPECT_FALSE(floor_wait_asleep(0, 0));
+    for (pid_t p : {sleeper, spinner}) {
+        ::kill(p, SIGKILL);
+        int status = 0;
+        ASSERT_EQ(::waitpid(p, &status, 0), p);
+        EXPECT_TRUE(WIFSIGNALED(status));
+    }
+    EXPECT_FALSE(floor_wait_asleep(sleeper, sleeper));  // reaped: gone
+}
+
+// The independent probe's serve mode takes the same "peer" line, checked as strictly.
+TEST(BenchFloorHelper, TheRawProbeWaitsForItsPeerAndRefusesBadPeerLines) {
+    const std::string path = raw_probe_path();
+    if (path.empty()) GTEST_SKIP() << "drover_raw_probe is not built (DROVER_BUILD_BENCH=OFF)";
+    std::string error, answer;
+    {
+        floor_client c;
+        ASSERT_TRUE(c.start_as({path, "--serve", program()}, "hello", "ok drover_raw_probe", "the probe", error)) << error;
+        ASSERT_TRUE(c.ask("peer " + std::to_string(::getpid()) + " " + std::to_string(::gettid()), answer));
+        EXPECT_EQ(answer, "ok");
+        for (const char* bad : {"peer ", "peer 1", "peer 0 1", "peer 1 x", "peer 1 2x", "peer 1 99999999999"}) {
+            ASSERT_TRUE(c.ask(bad, answer)) << bad;
+            EXPECT_EQ(answer, "err usage: peer PID TID") << bad;
+        }
+        ASSERT_TRUE(c.ask("none", answer));
+        EXPECT_TRUE(answer.starts_with("ok ")) << answer;
+    }
+    EXPECT_EQ(test::zombie_children(), 0);
 }
 
 TEST(BenchSmoke, ThroughputCountsSpawnsAtEachConcurrency) {

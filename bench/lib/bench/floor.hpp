@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <sys/types.h>
 #include <vector>
 
 namespace drover::bench {
@@ -78,6 +79,15 @@ struct floor_loop_result {
 /// failure that repeats 1000 times with no success ends the loop early (a refusing kernel
 /// answers at once; spinning on it proves nothing).
 floor_loop_result floor_loop(const floor_plan& plan, std::int64_t start_ns, std::int64_t end_ns);
+
+/// Yields this CPU until thread `tid` of process `pid` is no longer runnable, at most 1,000
+/// times; false if it gave up or the thread is gone. drover bench and its helpers answer each
+/// other over a socket, and the wake-up lets the one woken preempt the one that answered, which
+/// stays runnable on the same CPU for the whole next sample. A runnable bystander makes the
+/// kernel place work an exiting child waits for (the expedited RCU grace period that ends a
+/// mount namespace) on another, idle CPU, whose wake-up a VM pays dearly for: +40–80 µs on a
+/// mnt spawn, only for whichever side had the bystander (docs/bench.md, "Bystanders").
+bool floor_wait_asleep(pid_t pid, pid_t tid) noexcept;
 
 /// CLOCK_MONOTONIC in nanoseconds.
 std::int64_t floor_now_ns() noexcept;

@@ -36,6 +36,9 @@ public:
     /// One request line out, one answer line back; false if the helper stopped answering.
     bool ask(const std::string& request, std::string& answer);
     [[nodiscard]] bool running() const noexcept { return pid_ > 0; }
+    /// Waits (yielding) until the helper, having answered, is asleep again, so that it is
+    /// not left runnable beside the next sample drover times (floor_wait_asleep).
+    void settle() noexcept;
 
     /// Defines a plan in the helper; returns its id, or -1 with `error`. `method` is set to
     /// the method the helper will use (fork for a time namespace).
