@@ -180,7 +180,9 @@ json to_json(const bench_report& r) {
                     {"clone_method", r.machine.clone_method},
                     {"floor_source", r.machine.floor_source},
                     {"load_before", r.machine.load_before},
-                    {"load_after", r.machine.load_after}};
+                    {"load_after", r.machine.load_after},
+                    {"cpu_mhz_before", r.machine.mhz_before},
+                    {"cpu_mhz_after", r.machine.mhz_after}};
     const parameters& p = r.params;
     j["parameters"] = {{"sets", p.sets},
                        {"count", p.count},
@@ -274,6 +276,9 @@ bench_report report_from_json(const json& j) {
     r.machine.floor_source = text_of(field(m, "floor_source"), "floor_source");
     r.machine.load_before = number_of(field(m, "load_before"), "load_before");
     r.machine.load_after = number_of(field(m, "load_after"), "load_after");
+    // Reports from before 2026-12-01 have no clock.
+    if (m.contains("cpu_mhz_before")) r.machine.mhz_before = number_of(m["cpu_mhz_before"], "cpu_mhz_before");
+    if (m.contains("cpu_mhz_after")) r.machine.mhz_after = number_of(m["cpu_mhz_after"], "cpu_mhz_after");
     const json& p = field(j, "parameters");
     r.params.sets = texts_of(field(p, "sets"), "sets");
     r.params.count = integer_of<int>(field(p, "count"), "count");

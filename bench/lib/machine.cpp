@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <ctime>
 #include <fstream>
 #include <sstream>
@@ -69,7 +70,36 @@ machine_info describe_machine() {
     m.drover_commit = "unknown";
 #endif
     m.load_before = load_average();
+    m.mhz_before = cpu_mhz();
     return m;
+}
+
+double cpu_mhz() {
+    const long cpus = ::sysconf(_SC_NPROCESSORS_CONF);
+    double sum = 0;
+    int seen = 0;
+    for (long i = 0; i < cpus && i < 4096; ++i) {
+        std::ifstream f("/sys/devices/system/cpu/cpu" + std::to_string(i) + "/cpufreq/scaling_cur_freq");
+        double khz = 0;
+        if (f >> khz && khz > 0) {
+            sum += khz / 1000;
+            ++seen;
+        }
+    }
+    if (seen) return sum / seen;
+    // No cpufreq (a VM, often): what the kernel last read per CPU.
+    std::ifstream info("/proc/cpuinfo");
+    std::string line;
+    for (int lines = 0; lines < 100'000 && std::getline(info, line); ++lines) {
+        if (!line.starts_with("cpu MHz")) continue;
+        auto colon = line.find(':');
+        double mhz = 0;
+        if (colon != std::string::npos && std::istringstream(line.substr(colon + 1)) >> mhz && mhz > 0) {
+            sum += mhz;
+            ++seen;
+        }
+    }
+    return seen ? sum / seen : 0;
 }
 
 double load_average() {
@@ -145,6 +175,11 @@ void notice_noise(bench_report& r) {
         r.warnings.push_back("the machine was busy: load average " + fixed1(r.machine.load_before) + " before, " +
                              fixed1(r.machine.load_after) + " after, on " + std::to_string(r.machine.cores) +
                              " CPUs; ratios hold up better than absolute times, but " + advice);
+    const double from = r.machine.mhz_before, to = r.machine.mhz_after;
+    if (from > 0 && to > 0 && std::abs(to - from) > 0.05 * from)
+        r.warnings.push_back("the CPU clock changed during the run: " + fixed1(from) + " MHz before, " + fixed1(to) +
+                             " after; times taken at different clocks do not compare: fix the clock (cpupower "
+                             "frequency-set -g performance) or " + advice);
     for (const throughput_result& t : r.throughput)
         if (!t.floor_note.empty()) {
             r.warnings.push_back("the throughput floor was not measured (" + t.floor_note +

@@ -222,7 +222,8 @@ std::string format_table(const bench_report& r) {
       << "; spawn→reap, drover and the raw floors interleaved\n";
     o << "drover's clone method " << (m.clone_method.empty() ? "–" : m.clone_method) << "; floors: "
       << (m.floor_source.empty() ? "–" : m.floor_source)
-      << fmt::format("; load average {:.2f} → {:.2f}\n", m.load_before, m.load_after);
+      << fmt::format("; load average {:.2f} → {:.2f}; CPU clock {:.0f} → {:.0f} MHz\n", m.load_before,
+                     m.load_after, m.mhz_before, m.mhz_after);
     o << "floor: the fastest raw method (vfork-style; (f) fork-style, which a time namespace needs) with "
          "drover's default setup; bare: namespaces only; fork: fork-style with the setup.\n"
          "drover's share = drover − floor; setup share = floor − bare (docs/bench.md)\n\n";

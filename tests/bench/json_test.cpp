@@ -14,7 +14,7 @@ summary sample_summary(double base) {
 bench_report sample_report() {
     bench_report r;
     r.machine = {"2026-11-29T02:00:00Z", "6.18.0", "AMD EPYC", 2, "hybrid", "0.1.0", "abc1234",
-                 "vfork", "helper /x/drover_floor", 0.25, 1.75};
+                 "vfork", "helper /x/drover_floor", 0.25, 1.75, 2994.5, 3001.25};
     r.params.sets = {"none", "user+pid"};
     r.params.count = 12;
     r.params.warmup = 2;
@@ -121,7 +121,7 @@ TEST(BenchJson, DocumentHasTheDocumentedShape) {
         EXPECT_TRUE(j.contains(key)) << key;
     for (const char* key :
          {"date", "kernel", "cpu_model", "cores", "cgroup_mode", "drover_version", "drover_commit",
-          "clone_method", "floor_source", "load_before", "load_after"})
+          "clone_method", "floor_source", "load_before", "load_after", "cpu_mhz_before", "cpu_mhz_after"})
         EXPECT_TRUE(j.at("machine").contains(key)) << key;
     const auto& c = j.at("combinations").at(1);
     EXPECT_EQ(c.at("namespaces"), "user+pid");
@@ -155,12 +155,16 @@ TEST(BenchJson, DocumentHasTheDocumentedShape) {
 TEST(BenchJson, ReadsReportsFromBeforeTheThroughputFloor) {
     nlohmann::json j = to_json(sample_report());
     j["parameters"].erase("spawn_threads");
+    j["machine"].erase("cpu_mhz_before");
+    j["machine"].erase("cpu_mhz_after");
     for (auto& t : j["throughput"])
         for (const char* k : {"floor_method", "floor_processes", "floor_seconds", "floor_spawns", "floor_failures",
                               "floor_per_second", "floor_ratio", "floor_note"})
             t.erase(k);
     bench_report back = report_from_json(j);
     EXPECT_EQ(back.params.spawn_threads, 0u);
+    EXPECT_EQ(back.machine.mhz_before, 0);
+    EXPECT_EQ(back.machine.mhz_after, 0);
     ASSERT_EQ(back.throughput.size(), 2u);
     EXPECT_TRUE(back.throughput[0].floor_method.empty());
     EXPECT_EQ(back.throughput[0].floor_ratio(), 0);

@@ -427,6 +427,30 @@ TEST(BenchSmoke, ThroughputWithoutAUsableFloorHelperSaysWhy) {
     EXPECT_EQ(format_table(r).find("floor/s"), std::string::npos);
 }
 
+// A clock that moved by more than 5 % during the run is a warning; a steady or unknown one
+// (0: no cpufreq and no /proc/cpuinfo) is not. This machine's own clock is read as a number.
+TEST(BenchSmoke, AClockThatChangesDuringTheRunIsWarnedAbout) {
+    auto clock_warnings = [](double from, double to) {
+        bench_report r;
+        r.machine.cores = 2;
+        r.machine.mhz_before = from;
+        r.machine.mhz_after = to;
+        notice_noise(r);
+        std::string found;
+        for (const std::string& w : r.warnings)
+            if (w.find("CPU clock changed") != std::string::npos) found += w;
+        return found;
+    };
+    EXPECT_NE(clock_warnings(2000, 2400).find("2000.0 MHz before, 2400.0 after"), std::string::npos);
+    EXPECT_FALSE(clock_warnings(2400, 1200).empty());
+    EXPECT_EQ(clock_warnings(2000, 2050), "");
+    EXPECT_EQ(clock_warnings(0, 2400), "");
+    EXPECT_EQ(clock_warnings(2400, 0), "");
+    const double here = cpu_mhz();
+    EXPECT_GE(here, 0);
+    EXPECT_LT(here, 100'000);
+}
+
 std::string failures_of(const peer_result& p) {
     std::string out;
     for (const auto& [what, n] : p.failures) out += what + " ×" + std::to_string(n) + "; ";

@@ -296,6 +296,7 @@ int run_bench(const bench_options& o) {
     }
     report.elapsed = static_cast<double>(bench::floor_now_ns() - start) / 1e9;
     report.machine.load_after = bench::load_average();
+    report.machine.mhz_after = bench::cpu_mhz();
     bench::notice_noise(report);
     std::string profile_text;
     if (!o.profile.empty()) {

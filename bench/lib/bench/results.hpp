@@ -125,6 +125,8 @@ struct machine_info {
     std::string floor_source;  ///< "helper PATH", or "in-process" with the reason
     double load_before = 0;    ///< 1-minute load average when the run began
     double load_after = 0;     ///< and when it ended
+    double mhz_before = 0;     ///< the CPUs' mean clock in MHz when the run began (0: unknown)
+    double mhz_after = 0;      ///< and when it ended
     friend bool operator==(const machine_info&, const machine_info&) = default;
 };
 

@@ -132,6 +132,10 @@ machine_info describe_machine();
 /// The 1-minute load average (0 if /proc/loadavg cannot be read).
 double load_average();
 
+/// The online CPUs' mean current clock in MHz: cpufreq's scaling_cur_freq where the kernel
+/// has it, else /proc/cpuinfo's "cpu MHz" (0 if neither can be read).
+double cpu_mhz();
+
 /// Looks at a finished report for what makes it less trustworthy — noisy or bimodal samples,
 /// outliers, load on the machine, a floor run in-process — and appends one warning per
 /// finding to report.warnings, each saying what to do.
