@@ -10,6 +10,9 @@
 #include <sstream>
 
 #include "bench/runner.hpp"
+#ifdef DROVER_BENCH_COMMIT_HEADER
+#include "drover_bench_commit.h"  // DROVER_BENCH_COMMIT, stamped at build time
+#endif
 
 #ifndef CGROUP2_SUPER_MAGIC
 #define CGROUP2_SUPER_MAGIC 0x63677270
