@@ -269,6 +269,8 @@ TEST(BenchCli, TheIndependentProbeRunsInTheMatrixBesideTheBareFloor) {
 // drover ÷ floor in the table and the JSON, and records the spawn threads it was given.
 TEST(BenchCli, ThroughputRunsItsFloorBesideEachPoint) {
     if (!static_helper_built()) GTEST_SKIP() << "built with DROVER_BUILD_BENCH=OFF: no drover_floor";
+    // Without the matrix, throughput takes --ns (below); with neither, nothing would be measured.
+    expect_usage_error("--no-matrix --concurrency 1", "say which sets with --ns or --throughput-ns");
     char dir[] = "/tmp/drover-bench-cli-XXXXXX";
     ASSERT_NE(::mkdtemp(dir), nullptr);
     std::string json = std::string(dir) + "/tp.json";
@@ -301,12 +303,14 @@ TEST(BenchCli, ThroughputRunsItsFloorBesideEachPoint) {
     // auto is the CPUs this process may run on; the default is the library's setting (1, or $DROVER_SPAWN_THREADS).
     for (const char* given : {"auto", ""}) {
         cli_result a = run_cli(std::string("--no-matrix --workload exec-static --concurrency 1 --duration 0.1 "
-                                           "--throughput-ns none --json ") +
+                                           "--ns none --json ") +
                                json + (*given ? std::string(" --spawn-threads ") + given : std::string()));
         ASSERT_EQ(a.code, 0) << a.err;
         std::ifstream in2(json);
-        EXPECT_EQ(nlohmann::json::parse(in2).at("parameters").at("spawn_threads"), *given ? available_cpus() : spawn_threads())
-            << given;
+        const nlohmann::json j2 = nlohmann::json::parse(in2);
+        EXPECT_EQ(j2.at("parameters").at("spawn_threads"), *given ? available_cpus() : spawn_threads()) << given;
+        ASSERT_EQ(j2.at("throughput").size(), 1u) << given;  // --ns none, measured without the matrix
+        EXPECT_EQ(j2.at("throughput").at(0).at("namespaces"), "none") << given;
     }
     for (const std::string& f : {json, md}) std::remove(f.c_str());
     ::rmdir(dir);

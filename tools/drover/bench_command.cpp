@@ -165,7 +165,15 @@ bench::bench_config make_config(const bench_options& o) {
         throw usage_problem{"--throughput-ns needs --concurrency (e.g. --concurrency 1,8,64)"};
     if (o.no_matrix && !cfg.peers && cfg.concurrency.empty())
         throw usage_problem{"--no-matrix leaves nothing to measure: add --peers or --concurrency"};
-    if (o.no_matrix) cfg.sets.clear();
+    if (o.no_matrix) {
+        // The throughput runs still take --ns, as the help says ("default: those of --ns").
+        if (cfg.throughput_sets.empty() && !cfg.concurrency.empty()) {
+            if (o.ns.empty())
+                throw usage_problem{"--no-matrix --concurrency: say which sets with --ns or --throughput-ns"};
+            cfg.throughput_sets = cfg.sets;
+        }
+        cfg.sets.clear();
+    }
     auto w = bench::parse_workload(o.workload);
     if (!w)
         throw usage_problem{"--workload " + o.workload +
