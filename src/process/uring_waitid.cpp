@@ -75,17 +75,14 @@ std::optional<exit_wait_method> method_asked() noexcept {
 }  // namespace
 
 exit_wait_method exit_wait_method_in_use() noexcept {
-    if (method_asked() == exit_wait_method::poll) return exit_wait_method::poll;
-    return uring_waitid_supported() ? exit_wait_method::waitid : exit_wait_method::poll;
+    // Poll unless waitid is asked for: its completion reaches the loop through a second ring
+    // and an eventfd, and the caller still reaps with waitid(2) for the rusage, which costs a
+    // spawn ~10 µs more than the pidfd poll on Asio's own ring (docs/scale.md).
+    if (method_asked() == exit_wait_method::waitid && uring_waitid_supported()) return exit_wait_method::waitid;
+    return exit_wait_method::poll;
 }
 
-exit_wait_method exit_wait_method_for(const asio::any_io_executor& ex) noexcept {
-    std::optional<exit_wait_method> asked = method_asked();
-    exit_wait_method m = exit_wait_method_in_use();
-    if (m == exit_wait_method::waitid && !asked && detail::uring_waitid_pending(ex) >= max_automatic_waitid)
-        return exit_wait_method::poll;
-    return m;
-}
+exit_wait_method exit_wait_method_for(const asio::any_io_executor&) noexcept { return exit_wait_method_in_use(); }
 
 #if !DROVER_HAVE_LIBURING
 
