@@ -196,8 +196,14 @@ spawn_under_way::~spawn_under_way() { spawns_under_way.fetch_sub(1, std::memory_
 bool should_hand_off(unsigned threads) noexcept {
     unsigned n = threads ? threads : configured().load(std::memory_order_relaxed);
     if (n <= 1) return false;
-    // A lone spawn: nothing else to overlap with, and a hand-off costs two thread wake-ups.
-    bool burst = live_processes.load(std::memory_order_relaxed) > 0 || spawns_under_way.load(std::memory_order_relaxed) > 0;
+    // A burst: at least as many other children alive or being spawned as there are threads
+    // to spawn. Then the children can fill the CPUs the threads are sized to, and the
+    // caller's thread, held in each vfork-style clone3 while competing with them, falls
+    // behind. Below that a CPU is free for the inline spawn, and a hand-off only adds two
+    // thread wake-ups (2 CPUs, concurrency 2: 0.86-0.89 of the floor inline, 0.65-0.80
+    // handed off; docs/scale.md).
+    const long others = live_processes.load(std::memory_order_relaxed) + spawns_under_way.load(std::memory_order_relaxed);
+    const bool burst = others >= static_cast<long>(n);
     if (!burst || !spawner_pool::instance().reserve(n - 1)) {
         inline_spawns.fetch_add(1, std::memory_order_relaxed);
         return false;

@@ -128,6 +128,40 @@ TEST(SpawnThreads, ALoneSpawnStaysOnTheCallersThread) {
     EXPECT_EQ(after.inline_spawns, before.inline_spawns + 5);
 }
 
+// A burst is at least as many other children alive as there are threads: with three threads,
+// two children alive leave the next spawn on the caller's thread, three send it away.
+TEST(SpawnThreads, ABurstIsAsManyOtherChildrenAsThreads) {
+    threads_for_test threads(3);
+    asio::io_context io;
+    spawn_thread_stats with_two{}, with_three{}, before_two{}, before_three{};
+    asio::co_spawn(
+        io,
+        [&]() -> asio::awaitable<void> {
+            auto ex = co_await asio::this_coro::executor;
+            std::vector<process> kept;
+            for (int i = 0; i < 2; ++i) kept.push_back(co_await spawn(ex, sleeping("30")));
+            before_two = spawn_thread_counters();
+            process a = co_await spawn(ex, exiting_with(3));
+            with_two = spawn_thread_counters();
+            EXPECT_EQ((co_await a.wait()).code(), 3);
+            kept.push_back(co_await spawn(ex, sleeping("30")));
+            before_three = spawn_thread_counters();
+            process b = co_await spawn(ex, exiting_with(4));
+            with_three = spawn_thread_counters();
+            EXPECT_EQ((co_await b.wait()).code(), 4);
+            for (process& k : kept) {
+                k.signal(SIGKILL);
+                co_await k.wait();
+            }
+        },
+        asio::detached);
+    io.run();
+    EXPECT_EQ(with_two.handed_off, before_two.handed_off);
+    EXPECT_EQ(with_two.inline_spawns, before_two.inline_spawns + 1);
+    EXPECT_EQ(with_three.handed_off, before_three.handed_off + 1);
+    EXPECT_EQ(children_of_this_process(), 0);
+}
+
 TEST(SpawnThreads, OneMeansNoSpawnerThread) {
     threads_for_test threads(1);
     auto before = spawn_thread_counters();
@@ -197,7 +231,9 @@ TEST(SpawnThreads, ASpawnCancelledWhileAwayEndsItsChild) {
         io,
         [&]() -> asio::awaitable<void> {
             auto ex = co_await asio::this_coro::executor;
+            // Two children alive: with two threads, a burst (spawn_threads.hpp).
             process keep = co_await spawn(ex, sleeping("30"));
+            process keep2 = co_await spawn(ex, sleeping("30"));
             for (int i = 0; i < 20; ++i) {
                 asio::cancellation_signal cancel;
                 auto before = spawn_thread_counters();
@@ -213,8 +249,10 @@ TEST(SpawnThreads, ASpawnCancelledWhileAwayEndsItsChild) {
                 if (spawn_thread_counters().handed_off > before.handed_off) cancel.emit(asio::cancellation_type::terminal);
                 co_await poll_until([&] { return done; });
             }
-            keep.signal(SIGKILL);
-            co_await keep.wait();
+            for (process* k : {&keep, &keep2}) {
+                k->signal(SIGKILL);
+                co_await k->wait();
+            }
         },
         asio::detached);
     io.run();

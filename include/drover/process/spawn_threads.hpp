@@ -7,10 +7,11 @@ namespace drover {
 
 /// The number of threads that may run clone3 for spawn() at once, process-wide, the calling
 /// loop's own thread counted. 1 (the default) spawns on the caller's thread only, as a plain
-/// posix_spawn would. With n >= 2 a spawn is handed to one of n - 1 spawner threads when
-/// other children of this process are alive (a burst, not a lone spawn: a lone spawn is done
-/// on the caller's thread, which is faster than any hand-off) and one is idle; otherwise the
-/// caller's thread does it. On the posix_spawn-style path the spawner thread is held until the
+/// posix_spawn would. With n >= 2 a spawn is handed to one of n - 1 spawner threads when at
+/// least n other children of this process are alive or being spawned (a burst: then the
+/// children can keep the CPUs busy and the caller's thread, competing with them, falls behind;
+/// with fewer, a CPU is free and the caller's thread is faster than any hand-off) and one is
+/// idle; otherwise the caller's thread does it. On the posix_spawn-style path the spawner thread is held until the
 /// child has exec'd, which is why one thread cannot keep more than one CPU spawning.
 ///
 /// Exit waits, output and timings stay on the caller's executor; the completion is delivered
