@@ -21,6 +21,7 @@
 #include <set>
 
 #include "drover/process/asio.hpp"
+#include "drover/process/exit_waiter.hpp"
 #include "drover/process/pool.hpp"
 #include "drover/sys/fault.hpp"
 #include "drover/sys/syscalls.hpp"
@@ -128,9 +129,11 @@ TEST(Soak, FaultsEverywhereLoseNothingAndLeaveNothing) {
     std::string first_unexplained;
     std::size_t kills = 0, stops = 0;
 
-    // Two halves: each spec on the path it allows (posix_spawn-style where it can), then
-    // every spawn forced onto the fork path.
+    // Two halves: each spec on the path it allows (posix_spawn-style where it can), with exits
+    // awaited by IORING_OP_WAITID where the kernel has it (its submissions faulted too); then
+    // every spawn forced onto the fork path, with the default exit wait, the pidfd poll.
     for (int half = 0; half < 2; ++half) {
+        force_exit_wait_method(half == 0 ? std::optional(exit_wait_method::waitid) : std::nullopt);
         if (half == 1) force_clone_method(clone_method::fork);
         signal_guardian(half == 0 ? SIGSTOP : SIGKILL);
         const std::size_t from = half * (total / 2), to = half == 0 ? total / 2 : total;
@@ -203,6 +206,7 @@ TEST(Soak, FaultsEverywhereLoseNothingAndLeaveNothing) {
         });
     }
     force_clone_method(std::nullopt);
+    force_exit_wait_method(std::nullopt);
     std::map<std::string, std::uint64_t> injected_at;
     for (const auto& f : faults) {
         injected_at[std::to_string(static_cast<unsigned>(f.site))] = sys::faults_injected(f.site);
