@@ -24,6 +24,7 @@
 #include <linux/perf_event.h>
 #include <netinet/in.h>
 #include <sched.h>
+#include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -142,9 +143,27 @@ static long do_clone3_user(void) {
 }
 static long do_ptrace(void) { return syscall(SYS_ptrace, 0 /* PTRACE_TRACEME */, 0, 0, 0); }
 
-static long int80(long nr, long a, long b, long c) {
-    long ret;
-    __asm__ volatile("int $0x80" : "=a"(ret) : "0"(nr), "b"(a), "c"(b), "d"(c) : "memory");
+static sigjmp_buf int80_fault;
+static void on_int80_fault(int sig) {
+    (void)sig;
+    siglongjmp(int80_fault, 1);
+}
+
+/* An i386 system call from 64-bit code. A kernel built or booted without ia32 emulation
+ * (ia32_emulation=0) answers int 0x80 with a general protection fault, SIGSEGV: then
+ * *faulted is set and nothing ran. */
+static long int80(long nr, long a, long b, long c, int* faulted) {
+    struct sigaction sa, old;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_int80_fault;
+    sigaction(SIGSEGV, &sa, &old);
+    long ret = -ENOSYS;
+    *faulted = 0;
+    if (sigsetjmp(int80_fault, 1) == 0)
+        __asm__ volatile("int $0x80" : "=a"(ret) : "0"(nr), "b"(a), "c"(b), "d"(c) : "memory");
+    else
+        *faulted = 1;
+    sigaction(SIGSEGV, &old, NULL);
     return ret;
 }
 
@@ -379,8 +398,10 @@ int main(int argc, char** argv) {
         expect_fail("dmesg", klogctl(3 /* SYSLOG_ACTION_READ_ALL */, buf, sizeof buf), "syslog(READ_ALL)");
     }
     if (wanted("i386_keyctl")) {
-        long rc = int80(288 /* keyctl on i386 */, 0, -3, 0);
-        if (rc == -ENOSYS) report("i386_keyctl", "n/a", "no i386 ABI here");
+        int faulted;
+        long rc = int80(288 /* keyctl on i386 */, 0, -3, 0, &faulted);
+        if (faulted) report("i386_keyctl", "n/a", "no i386 ABI here (int 0x80 faults: ia32 emulation off)");
+        else if (rc == -ENOSYS) report("i386_keyctl", "n/a", "no i386 ABI here");
         else if (rc < 0) report("i386_keyctl", "blocked", "int 0x80 keyctl: %s", strerror((int)-rc));
         else report("i386_keyctl", "ESCAPED", "int 0x80 keyctl returned %ld", rc);
     }
