@@ -124,6 +124,9 @@ void judge_sample(const std::vector<std::string>& prefix, uid_t owner) {
                           "JUDGE_JOBS", "JUDGE_HIDE"})
         spec.env.unset(v);
     if (owner != ::getuid()) spec.env.set("HOME", "/nonexistent");
+    // The hog must reach the memory limit before the time limit: on a loaded 2-CPU VM its
+    // 256 MiB of page faults took over the default 2 s (TLE instead of MLE).
+    spec.env.set("JUDGE_TIMEOUT", "5");
     auto r = test::run_spec(spec);
     const std::string log = r.out + r.err + "(" + r.status.str() + ")";
     EXPECT_EQ(r.status.code(), 0) << log;
