@@ -88,7 +88,7 @@ struct combo_samples {
     std::array<failure_counts, floor_kinds> floor_failures;
     std::vector<std::int64_t> probe;
     failure_counts probe_failures;
-    std::size_t vfork_spawns = 0;
+    std::size_t method_spawns[3] = {};  // by clone_method
 };
 
 void throttle_progress(const progress_fn& progress, std::string_view phase, std::size_t done,
@@ -368,7 +368,7 @@ void run_matrix(const bench_config& cfg, bench_report& report, const progress_fn
                     ++cs.drover_failures[d.error];
                     return;
                 }
-                if (d.method == clone_method::vfork) ++cs.vfork_spawns;
+                ++cs.method_spawns[static_cast<int>(d.method)];
                 cs.drover.push_back(d.total);
                 // Here "prepare" is all of the wall clock that is not a kernel-side stage: the
                 // library's own prepare stage and the return paths after the reap.
@@ -440,7 +440,7 @@ void run_matrix(const bench_config& cfg, bench_report& report, const progress_fn
 
     report.combos.clear();
     std::map<std::uint8_t, double> drover_cost, floor_cost;
-    std::size_t vfork_combos = 0, measured_combos = 0;
+    std::size_t method_combos[3] = {}, measured_combos = 0;
     for (std::uint32_t i = 0; i < sets.size(); ++i) {
         combo_result r;
         combo_samples& cs = samples[i];
@@ -452,10 +452,12 @@ void run_matrix(const bench_config& cfg, bench_report& report, const progress_fn
         r.probe = summarize(cs.probe);
         r.probe_failures = std::move(cs.probe_failures);
         r.floor_method = std::string(raw.method(i));
-        r.drover_method = cs.vfork_spawns * 2 > cs.drover.size() ? "vfork" : "fork";
+        auto most = static_cast<clone_method>(std::max_element(std::begin(cs.method_spawns), std::end(cs.method_spawns)) -
+                                              std::begin(cs.method_spawns));
+        r.drover_method = std::string(clone_method_name(most));
         if (!cs.drover.empty()) {
             ++measured_combos;
-            if (r.drover_method == "vfork") ++vfork_combos;
+            ++method_combos[static_cast<int>(most)];
         }
         r.ratio_ci = bootstrap_p50_ratio(cs.drover, cs.floors[0], cfg.seed + i);
         r.drover_p50_ci = bootstrap_p50_ratio(cs.drover, {}, cfg.seed + i);
@@ -468,10 +470,11 @@ void run_matrix(const bench_config& cfg, bench_report& report, const progress_fn
         if (r.floor.n) floor_cost[r.set.bits()] = r.floor.p50;
         report.combos.push_back(std::move(r));
     }
-    report.machine.clone_method = measured_combos == 0 ? ""
-                                  : vfork_combos == measured_combos ? "vfork"
-                                  : vfork_combos == 0              ? "fork"
-                                                                   : "mixed (see each combination)";
+    report.machine.clone_method = "";
+    for (int m = 0; m < 3 && measured_combos > 0; ++m)
+        if (method_combos[m] == measured_combos) report.machine.clone_method = clone_method_name(static_cast<clone_method>(m));
+    if (measured_combos > 0 && report.machine.clone_method.empty())
+        report.machine.clone_method = "mixed (see each combination)";
     for (combo_result& r : report.combos) r.marginal = marginal_within(r.set, drover_cost);
     report.marginals = marginal_costs(drover_cost);
     report.floor_marginals = marginal_costs(floor_cost);

@@ -30,6 +30,7 @@
 #include "drover/spawn/warm.hpp"
 #include "drover/sys/path.hpp"
 #include "drover/sys/syscalls.hpp"
+#include "child_memory.hpp"
 #include "plan.hpp"
 
 extern char** environ;
@@ -381,22 +382,39 @@ bool vfork_allowed_by_build() noexcept {
 #endif
 }
 
-bool vfork_allowed_by_env() noexcept {
-    static const bool allowed = [] {
+// DROVER_CLONE as a clone_method, or -1 (unset or unknown: the default).
+int clone_from_env() noexcept {
+    static const int m = [] {
         const char* v = std::getenv("DROVER_CLONE");
-        return !(v && std::string_view(v) == "fork");
+        std::string_view s = v ? v : "";
+        if (s == "fork") return static_cast<int>(clone_method::fork);
+        if (s == "vfork") return static_cast<int>(clone_method::vfork);
+        if (s == "vm") return static_cast<int>(clone_method::vm);
+        return -1;
     }();
-    return allowed;
+    return m;
+}
+
+// What the caller asked for: force_clone_method, else DROVER_CLONE, else -1.
+int chosen_clone() noexcept {
+    int forced = forced_clone.load(std::memory_order_relaxed);
+    return forced >= 0 ? forced : clone_from_env();
 }
 
 // Whether this spec can take the vfork path: no time namespace (entering one remaps the vDSO
 // time page of the entering task's memory, which with CLONE_VM would be ours). What the parent
 // must do before execve (explicit id maps, v1 cgroup joins) the map writer thread does.
 bool use_vfork(const prepared_data& d) noexcept {
-    int forced = forced_clone.load(std::memory_order_relaxed);
-    if (forced == static_cast<int>(clone_method::fork)) return false;
+    if (chosen_clone() == static_cast<int>(clone_method::fork)) return false;
     return !d.spec.namespaces.has(ns::time) && !d.setup_may_block && vfork_allowed_by_build() &&
-           vfork_allowed_by_env() && !vfork_refused.load(std::memory_order_relaxed);
+           !vfork_refused.load(std::memory_order_relaxed);
+}
+
+// Whether a spec that may take the vfork path takes the vm path instead: when asked for, and
+// when nothing needs the parent between clone3 and execve (the map writer would have to wait
+// for the child on some thread, which is what the vm path avoids).
+bool use_vm(const prepared_data& d) noexcept {
+    return !d.hold && chosen_clone() == static_cast<int>(clone_method::vm);
 }
 
 // The stack a vfork child runs on until its execve: one per thread (the thread is suspended
@@ -433,7 +451,14 @@ thread_local child_stack vfork_stack;
 
 }  // namespace
 
-std::string_view clone_method_name(clone_method m) noexcept { return m == clone_method::vfork ? "vfork" : "fork"; }
+std::string_view clone_method_name(clone_method m) noexcept {
+    switch (m) {
+        case clone_method::vfork: return "vfork";
+        case clone_method::vm: return "vm";
+        case clone_method::fork: break;
+    }
+    return "fork";
+}
 
 void force_clone_method(std::optional<clone_method> m) noexcept {
     forced_clone.store(m ? static_cast<int>(*m) : -1, std::memory_order_relaxed);
@@ -796,6 +821,28 @@ bool launch(const prepared_spawn& p, launched_child& child, spawn_failure& failu
 
 namespace {
 
+// Fills a vm child's memory from the frame built on our stack: the frame itself, and what it
+// points to that our caller owns (the join descriptors, the environment's pointers), so the
+// child reads nothing that can change or go away before it has exec'd.
+void launch_in(detail::child_memory& mem, const prepared_spawn& p, const detail::launch_frame& f,
+               sys::clone3_args& args) {
+    mem.frame = f;
+    mem.plan = p.shared_data();
+    if (f.join_count > 0) {
+        mem.joins.assign(f.join_fds, f.join_fds + f.join_count);
+        mem.frame.join_fds = mem.joins.data();
+    }
+    if (p.data().env_inherit) {
+        for (char* const* e = environ; *e; ++e) mem.env.push_back(*e);
+        mem.env.push_back(nullptr);
+        mem.frame.envp = mem.env.data();
+    }
+    mem.tid_word = 1;
+    args.wait_for_exec = false;
+    args.tls = mem.tls;
+    args.child_tid = &mem.tid_word;
+}
+
 // hold_read >= 0: the child is a warm set's holder (fork path, no cgroup of the job's), which
 // waits on that descriptor once its namespaces are set up. go_fd >= 0: a pre-started job
 // (fork path), which waits there for its program once all of its setup is done.
@@ -821,6 +868,8 @@ bool launch_child(const prepared_spawn& p, launched_child& child, spawn_failure&
 
     // A holder never execs, a ready job only later: each needs memory of its own (fork path).
     void* stack = !holder && go_fd < 0 && use_vfork(d) ? vfork_stack.get() : nullptr;
+    // The vm path: memory of the child's own instead of this thread's vfork stack (none: vfork).
+    std::shared_ptr<detail::child_memory> mem = stack && use_vm(d) ? detail::child_memory::make() : nullptr;
     // The report: on the vfork path straight into child.report_bytes (the child shares our
     // memory until execve), else a pipe.
     sys::pipe_fds report;
@@ -832,7 +881,7 @@ bool launch_child(const prepared_spawn& p, launched_child& child, spawn_failure&
         f.report_mem = nullptr;
         f.report_len = nullptr;
     };
-    if (stack) {
+    if (stack && !mem) {
         f.report_mem = child.report_bytes.data();
         f.report_len = &child.report_size;
     } else if (std::error_code ec; report_pipe(ec), ec) {
@@ -897,7 +946,7 @@ bool launch_child(const prepared_spawn& p, launched_child& child, spawn_failure&
     map_writer::request mapping;
     sys::pipe_fds ready;
     bool report_failed = false;
-    if (stack && d.hold) {
+    if (stack && !mem && d.hold) {
         map_writer* writer = map_writer::instance();
         auto rp = writer ? sys::pipe() : sys::result<sys::pipe_fds>(sys::errno_code(EAGAIN));
         if (!rp) {
@@ -918,6 +967,7 @@ bool launch_child(const prepared_spawn& p, launched_child& child, spawn_failure&
             writer->submit(&mapping);
         }
     }
+    if (mem) launch_in(*mem, p, f, args);
     child.timings.clone_start = sys::monotonic_ns();
     sys::clone3_result r;
     if (stack) {
@@ -929,21 +979,30 @@ bool launch_child(const prepared_spawn& p, launched_child& child, spawn_failure&
         sigset_t all, old;
         ::sigfillset(&all);
         ::pthread_sigmask(SIG_BLOCK, &all, &old);
-        r = sys::clone3_vm(args, stack, child_stack::size, detail::child_entry, &f, ec);
+        if (mem) {
+            r = sys::clone3_vm(args, static_cast<char*>(mem->stack_top) - mem->stack_size, mem->stack_size,
+                               detail::child_entry, &mem->frame, ec);
+            mem->launched = !ec;
+        } else {
+            r = sys::clone3_vm(args, stack, child_stack::size, detail::child_entry, &f, ec);
+        }
         ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
         if (ec == std::errc::invalid_argument || ec == std::errc::function_not_supported) {
             vfork_refused.store(true, std::memory_order_relaxed);
             stack = nullptr;
             ec.clear();
-            report_pipe(ec);  // the fork path reports through a pipe
-            report_failed = bool(ec);
+            if (!mem) {
+                report_pipe(ec);  // the fork path reports through a pipe
+                report_failed = bool(ec);
+            }
+            mem.reset();
         }
     }
     if (!stack && !ec) {
         r = sys::clone3(args, ec);
         if (!ec && r.pid == 0) detail::run_child(f);
     }
-    child.method = stack ? clone_method::vfork : clone_method::fork;
+    child.method = mem ? clone_method::vm : stack ? clone_method::vfork : clone_method::fork;
     child.timings.clone_end = sys::monotonic_ns();
     if (mapping.work) {
         // Our copy of the child's end: closing it lets the writer see EOF if no child ever
@@ -968,6 +1027,7 @@ bool launch_child(const prepared_spawn& p, launched_child& child, spawn_failure&
     }
     child.pid = r.pid;
     child.pidfd.reset(r.pidfd);
+    child.memory = std::move(mem);
     report.write.reset();
     for (auto& e : child_ends) e.reset();
     // sync.read stays open until the byte is written: a child that died before reading it
@@ -1154,6 +1214,9 @@ bool conclude(const prepared_spawn& p, launched_child& child, std::span<const st
         }
     }
     child.report.reset();
+    // EOF came after the child left our memory (the kernel releases it before closing the
+    // descriptors, at execve as at exit): this does not wait.
+    child.memory.reset();
     if (child.method == clone_method::vfork && child.timings.child_start > 0) {
         // clone3 returned only after the child's setup: on the stage timeline the clone ends
         // where the child started; its maps were written (by the map writer) before it went

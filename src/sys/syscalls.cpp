@@ -106,7 +106,15 @@ clone3_result clone3_vm(const clone3_args& args, void* stack, std::size_t stack_
     int pidfd = -1;
     struct clone_args ca;
     std::memset(&ca, 0, sizeof ca);
-    ca.flags = args.flags | CLONE_PIDFD | CLONE_VM | CLONE_VFORK;
+    ca.flags = args.flags | CLONE_PIDFD | CLONE_VM | (args.wait_for_exec ? CLONE_VFORK : 0);
+    if (args.tls) {
+        ca.flags |= CLONE_SETTLS;
+        ca.tls = reinterpret_cast<std::uint64_t>(args.tls);
+    }
+    if (args.child_tid) {
+        ca.flags |= CLONE_CHILD_CLEARTID;
+        ca.child_tid = reinterpret_cast<std::uint64_t>(args.child_tid);
+    }
     ca.pidfd = reinterpret_cast<std::uint64_t>(&pidfd);
     ca.exit_signal = static_cast<std::uint64_t>(args.exit_signal);
     ca.stack = reinterpret_cast<std::uint64_t>(stack);

@@ -383,18 +383,20 @@ void stress_and_check(std::size_t threads, std::size_t per_thread, std::size_t c
         with_held ? "" : "; no held jobs: user namespaces unavailable");
 }
 
-// The posix_spawn-style path: the launching thread is held in clone3 until its child has
-// called execve, with every signal blocked; a held child's maps are written by drover's map
-// writer thread, shared by every launching thread. No sanitizer can follow a child that
-// borrows our memory, so this path is stressed here, in the normal build only.
-TEST(threaded_spawn, vfork_path_from_four_loops_under_a_signal_storm) {
+// The posix_spawn-style paths: on vfork the launching thread is held in clone3 until its
+// child has called execve, with every signal blocked, and a held child's maps are written by
+// drover's map writer thread, shared by every launching thread; on vm it goes on while the
+// child sets up on memory of its own. No sanitizer can follow a child that borrows our
+// memory, so these paths are stressed here, in the normal build only.
+class posix_spawn_paths : public ::testing::TestWithParam<clone_method> {};
+
+TEST_P(posix_spawn_paths, from_four_loops_under_a_signal_storm) {
     if (!vfork_built)
-        GTEST_SKIP() << "the vfork path is x86-64 only and off in sanitizer builds (they cannot "
-                        "follow a CLONE_VM child): the normal build runs this test";
-    if (const char* v = std::getenv("DROVER_CLONE"); v && std::string(v) == "fork")
-        GTEST_SKIP() << "DROVER_CLONE=fork in the environment";
-    method_guard automatic(std::nullopt);
-    // Each kind that starts a program takes the vfork path here (or the test would not test it).
+        GTEST_SKIP() << "the vfork and vm paths are x86-64 only and off in sanitizer builds (they "
+                        "cannot follow a CLONE_VM child): the normal build runs this test";
+    method_guard chosen(GetParam());
+    // Each kind that starts a program takes the path here (or the test would not test it); a
+    // held child (explicit maps) takes vfork on either.
     for (kind k : {kind::exits, kind::piped, kind::held, kind::killed}) {
         if (k == kind::held && !user_namespaces_work()) continue;
         launched_child c = launch_sync(prepared_spawn(spec_for(k, 0)));
@@ -402,10 +404,13 @@ TEST(threaded_spawn, vfork_path_from_four_loops_under_a_signal_storm) {
         c.stdout_pipe.reset();
         c.stderr_pipe.reset();
         (void)wait_blocking(c);
-        ASSERT_EQ(m, clone_method::vfork) << "kind " << static_cast<int>(k);
+        ASSERT_EQ(m, k == kind::held ? clone_method::vfork : GetParam()) << "kind " << static_cast<int>(k);
     }
     stress_and_check(4, 1000, 16);
 }
+
+INSTANTIATE_TEST_SUITE_P(, posix_spawn_paths, ::testing::Values(clone_method::vfork, clone_method::vm),
+                         [](const auto& param_info) { return std::string(clone_method_name(param_info.param)); });
 
 // The fork path from the same four loops: what the sanitizer builds take, so that TSan sees
 // the launching threads, the pools, the io_uring exit waits and the reaper side by side.

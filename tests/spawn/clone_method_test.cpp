@@ -1,9 +1,12 @@
-// The two ways launch() creates a child: which specs take the posix_spawn-style vfork path,
-// and that both give the same child, seen from inside.
+// The three ways launch() creates a child: which specs take the posix_spawn-style vfork path,
+// that all give the same child, seen from inside, and what the vm path must keep apart.
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <string>
+#include <vector>
 
 #include "drover/spawn/launch.hpp"
 #include "drover/sys/syscalls.hpp"
@@ -41,8 +44,8 @@ spawn_spec true_in(namespace_set n) {
 
 TEST(CloneMethod, SpecsWithNothingForTheParentToDoTakeTheVforkPath) {
     if (!vfork_built) GTEST_SKIP() << "the vfork path is x86-64 only and off in sanitizer builds";
-    if (const char* v = std::getenv("DROVER_CLONE"); v && std::string(v) == "fork")
-        GTEST_SKIP() << "DROVER_CLONE=fork in the environment";
+    if (const char* v = std::getenv("DROVER_CLONE"); v && std::string(v) != "vfork")
+        GTEST_SKIP() << "DROVER_CLONE=" << v << " in the environment: this is the automatic choice";
     method_guard automatic(std::nullopt);
     EXPECT_EQ(method_of(true_in({})), clone_method::vfork);
     EXPECT_EQ(method_of(true_in({ns::pid, ns::mnt, ns::uts, ns::ipc, ns::net})), clone_method::vfork);
@@ -78,9 +81,7 @@ TEST(CloneMethod, SpecsWithNothingForTheParentToDoTakeTheVforkPath) {
 // (the child shares it until execve), not a pipe: launch() opened no descriptor for it.
 TEST(CloneMethod, AVforkChildsReportIsCompleteWhenClone3Returns) {
     if (!vfork_built) GTEST_SKIP() << "the vfork path is x86-64 only and off in sanitizer builds";
-    if (const char* v = std::getenv("DROVER_CLONE"); v && std::string(v) == "fork")
-        GTEST_SKIP() << "DROVER_CLONE=fork in the environment";
-    method_guard automatic(std::nullopt);
+    method_guard vfork(clone_method::vfork);
     for (bool exists : {true, false}) {
         spawn_spec s = true_in({ns::pid, ns::mnt});
         if (!exists) s.argv = {"/nonexistent/program"};
@@ -132,10 +133,10 @@ TEST(CloneMethod, OnlyExplicitMapsTakeTheParentsIdMapsStage) {
 class both_methods : public ::testing::TestWithParam<clone_method> {
 protected:
     void SetUp() override {
-        if (GetParam() == clone_method::vfork && !vfork_built)
-            GTEST_SKIP() << "the vfork path is x86-64 only and off in sanitizer builds";
+        if (GetParam() != clone_method::fork && !vfork_built)
+            GTEST_SKIP() << "the vfork and vm paths are x86-64 only and off in sanitizer builds";
     }
-    method_guard guard{GetParam() == clone_method::fork ? std::optional(clone_method::fork) : std::nullopt};
+    method_guard guard{GetParam() == clone_method::vfork ? std::nullopt : std::optional(GetParam())};
 };
 
 // The same sandbox, looked at from inside: ids, hostname, PID 1, mounts, the loopback, fds,
@@ -198,7 +199,68 @@ TEST_P(both_methods, exec_failure_of_a_missing_program_is_named) {
     EXPECT_EQ(test::zombie_children(), 0);
 }
 
-INSTANTIATE_TEST_SUITE_P(, both_methods, ::testing::Values(clone_method::fork, clone_method::vfork),
+// The vm path: the launching thread goes on while the child sets up in its memory.
+TEST(CloneMethod, AVmChildRunsOnMemoryOfItsOwnUntilItHasLeft) {
+    if (!vfork_built) GTEST_SKIP() << "the vm path is x86-64 only and off in sanitizer builds";
+    method_guard vm(clone_method::vm);
+    // Many at once, each with its own stack, frame and thread pointer, none concluded yet.
+    prepared_spawn p(true_in({ns::user, ns::pid, ns::mnt, ns::uts, ns::ipc, ns::net}));
+    std::vector<launched_child> children(32);
+    for (auto& c : children) {
+        spawn_failure f;
+        ASSERT_TRUE(launch(p, c, f)) << f.message();
+        EXPECT_EQ(c.method, clone_method::vm);
+        EXPECT_NE(c.memory, nullptr);
+        EXPECT_FALSE(c.report_complete);
+    }
+    // Dropping the memory of one before its report waits until it has left (then it runs on).
+    children.front().memory.reset();
+    for (auto& c : children) {
+        spawn_failure f;
+        ASSERT_TRUE(await_exec(p, c, f)) << f.message();
+        EXPECT_EQ(c.memory, nullptr);
+        EXPECT_TRUE(wait_blocking(c).success());
+    }
+    EXPECT_EQ(test::zombie_children(), 0);
+    // A spec the parent must act for (explicit maps) keeps the vfork path.
+    spawn_spec mapped = true_in({ns::user});
+    mapped.uid_map = {{0, ::getuid(), 1}};
+    EXPECT_EQ(method_of(mapped), clone_method::vfork);
+}
+
+// The child shares our memory but not our thread pointer: errno set by its failing calls
+// (here the bind mount, then its own exit path) lands in its copy of the TLS, never in ours.
+TEST(CloneMethod, AVmChildsFailuresLeaveTheLaunchingThreadsErrnoAlone) {
+    if (!vfork_built) GTEST_SKIP() << "the vm path is x86-64 only and off in sanitizer builds";
+    method_guard vm(clone_method::vm);
+    spawn_spec s = true_in({ns::user, ns::mnt});
+    s.binds = {{"/no/such/source", "/mnt", false}};
+    prepared_spawn p(s);
+    for (int i = 0; i < 20; ++i) {
+        launched_child child;
+        spawn_failure f;
+        // launch() itself leaves errno alone when it succeeds (the fork path's control below).
+        errno = 4242;
+        ASSERT_TRUE(launch(p, child, f)) << f.message();
+        ASSERT_EQ(child.method, clone_method::vm);
+        // Until the child has failed (ENOENT) and exited: its report pipe's EOF. (poll
+        // succeeds, so it sets no errno of its own.)
+        pollfd pfd{child.report.get(), POLLIN, 0};
+        ASSERT_EQ(::poll(&pfd, 1, 10'000), 1);
+        EXPECT_EQ(errno, 4242);
+        EXPECT_FALSE(await_exec(p, child, f));
+        EXPECT_EQ(f.stage, child_stage::bind_mount) << f.message();
+    }
+    method_guard fork_only(clone_method::fork);
+    launched_child child;
+    spawn_failure f;
+    errno = 4242;
+    ASSERT_TRUE(launch(p, child, f)) << f.message();
+    EXPECT_EQ(errno, 4242);
+    EXPECT_FALSE(await_exec(p, child, f));
+}
+
+INSTANTIATE_TEST_SUITE_P(, both_methods, ::testing::Values(clone_method::fork, clone_method::vfork, clone_method::vm),
                          [](const auto& param_info) { return std::string(clone_method_name(param_info.param)); });
 
 }  // namespace

@@ -24,6 +24,7 @@ namespace drover {
 
 namespace detail {
 struct prepared_data;
+struct child_memory;
 }
 class warm_set;
 class warm_pool;
@@ -36,6 +37,8 @@ public:
     explicit prepared_spawn(spawn_spec spec);
     [[nodiscard]] const spawn_spec& spec() const noexcept;
     [[nodiscard]] const detail::prepared_data& data() const noexcept { return *d_; }
+    /// The same, shared: for a child that reads it after launch() has returned.
+    [[nodiscard]] std::shared_ptr<const detail::prepared_data> shared_data() const noexcept { return d_; }
 
 private:
     std::shared_ptr<const detail::prepared_data> d_;
@@ -54,14 +57,20 @@ enum class clone_method : unsigned char {
     /// execve (or failed). Used when the spec allows it (no explicit id maps, no time
     /// namespace, no cgroup joins), on x86-64, outside sanitizer builds.
     vfork,
+    /// clone3 with CLONE_VM but without CLONE_VFORK: no page tables copied, and the launching
+    /// thread goes on at once; the child runs its setup on a stack and thread pointer of its
+    /// own in our memory, which launched_child::memory keeps until the kernel says the child
+    /// has left it (CLONE_CHILD_CLEARTID, at execve or exit). Same conditions as vfork; the
+    /// report comes through a pipe, as on the fork path. DROVER_CLONE=vm or force_clone_method.
+    vm,
 };
 
-/// "fork" or "vfork".
+/// "fork", "vfork" or "vm".
 std::string_view clone_method_name(clone_method m) noexcept;
 
-/// Process-wide switch for tests and benchmarks: fork forces the fork path for every spec;
-/// nullopt (the default) lets each spec use vfork where it can. DROVER_CLONE=fork in the
-/// environment does the same as forcing fork.
+/// Process-wide switch for tests and benchmarks: fork forces the fork path for every spec; vfork
+/// or vm make each spec that can use that path; nullopt (the default) lets each spec use vfork
+/// where it can. DROVER_CLONE=fork (or =vm, =vfork) in the environment does the same.
 void force_clone_method(std::optional<clone_method> m) noexcept;
 
 /// Size of one record on the report pipe; a reader needs at most two of them.
@@ -91,6 +100,9 @@ struct launched_child {
     /// A job started in a warm set: the set, whose holder must live until the job is reaped
     /// (whoever reaps it drops this afterwards).
     std::shared_ptr<warm_set> set;
+    /// clone_method::vm: the stack, thread pointer and frame the child runs its setup on, kept
+    /// until it has left our memory (conclude() drops it; its destructor waits if need be).
+    std::shared_ptr<detail::child_memory> memory;
 };
 
 /// Per-launch additions to a prepared spec: a job's own cgroups, made for this one child.

@@ -38,6 +38,13 @@ struct clone3_args {
     int cgroup_fd = -1;            ///< with CLONE_INTO_CGROUP: a cgroup v2 directory fd
     /// With CLONE_PARENT_SETTID: where the kernel stores the child's pid before the child runs.
     pid_t* parent_tid = nullptr;
+    /// clone3_vm only. Without it the child runs while the caller goes on (no CLONE_VFORK);
+    /// then `tls` (the child's thread pointer, CLONE_SETTLS) and `child_tid` (CLONE_CHILD_CLEARTID:
+    /// the kernel zeroes it and futex-wakes its waiters once the child has left the shared
+    /// memory, at execve or exit) are what make that safe.
+    bool wait_for_exec = true;
+    void* tls = nullptr;
+    pid_t* child_tid = nullptr;
 };
 
 /// What clone3 gives the parent: the child's pid (0 in the child) and its pidfd.
@@ -58,7 +65,9 @@ bool clone3_vm_supported() noexcept;
 /// _exit, never return) while the calling thread is suspended until the child has called
 /// execve or exited. No page tables are copied and no page becomes copy-on-write, so the
 /// cost does not grow with the parent's memory. Only the child's pid is returned in it (the
-/// call does not return there). ENOSYS where unsupported.
+/// call does not return there). ENOSYS where unsupported. With args.wait_for_exec false the
+/// call returns at once and the caller must keep `stack` (and whatever the child reads) until
+/// args.child_tid reads 0.
 clone3_result clone3_vm(const clone3_args& args, void* stack, std::size_t stack_size, void (*fn)(void*),
                         void* arg, std::error_code& ec) noexcept;
 
