@@ -414,9 +414,47 @@ void signals(const child_ctx& c) noexcept {
 // gets a second one below it (see warm.hpp), so a /proc beneath the job's own shows no host
 // process. EOF (the set was dropped, or drover is gone) or SIGKILL ends it, and with it every
 // process of the set.
+// A holder with a program to wait in (stub_fd: drover_holder, or drover_ready_stub --hold):
+// the hold pipe goes to descriptor 0 and it execs that, so that it stops sharing or copying
+// drover's memory. On the posix_spawn path that execve is what lets the refill thread go on.
+[[noreturn]] void exec_holder_stub(const child_ctx& c) noexcept {
+    const launch_frame& f = c.f;
+    // Descriptor 0 is free once the pipe's end is there (a stub or report at 0 moves first).
+    int stub = f.stub_fd, rep = f.report_write;
+    if (stub == 0) check(c, child_stage::ready_stub, 0, (stub = raw_fcntl(0, F_DUPFD_CLOEXEC, 3)) >= 0);
+    if (rep == 0) check(c, child_stage::ready_stub, 0, (rep = raw_fcntl(0, F_DUPFD_CLOEXEC, 3)) >= 0);
+    if (f.hold_read != 0) check(c, child_stage::ready_stub, 0, raw_dup3(f.hold_read, 0) == 0);
+    // Everything else goes, stdio too (a holder must not keep drover's output open); the
+    // report pipe (fork path) stays close-on-exec, so that a failed execve can still say so.
+    int keep[3] = {0, stub, rep};
+    for (int i = 0; i < 3; ++i)
+        for (int j = i + 1; j < 3; ++j)
+            if (keep[j] < keep[i]) {
+                int t = keep[i];
+                keep[i] = keep[j];
+                keep[j] = t;
+            }
+    unsigned from = 0;
+    for (int k : keep) {
+        if (k < static_cast<int>(from)) continue;
+        if (k > static_cast<int>(from)) (void)sys::close_range(from, static_cast<unsigned>(k - 1), 0);
+        from = static_cast<unsigned>(k) + 1;
+    }
+    (void)sys::close_range(from, ~0U, 0);
+    check(c, child_stage::ready_stub, 0, raw_fcntl(0, F_SETFD, 0) == 0);
+    char name[] = "drover-holder";
+    char mode[] = "--hold";
+    char* const argv[] = {name, mode, nullptr};
+    raw_execveat(stub, "", argv, f.envp, AT_EMPTY_PATH);
+    // Its own stage (the report is in our memory on this path): make_warm_set makes the set
+    // again without the stub.
+    fail(c, child_stage::ready_stub, 0, errno);
+}
+
 [[noreturn]] void hold(const child_ctx& c) noexcept {
     const launch_frame& f = c.f;
     report(c, child_stage::none, 0, 0);
+    if (f.stub_fd >= 0) exec_holder_stub(c);
     if (f.hold_read > 0) (void)sys::close_range(0, static_cast<unsigned>(f.hold_read - 1), 0);
     (void)sys::close_range(static_cast<unsigned>(f.hold_read + 1), ~0U, 0);
     for (;;) {

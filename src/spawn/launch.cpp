@@ -859,6 +859,7 @@ bool launch_child(const prepared_spawn& p, launched_child& child, spawn_failure&
     if (holder) {
         f.role = detail::child_role::holder;
         f.hold_read = hold_read;
+        f.stub_fd = stub_fd;  // a holder execs the stub's hold mode once set up
     }
     if (go_fd >= 0) {
         f.role = detail::child_role::ready;
@@ -866,8 +867,9 @@ bool launch_child(const prepared_spawn& p, launched_child& child, spawn_failure&
         f.stub_fd = stub_fd;
     }
 
-    // A holder never execs, a ready job only later: each needs memory of its own (fork path).
-    void* stack = !holder && go_fd < 0 && use_vfork(d) ? vfork_stack.get() : nullptr;
+    // A ready job execs only later, and a holder without the stub never: each needs memory of
+    // its own (fork path). A holder with the stub execs it once set up.
+    void* stack = (!holder || stub_fd >= 0) && go_fd < 0 && use_vfork(d) ? vfork_stack.get() : nullptr;
     // The vm path: memory of the child's own instead of this thread's vfork stack (none: vfork).
     std::shared_ptr<detail::child_memory> mem = stack && use_vm(d) ? detail::child_memory::make() : nullptr;
     // The report: on the vfork path straight into child.report_bytes (the child shares our
@@ -1137,18 +1139,32 @@ std::unique_ptr<warm_set> make_warm_set(const prepared_spawn& p, spawn_failure& 
         return nullptr;
     }
     if (prestart) return make_ready_job(p, failure, stub, stub_error);
-    auto hold = sys::pipe();
-    if (!hold) {
-        failure = parent_failure(child_stage::pipes, hold.error(), "hold pipe", p.spec().namespaces);
-        return nullptr;
-    }
-    launched_child holder;
-    std::int64_t start = sys::monotonic_ns();
-    bool ok = launch_child(p, holder, failure, {}, hold->read.get());
-    hold->read.reset();
-    if (!ok || !await_exec(p, holder, failure)) return nullptr;
-    return std::make_unique<warm_set>(holder.pid, std::move(holder.pidfd), std::move(hold->write),
-                                      std::move(holder.ids), sys::monotonic_ns() - start);
+    auto make_holder = [&](int stub_fd) -> std::unique_ptr<warm_set> {
+        auto hold = sys::pipe();
+        if (!hold) {
+            failure = parent_failure(child_stage::pipes, hold.error(), "hold pipe", p.spec().namespaces);
+            return nullptr;
+        }
+        launched_child holder;
+        std::int64_t start = sys::monotonic_ns();
+        bool ok = launch_child(p, holder, failure, {}, hold->read.get(), -1, stub_fd);
+        hold->read.reset();
+        if (!ok || !await_exec(p, holder, failure)) return nullptr;
+        return std::make_unique<warm_set>(holder.pid, std::move(holder.pidfd), std::move(hold->write),
+                                          std::move(holder.ids), sys::monotonic_ns() - start);
+    };
+    // The holder waits in the stub where it can: made posix_spawn-style, it copies none of
+    // our page tables (a fork-style holder per set made the refill thread stall the loop's
+    // page faults and flush its TLB).
+    const int stub_fd = !stub ? -1 : detail::holder_fd() >= 0 ? detail::holder_fd() : detail::ready_stub_fd();
+    auto set = make_holder(stub_fd);
+    if (set || stub_fd < 0 || !(failure.stage == child_stage::ready_stub || failure.stage == child_stage::report))
+        return set;
+    std::string why = failure.message();
+    failure = spawn_failure{};
+    set = make_holder(-1);
+    if (set && stub_error) *stub_error = std::move(why);
+    return set;
 }
 
 namespace {

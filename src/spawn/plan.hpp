@@ -187,6 +187,10 @@ void prepare_walls(prepared_data& d);
 /// drover_ready_stub, opened O_PATH once per process, or -1 if it was not found.
 int ready_stub_fd() noexcept;
 
+/// drover_holder (src/stub/holder.cpp), beside the stub, opened O_PATH once; -1 if missing
+/// (then holders wait in drover_ready_stub --hold).
+int holder_fd() noexcept;
+
 /// run_child(*static_cast<const launch_frame*>(frame)), as clone3_vm's entry function.
 void child_entry(void* frame) noexcept;
 

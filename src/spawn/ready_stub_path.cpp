@@ -82,6 +82,21 @@ int ready_stub_fd() noexcept {
     return fd;
 }
 
+int holder_fd() noexcept {
+    // drover_holder lives beside the stub (built and installed together).
+    static const int fd = [] {
+        try {
+            const std::string stub = find_stub();
+            if (stub.empty()) return -1;
+            const auto path = std::filesystem::path(stub).parent_path() / "drover_holder";
+            return ::access(path.c_str(), X_OK) == 0 ? ::open(path.c_str(), O_PATH | O_CLOEXEC) : -1;
+        } catch (...) {
+            return -1;
+        }
+    }();
+    return fd;
+}
+
 }  // namespace detail
 
 std::string ready_stub_unusable(const prepared_spawn& p) {

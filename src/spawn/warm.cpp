@@ -253,8 +253,12 @@ warm_pool::warm_pool(prepared_spawn spec, warm_options options)
     d_->st.target = options.size;
     if (options.prestart) {
         d_->st.stub_unused = !options.stub ? "warm_options::stub is false" : ready_stub_unusable(d_->spec);
-        d_->st.stub = d_->st.stub_unused.empty();
+    } else if (!options.stub) {
+        d_->st.stub_unused = "warm_options::stub is false";
+    } else if (detail::ready_stub_fd() < 0) {
+        d_->st.stub_unused = "drover_ready_stub not found (DROVER_READY_STUB, or beside the library)";
     }
+    d_->st.stub = d_->st.stub_unused.empty();
     std::uint64_t held = d_->spec.data().clone_flags;
     if (!options.prestart) held &= ~static_cast<std::uint64_t>(CLONE_NEWCGROUP);  // the job makes its own
     d_->st.namespaces_per_set = static_cast<unsigned>(__builtin_popcountll(held));

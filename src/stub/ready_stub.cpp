@@ -16,6 +16,12 @@
 // child writes, read by the same code. EOF on GO_FD (the set dropped, or drover gone) ends it.
 // Every syscall here must be one a job's filter lets through: drover checks that before it
 // uses the stub (ready_stub_allowed in launch.cpp).
+//
+//   drover_ready_stub --hold
+//
+// A warm set's holder, set up, waits here where drover_holder (stub/holder.cpp, the same
+// without a C library) is missing: it reads descriptor 0 (the hold pipe) until EOF (the set
+// dropped, or drover gone) and exits.
 #include <fcntl.h>
 #include <time.h>
 #include <unistd.h>
@@ -81,9 +87,18 @@ std::int64_t parse_ns(const char* s) {
     return v;
 }
 
+[[noreturn]] void hold(int fd) {
+    for (;;) {
+        char byte;
+        ssize_t n = read(fd, &byte, 1);
+        if (n == 0 || (n < 0 && errno != EINTR)) _exit(0);
+    }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+    if (argc == 2 && argv[1][0] == '-' && argv[1][1] == '-' && argv[1][2] == 'h') hold(0);  // --hold
     if (argc != 4) return 2;
     const int go_fd = parse_fd(argv[1]);
     report_fd = parse_fd(argv[2]);

@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -15,6 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -237,12 +239,26 @@ std::vector<pid_t> with_mark(const std::string& mark) {
     return out;
 }
 
+// drover's children (of every thread: a pool's refill thread makes the holders), each with a
+// pidfd taken now, so that they can be watched after drover is gone whatever they exec.
+std::vector<std::pair<pid_t, sys::unique_fd>> children_of(pid_t pid) {
+    std::vector<std::pair<pid_t, sys::unique_fd>> out;
+    std::error_code ec;
+    const std::string dir = "/proc/" + std::to_string(pid) + "/task";
+    for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+        std::ifstream in(it->path() / "children");
+        for (pid_t child; in >> child;)
+            if (auto fd = sys::pidfd_open(child)) out.emplace_back(child, std::move(*fd));
+    }
+    return out;
+}
+
 // Starts drover with `argv` (and `input` on its stdin), waits until at least `marked`
 // processes other than drover carry `mark` in their command line (the job and its
-// double-forked grandchild), kills drover by its pidfd, and returns what still carries the
-// mark a second later.
+// double-forked grandchild) and drover has at least `children` children, kills drover by its
+// pidfd, and returns what still carries the mark, or is one of those children, a second later.
 std::vector<pid_t> survivors_after_sigkill(std::vector<std::string> argv, const std::string& input,
-                                           const std::string& mark, std::size_t marked) {
+                                           const std::string& mark, std::size_t marked, std::size_t children = 0) {
     return test::run_on_loop([&](asio::any_io_executor ex) -> asio::awaitable<std::vector<pid_t>> {
         spawn_spec s = test::piped(argv);
         s.in = stdio::pipe();
@@ -263,14 +279,17 @@ std::vector<pid_t> survivors_after_sigkill(std::vector<std::string> argv, const 
         // Counted until two looks in a row agree: the double fork's middle process carries
         // the mark for a moment too, and a single look can catch it before the grandchild.
         std::size_t seen = 0;
+        std::vector<std::pair<pid_t, sys::unique_fd>> kids;
         for (int i = 0, stable = 0; i < 500 && stable < 2; ++i) {
             seen = others().size();
-            stable = seen >= marked ? stable + 1 : 0;
+            kids = children_of(p.pid());
+            stable = seen >= marked && kids.size() >= children ? stable + 1 : 0;
             if (stable == 2) break;
             asio::steady_timer t(ex, std::chrono::milliseconds(20));
             co_await t.async_wait(asio::use_awaitable);
         }
         EXPECT_GE(seen, marked) << "the job and its grandchild never started";
+        EXPECT_GE(kids.size(), children) << "drover's children (holders, jobs) never all started";
         p.signal(SIGKILL);
         co_await p.wait();
         // The kernel kills a pid namespace, and the guardian a cgroup, right away; allow a
@@ -278,6 +297,15 @@ std::vector<pid_t> survivors_after_sigkill(std::vector<std::string> argv, const 
         std::vector<pid_t> left;
         for (int i = 0; i < 50; ++i) {
             left = with_mark(mark);
+            for (auto& [pid, fd] : kids) {
+                // Alive: its pidfd is not readable yet, and it still has memory (a holder whose
+                // exit waits for its PID namespace's last zombie to be reaped has none: it is
+                // ending, as with_mark counts it too).
+                pollfd pfd{fd.get(), POLLIN, 0};
+                if (::poll(&pfd, 1, 0) == 0 && !cmdline_of(std::to_string(pid)).empty() &&
+                    std::find(left.begin(), left.end(), pid) == left.end())
+                    left.push_back(pid);
+            }
             if (left.empty()) break;
             asio::steady_timer t(ex, std::chrono::milliseconds(20));
             co_await t.async_wait(asio::use_awaitable);
@@ -311,13 +339,16 @@ TEST(Escape, NothingOutlivesASigkilledDroverParallelWithWarmSets) {
                     "thread runs (tests/spawn/warm_test.cpp); the other builds run this";
 #endif
     std::string mark = "drover-outlive-" + std::to_string(::getpid()) + "-warm";
-    // The holders are forks of drover and carry its command line, mark included: four ready
-    // sets, the one in use, the job and its grandchild. EOF on their hold pipes ends the
+    // The job and its grandchild carry the mark; the holders wait in drover_ready_stub (or, in
+    // builds without the posix_spawn path, as forks of drover), children of drover like the
+    // job: four ready sets and the one in use, and the job. EOF on their hold pipes ends the
     // holders, and each holder's end ends its PID namespace with the job below it.
     auto left = survivors_after_sigkill({test::cli, "parallel", "--no-progress", "--warm", "4", "--sandbox", "--",
                                          test::escape, "--outlive", "60", mark + "-{}"},
-                                        "1\n", mark, 6);
-    EXPECT_TRUE(left.empty()) << left.size() << " holders or job processes outlived drover parallel --warm";
+                                        "1\n", mark, 2, 5);
+    std::string who;
+    for (pid_t pid : left) who += " " + std::to_string(pid);
+    EXPECT_TRUE(left.empty()) << left.size() << " holders or job processes outlived drover parallel --warm:" << who;
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <set>
@@ -204,6 +205,37 @@ TEST(WarmHolders, KillingTheHolderOfARunningJobEndsTheJob) {
     exit_status st = wait_blocking(child);
     EXPECT_TRUE(st.signaled());
     EXPECT_EQ(st.signal(), SIGKILL) << st.str();
+}
+
+// Once set up, a holder execs drover_ready_stub's hold mode: it then holds none of our memory
+// (and, on the posix_spawn path, was made without copying our page tables). A job still
+// starts in its namespaces.
+TEST(WarmHolders, AHolderWaitsInTheStubAndAJobStillStartsInItsSet) {
+    REQUIRE_WARM();
+    spawn_spec s = isolated({test::helper, "inside", "wait"});
+    s.hostname = "held";
+    prepared_spawn p(s);
+    warm_options o;
+    o.size = 1;
+    o.refill_thread = false;
+    warm_pool pool(p, o);
+    if (!pool.stats().stub) GTEST_SKIP() << "no stub: " << pool.stats().stub_unused;
+    ASSERT_EQ(pool.fill(), 1u) << pool.stats().last_error;
+    warm_stats st = pool.stats();
+    ASSERT_EQ(st.holders.size(), 1u);
+    std::error_code ec;
+    const auto exe = std::filesystem::read_symlink("/proc/" + std::to_string(st.holders[0]) + "/exe", ec);
+    EXPECT_EQ(exe.filename(), "drover_holder") << exe << " " << ec.message();
+    EXPECT_TRUE(st.stub);
+    EXPECT_EQ(st.stub_unused, "");
+    launched_child child;
+    spawn_failure failure;
+    launch_extras extras;
+    extras.warm = &pool;
+    ASSERT_TRUE(launch(p, child, failure, extras) && await_exec(p, child, failure)) << failure.message();
+    ASSERT_NE(child.set, nullptr);  // it was warm
+    (void)sys::pidfd_send_signal(child.pidfd.get(), SIGKILL);
+    (void)wait_blocking(child);
 }
 
 TEST(WarmHolders, DroppingASetBeforeItsJobIsReapedDoesNotBlock) {

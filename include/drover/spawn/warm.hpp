@@ -132,6 +132,9 @@ struct warm_options {
     /// is one message and one execve. Where the stub cannot be used (ready_stub_unusable) the
     /// job waits in drover's child as before, and where it fails to start the pool stops using
     /// it (warm_stats::stub_unused says why). false: always the latter.
+    /// A holder, once set up, execs the stub's hold mode the same way: then the refill thread
+    /// makes it posix_spawn-style (no copy of drover's page tables), and it holds none of
+    /// drover's memory either. Without the stub it waits in drover's child, made fork-style.
     bool stub = true;
 };
 
@@ -149,7 +152,7 @@ struct warm_stats {
     std::int64_t refill_total_ns = 0;  ///< over `made` sets
     unsigned namespaces_per_set = 0;   ///< namespaces each ready set holds
     std::string last_error;            ///< the last failure to make a set, one line
-    /// Pre-started sets wait in drover_ready_stub (warm_options::stub) ...
+    /// Sets (holders or pre-started jobs) wait in drover_ready_stub (warm_options::stub) ...
     bool stub = false;
     /// ... or why not: ready_stub_unusable, stub = false, or the stub's own failure to start
     /// (then the pool stopped trying it; the set was made again without it).
