@@ -205,7 +205,7 @@ struct warm_pool::impl {
         std::lock_guard lock(mu);
         if (!stub_error.empty() && st.stub) {
             st.stub = false;
-            st.stub_unused = "drover_ready_stub failed to start, jobs wait in drover's child: " + stub_error;
+            st.stub_unused = "drover_ready_stub failed to start, sets wait in drover's child: " + stub_error;
         }
         if (!set) {
             ++st.failed;

@@ -44,13 +44,15 @@ nlohmann::json warm_pool_of(const std::string& err) {
 // sets: each prints its input, then execs the helper (so it is still PID 1), which prints
 // what it sees.
 run_result parallel_prestarted(int count, const std::string& warm,
-                               const std::vector<std::pair<std::string, std::string>>& env = {}) {
+                               const std::vector<std::pair<std::string, std::string>>& env = {},
+                               bool prestart = true) {
     std::string input;
     for (int i = 0; i < count; ++i) input += "job-" + std::to_string(i) + "\n";
-    return drover({"parallel", "--json", "--no-progress", "-j", "2", "--warm", warm, "--warm-prestart", "--sandbox",
-                   "--timeout", "60", "--setenv", "ASAN_OPTIONS=detect_leaks=0", "--", "/bin/sh", "-c",
-                   "echo \"$0\"; exec \"$1\" inside", "{}", test::helper},
-                  input, env);
+    std::vector<std::string> argv = {"parallel", "--json", "--no-progress", "-j", "2", "--warm", warm};
+    if (prestart) argv.push_back("--warm-prestart");
+    argv.insert(argv.end(), {"--sandbox", "--timeout", "60", "--setenv", "ASAN_OPTIONS=detect_leaks=0", "--",
+                             "/bin/sh", "-c", "echo \"$0\"; exec \"$1\" inside", "{}", test::helper});
+    return drover(argv, input, env);
 }
 
 struct temp_file {
@@ -223,8 +225,10 @@ TEST(SandboxCli, ParallelPrestartedJobsAreSandboxedAndEachRunsItsOwnInput) {
 
 // A stub that is found but cannot start (here a file that is not a program; in life an LSM
 // or a noexec mount refusing its execveat): no job fails, the sets wait in drover's child, and
-// the pool says why in --json.
-TEST(SandboxCli, ParallelPrestartedJobsSurviveAStubThatCannotStart) {
+// the pool says why in --json. For holders and for pre-started jobs.
+class StubThatCannotStart : public ::testing::TestWithParam<bool> {};
+
+TEST_P(StubThatCannotStart, NoJobFailsAndThePoolSaysWhy) {
     if (::geteuid() != 0) GTEST_SKIP() << "the sandbox's leased ids need root";
 #if defined(__SANITIZE_THREAD__)
     GTEST_SKIP() << "TSan cannot follow drover's raw clone3 fork from the pool's refill thread while the loop "
@@ -234,7 +238,7 @@ TEST(SandboxCli, ParallelPrestartedJobsSurviveAStubThatCannotStart) {
     // Readable and executable by all: the job's leased ids are "others" to it.
     fs::permissions(broken.path, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
                                      fs::perms::others_read | fs::perms::others_exec);
-    auto r = parallel_prestarted(6, "2", {{"DROVER_READY_STUB", broken.path}});
+    auto r = parallel_prestarted(6, "2", {{"DROVER_READY_STUB", broken.path}}, GetParam());
     ASSERT_EQ(r.status.code(), 0) << r.out << r.err;
     std::istringstream in(r.out);
     std::set<std::string> seen;
@@ -254,6 +258,9 @@ TEST(SandboxCli, ParallelPrestartedJobsSurviveAStubThatCannotStart) {
     EXPECT_EQ(w["failed"], 0) << w;
     EXPECT_GT(w["hits"].get<unsigned>(), 0u) << w;
 }
+
+INSTANTIATE_TEST_SUITE_P(, StubThatCannotStart, ::testing::Bool(),
+                         [](const auto& param_info) { return param_info.param ? "prestarted" : "holders"; });
 
 TEST(SandboxCli, AWarmPoolShrinksUnderALoweredNamespaceLimitWithoutFailingJobs) {
     if (::geteuid() != 0) GTEST_SKIP() << "the sandbox's leased ids need root";
