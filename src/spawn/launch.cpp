@@ -301,7 +301,7 @@ private:
         ssize_t n;
         do n = ::read(r.ready_read, &byte, 1);
         while (n < 0 && errno == EINTR);
-        if (n != 1) {  // no child (clone3 failed), or it died before it was up
+        if (n != 1 || byte != '1') {  // no child (clone3 failed), or it died before it was up
             r.failure = spawn_failure{child_stage::report, sys::errno_code(ECHILD), "the child ended before its maps", {}};
             return;
         }
@@ -1007,8 +1007,13 @@ bool launch_child(const prepared_spawn& p, launched_child& child, spawn_failure&
     child.method = mem ? clone_method::vm : stack ? clone_method::vfork : clone_method::fork;
     child.timings.clone_end = sys::monotonic_ns();
     if (mapping.work) {
+        // clone3 failed: say so. EOF alone is not enough: a child another thread cloned
+        // meanwhile has a copy of this write end until its execve, and if it waits for the
+        // writer too (its own maps), the two wait for each other (a warm pool's refill
+        // thread and the loop, under a lowered user.max_net_namespaces, hung so).
+        if (ec) (void)!::write(ready.write.get(), "0", 1);
         // Our copy of the child's end: closing it lets the writer see EOF if no child ever
-        // said it was up (clone3 failed, or the child died first).
+        // said it was up (the child died first).
         ready.write.reset();
         map_writer::instance()->wait(&mapping);
         if (!ec && !mapping.ok && mapping.ready_read >= 0 && mapping.failure.stage != child_stage::report) {
