@@ -409,11 +409,27 @@ void signals(const child_ctx& c) noexcept {
     exec(c);
 }
 
-// A warm set's holder, once its namespaces are set up: says so, keeps nothing of drover's
-// but the hold pipe, and waits there. It is PID 1 of the set's first PID namespace; the job
-// gets a second one below it (see warm.hpp), so a /proc beneath the job's own shows no host
-// process. EOF (the set was dropped, or drover is gone) or SIGKILL ends it, and with it every
-// process of the set.
+// Closes every descriptor from `first` up but `a`, `b` and `c` (-1: none): a ready job may
+// wait long, and a copy of another job's pipe end (the fork copied drover's table) would hold
+// that pipe open. A job keeps its stdio (first = 3); a holder keeps nothing it was not given.
+void keep_only(int a, int b, int c = -1, unsigned first = 3) noexcept {
+    int keep[3] = {a, b, c};
+    for (int i = 0; i < 3; ++i)  // three values: a sorting network of three swaps
+        for (int j = i + 1; j < 3; ++j)
+            if (keep[j] < keep[i]) {
+                int t = keep[i];
+                keep[i] = keep[j];
+                keep[j] = t;
+            }
+    unsigned from = first;
+    for (int k : keep) {
+        if (k < static_cast<int>(from)) continue;
+        if (k > static_cast<int>(from)) (void)sys::close_range(from, static_cast<unsigned>(k - 1), 0);
+        from = static_cast<unsigned>(k) + 1;
+    }
+    (void)sys::close_range(from, ~0U, 0);
+}
+
 // A holder with a program to wait in (stub_fd: drover_holder, or drover_ready_stub --hold):
 // the hold pipe goes to descriptor 0 and it execs that, so that it stops sharing or copying
 // drover's memory. On the posix_spawn path that execve is what lets the refill thread go on.
@@ -423,25 +439,12 @@ void signals(const child_ctx& c) noexcept {
     int stub = f.stub_fd, rep = f.report_write;
     if (stub == 0) check(c, child_stage::ready_stub, 0, (stub = raw_fcntl(0, F_DUPFD_CLOEXEC, 3)) >= 0);
     if (rep == 0) check(c, child_stage::ready_stub, 0, (rep = raw_fcntl(0, F_DUPFD_CLOEXEC, 3)) >= 0);
+    // dup3 without flags leaves the copy open across execve; a pipe already at 0 is made so.
     if (f.hold_read != 0) check(c, child_stage::ready_stub, 0, raw_dup3(f.hold_read, 0) == 0);
+    else check(c, child_stage::ready_stub, 0, raw_fcntl(0, F_SETFD, 0) == 0);
     // Everything else goes, stdio too (a holder must not keep drover's output open); the
     // report pipe (fork path) stays close-on-exec, so that a failed execve can still say so.
-    int keep[3] = {0, stub, rep};
-    for (int i = 0; i < 3; ++i)
-        for (int j = i + 1; j < 3; ++j)
-            if (keep[j] < keep[i]) {
-                int t = keep[i];
-                keep[i] = keep[j];
-                keep[j] = t;
-            }
-    unsigned from = 0;
-    for (int k : keep) {
-        if (k < static_cast<int>(from)) continue;
-        if (k > static_cast<int>(from)) (void)sys::close_range(from, static_cast<unsigned>(k - 1), 0);
-        from = static_cast<unsigned>(k) + 1;
-    }
-    (void)sys::close_range(from, ~0U, 0);
-    check(c, child_stage::ready_stub, 0, raw_fcntl(0, F_SETFD, 0) == 0);
+    keep_only(0, stub, rep, 0);
     char name[] = "drover-holder";
     char mode[] = "--hold";
     char* const argv[] = {name, mode, nullptr};
@@ -450,6 +453,12 @@ void signals(const child_ctx& c) noexcept {
     // again without the stub.
     fail(c, child_stage::ready_stub, 0, errno);
 }
+
+// A warm set's holder, once its namespaces are set up: says so, keeps nothing of drover's
+// but the hold pipe, and waits there. It is PID 1 of the set's first PID namespace; the job
+// gets a second one below it (see warm.hpp), so a /proc beneath the job's own shows no host
+// process. EOF (the set was dropped, or drover is gone) or SIGKILL ends it, and with it every
+// process of the set.
 
 [[noreturn]] void hold(const child_ctx& c) noexcept {
     const launch_frame& f = c.f;
@@ -537,26 +546,6 @@ void signals(const child_ctx& c) noexcept {
     finish(c);
 }
 
-// Closes every descriptor from 3 up but `a`, `b` and `c` (-1: none): a ready job may wait
-// long, and a copy of another job's pipe end (the fork copied drover's table) would hold that
-// pipe open.
-void keep_only(int a, int b, int c = -1) noexcept {
-    int keep[3] = {a, b, c};
-    for (int i = 0; i < 3; ++i)  // three values: a sorting network of three swaps
-        for (int j = i + 1; j < 3; ++j)
-            if (keep[j] < keep[i]) {
-                int t = keep[i];
-                keep[i] = keep[j];
-                keep[j] = t;
-            }
-    unsigned from = 3;
-    for (int k : keep) {
-        if (k < static_cast<int>(from)) continue;
-        if (k > static_cast<int>(from)) (void)sys::close_range(from, static_cast<unsigned>(k - 1), 0);
-        from = static_cast<unsigned>(k) + 1;
-    }
-    (void)sys::close_range(from, ~0U, 0);
-}
 
 // Decimal digits of v into buf (at least 21 bytes), async-signal-safe; returns buf.
 char* decimal(std::int64_t v, char* buf) noexcept {

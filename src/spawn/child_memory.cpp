@@ -66,11 +66,13 @@ void give_mapping(void* m) noexcept {
     ::munmap(m, map_size);
 }
 
+#if defined(__x86_64__)
 char* thread_pointer() noexcept {
     char* tp;
     asm("mov %%fs:0, %0" : "=r"(tp));
     return tp;
 }
+#endif
 
 }  // namespace
 
@@ -107,7 +109,7 @@ std::shared_ptr<child_memory> child_memory::make() noexcept {
     m->tls = new_tp;
     char* stack_top = new_tp - below - 256;
     stack_top -= reinterpret_cast<std::uintptr_t>(stack_top) & 15;
-    m->stack_top = stack_top;
+    m->stack = base + guard_size;
     m->stack_size = static_cast<std::size_t>(stack_top - (base + guard_size));
     return m;
 #endif

@@ -33,8 +33,8 @@ struct child_memory {
     static std::shared_ptr<child_memory> make() noexcept;
 
     void* map = nullptr;         // the mapping: guard page, stack, TLS copy at the top
-    void* stack_top = nullptr;   // where the child's stack starts (16-byte aligned)
-    std::size_t stack_size = 0;  // usable bytes below stack_top
+    void* stack = nullptr;       // the stack's lowest byte, above the guard page (as clone3 takes it)
+    std::size_t stack_size = 0;  // its usable bytes; the top is 16-byte aligned, below the TLS copy
     void* tls = nullptr;         // the child's thread pointer (CLONE_SETTLS)
     launch_frame frame;
     std::vector<int> joins;           // the frame's join_fds, owned here

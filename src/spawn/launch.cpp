@@ -982,8 +982,7 @@ bool launch_child(const prepared_spawn& p, launched_child& child, spawn_failure&
         ::sigfillset(&all);
         ::pthread_sigmask(SIG_BLOCK, &all, &old);
         if (mem) {
-            r = sys::clone3_vm(args, static_cast<char*>(mem->stack_top) - mem->stack_size, mem->stack_size,
-                               detail::child_entry, &mem->frame, ec);
+            r = sys::clone3_vm(args, mem->stack, mem->stack_size, detail::child_entry, &mem->frame, ec);
             mem->launched = !ec;
         } else {
             r = sys::clone3_vm(args, stack, child_stack::size, detail::child_entry, &f, ec);

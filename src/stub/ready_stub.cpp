@@ -87,10 +87,11 @@ std::int64_t parse_ns(const char* s) {
     return v;
 }
 
-[[noreturn]] void hold(int fd) {
+// --hold: the hold pipe is descriptor 0.
+[[noreturn]] void hold() {
     for (;;) {
         char byte;
-        ssize_t n = read(fd, &byte, 1);
+        ssize_t n = read(0, &byte, 1);
         if (n == 0 || (n < 0 && errno != EINTR)) _exit(0);
     }
 }
@@ -98,7 +99,7 @@ std::int64_t parse_ns(const char* s) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    if (argc == 2 && argv[1][0] == '-' && argv[1][1] == '-' && argv[1][2] == 'h') hold(0);  // --hold
+    if (argc == 2 && argv[1][0] == '-' && argv[1][1] == '-' && argv[1][2] == 'h') hold();  // --hold
     if (argc != 4) return 2;
     const int go_fd = parse_fd(argv[1]);
     report_fd = parse_fd(argv[2]);
