@@ -104,8 +104,9 @@ std::shared_ptr<child_memory> child_memory::make() noexcept {
     std::memcpy(new_tp - below, err, below + tcb_copy);
     // The self pointers: %fs:0 (the TLS ABI's, which __errno_location reads) and glibc's
     // header.self at 0x10.
-    std::memcpy(new_tp, &new_tp, sizeof new_tp);
-    std::memcpy(new_tp + 16, &new_tp, sizeof new_tp);
+    const auto self = reinterpret_cast<std::uintptr_t>(new_tp);
+    std::memcpy(new_tp, &self, sizeof self);
+    std::memcpy(new_tp + 16, &self, sizeof self);
     m->tls = new_tp;
     char* stack_top = new_tp - below - 256;
     stack_top -= reinterpret_cast<std::uintptr_t>(stack_top) & 15;

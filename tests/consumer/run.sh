@@ -44,7 +44,7 @@ done
 # The installed bench finds its helpers (the floor, the static program) in libexec/drover with
 # the build tree out of sight: the path the build recorded is tried first, so the tree is
 # hidden under a tmpfs in a mount namespace of this test's own. Needs root and unshare(1).
-# A build without the benchmarks (DROVER_BUILD_BENCH=OFF, as CI's sanitizer and epoll builds)
+# A build without the benchmarks (DROVER_BUILD_BENCH=OFF, as CI's sanitizer builds)
 # installs no helpers: nothing to check there.
 if grep -q '^DROVER_BUILD_BENCH:BOOL=OFF' "$build/CMakeCache.txt"; then
   echo "consumer: no benchmarks in this build: the installed bench is not checked"

@@ -72,7 +72,7 @@ struct fault_plan {
 
 TEST(Soak, FaultsEverywhereLoseNothingAndLeaveNothing) {
     if (!sys::fault_injection_built)
-        GTEST_SKIP() << "built without DROVER_FAULT_INJECTION (the CI epoll phase builds it)";
+        GTEST_SKIP() << "built without DROVER_FAULT_INJECTION (CI's ASan + epoll phase builds it)";
     const std::size_t total = spawns_wanted();
     const bool root = ::geteuid() == 0;
 
