@@ -1,7 +1,8 @@
-// Sustained throughput of a sandboxed job (make_sandboxed) cold and from a warm pool: C
-// coroutines on one loop spawning a static program back to back for D seconds, the two paths
-// alternating within each round so that both meet the same machine. The pool's refill thread
-// makes sets while the jobs run; its CPU is part of the warm path's cost.
+// Sustained throughput of a sandboxed job (make_sandboxed) cold and from a warm pool of each
+// kind (holders, pre-started jobs): C coroutines on one loop spawning a static program back to
+// back for D seconds, the three paths rotating within each round so that all meet the same
+// machine. The pool's refill thread makes sets while the jobs run; its CPU is part of the warm
+// paths' cost.
 #include <algorithm>
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
@@ -123,38 +124,41 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "the sandboxed spec cannot be warm here: %s\n", why.c_str());
         return 1;
     }
-    std::printf("sustained spawns/s of a make_sandboxed() static program, cold and warm, %.1f s per run, %d rounds "
-                "(medians; warm/cold alternate within a round)\n",
+    std::printf("sustained spawns/s of a make_sandboxed() static program, cold and from a warm pool of holders and "
+                "of pre-started jobs, %.1f s per run, %d rounds (medians; the three rotate within a round)\n",
                 o.seconds, o.rounds);
-    std::printf("%6s %6s %12s %12s %8s %10s\n", "conc", "pool", "cold/s", "warm/s", "ratio", "warm hits");
+    std::printf("%6s %6s %10s %10s %10s %10s %10s %10s\n", "conc", "pool", "cold/s", "holders/s", "prestart/s",
+                "hold/cold", "pre/cold", "warm hits");
     for (int conc : o.concurrency) {
         const unsigned size = o.pool ? o.pool : std::max(2u, static_cast<unsigned>(conc));
-        std::vector<double> cold, warm;
+        std::vector<double> results[3];  // cold, holders, pre-started
         std::uint64_t hits = 0, misses = 0;
         std::size_t failures = 0;
         for (int r = 0; r < o.rounds; ++r) {
-            for (int k = 0; k < 2; ++k) {
-                const bool warm_now = (k == 0) == (r % 2 == 0);
-                if (!warm_now) {
+            for (int k = 0; k < 3; ++k) {
+                const int mode = (k + r) % 3;
+                if (mode == 0) {
                     point p = run(spec, conc, o.seconds, nullptr);
-                    cold.push_back(p.per_second);
+                    results[0].push_back(p.per_second);
                     failures += p.failures;
                     continue;
                 }
                 warm_options wo;
                 wo.size = size;
+                wo.prestart = mode == 2;
                 warm_pool pool(spec, wo);
                 pool.fill();  // start full, as a pool that was idle before the burst
                 point p = run(spec, conc, o.seconds, &pool);
                 warm_stats ws = pool.stats();
-                warm.push_back(p.per_second);
+                results[mode].push_back(p.per_second);
                 hits += ws.hits;
                 misses += ws.misses;
                 failures += p.failures;
             }
         }
-        const double c = median(cold), w = median(warm);
-        std::printf("%6d %6u %12.0f %12.0f %8.2f %9.0f%%\n", conc, size, c, w, c > 0 ? w / c : 0,
+        const double c = median(results[0]), h = median(results[1]), w = median(results[2]);
+        std::printf("%6d %6u %10.0f %10.0f %10.0f %10.2f %10.2f %9.0f%%\n", conc, size, c, h, w, c > 0 ? h / c : 0,
+                    c > 0 ? w / c : 0,
                     hits + misses ? 100.0 * static_cast<double>(hits) / static_cast<double>(hits + misses) : 0);
         if (failures) std::printf("       (%zu spawns failed)\n", failures);
     }

@@ -843,9 +843,10 @@ void launch_in(detail::child_memory& mem, const prepared_spawn& p, const detail:
     args.child_tid = &mem.tid_word;
 }
 
-// hold_read >= 0: the child is a warm set's holder (fork path, no cgroup of the job's), which
-// waits on that descriptor once its namespaces are set up. go_fd >= 0: a pre-started job
-// (fork path), which waits there for its program once all of its setup is done.
+// hold_read >= 0: the child is a warm set's holder (no cgroup of the job's), which waits on
+// that descriptor once its namespaces are set up. go_fd >= 0: a pre-started job, which waits
+// there for its program once all of its setup is done. Either waits in the program stub_fd
+// names (posix_spawn-style) or, without one, in our child code (fork path).
 bool launch_child(const prepared_spawn& p, launched_child& child, spawn_failure& failure,
                   const launch_extras& extras, int hold_read, int go_fd, int stub_fd) {
     const prepared_data& d = p.data();
@@ -867,13 +868,16 @@ bool launch_child(const prepared_spawn& p, launched_child& child, spawn_failure&
         f.stub_fd = stub_fd;
     }
 
-    // A ready job execs only later, and a holder without the stub never: each needs memory of
-    // its own (fork path). A holder with the stub execs it once set up.
-    void* stack = (!holder || stub_fd >= 0) && go_fd < 0 && use_vfork(d) ? vfork_stack.get() : nullptr;
+    // A ready job or a holder that waits in drover's own child needs memory of its own (fork
+    // path). One that execs a stub once set up (drover_holder, drover_ready_stub) shares ours
+    // until then, as a cold job does: no copy of our page tables per set.
+    const bool waits_in_child = (holder || go_fd >= 0) && stub_fd < 0;
+    void* stack = !waits_in_child && use_vfork(d) ? vfork_stack.get() : nullptr;
     // The vm path: memory of the child's own instead of this thread's vfork stack (none: vfork).
     std::shared_ptr<detail::child_memory> mem = stack && use_vm(d) ? detail::child_memory::make() : nullptr;
     // The report: on the vfork path straight into child.report_bytes (the child shares our
-    // memory until execve), else a pipe.
+    // memory until execve), else a pipe; a ready job's stub writes its records after its
+    // execve, so it always has the pipe.
     sys::pipe_fds report;
     auto report_pipe = [&](std::error_code& ec) {
         auto rp = sys::pipe();
@@ -883,7 +887,7 @@ bool launch_child(const prepared_spawn& p, launched_child& child, spawn_failure&
         f.report_mem = nullptr;
         f.report_len = nullptr;
     };
-    if (stack && !mem) {
+    if (stack && !mem && go_fd < 0) {
         f.report_mem = child.report_bytes.data();
         f.report_len = &child.report_size;
     } else if (std::error_code ec; report_pipe(ec), ec) {
@@ -992,7 +996,7 @@ bool launch_child(const prepared_spawn& p, launched_child& child, spawn_failure&
             vfork_refused.store(true, std::memory_order_relaxed);
             stack = nullptr;
             ec.clear();
-            if (!mem) {
+            if (!mem && !report.read) {
                 report_pipe(ec);  // the fork path reports through a pipe
                 report_failed = bool(ec);
             }
@@ -1055,7 +1059,7 @@ bool launch_child(const prepared_spawn& p, launched_child& child, spawn_failure&
                                  : d.hold                          ? sys::monotonic_ns()
                                                                    : child.timings.clone_end;
     child.report = std::move(report.read);
-    child.report_complete = child.method == clone_method::vfork;
+    child.report_complete = child.method == clone_method::vfork && !child.report;
     return true;
 }
 
@@ -1063,7 +1067,8 @@ bool launch_child(const prepared_spawn& p, launched_child& child, spawn_failure&
 
 namespace {
 
-// A pre-started job: the fork path with role ready; it is ready once it has written its
+// A pre-started job: role ready (posix_spawn-style where it execs the stub, else the fork
+// path); it is ready once it has written its
 // first report record (setup done), and waits for its program on the go socket. `silent`:
 // it died without a word.
 std::unique_ptr<warm_set> try_ready_job(const prepared_spawn& p, spawn_failure& failure, int stub_fd, bool& silent) {
