@@ -38,15 +38,20 @@ struct go_message {
     char** envp = nullptr;  // null: the environment the job was started with
 };
 
+// A system call: -1 and go_errno() on failure. drover_ready_stub on x86-64 has no C library
+// (stub/nolibc.hpp, included before this, defines both there; DROVER_NOLIBC).
+#ifndef DROVER_NOLIBC
 inline long go_sys(long nr, long a = 0, long b = 0, long c = 0, long d = 0, long e = 0, long f = 0) noexcept {
     return ::syscall(nr, a, b, c, d, e, f);
 }
+inline int go_errno() noexcept { return errno; }
+#endif
 
 // Reads exactly n bytes (a stream socket may split the blob).
 inline bool go_read_full(int fd, char* buf, std::size_t n) noexcept {
     while (n > 0) {
         long r = go_sys(SYS_read, fd, reinterpret_cast<long>(buf), static_cast<long>(n));
-        if (r < 0 && errno == EINTR) continue;
+        if (r < 0 && go_errno() == EINTR) continue;
         if (r <= 0) return false;
         buf += r;
         n -= static_cast<std::size_t>(r);
@@ -80,7 +85,7 @@ inline bool receive_go(int go_fd, go_message& m, go_failure& f) noexcept {
     msg.msg_controllen = sizeof control;
     long n;
     do n = go_sys(SYS_recvmsg, go_fd, reinterpret_cast<long>(&msg), MSG_CMSG_CLOEXEC | MSG_WAITALL);
-    while (n < 0 && errno == EINTR);
+    while (n < 0 && go_errno() == EINTR);
     if (n == 0) return false;
     const go_header& h = m.h;
     int got = 0;
@@ -156,7 +161,7 @@ inline bool place_descriptors(const fd_move* moves, int count, int max_target, b
     if (report_fd >= 0 && report_fd <= max_target) {  // -1: the report goes to memory (vfork)
         long moved = go_sys(SYS_fcntl, report_fd, F_DUPFD_CLOEXEC, floor);
         if (moved < 0) {
-            f = {child_stage::fds, static_cast<unsigned>(report_fd), errno};
+            f = {child_stage::fds, static_cast<unsigned>(report_fd), go_errno()};
             return false;
         }
         report_fd = static_cast<int>(moved);
@@ -166,7 +171,7 @@ inline bool place_descriptors(const fd_move* moves, int count, int max_target, b
         for (int i = 0; i < count; ++i) {
             sources[i] = static_cast<int>(go_sys(SYS_fcntl, sources[i], F_DUPFD_CLOEXEC, floor));
             if (sources[i] < 0) {
-                f = {child_stage::fds, static_cast<unsigned>(moves[i].target), errno};
+                f = {child_stage::fds, static_cast<unsigned>(moves[i].target), go_errno()};
                 return false;
             }
         }
@@ -176,19 +181,19 @@ inline bool place_descriptors(const fd_move* moves, int count, int max_target, b
         const bool ok = sources[i] == target ? go_sys(SYS_fcntl, target, F_SETFD, 0) == 0  // only survive execve
                                              : go_sys(SYS_dup3, sources[i], target, 0) >= 0;
         if (!ok) {
-            f = {child_stage::fds, static_cast<unsigned>(target), errno};
+            f = {child_stage::fds, static_cast<unsigned>(target), go_errno()};
             return false;
         }
     }
     if (go_sys(SYS_close_range, max_target + 1, static_cast<long>(~0U), CLOSE_RANGE_CLOEXEC) != 0) {
-        f = {child_stage::close_fds, 0, errno};
+        f = {child_stage::close_fds, 0, go_errno()};
         return false;
     }
     for (int fd = 3; fd <= max_target; ++fd) {
         bool named = false;
         for (int i = 0; i < count; ++i) named = named || moves[i].target == fd;
-        if (!named && go_sys(SYS_fcntl, fd, F_SETFD, FD_CLOEXEC) < 0 && errno != EBADF) {
-            f = {child_stage::close_fds, static_cast<unsigned>(fd), errno};
+        if (!named && go_sys(SYS_fcntl, fd, F_SETFD, FD_CLOEXEC) < 0 && go_errno() != EBADF) {
+            f = {child_stage::close_fds, static_cast<unsigned>(fd), go_errno()};
             return false;
         }
     }
@@ -204,8 +209,9 @@ inline void exec_candidates(const char* const* candidates, unsigned count, char*
     bool saw_eacces = false;
     unsigned idx = 0, eacces_idx = 0;
     for (unsigned i = 0; i < count; ++i) {
-        ::execve(candidates[i], argv, envp);
-        err = errno;
+        go_sys(SYS_execve, reinterpret_cast<long>(candidates[i]), reinterpret_cast<long>(argv),
+               reinterpret_cast<long>(envp));
+        err = go_errno();
         idx = i;
         if (err == EACCES && !saw_eacces) {
             saw_eacces = true;

@@ -19,30 +19,29 @@ namespace detail {
 
 namespace {
 
-// Every syscall the stub makes from its execveat to the job's execve: static glibc's start,
-// then its own (strace of drover_ready_stub). A filter that refuses one of them would break
-// the stub, so the job waits in drover's own child instead.
+// Every syscall the stub makes from its execveat to the job's execve. A filter that refuses
+// one of them would break the stub, so the job waits in drover's own child instead.
 struct needed_call {
     const char* name;
     long nr;
 };
 constexpr needed_call stub_calls[] = {
     {"execveat", SYS_execveat},   {"execve", SYS_execve},
-#ifdef SYS_arch_prctl
-    {"arch_prctl", SYS_arch_prctl},
-#endif
+#if !defined(__x86_64__)
+    // Elsewhere the stub is a static glibc program: its start-up's calls (strace).
 #ifdef SYS_readlink
     {"readlink", SYS_readlink},
 #endif
-    {"brk", SYS_brk},             {"mmap", SYS_mmap},
-    {"mprotect", SYS_mprotect},   {"getrandom", SYS_getrandom},
-    {"prlimit64", SYS_prlimit64}, {"rseq", SYS_rseq},
-    {"set_robust_list", SYS_set_robust_list}, {"set_tid_address", SYS_set_tid_address},
-    {"fcntl", SYS_fcntl},         {"recvmsg", SYS_recvmsg},
-    {"read", SYS_read},           {"write", SYS_write},
-    {"close", SYS_close},         {"dup3", SYS_dup3},
-    {"close_range", SYS_close_range}, {"clock_gettime", SYS_clock_gettime},
-    {"exit_group", SYS_exit_group}, {"exit", SYS_exit},
+    {"brk", SYS_brk},             {"mprotect", SYS_mprotect},
+    {"getrandom", SYS_getrandom}, {"prlimit64", SYS_prlimit64},
+    {"rseq", SYS_rseq},           {"set_robust_list", SYS_set_robust_list},
+    {"set_tid_address", SYS_set_tid_address}, {"exit", SYS_exit},
+#endif
+    {"mmap", SYS_mmap},           {"fcntl", SYS_fcntl},
+    {"recvmsg", SYS_recvmsg},     {"read", SYS_read},
+    {"write", SYS_write},         {"close", SYS_close},
+    {"dup3", SYS_dup3},           {"close_range", SYS_close_range},
+    {"clock_gettime", SYS_clock_gettime}, {"exit_group", SYS_exit_group},
 };
 
 std::string find_stub() {
