@@ -1,9 +1,11 @@
 // warm: namespace sets made ahead of demand, each used by exactly one job.
 //
-// A set is held by a holder process. drover clone3s it fork-style with the spec's namespaces
+// A set is held by a holder process. drover clone3s it with the spec's namespaces
 // (user, mnt, net, ipc, uts and a PID namespace whose PID 1 it is). The parent writes its id
 // maps, and the holder builds the spec's mounts and root, hostname and loopback. Then it waits
-// on a pipe. A job started in the set goes through a short-lived entry process. It is
+// on a pipe in drover_holder (no C library, one page; posix_spawn-style, so the holder never
+// copies drover's memory), or in drover's own child where that cannot start (fork-style).
+// A job started in the set goes through a short-lived entry process. It is
 // clone3'd posix_spawn-style (CLONE_VM | CLONE_FILES), enters every namespace of the holder
 // with one setns(pidfd), and clone3s the job with CLONE_PARENT | CLONE_NEWPID. The job is
 // then drover's own child (waitid through its pidfd works as for any job) and PID 1 of a
@@ -122,17 +124,18 @@ struct warm_options {
     /// Pre-started jobs: each set is the job's own process, set up all the way (namespaces,
     /// root, /proc, ids, capabilities, limits) and waiting for its program, argv, env and
     /// descriptors, which are all a job may then change (others are refused at stage
-    /// prepare). Its start costs no clone3 and no setup, but its execve tears down the copy
-    /// of drover's memory it was forked with (docs/warm.md has the numbers), so holders are
-    /// the default: false, a job enters a holder's namespaces and any job with the same
-    /// namespace setup may.
+    /// prepare). Its start costs no clone3 and no setup: one message and one execve from the
+    /// stub below. Faster than holders in latency and, with the CPUs saturated, in jobs per
+    /// second (docs/warm.md has the numbers); holders stay the default because any job with
+    /// the same namespace setup may enter theirs. false: a job enters a holder's namespaces.
     bool prestart = false;
     /// A pre-started job, once set up (its seccomp filter installed too), execs
-    /// drover_ready_stub and waits there: it then holds none of drover's memory, and its start
-    /// is one message and one execve. Where the stub cannot be used (ready_stub_unusable) the
+    /// drover_ready_stub (no C library on x86-64) and waits there: it is then made
+    /// posix_spawn-style, holds none of drover's memory, and its start is one message and
+    /// one execve. Where the stub cannot be used (ready_stub_unusable) the
     /// job waits in drover's child as before, and where it fails to start the pool stops using
     /// it (warm_stats::stub_unused says why). false: always the latter.
-    /// A holder, once set up, execs the stub's hold mode the same way: then the refill thread
+    /// A holder, once set up, execs drover_holder (or the stub's hold mode) the same way: then the refill thread
     /// makes it posix_spawn-style (no copy of drover's page tables), and it holds none of
     /// drover's memory either. Without the stub it waits in drover's child, made fork-style.
     bool stub = true;
