@@ -880,6 +880,7 @@ bool launch_child(const prepared_spawn& p, launched_child& child, spawn_failure&
     // execve, so it always has the pipe.
     sys::pipe_fds report;
     auto report_pipe = [&](std::error_code& ec) {
+        if (report.read) return;  // a ready job's, made up front
         auto rp = sys::pipe();
         if (!rp) return void(ec = rp.error());
         report = std::move(*rp);
@@ -996,7 +997,7 @@ bool launch_child(const prepared_spawn& p, launched_child& child, spawn_failure&
             vfork_refused.store(true, std::memory_order_relaxed);
             stack = nullptr;
             ec.clear();
-            if (!mem && !report.read) {
+            if (!mem) {
                 report_pipe(ec);  // the fork path reports through a pipe
                 report_failed = bool(ec);
             }

@@ -25,8 +25,8 @@
 //
 // On x86-64 it has no C library (DROVER_NOLIBC, stub/nolibc.hpp): a static glibc program's
 // start-up runs cpuid, which traps to the hypervisor on some VMs and cost most of a
-// millisecond per pre-started job here, and it makes a dozen more system calls a job's filter
-// would have to allow. Elsewhere it is a static glibc program.
+// millisecond per pre-started job here, and it makes ten more kinds of system call a job's
+// filter would have to allow. Elsewhere it is a static glibc program.
 #include <fcntl.h>
 #include <sys/syscall.h>
 #include <time.h>
