@@ -245,6 +245,7 @@ json to_json(const bench_report& r) {
                       {"latency", summary_json(t.latency)},
                       {"first_decile_p50", t.first_decile_p50},
                       {"last_decile_p50", t.last_decile_p50},
+                      {"exit_to_callback", summary_json(t.exit_to_callback)},
                       {"floor_method", t.floor_method},
                       {"floor_processes", t.floor_processes},
                       {"floor_seconds", t.floor_seconds},
@@ -337,6 +338,8 @@ bench_report report_from_json(const json& j) {
         tr.latency = summary_from(field(t, "latency"));
         tr.first_decile_p50 = number_of(field(t, "first_decile_p50"), "first_decile_p50");
         tr.last_decile_p50 = number_of(field(t, "last_decile_p50"), "last_decile_p50");
+        // Came after the floor: older reports have no exit→callback latencies.
+        if (const json* v = optional_field(t, "exit_to_callback")) tr.exit_to_callback = summary_from(*v);
         // The throughput floor came later: a report without it has no floor in any row.
         if (const json* v = optional_field(t, "floor_method")) {
             tr.floor_method = text_of(*v, "floor_method");

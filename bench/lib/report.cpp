@@ -32,6 +32,11 @@ std::string share_text(const combo_result& c, double ns) {
     return c.drover.n && c.floor.n ? human_ns(ns) : "–";
 }
 
+bool any_exit_to_callback(const bench_report& r) {
+    return std::any_of(r.throughput.begin(), r.throughput.end(),
+                       [](const throughput_result& t) { return t.exit_to_callback.n > 0; });
+}
+
 bool any_throughput_floor(const bench_report& r) {
     return std::any_of(r.throughput.begin(), r.throughput.end(),
                        [](const throughput_result& t) { return !t.floor_method.empty(); });
@@ -308,8 +313,10 @@ std::string format_table(const bench_report& r) {
           << "):\n" << throughput_floor_line(r) << "\n"
           << pad("namespaces", 37, false) << pad("conc", 6) << pad("spawns/s", 10);
         if (floor) o << pad("floor/s", 14) << pad("÷floor", 8);
-        o << pad("p50", 11) << pad("p99", 11) << pad("first 10%", 11) << pad("last 10%", 11) << pad("drift", 8)
-          << pad("fail", 6) << "\n";
+        const bool exits = any_exit_to_callback(r);
+        o << pad("p50", 11) << pad("p99", 11) << pad("first 10%", 11) << pad("last 10%", 11) << pad("drift", 8);
+        if (exits) o << pad("exit→cb p50", 13) << pad("p99", 11);
+        o << pad("fail", 6) << "\n";
         for (const throughput_result& t : r.throughput) {
             double drift = t.first_decile_p50 > 0 ? t.last_decile_p50 / t.first_decile_p50 : 0;
             o << pad(t.set.str(), 37, false) << pad(std::to_string(t.concurrency), 6)
@@ -317,7 +324,9 @@ std::string format_table(const bench_report& r) {
             if (floor) o << pad(throughput_floor_text(t), 14) << pad(ratio_text(t.floor_ratio()), 8);
             o << pad(human_ns(t.latency.p50), 11) << pad(human_ns(t.latency.p99), 11)
               << pad(human_ns(t.first_decile_p50), 11) << pad(human_ns(t.last_decile_p50), 11)
-              << pad(ratio_text(drift), 8) << pad(failures_text(t.failures), 6) << "\n";
+              << pad(ratio_text(drift), 8);
+            if (exits) o << pad(human_ns(t.exit_to_callback.p50), 13) << pad(human_ns(t.exit_to_callback.p99), 11);
+            o << pad(failures_text(t.failures), 6) << "\n";
         }
     }
     all_failures(o, r);
@@ -362,6 +371,10 @@ std::string format_csv(const bench_report& r) {
             "c" + std::to_string(t.concurrency) + "@" + fmt::format("{:.0f}", t.per_second) + "/s", t.latency,
             t.first_decile_p50 > 0 ? t.last_decile_p50 / t.first_decile_p50 : 0,
             failures_text(t.failures));
+    for (const throughput_result& t : r.throughput)
+        if (t.exit_to_callback.n)
+            row("throughput", t.set.str(), "drover", "c" + std::to_string(t.concurrency) + " exit_to_callback",
+                t.exit_to_callback, 0, "");
     return o.str();
 }
 
@@ -424,15 +437,19 @@ std::string format_markdown(const bench_report& r) {
     }
     if (!r.throughput.empty()) {
         const bool floor = any_throughput_floor(r);
+        const bool exits = any_exit_to_callback(r);
         o << "\nSustained throughput, " << r.params.duration << " s per point, " << spawn_threads_text(r) << ". "
           << throughput_floor_line(r) << "\n\n| namespaces | concurrency | spawns/s | "
-          << (floor ? "floor spawns/s | drover ÷ floor | " : "") << "p50 | p99 | first 10% p50 | last 10% p50 |\n|---|---:|---:|"
-          << (floor ? "---:|---:|" : "") << "---:|---:|---:|---:|\n";
+          << (floor ? "floor spawns/s | drover ÷ floor | " : "") << "p50 | p99 | first 10% p50 | last 10% p50 |"
+          << (exits ? " exit→callback p50 | exit→callback p99 |" : "") << "\n|---|---:|---:|"
+          << (floor ? "---:|---:|" : "") << "---:|---:|---:|---:|" << (exits ? "---:|---:|" : "") << "\n";
         for (const throughput_result& t : r.throughput) {
             o << "| " << t.set.str() << " | " << t.concurrency << " | " << fmt::format("{:.0f}", t.per_second) << " | ";
             if (floor) o << throughput_floor_text(t) << " | " << ratio_text(t.floor_ratio()) << " | ";
             o << human_ns(t.latency.p50) << " | " << human_ns(t.latency.p99) << " | " << human_ns(t.first_decile_p50)
-              << " | " << human_ns(t.last_decile_p50) << " |\n";
+              << " | " << human_ns(t.last_decile_p50) << " |";
+            if (exits) o << " " << human_ns(t.exit_to_callback.p50) << " | " << human_ns(t.exit_to_callback.p99) << " |";
+            o << "\n";
         }
     }
     warnings(o, r, "- ");

@@ -3,8 +3,12 @@
 // asynchronous namespace teardown (net, ipc) piles up. Beside each point, the throughput floor:
 // small drover_floor processes spawning the raw floor back to back for the same time.
 #include <algorithm>
+#include <cerrno>
+#include <ctime>
+#include <fcntl.h>
 #include <map>
 #include <memory>
+#include <unistd.h>
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
 #include <asio/io_context.hpp>
@@ -14,6 +18,7 @@
 #include "bench/floor_client.hpp"
 #include "bench/runner.hpp"
 #include "drover/process/process.hpp"
+#include "drover/sys/syscalls.hpp"
 
 namespace drover::bench {
 
@@ -27,16 +32,48 @@ struct timed_spawn {
 struct shared_state {
     std::int64_t deadline = 0;
     std::vector<timed_spawn> done;
+    std::vector<std::int64_t> exit_to_callback;  // ns, one per stamped exit
     failure_counts failures;
 };
 
-asio::awaitable<void> spawner(prepared_spawn p, launch_extras extras, shared_state& st) {
+std::int64_t realtime_ns() noexcept {
+    timespec ts{};
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return ts.tv_sec * 1'000'000'000LL + ts.tv_nsec;
+}
+
+// What a coroutine's child stamped on its stdout just before exiting (drover_static_true
+// --stamp), read without waiting once the exit is known; -1 if nothing whole is there.
+std::int64_t read_stamp(int fd) noexcept {
+    std::int64_t buf[8];
+    ssize_t got = 0;
+    while ((got = ::read(fd, buf, sizeof buf)) < 0 && errno == EINTR) {
+    }
+    if (got < static_cast<ssize_t>(sizeof buf[0]) || got % static_cast<ssize_t>(sizeof buf[0]) != 0) return -1;
+    return buf[got / static_cast<ssize_t>(sizeof buf[0]) - 1];
+}
+
+// One coroutine's spec. With `stamp_fd` >= 0 the child stamps its exit time there.
+prepared_spawn coroutine_spec(spawn_spec spec, int stamp_fd) {
+    if (stamp_fd >= 0) {
+        spec.argv.push_back("--stamp");
+        spec.out = stdio::from_fd(stamp_fd);
+    }
+    return prepared_spawn(spec);
+}
+
+asio::awaitable<void> spawner(prepared_spawn p, int stamp_fd, launch_extras extras, shared_state& st) {
     auto ex = co_await asio::this_coro::executor;
     while (floor_now_ns() < st.deadline) {
         const std::int64_t start = floor_now_ns();
         try {
             process child = co_await spawn(ex, p, extras);
             exit_status status = co_await child.wait();
+            // The callback: this coroutine runs again because its child's exit was reaped.
+            const std::int64_t resumed = stamp_fd >= 0 ? realtime_ns() : 0;
+            if (stamp_fd >= 0)
+                if (const std::int64_t stamp = read_stamp(stamp_fd); stamp > 0)
+                    st.exit_to_callback.push_back(resumed - stamp);
             if (status.success())
                 st.done.push_back({start, floor_now_ns() - start});
             else
@@ -166,14 +203,35 @@ void run_throughput(const bench_config& cfg, bench_report& report, const progres
         spec.namespaces = set;
         spec.exec = cfg.work.execs();
         if (spec.exec) spec.argv = {cfg.work.path};
-        prepared_spawn p(spec);
+        // drover_static_true can stamp its exit time: then each coroutine gives its children a
+        // pipe of its own (one child at a time), and the point has exit→callback latencies.
+        const bool stamp = cfg.work.how == workload::kind::exec_static;
         for (int conc : cfg.concurrency) {
             if (progress) progress({"throughput", step, total});
             shared_state st;
+            std::vector<sys::unique_fd> stamp_reads, stamp_writes;
+            std::vector<prepared_spawn> specs;
+            std::vector<int> stamp_fds;
+            for (int k = 0; k < conc; ++k) {
+                int read_fd = -1;
+                sys::unique_fd write_end;
+                if (stamp) {
+                    sys::pipe_fds fds = sys::pipe(O_NONBLOCK).value("throughput: a pipe for exit stamps");
+                    read_fd = fds.read.get();
+                    stamp_reads.push_back(std::move(fds.read));
+                    write_end = std::move(fds.write);
+                }
+                // The spec holds the number; each child dup2s it, so it stays open for the point.
+                specs.push_back(coroutine_spec(spec, write_end.get()));
+                stamp_fds.push_back(read_fd);
+                if (write_end) stamp_writes.push_back(std::move(write_end));
+            }
             asio::io_context io(1);
             const std::int64_t begin = floor_now_ns();
             st.deadline = begin + static_cast<std::int64_t>(cfg.duration * 1e9);
-            for (int k = 0; k < conc; ++k) asio::co_spawn(io, spawner(p, extras, st), asio::detached);
+            for (int k = 0; k < conc; ++k)
+                asio::co_spawn(io, spawner(specs[static_cast<std::size_t>(k)], stamp_fds[static_cast<std::size_t>(k)], extras, st),
+                               asio::detached);
             io.run();
             const std::int64_t end = floor_now_ns();
 
@@ -200,6 +258,7 @@ void run_throughput(const bench_config& cfg, bench_report& report, const progres
             std::tie(r.first_decile_p50, r.last_decile_p50) =
                 decile_drift(steady.size() >= 10 ? steady : lat);
             r.latency = summarize(std::move(lat));
+            r.exit_to_callback = summarize(std::span<const std::int64_t>(st.exit_to_callback));
             // Right after drover's point, in the same minute, so both meet the same machine.
             floor.measure(set, cfg.duration, r);
             report.throughput.push_back(std::move(r));

@@ -75,6 +75,7 @@ bench_report sample_report() {
     t.latency = sample_summary(9e5);
     t.first_decile_p50 = 8e5;
     t.last_decile_p50 = 1.2e6;
+    t.exit_to_callback = sample_summary(4.2e4);
     t.floor_method = "vfork";
     t.floor_processes = 8;
     t.floor_seconds = 1.02;
@@ -90,6 +91,7 @@ bench_report sample_report() {
     no_floor.floor_failures.clear();
     no_floor.floor_per_second = 0;
     no_floor.floor_note = "drover_floor not found (set DROVER_FLOOR)";
+    no_floor.exit_to_callback = {};  // a workload that does not stamp its exit
     r.throughput = {t, no_floor};
     r.elapsed = 12.5;
     r.warnings = {"the machine was busy: load average 0.2 before, 1.8 after"};
@@ -161,6 +163,7 @@ TEST(BenchJson, ReadsReportsFromBeforeTheThroughputFloor) {
         for (const char* k : {"floor_method", "floor_processes", "floor_seconds", "floor_spawns", "floor_failures",
                               "floor_per_second", "floor_ratio", "floor_note"})
             t.erase(k);
+    for (auto& t : j["throughput"]) t.erase("exit_to_callback");
     bench_report back = report_from_json(j);
     EXPECT_EQ(back.params.spawn_threads, 0u);
     EXPECT_EQ(back.machine.mhz_before, 0);
@@ -169,6 +172,8 @@ TEST(BenchJson, ReadsReportsFromBeforeTheThroughputFloor) {
     EXPECT_TRUE(back.throughput[0].floor_method.empty());
     EXPECT_EQ(back.throughput[0].floor_ratio(), 0);
     EXPECT_EQ(format_table(back).find("floor/s"), std::string::npos);
+    EXPECT_EQ(back.throughput[0].exit_to_callback.n, 0u);
+    EXPECT_EQ(format_table(back).find("exit→cb"), std::string::npos);
     // Present but wrong is still an error that names the field.
     nlohmann::json bad = to_json(sample_report());
     bad["throughput"][0]["floor_processes"] = -3;
@@ -191,6 +196,11 @@ TEST(BenchJson, ThroughputTablesShowTheFloorAndTheRatio) {
     }
     EXPECT_NE(format_table(r).find("floor/s"), std::string::npos);
     EXPECT_NE(format_markdown(r).find("| drover ÷ floor |"), std::string::npos);
+    // exit→callback: a column when some row measured it, a dash-free value per measured row.
+    EXPECT_NE(format_table(r).find("exit→cb p50"), std::string::npos) << format_table(r);
+    EXPECT_NE(format_markdown(r).find("| exit→callback p99 |"), std::string::npos);
+    EXPECT_NE(format_csv(r).find("c8 exit_to_callback"), std::string::npos) << format_csv(r);
+    EXPECT_EQ(format_csv(r).find("c128 exit_to_callback"), std::string::npos);
     r.throughput.pop_back();
     r.throughput[0] = sample_report().throughput[1];
     EXPECT_EQ(format_table(r).find("floor/s"), std::string::npos);

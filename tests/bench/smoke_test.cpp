@@ -322,8 +322,33 @@ TEST(BenchSmoke, ThroughputCountsSpawnsAtEachConcurrency) {
         EXPECT_GE(t.seconds, 0.3);
         EXPECT_EQ(t.latency.n, t.spawns);
         EXPECT_GT(t.first_decile_p50, 0);
+        EXPECT_EQ(t.exit_to_callback.n, 0u);  // a program that does not stamp its exit
     }
     EXPECT_EQ(r.throughput[1].concurrency, 4);
+    EXPECT_EQ(test::zombie_children(), 0);
+}
+
+// The exec-static workload stamps each child's exit on its coroutine's pipe: one exit→callback
+// latency per spawn, positive, and shorter than the longest spawn→reap (which contains it).
+TEST(BenchSmoke, ThroughputOfTheStaticHelperMeasuresExitToCallback) {
+    if (!static_helper_built()) GTEST_SKIP() << "built with DROVER_BUILD_BENCH=OFF: no drover_static_true";
+    bench_config cfg;
+    cfg.sets = {namespace_set{}, namespace_set{ns::pid}};
+    cfg.concurrency = {1, 4};
+    cfg.duration = 0.3;
+    cfg.work.how = workload::kind::exec_static;
+    cfg.work.path = static_helper_path();
+    bench_report r;
+    run_throughput(cfg, r, {});
+    ASSERT_EQ(r.throughput.size(), 4u);
+    for (const throughput_result& t : r.throughput) {
+        EXPECT_TRUE(t.failures.empty());
+        EXPECT_GT(t.spawns, 0u);
+        EXPECT_EQ(t.exit_to_callback.n, t.spawns);
+        EXPECT_GT(t.exit_to_callback.min, 0);
+        EXPECT_LT(t.exit_to_callback.max, t.latency.max);
+    }
+    EXPECT_NE(format_table(r).find("exit→cb p50"), std::string::npos);
     EXPECT_EQ(test::zombie_children(), 0);
 }
 

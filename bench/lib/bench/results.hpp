@@ -94,6 +94,9 @@ struct throughput_result {
     summary latency;              ///< spawn→reap of each completed spawn
     double first_decile_p50 = 0;  ///< p50 of the first tenth of spawns (by start time)
     double last_decile_p50 = 0;   ///< p50 of the last tenth
+    /// From a child's last instruction (the exec-static program's clock stamp) to its
+    /// coroutine running again after the exit was reaped; n = 0 for other workloads.
+    summary exit_to_callback;
     /// The throughput floor, run right after drover's point for the same time: `floor_processes`
     /// drover_floor processes (the concurrency, at most 64), each spawning the floor back to
     /// back (docs/bench.md). Not measured: floor_method is empty and floor_note says why.
