@@ -58,8 +58,9 @@ struct away_launch {
 };
 
 // Whether this spawn goes to a spawner thread: threads are on, other children of this process
-// are alive or being spawned (called before this spawn's own spawn_under_way), and a spawner
-// is free. true reserves that spawner for hand_off().
+// are alive or being spawned (called before this spawn's own spawn_under_way) in at least the
+// thread count, and a spawner thread exists or can be made. true reserves a spawner for
+// hand_off(): an idle one, a new one, or a place in the queue of the busy ones.
 // `threads`: the spawn's own setting (launch_extras::spawn_threads), 0 for the process's.
 bool should_hand_off(unsigned threads) noexcept;
 

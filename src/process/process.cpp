@@ -323,6 +323,9 @@ asio::awaitable<process> detail::spawn_coro(asio::any_io_executor ex, prepared_s
         auto cs = co_await asio::this_coro::cancellation_state;
         if (cs.cancelled() != asio::cancellation_type::none)
             throw std::system_error(asio::error::operation_aborted, "spawning");
+        // A spawner thread of the process's table made the pidfd there: it shows the
+        // table's extent as an inline spawn's would (most spawns of a burst go this way).
+        if (!own && job->child.pidfd) detail::note_table_extent(job->child.pidfd.get());
         if (job->concluded) co_return process(std::move(ex), std::move(job->child));
         child = std::move(job->child);
     } else if (!launch(spec, child, failure, extras)) {

@@ -8,8 +8,10 @@
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
 #include <asio/io_context.hpp>
+#include <asio/redirect_error.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/use_awaitable.hpp>
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <dirent.h>
@@ -35,10 +37,11 @@ using test::helper;
 using test::poll_until;
 using test::zombie_children;
 
-// Sets the spawner threads for one test and puts back 1 however it ends.
+// Sets the spawner threads for one test and puts back the setting it found however it ends.
 struct threads_for_test {
-    explicit threads_for_test(unsigned n) { set_spawn_threads(n); }
-    ~threads_for_test() { set_spawn_threads(1); }
+    explicit threads_for_test(unsigned n) : was(spawn_threads()) { set_spawn_threads(n); }
+    ~threads_for_test() { set_spawn_threads(was); }
+    unsigned was;
 };
 
 
@@ -159,6 +162,53 @@ TEST(SpawnThreads, ABurstIsAsManyOtherChildrenAsThreads) {
     EXPECT_EQ(with_two.handed_off, before_two.handed_off);
     EXPECT_EQ(with_two.inline_spawns, before_two.inline_spawns + 1);
     EXPECT_EQ(with_three.handed_off, before_three.handed_off + 1);
+    EXPECT_EQ(children_of_this_process(), 0);
+}
+
+// In a burst no spawn runs on the caller's thread, even with the one spawner busy: the rest
+// queue for it, so the loop is never held in a clone3 while exits wait. Every queued spawn
+// completes once with its own exit code.
+TEST(SpawnThreads, ABurstQueuesForBusySpawnersInsteadOfHoldingTheLoop) {
+    threads_for_test threads(2);
+    asio::io_context io;
+    spawn_thread_stats before{}, after{};
+    int right = 0;
+    asio::co_spawn(
+        io,
+        [&]() -> asio::awaitable<void> {
+            auto ex = co_await asio::this_coro::executor;
+            std::vector<process> kept;
+            for (int i = 0; i < 2; ++i) kept.push_back(co_await spawn(ex, sleeping("30")));
+            before = spawn_thread_counters();
+            // Twelve spawns started at once: one spawner, so eleven wait in its queue.
+            auto results = std::make_shared<std::vector<int>>();
+            int pending = 12;
+            asio::steady_timer all_done(ex, std::chrono::steady_clock::time_point::max());
+            for (int i = 0; i < 12; ++i)
+                asio::co_spawn(
+                    ex,
+                    [&, results, i]() -> asio::awaitable<void> {
+                        auto ex2 = co_await asio::this_coro::executor;
+                        process p = co_await spawn(ex2, exiting_with(20 + i));
+                        results->push_back((co_await p.wait()).code() - 20);
+                        if (--pending == 0) all_done.cancel();
+                    },
+                    asio::detached);
+            asio::error_code ec;
+            co_await all_done.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+            after = spawn_thread_counters();
+            std::sort(results->begin(), results->end());
+            for (int i = 0; i < 12; ++i) right += (*results)[static_cast<std::size_t>(i)] == i;
+            for (process& k : kept) {
+                k.signal(SIGKILL);
+                co_await k.wait();
+            }
+        },
+        asio::detached);
+    io.run();
+    EXPECT_EQ(right, 12);
+    EXPECT_EQ(after.handed_off, before.handed_off + 12);
+    EXPECT_EQ(after.inline_spawns, before.inline_spawns) << "a burst spawn ran on the caller's thread";
     EXPECT_EQ(children_of_this_process(), 0);
 }
 

@@ -33,7 +33,7 @@ struct bench_options {
     std::uint64_t seed = 1;
     std::string concurrency;
     double duration = 2.0;
-    unsigned spawn_threads = 0;  // 0: the process-wide setting (1, or DROVER_SPAWN_THREADS)
+    unsigned spawn_threads = 0;  // 0: the process-wide setting (the CPUs, or DROVER_SPAWN_THREADS)
     bool peers = false;
     bool probe = false;
     std::string floors = "helper";
@@ -366,7 +366,7 @@ command_main add_bench_command(CLI::App& app, command_check* check) {
     sub->add_option("--duration", o->duration, "seconds per throughput point (default 2)");
     add_spawn_threads_option(*sub, o->spawn_threads,
                              "threads that may run clone3 for the throughput runs' spawns, 1 to 256 or auto (the "
-                             "CPUs); default 1 (or $DROVER_SPAWN_THREADS): the event-loop thread only");
+                             "CPUs); default auto (or $DROVER_SPAWN_THREADS); 1: the event-loop thread only");
     sub->add_flag("--peers", o->peers,
                   "compare user+pid+mnt+uts+ipc+net /bin/true with unshare(1), bwrap and runc");
     sub->add_flag("--probe", o->probe,

@@ -51,7 +51,7 @@ struct parallel_options {
     std::string on_max_output = "truncate";
     unsigned warm = 0;
     bool warm_prestart = false;
-    unsigned spawn_threads = 0;  // 0: the process-wide setting (1, or DROVER_SPAWN_THREADS)
+    unsigned spawn_threads = 0;  // 0: the process-wide setting (the CPUs, or DROVER_SPAWN_THREADS)
     std::string shard;
     std::string shard_by = "line";
     std::vector<std::string> resume;
@@ -580,7 +580,7 @@ command_main add_parallel_command(CLI::App& app, command_check* check) {
                 "drover_ready_stub for its argv and env; a start is one message and one execve (docs/warm.md)");
     add_spawn_threads_option(*p, o->spawn_threads,
                              "threads that may run clone3 for a burst of starts, 1 to 256 or auto (the CPUs); "
-                             "default 1 (or $DROVER_SPAWN_THREADS): the event-loop thread only");
+                             "default auto (or $DROVER_SPAWN_THREADS); 1: the event-loop thread only");
     p->add_option("--shard", o->shard,
                   "run only slice K of N of the input (K/N, K from 0); auto: the Slurm array task's slice "
                   "(SLURM_ARRAY_TASK_*); auto/N: Slurm's or a Kubernetes Indexed Job's (JOB_COMPLETION_INDEX)");

@@ -45,7 +45,7 @@ struct supervise_options {
     bool no_cgroups = false;
     bool no_control = false;
     bool check = false;
-    unsigned spawn_threads = 0;  // 0: the process-wide setting (1, or DROVER_SPAWN_THREADS)
+    unsigned spawn_threads = 0;  // 0: the process-wide setting (the CPUs, or DROVER_SPAWN_THREADS)
 };
 
 // drover under systemd (Type=notify): where to say READY=1, STOPPING=1 and WATCHDOG=1. Taken
@@ -302,7 +302,7 @@ command_main add_supervise_command(CLI::App& app) {
                                            "$XDG_RUNTIME_DIR/drover/supervise.sock, /run/drover/supervise.sock for root)");
     add_spawn_threads_option(*sub, o->spawn_threads,
                              "threads that may run clone3 when many services start at once, 1 to 256 or auto (the "
-                             "CPUs); default 1 (or $DROVER_SPAWN_THREADS): the event-loop thread only");
+                             "CPUs); default auto (or $DROVER_SPAWN_THREADS); 1: the event-loop thread only");
     sub->add_option("--metrics-listen", o->metrics_listen,
                     "serve Prometheus metrics (GET /metrics, text format 0.0.4) on ADDR: 127.0.0.1:PORT, "
                     "[::1]:PORT, localhost:PORT (PORT 0: any free port, logged) or unix:PATH (mode 0600); "

@@ -6,13 +6,15 @@
 namespace drover {
 
 /// The number of threads that may run clone3 for spawn() at once, process-wide, the calling
-/// loop's own thread counted. 1 (the default) spawns on the caller's thread only, as a plain
-/// posix_spawn would. With n >= 2 a spawn is handed to one of n - 1 spawner threads when at
-/// least n other children of this process are alive or being spawned (a burst: then the
-/// children can keep the CPUs busy and the caller's thread, competing with them, falls behind;
-/// with fewer, a CPU is free and the caller's thread is faster than any hand-off) and one is
-/// idle; otherwise the caller's thread does it. On the posix_spawn-style path the spawner thread is held until the
-/// child has exec'd, which is why one thread cannot keep more than one CPU spawning.
+/// loop's own thread counted. The default is the CPUs this process may run on; 1 spawns on the
+/// caller's thread only, as a plain posix_spawn would. With n >= 2 a spawn goes to one of
+/// n - 1 spawner threads when at least n other children of this process are alive or being
+/// spawned (a burst: the children can keep the CPUs busy, and a caller's thread held in each
+/// vfork-style clone3 would leave their exits waiting), queued behind the busy ones if none
+/// is idle; with fewer, a CPU is free and the caller's thread is faster than any hand-off. On
+/// the posix_spawn-style path the thread that clones is held until the child has exec'd,
+/// which is why one thread cannot keep more than one CPU spawning, and why a loop that
+/// clones for itself in a burst is late to every exit.
 ///
 /// Exit waits, output and timings stay on the caller's executor; the completion is delivered
 /// there. Spawns into a warm pool's sets always run on the caller's thread.
