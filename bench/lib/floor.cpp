@@ -63,6 +63,7 @@ enum exit_code : int {
     proc_failed = 121,
     lo_failed = 122,
     maps_failed = 123,
+    time_failed = 124,
     sync_failed = 126,
     exec_failed = 127,
 };
@@ -98,6 +99,8 @@ const char* child_failure(int code) {
             return "bringing lo up";
         case maps_failed:
             return "writing its own id maps";
+        case time_failed:
+            return "unsharing a time namespace";
         case sync_failed:
             return "waiting for id maps";
         case exec_failed:
@@ -121,6 +124,8 @@ int vfork_child(void* raw) noexcept {
         (!write_own("/proc/self/uid_map", p.uid_map) || !write_own("/proc/self/setgroups", "deny") ||
          !write_own("/proc/self/gid_map", p.gid_map)))
         ::_exit(maps_failed);
+    // For its future self: entered at execve, in the new program's memory, not ours.
+    if ((p.clone_flags & CLONE_NEWTIME) && ::unshare(CLONE_NEWTIME) != 0) ::_exit(time_failed);
     floor_child(p, a->argv);
 }
 
@@ -162,8 +167,9 @@ floor_sample spawn_vfork(const floor_plan& p, char* const* argv) {
     vfork_arg arg{&p, argv};
     int pidfd = -1;
     const std::int64_t start = floor_now_ns();
-    int pid = ::clone(vfork_child, stack,
-                      static_cast<int>(p.clone_flags) | CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD,
+    // CLONE_NEWTIME shares its bit with clone(2)'s exit signal: the child unshares it.
+    const int flags = static_cast<int>(p.clone_flags & ~static_cast<std::uint64_t>(CLONE_NEWTIME));
+    int pid = ::clone(vfork_child, stack, flags | CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD,
                       &arg, &pidfd);
     s.clone_ns = floor_now_ns() - start;
     if (pid < 0) {
@@ -288,7 +294,7 @@ floor_plan floor_plan::make(std::uint64_t flags, floor_method method, bool setup
                             std::vector<std::string> argv) {
     floor_plan p;
     p.clone_flags = flags;
-    p.method = (flags & CLONE_NEWTIME) || !floor_vfork_available() ? floor_method::fork : method;
+    p.method = !floor_vfork_available() ? floor_method::fork : method;
     p.setup = setup;
     if (setup && (flags & CLONE_NEWUSER)) {
         p.uid_map = "0 " + std::to_string(::getuid()) + " 1\n";

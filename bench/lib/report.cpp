@@ -229,7 +229,7 @@ std::string format_table(const bench_report& r) {
       << (m.floor_source.empty() ? "–" : m.floor_source)
       << fmt::format("; load average {:.2f} → {:.2f}; CPU clock {:.0f} → {:.0f} MHz\n", m.load_before,
                      m.load_after, m.mhz_before, m.mhz_after);
-    o << "floor: the fastest raw method (vfork-style; (f) fork-style, which a time namespace needs) with "
+    o << "floor: the fastest raw method (vfork-style; (f) fork-style, where vfork is not available) with "
          "drover's default setup; bare: namespaces only; fork: fork-style with the setup.\n"
          "drover's share = drover − floor; setup share = floor − bare (docs/bench.md)\n\n";
     if (!r.combos.empty()) {
@@ -388,8 +388,8 @@ std::string format_markdown(const bench_report& r) {
       << (m.clone_method.empty() ? "–" : m.clone_method) << "; floors: " << m.floor_source
       << fmt::format("; load average {:.2f} before, {:.2f} after.\n\n", m.load_before, m.load_after);
     if (!r.combos.empty()) {
-        o << "The floor is the fastest raw method (vfork-style; *(f)* fork-style, which a time namespace "
-             "needs) doing drover's default setup; *bare* creates the namespaces only; *fork* is the "
+        o << "The floor is the fastest raw method (vfork-style; *(f)* fork-style, where vfork is not "
+             "available) doing drover's default setup; *bare* creates the namespaces only; *fork* is the "
              "fork-style floor with the setup. drover's share is drover − floor, the setup share "
              "floor − bare (p50; [docs/bench.md](docs/bench.md)).\n\n"
           << "| namespaces | drover p50 | p90 | floor p50 | drover ÷ floor [95 % CI] | bare p50 | fork p50 "

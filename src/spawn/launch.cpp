@@ -401,20 +401,24 @@ int chosen_clone() noexcept {
     return forced >= 0 ? forced : clone_from_env();
 }
 
-// Whether this spec can take the vfork path: no time namespace (entering one remaps the vDSO
-// time page of the entering task's memory, which with CLONE_VM would be ours). What the parent
-// must do before execve (explicit id maps, v1 cgroup joins) the map writer thread does.
+// Whether this spec can take the vfork path. A time namespace may: a CLONE_VM child does not
+// enter one at clone3 (copy_namespaces skips timens_on_fork for CLONE_VM) nor at unshare
+// (that only sets time_for_children); it enters at execve, after the new memory is in
+// place (exec_task_namespaces after exec_mmap), so the vDSO page remapped is the job's, not
+// ours. What the parent must do before execve (explicit id maps, v1 cgroup joins) the map
+// writer thread does.
 bool use_vfork(const prepared_data& d) noexcept {
     if (chosen_clone() == static_cast<int>(clone_method::fork)) return false;
-    return !d.spec.namespaces.has(ns::time) && !d.setup_may_block && vfork_allowed_by_build() &&
-           !vfork_refused.load(std::memory_order_relaxed);
+    return !d.setup_may_block && vfork_allowed_by_build() && !vfork_refused.load(std::memory_order_relaxed);
 }
 
 // Whether a spec that may take the vfork path takes the vm path instead: when asked for, and
 // when nothing needs the parent between clone3 and execve (the map writer would have to wait
-// for the child on some thread, which is what the vm path avoids).
+// for the child on some thread, which is what the vm path avoids). Not with a time namespace:
+// before Linux 5.18 only a vfork child (vfork_done set) entered it at execve, and a CLONE_VM
+// child without CLONE_VFORK would run the job in ours.
 bool use_vm(const prepared_data& d) noexcept {
-    return !d.hold && chosen_clone() == static_cast<int>(clone_method::vm);
+    return !d.hold && chosen_clone() == static_cast<int>(clone_method::vm) && !d.spec.namespaces.has(ns::time);
 }
 
 // The stack a vfork child runs on until its execve: one per thread (the thread is suspended

@@ -45,9 +45,10 @@ struct floor_plan {
     bool exec = false;
     std::vector<std::string> argv;  ///< argv[0] is the absolute path executed
 
-    /// The plan for these CLONE_NEW* flags. A time namespace cannot be created with CLONE_VM
-    /// (entering it remaps the vDSO of the caller's memory), so the method is fork there, and
-    /// where floor_vfork_available() is false.
+    /// The plan for these CLONE_NEW* flags; the method is fork where floor_vfork_available()
+    /// is false. A time namespace on the vfork path is made by the child's
+    /// unshare(CLONE_NEWTIME) (clone(2) has no bit for it) and entered at its execve, as
+    /// drover's child does.
     static floor_plan make(std::uint64_t clone_flags, floor_method method, bool setup, bool exec,
                            std::vector<std::string> argv);
 };

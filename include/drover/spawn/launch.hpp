@@ -49,19 +49,22 @@ private:
 /// How launch() creates a child.
 enum class clone_method : unsigned char {
     /// fork-style clone3: the child gets a copy-on-write copy of the parent's memory, and the
-    /// parent goes on at once (needed when the parent acts between clone3 and execve: id maps
-    /// of a user namespace, v1 cgroup joins).
+    /// parent goes on at once (sanitizer builds, other architectures, file ops that may
+    /// block in the child, DROVER_CLONE=fork).
     fork,
     /// posix_spawn-style clone3 with CLONE_VM | CLONE_VFORK: no page tables copied, no
     /// copy-on-write faults afterwards; the launching thread waits until the child has called
-    /// execve (or failed). Used when the spec allows it (no explicit id maps, no time
-    /// namespace, no cgroup joins), on x86-64, outside sanitizer builds.
+    /// execve (or failed). Used when the spec allows it (no file op that may block), on
+    /// x86-64, outside sanitizer builds; explicit id maps and v1 cgroup joins are written by
+    /// a map-writer thread meanwhile, and a time namespace is entered at the child's execve.
     vfork,
     /// clone3 with CLONE_VM but without CLONE_VFORK: no page tables copied, and the launching
     /// thread goes on at once; the child runs its setup on a stack and thread pointer of its
     /// own in our memory, which launched_child::memory keeps until the kernel says the child
-    /// has left it (CLONE_CHILD_CLEARTID, at execve or exit). Same conditions as vfork; the
-    /// report comes through a pipe, as on the fork path. DROVER_CLONE=vm or force_clone_method.
+    /// has left it (CLONE_CHILD_CLEARTID, at execve or exit). Same conditions as vfork, and
+    /// nothing for the parent to do before execve, and no time namespace (which kernels
+    /// before 5.18 entered at execve only for vfork children); the report comes through a
+    /// pipe, as on the fork path. DROVER_CLONE=vm or force_clone_method.
     vm,
 };
 
