@@ -70,10 +70,11 @@ asio::awaitable<void> spawner(prepared_spawn p, int stamp_fd, launch_extras extr
             process child = co_await spawn(ex, p, extras);
             exit_status status = co_await child.wait();
             // The callback: this coroutine runs again because its child's exit was reaped.
-            const std::int64_t resumed = stamp_fd >= 0 ? realtime_ns() : 0;
-            if (stamp_fd >= 0)
+            if (stamp_fd >= 0) {
+                const std::int64_t resumed = realtime_ns();
                 if (const std::int64_t stamp = read_stamp(stamp_fd); stamp > 0)
                     st.exit_to_callback.push_back(resumed - stamp);
+            }
             if (status.success())
                 st.done.push_back({start, floor_now_ns() - start});
             else
@@ -209,29 +210,19 @@ void run_throughput(const bench_config& cfg, bench_report& report, const progres
         for (int conc : cfg.concurrency) {
             if (progress) progress({"throughput", step, total});
             shared_state st;
-            std::vector<sys::unique_fd> stamp_reads, stamp_writes;
+            // Each coroutine's pipe, both ends open for the whole point: the spec holds the write
+            // end's number, which each child dup2s.
+            std::vector<sys::pipe_fds> stamps;
             std::vector<prepared_spawn> specs;
-            std::vector<int> stamp_fds;
             for (int k = 0; k < conc; ++k) {
-                int read_fd = -1;
-                sys::unique_fd write_end;
-                if (stamp) {
-                    sys::pipe_fds fds = sys::pipe(O_NONBLOCK).value("throughput: a pipe for exit stamps");
-                    read_fd = fds.read.get();
-                    stamp_reads.push_back(std::move(fds.read));
-                    write_end = std::move(fds.write);
-                }
-                // The spec holds the number; each child dup2s it, so it stays open for the point.
-                specs.push_back(coroutine_spec(spec, write_end.get()));
-                stamp_fds.push_back(read_fd);
-                if (write_end) stamp_writes.push_back(std::move(write_end));
+                if (stamp) stamps.push_back(sys::pipe(O_NONBLOCK).value("throughput: a pipe for exit stamps"));
+                specs.push_back(coroutine_spec(spec, stamp ? stamps.back().write.get() : -1));
             }
             asio::io_context io(1);
             const std::int64_t begin = floor_now_ns();
             st.deadline = begin + static_cast<std::int64_t>(cfg.duration * 1e9);
-            for (int k = 0; k < conc; ++k)
-                asio::co_spawn(io, spawner(specs[static_cast<std::size_t>(k)], stamp_fds[static_cast<std::size_t>(k)], extras, st),
-                               asio::detached);
+            for (std::size_t k = 0; k < specs.size(); ++k)
+                asio::co_spawn(io, spawner(specs[k], stamp ? stamps[k].read.get() : -1, extras, st), asio::detached);
             io.run();
             const std::int64_t end = floor_now_ns();
 
