@@ -10,11 +10,13 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <charconv>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fmt/format.h>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -336,6 +338,21 @@ void usage(const char* self) {
                  self, self);
 }
 
+// A whole number in [lo, hi] for `flag`, or false after a one-line error naming it.
+template <class T>
+bool whole(const char* flag, std::string_view text, T lo, T hi, T& out) {
+    T v{};
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+    if (ec != std::errc() || end != text.data() + text.size() || text.empty() || v < lo || v > hi) {
+        std::fprintf(stderr, "drover_bench_sandbox: %s: '%.*s' is not a whole number from %s to %s\n", flag,
+                     static_cast<int>(text.size()), text.data(), std::to_string(lo).c_str(),
+                     std::to_string(hi).c_str());
+        return false;
+    }
+    out = v;
+    return true;
+}
+
 bool parse(int argc, char** argv, options& o) {
     for (int i = 1; i < argc; ++i) {
         std::string a = argv[i];
@@ -348,17 +365,15 @@ bool parse(int argc, char** argv, options& o) {
         };
         const char* v = nullptr;
         if (a == "-n" || a == "--count") {
-            if (!(v = value("a number"))) return false;
-            o.count = std::atoi(v);
+            if (!(v = value("a number")) || !whole("-n", v, 1, 1'000'000, o.count)) return false;
         } else if (a == "--warmup") {
-            if (!(v = value("a number"))) return false;
-            o.warmup = std::atoi(v);
+            if (!(v = value("a number")) || !whole("--warmup", v, 0, 100'000, o.warmup)) return false;
         } else if (a == "--seed") {
-            if (!(v = value("a number"))) return false;
-            o.seed = std::strtoull(v, nullptr, 10);
+            if (!(v = value("a number")) ||
+                !whole("--seed", v, std::uint64_t{0}, std::numeric_limits<std::uint64_t>::max(), o.seed))
+                return false;
         } else if (a == "--cpu") {
-            if (!(v = value("a CPU number or -1"))) return false;
-            o.cpu = std::atoi(v);
+            if (!(v = value("a CPU number or -1")) || !whole("--cpu", v, -1, CPU_SETSIZE - 1, o.cpu)) return false;
         } else if (a == "--program") {
             if (!(v = value("a path"))) return false;
             o.program = v;
@@ -384,10 +399,6 @@ bool parse(int argc, char** argv, options& o) {
             usage(argv[0]);
             return false;
         }
-    }
-    if (o.count < 1 || o.warmup < 0) {
-        std::fprintf(stderr, "-n must be >= 1 and --warmup >= 0\n");
-        return false;
     }
     return true;
 }

@@ -74,6 +74,9 @@ TEST(BenchCli, MalformedConcurrencyExits2) {
     expect_usage_error("--ns none -n 1 --concurrency 1,x,8", "--concurrency");
     expect_usage_error("--ns none -n 1 --concurrency 1,,8", "--concurrency");
     expect_usage_error("--ns none -n 1 --concurrency 0", "--concurrency");
+    expect_usage_error("--ns none -n 1 --concurrency 8x", "--concurrency");
+    expect_usage_error("--ns none -n 1 --concurrency +8", "--concurrency");
+    expect_usage_error("--ns none -n 1 --concurrency 99999999999", "--concurrency");
 }
 TEST(BenchCli, BadWorkloadExits2) {
     expect_usage_error("--ns none -n 1 --workload sleep", "--workload");

@@ -3,6 +3,7 @@
 // terminal and to JSON, CSV, Markdown and SVG files.
 #include <unistd.h>
 
+#include <charconv>
 #include <cstdio>
 #include <fmt/format.h>
 #include <fstream>
@@ -114,14 +115,9 @@ std::vector<int> parse_concurrency(const std::string& text) {
     while (begin <= text.size()) {
         std::size_t end = std::min(text.find(',', begin), text.size());
         std::string part = text.substr(begin, end - begin);
-        std::size_t used = 0;
         int v = 0;
-        try {
-            v = std::stoi(part, &used);
-        } catch (const std::exception&) {
-            used = 0;
-        }
-        if (part.empty() || used != part.size() || v < 1 || v > 4096)
+        auto [stop, ec] = std::from_chars(part.data(), part.data() + part.size(), v);
+        if (part.empty() || ec != std::errc() || stop != part.data() + part.size() || v < 1 || v > 4096)
             throw usage_problem{"--concurrency: \"" + part + "\" in \"" + text +
                                 "\" is not a count from 1 to 4096 (expected a list like 1,8,64)"};
         out.push_back(v);
