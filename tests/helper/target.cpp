@@ -31,6 +31,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstddef>
 #include <cstdio>
 #include <cstdlib>
@@ -247,8 +248,12 @@ int main(int argc, char** argv) {
         std::printf("%lld %lld\n", static_cast<long long>(m.tv_sec), static_cast<long long>(b.tv_sec));
         return 0;
     }
-    if (mode == "sleep") {
-        ::sleep(static_cast<unsigned>(arg(2)));
+    if (mode == "sleep") {  // seconds, fractions too (0.5)
+        double secs = argc > 2 ? std::strtod(argv[2], nullptr) : 0;
+        if (!(secs > 0)) return 0;
+        timespec t{static_cast<time_t>(secs), static_cast<long>((secs - static_cast<double>(static_cast<time_t>(secs))) * 1e9)};
+        while (::nanosleep(&t, &t) != 0 && errno == EINTR) {
+        }
         return 0;
     }
     if (mode == "ignore-term") {
