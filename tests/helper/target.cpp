@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <charconv>
 #include <cstddef>
 #include <cstdio>
 #include <cstdlib>
@@ -185,7 +186,19 @@ bool notify(const std::string& msg) {
 int main(int argc, char** argv) {
     if (argc < 2) return 64;
     std::string mode = argv[1];
-    auto arg = [&](int i) { return i < argc ? std::atoll(argv[i]) : 0LL; };
+    // A whole number, or the helper stops with 64: a test that passes "0.2" where a count is
+    // read must fail, not run with 0 (the sleep mode once did).
+    auto arg = [&](int i) {
+        if (i >= argc) return 0LL;
+        long long v = 0;
+        const char* end = argv[i] + std::strlen(argv[i]);
+        auto [stop, ec] = std::from_chars(argv[i], end, v);
+        if (ec != std::errc() || stop != end || stop == argv[i]) {
+            std::fprintf(stderr, "drover_test_helper %s: argument %d '%s' is not a whole number\n", argv[1], i, argv[i]);
+            std::exit(64);
+        }
+        return v;
+    };
     if (mode == "exit") return static_cast<int>(arg(2));
     if (mode == "notify" || mode == "notify-loop") {
         // "\\n" in the argument stands for a newline between assignments.
@@ -249,7 +262,12 @@ int main(int argc, char** argv) {
         return 0;
     }
     if (mode == "sleep") {  // seconds, fractions too (0.5)
-        double secs = argc > 2 ? std::strtod(argv[2], nullptr) : 0;
+        char* end = nullptr;
+        double secs = argc > 2 ? std::strtod(argv[2], &end) : 0;
+        if (argc > 2 && (end == argv[2] || *end != '\0' || !(secs >= 0) || secs > 86400)) {
+            std::fprintf(stderr, "drover_test_helper sleep: '%s' is not a number of seconds\n", argv[2]);
+            return 64;
+        }
         if (!(secs > 0)) return 0;
         timespec t{static_cast<time_t>(secs), static_cast<long>((secs - static_cast<double>(static_cast<time_t>(secs))) * 1e9)};
         while (::nanosleep(&t, &t) != 0 && errno == EINTR) {
