@@ -476,8 +476,6 @@ void bench_heap(std::size_t mib, std::size_t jobs) {
     }
 }
 
-}  // namespace
-
 // A whole number in [lo, hi] from the command line, or a one-line error naming the flag.
 std::optional<std::size_t> count_arg(const char* flag, std::string_view text, std::size_t lo, std::size_t hi) {
     std::size_t v = 0;
@@ -490,17 +488,18 @@ std::optional<std::size_t> count_arg(const char* flag, std::string_view text, st
     return v;
 }
 
+}  // namespace
+
 int main(int argc, char** argv) {
     std::string only;
     bool quick = false;
-    std::vector<std::size_t> sizes = {1000, 10000};
+    std::optional<std::size_t> live;  // default 1000 and 10000, 200 and 1000 with --quick
     long long bytes = 1LL << 30;
-    std::size_t heap_mib = 512;
+    std::optional<std::size_t> heap_mib;  // default 512, 128 with --quick
     for (int i = 1; i < argc; ++i) {
         std::string a = argv[i];
         if (a == "--quick") {
             quick = true;
-            sizes = {200, 1000};
             bytes = 256LL << 20;
         } else if (a == "--only" && i + 1 < argc) {
             only = argv[++i];
@@ -511,11 +510,11 @@ int main(int argc, char** argv) {
         } else if (a == "--live" && i + 1 < argc) {
             auto n = count_arg("--live", argv[++i], 2, 100000);
             if (!n) return 2;
-            sizes = {*n};
+            live = n;
         } else if (a == "--heap" && i + 1 < argc) {
             auto n = count_arg("--heap", argv[++i], 1, 16384);
             if (!n) return 2;
-            heap_mib = *n;
+            heap_mib = n;
         } else {
             std::fprintf(stderr, "usage: %s [--quick] [--only spawn|live|pipe|heap] [--live N] [--heap MiB]\n", argv[0]);
             return 2;
@@ -524,8 +523,10 @@ int main(int argc, char** argv) {
     std::printf("drover_bench_scale: Asio backend %s, IORING_OP_WAITID %s\n", DROVER_SCALE_BACKEND,
                 uring_waitid_supported() ? "available" : "not available");
     if (only.empty() || only == "spawn") bench_spawn_rate(quick ? 64 : 256);
-    if (only.empty() || only == "live") bench_live(sizes);
+    if (only.empty() || only == "live")
+        bench_live(live ? std::vector<std::size_t>{*live} : quick ? std::vector<std::size_t>{200, 1000}
+                                                                  : std::vector<std::size_t>{1000, 10000});
     if (only.empty() || only == "pipe") bench_pipe(bytes, 5);
-    if (only.empty() || only == "heap") bench_heap(quick ? 128 : heap_mib, quick ? 256 : 1024);
+    if (only.empty() || only == "heap") bench_heap(heap_mib.value_or(quick ? 128 : 512), quick ? 256 : 1024);
     return 0;
 }
