@@ -3,15 +3,7 @@
 # and exit status 2, before it measures anything. Usage: sandbox_bench_args.sh PATH_TO_BENCH
 set -u
 bench=$1
-fail() { echo "FAIL: $*"; exit 1; }
-refused() {
-  msg=$("$bench" "$@" 2>&1)
-  rc=$?
-  [ "$rc" -eq 2 ] || fail "$* exited $rc, not 2: $msg"
-  [ "$(printf '%s\n' "$msg" | wc -l)" -eq 1 ] || fail "$*: not one line: $msg"
-  printf '%s\n' "$msg" | grep -q -- "$1: '" || fail "$*: the error does not name $1: $msg"
-  echo "refused: $* -> $msg"
-}
+. "$(dirname "$0")/refused.sh"
 refused -n 0
 refused -n 12x
 refused -n 99999999999999999999

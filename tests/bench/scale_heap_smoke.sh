@@ -4,20 +4,13 @@
 # one-line error naming the flag. Usage: scale_heap_smoke.sh PATH_TO_drover_bench_scale
 set -u
 bench=$1
-fail() { echo "FAIL: $*"; exit 1; }
+. "$(dirname "$0")/refused.sh"
 
 out=$("$bench" --quick --only heap 2>&1) || fail "exit $?: $out"
 echo "$out"
 rows=$(echo "$out" | grep -cE '^(vfork|fork) +(none|6) +128 +[1-9][0-9]* +[1-9][0-9]* +[1-9][0-9]* +[0-9]+\.[0-9]+x$')
 [ "$rows" -eq 4 ] || fail "expected 4 rows with three non-zero rates and a ratio, found $rows"
 
-refused() {
-  msg=$("$bench" "$@" 2>&1)
-  rc=$?
-  [ "$rc" -eq 2 ] || fail "$* exited $rc, not 2"
-  [ "$(printf '%s\n' "$msg" | wc -l)" -eq 1 ] || fail "$*: not one line: $msg"
-  printf '%s\n' "$msg" | grep -q -- "$1" || fail "$*: the error does not name $1: $msg"
-}
 refused --heap 0
 refused --heap 99999999999999999999
 refused --heap 12x
