@@ -10,7 +10,6 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
-#include <charconv>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -26,6 +25,7 @@
 #include <string_view>
 #include <vector>
 
+#include "bench/args.hpp"
 #include "bench/floor.hpp"
 #include "bench/runner.hpp"
 #include "bench/stats.hpp"
@@ -338,19 +338,12 @@ void usage(const char* self) {
                  self, self);
 }
 
-// A whole number in [lo, hi] for `flag`, or false after a one-line error naming it.
+// A whole number in [lo, hi] for `flag` into `out`, or false after a one-line error.
 template <class T>
 bool whole(const char* flag, std::string_view text, T lo, T hi, T& out) {
-    T v{};
-    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-    if (ec != std::errc() || end != text.data() + text.size() || text.empty() || v < lo || v > hi) {
-        std::fprintf(stderr, "drover_bench_sandbox: %s: '%.*s' is not a whole number from %s to %s\n", flag,
-                     static_cast<int>(text.size()), text.data(), std::to_string(lo).c_str(),
-                     std::to_string(hi).c_str());
-        return false;
-    }
-    out = v;
-    return true;
+    auto v = bench::whole_arg("drover_bench_sandbox", flag, text, lo, hi);
+    if (v) out = *v;
+    return v.has_value();
 }
 
 bool parse(int argc, char** argv, options& o) {

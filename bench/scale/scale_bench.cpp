@@ -19,7 +19,6 @@
 #include <asio/steady_timer.hpp>
 #include <asio/use_awaitable.hpp>
 #include <cerrno>
-#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -27,10 +26,10 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
-#include <string_view>
 #include <thread>
 #include <vector>
 
+#include "bench/args.hpp"
 #include "drover/process/exit_waiter.hpp"
 #include "drover/process/limits.hpp"
 #include "drover/process/pool.hpp"
@@ -476,18 +475,6 @@ void bench_heap(std::size_t mib, std::size_t jobs) {
     }
 }
 
-// A whole number in [lo, hi] from the command line, or a one-line error naming the flag.
-std::optional<std::size_t> count_arg(const char* flag, std::string_view text, std::size_t lo, std::size_t hi) {
-    std::size_t v = 0;
-    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-    if (ec != std::errc() || end != text.data() + text.size() || v < lo || v > hi) {
-        std::fprintf(stderr, "drover_bench_scale: %s: '%.*s' is not a whole number from %zu to %zu\n", flag,
-                     static_cast<int>(text.size()), text.data(), lo, hi);
-        return std::nullopt;
-    }
-    return v;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -508,11 +495,11 @@ int main(int argc, char** argv) {
                 return 2;
             }
         } else if (a == "--live" && i + 1 < argc) {
-            auto n = count_arg("--live", argv[++i], 2, 100000);
+            auto n = bench::whole_arg<std::size_t>("drover_bench_scale", "--live", argv[++i], 2, 100000);
             if (!n) return 2;
             live = n;
         } else if (a == "--heap" && i + 1 < argc) {
-            auto n = count_arg("--heap", argv[++i], 1, 16384);
+            auto n = bench::whole_arg<std::size_t>("drover_bench_scale", "--heap", argv[++i], 1, 16384);
             if (!n) return 2;
             heap_mib = n;
         } else {
